@@ -1,0 +1,263 @@
+"""Frozen configuration dataclasses and the preset table; knows nothing of torch or the UI.
+
+Every user mistake is refused here, in ``__post_init__``, with a ValueError that names the field,
+the bad value and what is allowed, before any tensor is allocated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+NORM_NAMES = (
+    "none",
+    "batchnorm",
+    "layernorm",
+    "instancenorm",
+    "groupnorm",
+    "frn",
+    "evonorm_b0",
+    "evonorm_s0",
+    "weightnorm",
+    "sws",
+)
+# Normalizers whose statistics depend on a group count (GroupNorm and EvoNorm-S0).
+GROUPED_NORMS = frozenset({"groupnorm", "evonorm_s0"})
+ARCHS = ("mlp", "cnn", "resnet")
+WN_ACT_PLACEMENTS = ("after_add", "in_branch")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# Presets are plain tables: fixed field values plus, for the VGG-style nets, the per-layer plan.
+# A plan entry is (width, stride).
+_VGG10_PLAN = (
+    (64, 1), (64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 2), (512, 1), (512, 1),
+)
+_VGG20_PLAN = (
+    ((64, 1),) * 3 + ((64, 2),) + ((128, 1),) * 3 + ((128, 2),) + ((256, 1),) * 3 + ((256, 2),)
+    + ((512, 1),) * 3 + ((512, 2),) + ((512, 1),) * 4
+)
+PRESETS: dict[str, dict] = {
+    # The paper's non-residual CNNs: 10 and 20 conv layers, widths 64 -> 512, w/2 = stride 2.
+    "vgg10": {"arch": "cnn", "depth": 10, "width": 64, "plan": _VGG10_PLAN},
+    "vgg20": {"arch": "cnn", "depth": 20, "width": 64, "plan": _VGG20_PLAN},
+    # The paper's code: stem 32, three stages of 9 BasicBlocks with widths 32/64/128.
+    "resnet56": {"arch": "resnet", "depth": 9, "width": 32, "stages": 3},
+}
+
+# Defaults when neither the user nor a preset gives a size: small enough to redraw live on a CPU.
+DEFAULT_DEPTH = {"mlp": 20, "cnn": 10, "resnet": 8}
+DEFAULT_WIDTH = {"mlp": 256, "cnn": 32, "resnet": 16}
+# GroupNorm's default is 32 groups (Wu & He 2018), reduced to a count that divides every width.
+DEFAULT_GROUPS = 32
+MAX_STAGES = 6
+
+
+def _choices(values) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+def _check_int(name: str, value, low: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number >= {low}; got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}; got {value}")
+
+
+def _check_choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"Unknown {name} {value!r}; expected one of {_choices(allowed)}")
+
+
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false; got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What network to build: family, normalizer and sizes.
+
+    ``depth`` counts hidden layers (mlp), conv layers (cnn) or blocks per stage (resnet).
+    ``width`` is the hidden width (mlp, cnn) or the first stage's width (resnet, doubling per stage).
+    Sizes left as ``None`` come from the preset, else from the family's default.
+    """
+
+    arch: str = "resnet"  # one of ARCHS; a preset fixes it
+    norm: str = "batchnorm"  # one of NORM_NAMES
+    depth: int | None = None  # None: preset or DEFAULT_DEPTH[arch]
+    width: int | None = None  # None: preset or DEFAULT_WIDTH[arch]
+    groups: int | None = None  # GroupNorm / EvoNorm-S0 group count; None: from group_size or default
+    group_size: int | None = None  # channels per group, the alternative to groups
+    preset: str | None = None  # one of PRESETS, or None for a free network
+    stages: int | None = None  # resnet only: stages of `depth` blocks; None: preset or 1
+    preact: bool = False  # resnet: pre-activation blocks (He et al. 2016b)
+    skipinit: bool = False  # resnet: learnable branch scale alpha initialised to 0 (De & Smith 2020)
+    # weightnorm resnet: corrected ReLU after each addition (the paper's code) or inside the branch
+    wn_act: str = "after_add"
+    in_channels: int = 3  # input image channels
+    num_classes: int = 10  # classifier outputs; the probe's random labels use the same count
+
+    def __post_init__(self) -> None:
+        _check_choice("normalizer (norm)", self.norm, NORM_NAMES)
+        _check_choice("wn_act", self.wn_act, WN_ACT_PLACEMENTS)
+        _check_bool("preact", self.preact)
+        _check_bool("skipinit", self.skipinit)
+        _check_int("in_channels", self.in_channels)
+        _check_int("num_classes", self.num_classes, low=2)
+        preset = {}
+        if self.preset is not None:
+            _check_choice("preset", self.preset, tuple(PRESETS))
+            preset = PRESETS[self.preset]
+            for name in ("arch", "depth", "width", "stages"):
+                given = getattr(self, name)
+                # arch keeps a default value, so only a different non-default arch conflicts
+                if name == "arch" and given == ModelConfig.arch:
+                    continue
+                if given is not None and name in preset and given != preset[name]:
+                    raise ValueError(
+                        f"preset {self.preset!r} fixes {name}={preset[name]!r}; got {name}={given!r}. "
+                        f"Leave {name} unset or drop the preset."
+                    )
+            object.__setattr__(self, "arch", preset["arch"])
+        _check_choice("architecture (arch)", self.arch, ARCHS)
+        if self.depth is None:
+            object.__setattr__(self, "depth", preset.get("depth", DEFAULT_DEPTH[self.arch]))
+        if self.width is None:
+            object.__setattr__(self, "width", preset.get("width", DEFAULT_WIDTH[self.arch]))
+        _check_int("depth", self.depth)
+        _check_int("width", self.width)
+        if self.arch == "resnet":
+            if self.stages is None:
+                object.__setattr__(self, "stages", preset.get("stages", 1))
+            _check_int("stages", self.stages)
+            if self.stages > MAX_STAGES:
+                raise ValueError(f"stages must be between 1 and {MAX_STAGES}; got {self.stages}")
+        elif self.stages is not None:
+            raise ValueError(f"stages applies to arch 'resnet' only; got stages={self.stages!r} "
+                             f"with arch {self.arch!r}")
+        if self.arch != "resnet" and (self.preact or self.skipinit):
+            raise ValueError(f"preact and skipinit apply to arch 'resnet' only; got arch {self.arch!r}")
+        if self.norm != "weightnorm":
+            object.__setattr__(self, "wn_act", "after_add")  # canonical: the field is unused
+        self._resolve_groups()
+
+    def _resolve_groups(self) -> None:
+        if self.norm not in GROUPED_NORMS:
+            # Canonical form, so configs that build the same network compare (and cache) equal.
+            object.__setattr__(self, "groups", None)
+            object.__setattr__(self, "group_size", None)
+            return
+        widths = self.widths
+        if self.groups is not None and self.group_size is not None:
+            raise ValueError(
+                f"give groups or group_size, not both; got groups={self.groups}, "
+                f"group_size={self.group_size}"
+            )
+        if self.group_size is not None:
+            _check_int("group_size", self.group_size)
+            if self.group_size > min(widths):
+                raise ValueError(
+                    f"group_size {self.group_size} is larger than the width {min(widths)}; "
+                    f"allowed: {_choices(divisors(min(widths)))}"
+                )
+            bad = [w for w in widths if w % self.group_size]
+            if bad:
+                raise ValueError(
+                    f"group_size {self.group_size} does not divide the width {bad[0]}; "
+                    f"allowed: {_choices(common_divisors(widths))}"
+                )
+            return
+        if self.groups is None:
+            object.__setattr__(self, "groups", math.gcd(DEFAULT_GROUPS, *widths))
+        _check_int("groups", self.groups)
+        bad = [w for w in widths if w % self.groups]
+        if bad:
+            raise ValueError(
+                f"Number of groups ({self.groups}) does not divide the width ({bad[0]}); "
+                f"allowed: {_choices(common_divisors(widths))}"
+            )
+
+    def groups_at(self, channels: int) -> int | None:
+        """Group count of a normalizer over ``channels``: fixed count, or channels / group size."""
+        if self.norm not in GROUPED_NORMS:
+            return None
+        if self.group_size is not None:
+            return channels // self.group_size
+        return self.groups
+
+    @property
+    def plan(self) -> tuple[tuple[int, int], ...]:
+        """(width, stride) of every conv layer of a cnn, or of every block of a resnet."""
+        if self.preset is not None and "plan" in PRESETS[self.preset]:
+            return PRESETS[self.preset]["plan"]
+        if self.arch == "resnet":
+            return tuple(
+                (self.width * 2**s, 2 if (s > 0 and b == 0) else 1)
+                for s in range(self.stages)
+                for b in range(self.depth)
+            )
+        return ((self.width, 1),) * self.depth
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Every distinct normalized width in the network, smallest first."""
+        return tuple(sorted({w for w, _ in self.plan}))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def common_divisors(widths) -> list[int]:
+    """Group counts (or group sizes) valid for every width in ``widths``."""
+    return divisors(math.gcd(*widths))
+
+
+def config_from_dict(cls, values: dict):
+    """Build ``cls`` from a mapping, refusing unknown keys by name."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"Unknown {cls.__name__} field(s) {unknown}; expected some of {sorted(known)}")
+    return cls(**values)
+
+
+INPUTS = ("gaussian", "images", "digits")
+MAX_IMAGE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """How to probe a network at initialization: inputs, batch, seeds and device."""
+
+    input: str = "gaussian"  # one of INPUTS; instance vs batch statistics only differ on real images
+    batch_size: int = 64  # N: the rank of any N-sample representation is at most N
+    image_size: int = 32  # H = W of the input images (CIFAR-sized by default)
+    seed: int = 0  # first seed; seed k of a run is seed + k
+    seeds: int = 1  # how many seeds (fresh init and fresh batch each)
+    device: str = "auto"  # 'auto' takes CUDA, then MPS, then the CPU
+    rank_tol: float = 1e-3  # numerical_rank counts singular values above rank_tol * sigma_max
+
+    def __post_init__(self) -> None:
+        _check_choice("input", self.input, INPUTS)
+        _check_int("batch_size", self.batch_size, low=2)  # similarities need two samples
+        _check_int("image_size", self.image_size)
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise ValueError(f"image_size must be between 1 and {MAX_IMAGE_SIZE}; got {self.image_size}")
+        _check_int("seed", self.seed, low=0)
+        _check_int("seeds", self.seeds)
+        _check_choice("device", self.device, DEVICES)
+        if isinstance(self.rank_tol, bool) or not isinstance(self.rank_tol, (int, float)) or not (
+            0 < self.rank_tol < 1
+        ):
+            raise ValueError(f"rank_tol must be a number between 0 and 1 (exclusive); got {self.rank_tol!r}")
+
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        return tuple(range(self.seed, self.seed + self.seeds))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
