@@ -224,7 +224,7 @@ class EvoNormS0(_PerChannel):
 class CorrectedReLU(nn.Module):
     """The activation the paper pairs with Weight Normalization (Arpit et al. 2016).
 
-    sqrt(2pi/(pi-1)) * (relu(x) - 1/sqrt(2pi)), which has mean 0 and variance 1 for x ~ N(0, 1).
+    y = sqrt(2pi/(pi-1)) * (relu(x) - 1/sqrt(2pi)), which has mean 0 and variance 1 for x ~ N(0, 1).
     """
 
     def forward(self, x):
