@@ -70,7 +70,8 @@ def test_sizes_come_from_the_preset():
 
 
 def test_vgg_presets_have_the_papers_widths():
-    assert [w for w, _ in ModelConfig(preset="vgg10").plan] == [64, 64, 128, 128, 256, 256, 512, 512, 512, 512]
+    widths = [w for w, _ in ModelConfig(preset="vgg10").plan]
+    assert widths == [64, 64, 128, 128, 256, 256, 512, 512, 512, 512]
     plan20 = ModelConfig(preset="vgg20").plan
     assert len(plan20) == 20 and plan20[0][0] == 64 and plan20[-1][0] == 512
     assert all(PRESETS[name]["depth"] == len(PRESETS[name].get("plan", ())) for name in ("vgg10", "vgg20"))
