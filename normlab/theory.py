@@ -1,0 +1,404 @@
+"""Closed-form curves to overlay on the probes (spec section 4), each with its source and conditions.
+
+Every curve is a tidy frame keyed like ``run_probes``' output (``layer``, ``index``, ``kind``, ``metric``,
+``value``) plus ``theory``, ``law``, ``label``, ``source`` and ``assumptions`` columns, so a plot joins
+measured and predicted rows on the same keys. Layer names come from the model itself, never guessed.
+The ``*_applies`` helpers say whether a curve's assumptions hold for a config, and why (not).
+Knows nothing of hooks, metrics or the UI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from normlab.config import ModelConfig
+from normlab.models import BLOCK, CONV, build_model
+
+# --- Constants, each with where it comes from -------------------------------------------------------------
+
+# Var(relu(z)) for z ~ N(0, 1): what a block adds when a ReLU follows the addition (De & Smith 2020).
+RELU_VAR = (math.pi - 1) / (2 * math.pi)  # ~0.341
+# He (Kaiming fan-in) init: Var(W x) = 2 E[x^2] per output (He et al. 2015).
+HE_GAIN = 2.0
+# Per-channel (batch-centered) variance of a He-init conv applied to relu(z), z ~ N(0, 1): 2 * RELU_VAR.
+# This is what a pre-activation branch (norm-act-conv) adds to the trunk; its second moment is 1.
+HE_RELU_BRANCH_VAR = HE_GAIN * RELU_VAR  # ~0.682
+# Unnormalized He-init residual blocks double the signal, Var_{l+1} ~ 2 Var_l (De & Smith 2020).
+DOUBLING = 2.0
+# Second-moment gain of a Scaled Weight Standardized conv: each filter has squared norm gain^2 = 2pi/(pi-1).
+SWS_GAIN_SQ = 2 * math.pi / (math.pi - 1)  # ~2.934 (Brock et al. 2021)
+# Weight Normalization with g = 1: each filter has unit norm, so the conv keeps the second moment.
+WN_GAIN_SQ = 1.0
+# BatchNorm + ReLU: ||dL/dz|| grows by sqrt(pi / (pi - 1)) per layer toward the input (Yang et al. 2019).
+BN_GRAD_RATE = math.sqrt(math.pi / (math.pi - 1))  # ~1.2112
+
+SOURCES = {
+    "de_smith_2020": "De & Smith 2020, Batch Normalization Biases Residual Blocks Towards the Identity "
+    "Function in Deep Networks (NeurIPS)",
+    "yang_2019": "Yang et al. 2019, A Mean Field Theory of Batch Normalization (ICLR)",
+    "lubana_2021": "Lubana, Dick & Tanaka 2021, Beyond BatchNorm (NeurIPS)",
+    "daneshmand_2020": "Daneshmand et al. 2020, Batch Normalization Provably Avoids Rank Collapse for "
+    "Randomly Initialised Deep Networks (NeurIPS)",
+}
+
+# Normalizers in the norm slot, dividing by activation statistics: each branch ends at unit scale and a
+# projection shortcut (conv + norm) restarts the trunk at a fixed level.
+SLOT_NORMS = frozenset({"batchnorm", "layernorm", "instancenorm", "groupnorm", "frn"})
+# Normalizers in the activation slot: in a post-activation block they act after the addition, on the trunk.
+TRUNK_NORMS = frozenset({"evonorm_b0", "evonorm_s0"})
+# Nothing divides by activation statistics: He-style signal propagation, the trunk doubles per block.
+UNNORMALIZED = frozenset({"none", "weightnorm", "sws"})
+# Normalizers the rank bounds speak of: the GroupNorm family (LN = one group, IN = one channel) and BN.
+RANK_NORMS = frozenset({"batchnorm", "groupnorm", "layernorm", "instancenorm"})
+RANK_METRICS = ("numerical_rank", "effective_rank", "stable_rank")
+
+THEORY_COLUMNS = ["layer", "index", "kind", "metric", "value", "theory", "law", "label", "source",
+                  "assumptions"]
+
+
+# --- Where the probe points sit ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Block:
+    name: str
+    index: int  # among the net's blocks, forward order (the ``index`` of a measured ``block`` row)
+    stage: int
+    projection: bool  # the shortcut is a conv (+ norm): the shape changes here
+
+
+@functools.lru_cache(maxsize=128)
+def _points(config: ModelConfig) -> tuple[tuple[tuple[str, str], ...], str]:
+    """(name, kind) of every probe point in forward order, and the classifier head's name."""
+    net = build_model(config)
+    head = next(name for name, module in net.named_modules() if module is net.head)
+    return tuple((name, kind) for name, kind, _ in net.probe_points()), head
+
+
+def _names(config: ModelConfig, kind: str) -> list[str]:
+    return [name for name, k in _points(config)[0] if k == kind]
+
+
+def _blocks(config: ModelConfig) -> list[_Block]:
+    """The residual blocks with their stage and whether their shortcut projects (as models.Shortcut)."""
+    names = _names(config, BLOCK)
+    assert len(names) == len(config.plan), "one block per plan entry"
+    blocks, c_in = [], config.width
+    for index, (name, (c_out, stride)) in enumerate(zip(names, config.plan, strict=True)):
+        blocks.append(_Block(name, index, index // config.depth, stride != 1 or c_in != c_out))
+        c_in = c_out
+    return blocks
+
+
+def _frame(rows: list[tuple], config: ModelConfig | None, **meta: str) -> pd.DataFrame:
+    """Rows (layer, index, kind, metric, value) plus the curve's metadata and the config as columns."""
+    frame = pd.DataFrame(rows, columns=THEORY_COLUMNS[:5])
+    frame["index"] = frame["index"].astype("int64")
+    frame["value"] = frame["value"].astype("float64")
+    for key, value in meta.items():
+        frame[key] = value
+    if config is not None:
+        for key, value in config.to_dict().items():
+            frame[key] = pd.Series([value] * len(frame), index=frame.index, dtype=object)
+    frame.attrs.update(meta)
+    return frame
+
+
+# --- Variance of residual block outputs (De & Smith 2020) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VarianceLaw:
+    """How ``act_var`` at the block outputs evolves, block to block.
+
+    ``first`` is the predicted value at the first block (None: the level is not predicted, only the
+    shape); ``reset`` the value at the first block after a normalized projection shortcut (None: no reset).
+    """
+
+    law: str  # "linear", "doubling" or "flat"
+    first: float | None
+    increment: float  # added per block by a linear law
+    reset: float | None
+    assumptions: str
+    source: str = SOURCES["de_smith_2020"]
+
+    def step(self, value: float) -> float:
+        if self.law == "linear":
+            return value + self.increment
+        if self.law == "doubling":
+            return value * DOUBLING
+        return value
+
+
+def _stem_var(config: ModelConfig, input_var: float) -> float | None:
+    """Predicted trunk variance leaving the stem, for inputs of variance ``input_var``."""
+    conv_gain = {"sws": SWS_GAIN_SQ, "weightnorm": WN_GAIN_SQ}.get(config.norm, HE_GAIN)
+    if config.preact:  # the stem is a bare conv
+        return conv_gain * input_var
+    if config.norm in SLOT_NORMS:  # relu of a unit-variance normalized conv
+        return RELU_VAR
+    if config.norm == "weightnorm":  # the corrected ReLU keeps the variance of a centred Gaussian
+        return conv_gain * input_var
+    if config.norm in TRUNK_NORMS:
+        return None  # EvoNorm's data-dependent denominator: no closed form here
+    return RELU_VAR * conv_gain * input_var  # relu of a He / SWS conv output
+
+
+def variance_law(config: ModelConfig, input_var: float = 1.0) -> VarianceLaw:
+    """The variance law of ``config``'s block outputs.
+
+    Raises:
+        ValueError: the config is outside every law's assumptions; the message says why.
+    """
+    if config.arch != "resnet":
+        raise ValueError(f"the block-variance laws are for residual nets (arch 'resnet'); got arch "
+                         f"{config.arch!r}")
+    if config.norm == "weightnorm" and config.wn_act == "after_add" and not config.preact:
+        raise ValueError("weightnorm with the corrected ReLU after each addition compounds and explodes "
+                         "faster than doubling, even with SkipInit (spec section 2); no closed form")
+    stem = _stem_var(config, input_var)
+    if config.skipinit:
+        return _flat_law(config, stem)
+    if config.norm in TRUNK_NORMS:
+        if config.preact:
+            raise ValueError(f"{config.norm} in pre-activation blocks: no closed-form trunk law (the branch "
+                             "variance depends on EvoNorm's data-dependent denominator)")
+        return VarianceLaw(
+            "flat", None, 0.0, None,
+            f"{config.norm} acts after the addition, on the trunk, so the block outputs stay at one level "
+            "(the paper's code); the level is not predicted, only the shape",
+            SOURCES["lubana_2021"],
+        )
+    if config.norm in SLOT_NORMS:
+        return _linear_law(config, stem)
+    return VarianceLaw(
+        "doubling", None if stem is None else DOUBLING * stem, 0.0, None,
+        "He-init residual blocks without activation normalization: the branch carries as much signal as "
+        "the trunk, so Var_{l+1} = 2 Var_l (exact for the second moment E[x^2]; the per-channel variance "
+        "act_var approaches it after a few blocks). No stage resets: the projection shortcut has no norm",
+    )
+
+
+def _linear_law(config: ModelConfig, stem: float) -> VarianceLaw:
+    exactness = ("exact in expectation for batchnorm (unit variance per channel); instancenorm and small "
+                 "groups come close; layernorm, large groups and frn normalize per sample, so the slope is "
+                 "smaller while the growth stays linear")
+    if config.preact:
+        return VarianceLaw(
+            "linear", stem + HE_RELU_BRANCH_VAR, HE_RELU_BRANCH_VAR, 1.0 + HE_RELU_BRANCH_VAR,
+            "pre-activation blocks: each branch (norm-act-conv) adds its own variance (pi-1)/pi ~ 0.68 "
+            "(second moment 1), so Var_{l+1} = Var_l + 0.68; a normalized projection shortcut restarts "
+            f"the trunk at 1 + 0.68 in each new stage; {exactness}",
+        )
+    return VarianceLaw(
+        "linear", stem + RELU_VAR, RELU_VAR, 2 * RELU_VAR,
+        "post-activation blocks: a ReLU follows the addition, so each unit-variance branch adds about "
+        "Var(relu(z)) = (pi-1)/(2pi) ~ 0.34: Var_{l+1} = Var_l + 0.34; a normalized projection shortcut "
+        f"restarts the trunk at relu of a sum of two unit variances (0.68) in each new stage; {exactness}",
+    )
+
+
+def _flat_law(config: ModelConfig, stem: float | None) -> VarianceLaw:
+    if config.norm in SLOT_NORMS:
+        # A normalized shortcut restarts the trunk: at relu(unit) post-activation, at 1 pre-activation.
+        reset = 1.0 if config.preact else RELU_VAR
+        note = f"a normalized projection shortcut sets the level to {reset:.3g} in each new stage"
+    else:
+        reset = None
+        note = "a projection shortcut without normalization shifts the level by its gain (not modelled)"
+    return VarianceLaw(
+        "flat", stem, 0.0, reset,
+        f"SkipInit: alpha = 0, so every block is the identity at initialization and the trunk keeps the "
+        f"stem's variance; {note}",
+    )
+
+
+def variance_applies(config: ModelConfig) -> tuple[bool, str]:
+    """Whether a variance law holds for ``config``'s block outputs, and why (not)."""
+    try:
+        law = variance_law(config)
+    except ValueError as err:
+        return False, str(err)
+    return True, f"{law.law}: {law.assumptions}"
+
+
+def variance_theory(config: ModelConfig, start_var: float | None = None, input_var: float = 1.0,
+                    increment: float | None = None) -> pd.DataFrame:
+    """Predicted ``act_var`` at every block output of a resnet (kind ``block``).
+
+    Linear growth for normalizers in the norm slot, doubling without activation normalization, flat with
+    SkipInit or EvoNorms after the addition; normalized projection shortcuts restart the trunk.
+
+    Args:
+        config: a resnet configuration for which ``variance_applies`` holds.
+        start_var: value at the first block; None takes the law's prediction (1.0 where it predicts only
+            the shape). Pass the measured first block to compare shapes.
+        input_var: variance of the input pixels (the probe inputs are standardized: 1).
+        increment: override of a linear law's per-block increment, e.g. a slope fitted to the measurements.
+
+    Raises:
+        ValueError: the config is outside the laws' assumptions.
+    """
+    law = variance_law(config, input_var)
+    if increment is not None:
+        law = dataclasses.replace(law, increment=increment)
+    value = start_var if start_var is not None else (law.first if law.first is not None else 1.0)
+    rows = []
+    for block in _blocks(config):
+        if block.index > 0:
+            restart = block.projection and law.reset is not None
+            value = law.reset if restart else law.step(value)
+        rows.append((block.name, block.index, BLOCK, "act_var", value))
+    label = {"linear": f"linear, +{law.increment:.3g} per block", "doubling": "doubling per block",
+             "flat": "flat"}[law.law]
+    cite = law.source.split(",")[0]  # "De & Smith 2020" or "Lubana, Dick & Tanaka 2021"
+    return _frame(rows, config, theory="variance", law=law.law, label=f"{label} ({cite})",
+                  source=law.source, assumptions=law.assumptions)
+
+
+# --- Gradient explosion with BatchNorm (Yang et al. 2019) --------------------------------------------------
+
+_GRADIENT_ASSUMPTIONS = (
+    "batchnorm + ReLU in a plain (non-residual) net at initialization, batch statistics (train mode); the "
+    "mean-field limit: holds at large width and batch (within a few percent at width 512, batch 128), "
+    "derived for MLPs and followed approximately by convs. The first layer (fed raw inputs, not the "
+    "batchnorm fixed point) and the classifier head are left out"
+)
+
+
+def gradient_applies(config: ModelConfig) -> tuple[bool, str]:
+    """Whether the BatchNorm gradient rate holds for ``config``, and why (not)."""
+    if config.norm != "batchnorm":
+        return False, f"the gradient rate is derived for batchnorm only; got norm {config.norm!r}"
+    if config.arch == "resnet":
+        return False, "the gradient rate is for plain nets (mlp, cnn); residual connections change it"
+    if config.depth < 3:
+        return False, f"the rate needs at least 3 hidden layers to show; got depth {config.depth}"
+    return True, _GRADIENT_ASSUMPTIONS
+
+
+def gradient_theory(config: ModelConfig, last_grad_norm: float = 1.0,
+                    rate: float = BN_GRAD_RATE) -> pd.DataFrame:
+    """Predicted ``grad_norm`` at the hidden conv/linear outputs (kind ``conv``) of a batchnorm net.
+
+    ||dL/dz_l|| = last_grad_norm * rate^(L-1-l): growing by ``rate`` per layer toward the input.
+
+    Args:
+        config: an mlp or cnn with batchnorm (see ``gradient_applies``).
+        last_grad_norm: value at the last hidden layer; pass the measured one to compare shapes.
+        rate: the per-layer growth, sqrt(pi/(pi-1)) for ReLU.
+
+    Raises:
+        ValueError: the config is outside the assumptions.
+    """
+    ok, reason = gradient_applies(config)
+    if not ok:
+        raise ValueError(reason)
+    _, head = _points(config)
+    names = [(index, name) for index, name in enumerate(_names(config, CONV)) if name != head]
+    last = len(names) - 1
+    with np.errstate(over="ignore"):  # very deep nets overflow to inf, never raise
+        rows = [(name, index, CONV, "grad_norm", float(last_grad_norm * np.float64(rate) ** (last - k)))
+                for k, (index, name) in enumerate(names) if k > 0]
+    return _frame(rows, config, theory="gradient", law="geometric",
+                  label=f"x{rate:.4g} per layer toward the input (Yang et al. 2019)",
+                  source=SOURCES["yang_2019"], assumptions=_GRADIENT_ASSUMPTIONS)
+
+
+# --- Rank of the final features (Lubana et al. 2021; Daneshmand et al. 2020) ------------------------------
+
+
+def rank_applies(config: ModelConfig) -> tuple[bool, str]:
+    """Whether a rank bound speaks of ``config``'s final features, and why (not)."""
+    if config.norm not in RANK_NORMS:
+        return False, (f"the rank bounds cover batchnorm and the GroupNorm family (groupnorm, layernorm, "
+                       f"instancenorm); got norm {config.norm!r}")
+    if config.norm == "batchnorm":
+        return True, "BatchNorm: final-feature rank is Omega(sqrt(width)) (Daneshmand et al. 2020); shape"
+    return True, ("GroupNorm family: final-feature rank is Omega(sqrt(width / group size)) (Lubana et al. "
+                  "2021); layernorm has one group of all channels, instancenorm groups of one; shape only")
+
+
+def _as_list(values) -> list:
+    return list(values) if isinstance(values, Iterable) and not isinstance(values, str) else [values]
+
+
+def rank_theory(widths, group_sizes, reference: tuple[int, int | None, float] | None = None,
+                metric: str = "numerical_rank") -> pd.DataFrame:
+    """The shape of the final-feature rank over widths and group sizes: sqrt(width / group size).
+
+    Only the shape is known (a lower bound up to a constant), so values are scaled to pass through
+    ``reference``. A group size of None stands for BatchNorm, whose counterpart is sqrt(width). Pairs
+    whose group size does not divide the width are skipped. Measured ranks are also capped by
+    min(batch size, features), which the bound does not know.
+
+    Args:
+        widths: one width or several (channels of the final features).
+        group_sizes: one group size or several; None for BatchNorm.
+        reference: (width, group_size, value) the curve passes through; None: scale 1 (pure shape).
+        metric: which rank metric the rows stand for.
+
+    Returns:
+        One row per (width, group_size) with ``width``, ``group_size``, ``groups``, ``norm``, ``metric``,
+        ``value``, ``final`` and the curve's metadata.
+    """
+    if metric not in RANK_METRICS:
+        raise ValueError(f"Unknown rank metric {metric!r}; expected one of {', '.join(RANK_METRICS)}")
+    widths, group_sizes = _as_list(widths), _as_list(group_sizes)
+    for w in widths:
+        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+            raise ValueError(f"widths must be whole numbers >= 1; got {w!r}")
+    for g in group_sizes:
+        if g is not None and (isinstance(g, bool) or not isinstance(g, int) or g < 1):
+            raise ValueError(f"group_sizes must be whole numbers >= 1 or None (batchnorm); got {g!r}")
+    scale = 1.0
+    if reference is not None:
+        ref_width, ref_group, ref_value = reference
+        scale = ref_value / _rank_shape(ref_width, ref_group)
+    rows = [
+        {"width": w, "group_size": g, "groups": None if g is None else w // g,
+         "norm": "batchnorm" if g is None else "groupnorm", "metric": metric,
+         "value": scale * _rank_shape(w, g), "final": True}
+        for w in widths for g in group_sizes if g is None or (g <= w and w % g == 0)
+    ]
+    frame = pd.DataFrame(rows, columns=["width", "group_size", "groups", "norm", "metric", "value", "final"])
+    frame["value"] = frame["value"].astype("float64")
+    batchnorm = any(g is None for g in group_sizes)
+    source = "; ".join(
+        [SOURCES["lubana_2021"]] * any(g is not None for g in group_sizes)
+        + [SOURCES["daneshmand_2020"]] * batchnorm
+    )
+    meta = {
+        "theory": "rank", "law": "sqrt", "label": "sqrt(width / group size), shape only",
+        "source": source,
+        "assumptions": "a lower bound Omega(sqrt(width / group size)) on the final features' rank, known up "
+                       "to a constant (scaled to a reference point); BatchNorm's counterpart is "
+                       "Omega(sqrt(width)); measured ranks are also capped by min(batch size, features)",
+    }
+    for key, value in meta.items():
+        frame[key] = value
+    frame.attrs.update(meta)
+    return frame
+
+
+def _rank_shape(width: int, group_size: int | None) -> float:
+    return math.sqrt(width if group_size is None else width / group_size)
+
+
+# --- One entry point for the UI ----------------------------------------------------------------------------
+
+APPLIES = {"variance": variance_applies, "gradient": gradient_applies, "rank": rank_applies}
+
+
+def applies(theory: str, config: ModelConfig) -> tuple[bool, str]:
+    """Whether curve ``theory`` ("variance", "gradient" or "rank") holds for ``config``, and why (not)."""
+    if theory not in APPLIES:
+        raise ValueError(f"Unknown theory {theory!r}; expected one of {', '.join(APPLIES)}")
+    return APPLIES[theory](config)
