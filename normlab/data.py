@@ -1,0 +1,133 @@
+"""Seeded input batches for the probes: Gaussian noise, crops of natural photographs, digits.
+
+Every batch comes from its own seeded generator, never from the global RNG state, so the same
+(config, seed) always gives the same tensor and probing leaves the caller's random state untouched.
+Knows nothing of models or metrics.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from normlab.config import INPUTS, ProbeConfig
+
+# Independent random streams drawn from one user seed: weights, inputs and labels never share draws.
+STREAMS = {"init": 0, "inputs": 1, "labels": 2}
+# Crops span 1x to 4x the output size before resizing: large enough to hold structure at 8x8,
+# small enough that two photographs still give many different samples.
+MAX_CROP_SCALE = 4.0
+
+
+def derive_seed(seed: int, stream: str) -> int:
+    """A 63-bit seed for one named stream of a user seed (stable across runs and platforms)."""
+    state = np.random.SeedSequence([int(seed), STREAMS[stream]]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 ^ int(state[1])
+
+
+def _generator(seed: int, stream: str) -> torch.Generator:
+    return torch.Generator().manual_seed(derive_seed(seed, stream))
+
+
+@functools.lru_cache(maxsize=1)
+def _photographs() -> tuple[torch.Tensor, ...]:
+    """scikit-learn's two bundled photographs (china.jpg, flower.jpg) as (3, 427, 640) in [0, 1]."""
+    from sklearn.datasets import load_sample_images  # reads JPEGs through Pillow
+
+    return tuple(
+        torch.from_numpy(np.ascontiguousarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+        for im in load_sample_images().images
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _digits() -> torch.Tensor:
+    """scikit-learn's 1797 handwritten digits as (1797, 1, 8, 8) float32 in [0, 16]."""
+    from sklearn.datasets import load_digits
+
+    return torch.from_numpy(load_digits().images.astype(np.float32))[:, None]
+
+
+def _to_channels(x: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """(N, c, H, W) with c = 1 or 3 -> (N, in_channels, H, W).
+
+    RGB to one channel is the luminance mean; otherwise the source channels repeat cyclically.
+    """
+    c = x.shape[1]
+    if c == in_channels:
+        return x
+    if in_channels == 1:
+        return x.mean(dim=1, keepdim=True)
+    return x[:, [k % c for k in range(in_channels)]]
+
+
+def standardize(x: torch.Tensor) -> torch.Tensor:
+    """Zero mean and unit variance per channel over (N, H, W); a constant channel becomes zeros."""
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    std = x.std(dim=(0, 2, 3), keepdim=True, unbiased=False)
+    return (x - mean) / std.clamp_min(1e-12)
+
+
+def _image_crops(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
+    """n random square crops of the photographs, each at a random scale, flipped at random."""
+    photos = _photographs()
+    out = torch.empty(n, 3, size, size)
+    for k in range(n):
+        photo = photos[int(torch.randint(len(photos), (), generator=gen))]
+        h, w = photo.shape[1:]
+        hi = min(h, w, int(size * MAX_CROP_SCALE))
+        lo = min(size, hi)
+        u = float(torch.rand((), generator=gen))
+        side = int(round(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))))
+        top = int(torch.randint(h - side + 1, (), generator=gen))
+        left = int(torch.randint(w - side + 1, (), generator=gen))
+        crop = photo[:, top : top + side, left : left + side][None]  # (1, 3, side, side)
+        if side != size:
+            crop = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False,
+                                 antialias=side > size)
+        if bool(torch.rand((), generator=gen) < 0.5):
+            crop = crop.flip(-1)
+        out[k] = crop[0]
+    return out  # (n, 3, size, size)
+
+
+def _digit_batch(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
+    """n digits drawn without replacement (with replacement beyond 1797), upsampled bilinearly."""
+    digits = _digits()
+    if n <= len(digits):
+        idx = torch.randperm(len(digits), generator=gen)[:n]
+    else:
+        idx = torch.randint(len(digits), (n,), generator=gen)
+    batch = digits[idx]  # (n, 1, 8, 8)
+    if size != 8:
+        batch = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=size < 8)
+    return batch
+
+
+def make_inputs(probe_config: ProbeConfig, seed: int, in_channels: int = 3) -> torch.Tensor:
+    """The input batch of one seed: (batch_size, in_channels, image_size, image_size) float32 on the CPU.
+
+    ``gaussian`` is i.i.d. N(0, 1). ``images`` and ``digits`` are standardized per channel over the batch
+    (zero mean, unit variance), as a data pipeline would.
+    """
+    if not isinstance(probe_config, ProbeConfig):
+        raise ValueError(f"probe_config must be a ProbeConfig; got {type(probe_config).__name__}")
+    n, size = probe_config.batch_size, probe_config.image_size
+    gen = _generator(seed, "inputs")
+    if probe_config.input == "gaussian":
+        return torch.randn(n, in_channels, size, size, generator=gen)
+    if probe_config.input == "images":
+        return standardize(_to_channels(_image_crops(n, size, gen), in_channels))
+    if probe_config.input == "digits":
+        return standardize(_to_channels(_digit_batch(n, size, gen), in_channels))
+    raise AssertionError(f"input {probe_config.input!r} is validated by ProbeConfig; expected {INPUTS}")
+
+
+def make_labels(batch_size: int, num_classes: int, seed: int) -> torch.Tensor:
+    """Uniform random class labels (batch_size,) int64 for the probe's cross-entropy loss."""
+    return torch.randint(num_classes, (batch_size,), generator=_generator(seed, "labels"))

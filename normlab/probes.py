@@ -1,0 +1,466 @@
+"""run_probes: the paper's three properties measured in one forward and one backward pass, as a tidy frame.
+
+For each seed: a freshly initialized network (train mode), one seeded input batch, cross-entropy
+against random labels, backward. Activation statistics are reduced to O(N^2) numbers inside the
+forward hooks; every metric is then computed in one batched float64 pass. Values that overflow stay
+inf/NaN in the frame with ``overflow`` set; nothing here raises on bad numerics.
+Knows nothing of the UI or the command line; never prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
+
+from normlab.config import DEFAULT_DEPTH, DEFAULT_GROUPS, DEFAULT_WIDTH, PRESETS, ModelConfig, ProbeConfig
+from normlab.data import derive_seed, make_inputs, make_labels
+from normlab.device import resolve_device
+from normlab.hooks import Taps, record
+from normlab.metrics import (
+    ACTIVATION_METRICS,
+    DEFAULT_RANK_TOL,
+    GramStats,
+    channel_stats,
+    gram_stats,
+    metrics_from_stats,
+    stack_stats,
+)
+from normlab.models import ACT, BLOCK, CONV, RES, build_model
+from normlab.norms import EvoNormB0, EvoNormS0, FilterResponseNorm
+
+Progress = Callable[[int, int, str], None]
+
+SPECTRUM = "spectrum"  # the kind of the Gram-eigenvalue rows
+KINDS = (ACT, BLOCK, RES, CONV, SPECTRUM)
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+# seed and seeds describe the run, not a row: each row carries its own seed.
+PROBE_FIELDS = tuple(f.name for f in dataclasses.fields(ProbeConfig) if f.name not in ("seed", "seeds"))
+ROW_COLUMNS = ("seed", "layer", "index", "kind", "metric", "value", "final", "overflow")
+FRAME_COLUMNS = ROW_COLUMNS + MODEL_FIELDS + PROBE_FIELDS
+KEY_COLUMNS = ("layer", "index", "kind", "metric")
+SUMMARY_STATS = ("mean", "min", "max", "n")
+SWEEP_FIELDS = tuple(sorted(MODEL_FIELDS + tuple(f.name for f in dataclasses.fields(ProbeConfig))))
+
+# Norm-slot layers that probe_module taps by default (besides every conv/linear for grad_norm).
+NORM_LAYERS = (_NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm,
+               *([nn.RMSNorm] if hasattr(nn, "RMSNorm") else []),  # torch >= 2.4
+               FilterResponseNorm, EvoNormB0, EvoNormS0)
+
+
+# ---------------------------------------------------------------------------------------------
+# One pass: hooks -> reductions -> rows
+
+
+@dataclasses.dataclass
+class _ChannelStats:
+    """The reduction of a residual-branch output: res_var needs only channel statistics."""
+
+    act_var: torch.Tensor  # ()
+    finite: torch.Tensor  # () bool
+
+
+class _Reducer:
+    """What the forward hooks keep of each output, by kind.
+
+    A post-activation block outputs the very tensor its last activation made: that tensor is reduced
+    once and the two taps share the statistics.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple = (None, -1, None)
+
+    def __call__(self, output: torch.Tensor, kind: str):
+        if kind == RES:
+            var, _ = channel_stats(output)
+            return _ChannelStats(var, torch.isfinite(output.detach()).all())
+        last, version, stats = self._last
+        if output is last and output._version == version:
+            return stats
+        stats = gram_stats(output)
+        self._last = (output, output._version, stats)
+        return stats
+
+    def clear(self) -> None:
+        self._last = (None, -1, None)
+
+
+def _measure(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    points: Iterable[tuple[str, str, nn.Module]],
+    final: nn.Module | None,
+    rank_tol: float,
+) -> dict[str, list]:
+    """Forward, loss, backward under the hooks; returns the row columns (without seed and configs)."""
+    reducer = _Reducer()
+    with record(model, points, reduce=reducer, final=final) as taps:
+        output = model(inputs)
+        reducer.clear()  # the statistics are kept; the last activation need not be
+        loss = loss_fn(output)
+        if loss.requires_grad:
+            # Gradients w.r.t. the input only: every conv/linear output on the way gets its hook
+            # called, while no parameter's .grad is written.
+            wrt = [inputs] if inputs.requires_grad else [p for p in model.parameters() if p.requires_grad]
+            torch.autograd.grad(loss, wrt, allow_unused=True)
+    if taps.final is None:  # a module without a known final representation: its last activation
+        last = [t for t in taps.taps if t.kind != CONV and t.kind != RES]
+        if last:
+            last[-1].final = True
+    return _rows(taps, rank_tol)
+
+
+def _rows(taps: Taps, rank_tol: float) -> dict[str, list]:
+    cols: dict[str, list] = {c: [] for c in ROW_COLUMNS if c != "seed"}
+
+    def add(layer, index, kind, metrics, values, final, bad):
+        for metric, value, b in zip(metrics, values, bad, strict=True):
+            cols["layer"].append(layer)
+            cols["index"].append(index)
+            cols["kind"].append(kind)
+            cols["metric"].append(metric)
+            cols["value"].append(value)
+            cols["final"].append(final)
+            cols["overflow"].append(bool(b) or not math.isfinite(value))
+
+    full = [t for t in taps.taps if isinstance(t.value, GramStats)]
+    values = spectrum = None
+    if full:
+        final_pos = next((k for k, t in enumerate(full) if t.final), None)
+        # Statistics made on one device stack there; one batched eigensolve, one transfer.
+        metrics = metrics_from_stats(stack_stats([t.value for t in full]), rank_tol, spectrum=True)
+        table = torch.stack([metrics[m] for m in ACTIVATION_METRICS], dim=1)  # (P, M)
+        values = table.cpu().tolist()
+        finite = torch.stack([t.value.finite for t in full]).cpu().tolist()
+        if final_pos is not None:
+            spectrum = (full[final_pos], metrics["gram_eigenvalue"][final_pos].cpu().tolist(),
+                        finite[final_pos])
+    rows_of = {id(t): k for k, t in enumerate(full)}
+    for tap in taps.taps:
+        if isinstance(tap.value, GramStats):
+            k = rows_of[id(tap)]
+            add(tap.name, tap.index, tap.kind, ACTIVATION_METRICS, values[k], tap.final,
+                [not finite[k]] * len(ACTIVATION_METRICS))
+        elif isinstance(tap.value, _ChannelStats):
+            add(tap.name, tap.index, tap.kind, ("res_var",), [float(tap.value.act_var)], tap.final,
+                [not bool(tap.value.finite)])
+        elif tap.kind == CONV and tap.grad_norm is not None:
+            # A conv the backward pass never reached (its output does not depend on the input) has no row.
+            add(tap.name, tap.index, tap.kind, ("grad_norm",), [float(tap.grad_norm)], False,
+                [not bool(tap.grad_finite)])
+    if spectrum is not None:
+        tap, eig, ok = spectrum
+        for k, value in enumerate(eig):
+            add(tap.name, k, SPECTRUM, ("gram_eigenvalue",), [value], True, [not ok])
+    return cols
+
+
+# ---------------------------------------------------------------------------------------------
+# run_probes and its frame
+
+
+def _check_configs(model_config, probe_config) -> None:
+    if not isinstance(model_config, ModelConfig):
+        raise ValueError(f"model_config must be a normlab ModelConfig; got {type(model_config).__name__}")
+    if not isinstance(probe_config, ProbeConfig):
+        raise ValueError(f"probe_config must be a normlab ProbeConfig; got {type(probe_config).__name__}")
+
+
+def _check_progress(progress) -> None:
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress must be a callable progress(done, total, label) or None; "
+                         f"got {type(progress).__name__}")
+
+
+def describe(model_config: ModelConfig) -> str:
+    """A short label for progress messages: 'resnet56 batchnorm' or 'mlp groupnorm depth=20 width=256'."""
+    head = model_config.preset or model_config.arch
+    parts = [head, model_config.norm]
+    if model_config.preset is None:
+        parts += [f"depth={model_config.depth}", f"width={model_config.width}"]
+    if model_config.groups is not None:
+        parts.append(f"groups={model_config.groups}")
+    if model_config.group_size is not None:
+        parts.append(f"group_size={model_config.group_size}")
+    parts += [flag for flag in ("preact", "skipinit") if getattr(model_config, flag)]
+    return " ".join(parts)
+
+
+def probe_seed(model_config: ModelConfig, probe_config: ProbeConfig, seed: int,
+               device: torch.device | None = None) -> dict[str, list]:
+    """The row columns of one seed (no config columns): init, inputs, forward, loss, backward."""
+    device = resolve_device(probe_config.device) if device is None else device
+    size = probe_config.image_size
+    # Seeded init in a forked RNG: deterministic, and the caller's global random state is untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "init"))
+        model = build_model(model_config, (model_config.in_channels, size, size))
+    model.train().to(device)
+    x = make_inputs(probe_config, seed, model_config.in_channels).to(device).requires_grad_(True)
+    labels = make_labels(probe_config.batch_size, model_config.num_classes, seed).to(device)
+    cols = _measure(
+        model, x,
+        lambda logits: F.cross_entropy(logits.float(), labels),  # batch mean
+        model.probe_points(), model.final, probe_config.rank_tol,
+    )
+    cols["seed"] = [seed] * len(cols["value"])
+    return cols
+
+
+def _frame(cols: dict[str, list], configs: Mapping[str, object]) -> pd.DataFrame:
+    n = len(cols["value"])
+    data = {
+        "seed": np.asarray(cols.get("seed", [0] * n), dtype=np.int64),
+        "layer": cols["layer"],
+        "index": np.asarray(cols["index"], dtype=np.int64),
+        "kind": cols["kind"],
+        "metric": cols["metric"],
+        "value": np.asarray(cols["value"], dtype=np.float64),
+        "final": np.asarray(cols["final"], dtype=bool),
+        "overflow": np.asarray(cols["overflow"], dtype=bool),
+    }
+    for name, value in configs.items():
+        # None stays None (object column); any other value keeps its own dtype.
+        data[name] = pd.Series([value] * n, dtype=object if value is None else None)
+    return pd.DataFrame(data)
+
+
+def config_columns(model_config: ModelConfig, probe_config: ProbeConfig) -> dict[str, object]:
+    """The config columns of a frame: every ModelConfig field, every ProbeConfig field but the seeds."""
+    model = model_config.to_dict()
+    probe = probe_config.to_dict()
+    return {**{k: model[k] for k in MODEL_FIELDS}, **{k: probe[k] for k in PROBE_FIELDS}}
+
+
+def run_probes(model_config: ModelConfig, probe_config: ProbeConfig,
+               progress: Progress | None = None) -> pd.DataFrame:
+    """Probe a network at initialization for every seed of ``probe_config``.
+
+    Args:
+        model_config: the network.
+        probe_config: inputs, batch size, seeds, device, rank tolerance.
+        progress: called as ``progress(done, total, label)`` after each seed.
+
+    Returns:
+        A tidy frame, one row per (seed, layer, metric); columns :data:`FRAME_COLUMNS`
+        (see docs/probes.md).
+    """
+    _check_configs(model_config, probe_config)
+    _check_progress(progress)
+    device = resolve_device(probe_config.device)
+    seeds = probe_config.seed_list
+    label = describe(model_config)
+    parts: dict[str, list] = {c: [] for c in ROW_COLUMNS}
+    for done, seed in enumerate(seeds, start=1):
+        for name, values in probe_seed(model_config, probe_config, seed, device).items():
+            parts[name].extend(values)
+        if progress is not None:
+            progress(done, len(seeds), f"{label} seed {seed}")
+    return _frame(parts, config_columns(model_config, probe_config))
+
+
+def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean, min, max and count over seeds per (layer, index, kind, metric) and configuration.
+
+    Non-finite values propagate (a NaN seed makes the mean NaN), and ``overflow`` is set when any
+    seed overflowed: a summary never hides a blow-up.
+    """
+    missing = [c for c in ("value", *KEY_COLUMNS) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"summarize needs a probe frame; missing columns {missing}")
+    keys = [c for c in frame.columns if c not in ("seed", "value", "final", "overflow")]
+    grouped = frame.groupby(keys, dropna=False, sort=False)
+    out = grouped["value"].agg(
+        mean=lambda v: v.mean(skipna=False),
+        min=lambda v: v.min(skipna=False),
+        max=lambda v: v.max(skipna=False),
+        n="size",
+    )
+    flags = grouped[["final", "overflow"]].any()
+    out = out.join(flags).reset_index()
+    return out[[*KEY_COLUMNS, *SUMMARY_STATS, "final", "overflow",
+                *[k for k in keys if k not in KEY_COLUMNS]]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps
+
+
+def _defaulted(base: ModelConfig) -> set[str]:
+    """The size fields of ``base`` that hold their preset or family default (so they may re-resolve)."""
+    preset = PRESETS.get(base.preset, {}) if base.preset else {}
+    out = set()
+    for name, table in (("depth", DEFAULT_DEPTH), ("width", DEFAULT_WIDTH)):
+        if getattr(base, name) == preset.get(name, table[base.arch]):
+            out.add(name)
+    if base.stages == preset.get("stages", 1 if base.arch == "resnet" else None):
+        out.add("stages")
+    if base.group_size is None and base.groups is not None and base.groups == math.gcd(
+        DEFAULT_GROUPS, *base.widths
+    ):
+        out.add("groups")
+    return out
+
+
+def vary(base: ModelConfig, changes: Mapping[str, object]) -> ModelConfig:
+    """``base`` with ``changes``; fields ``base`` took from defaults re-resolve for the new values.
+
+    So a width sweep of a GroupNorm net with the default group count picks a count dividing each
+    width, and an arch sweep does not carry a resnet's stage count into an mlp. Fields given in
+    ``changes`` always win; conflicting explicit values raise the config's own ValueError.
+    """
+    values = base.to_dict()
+    values.update(changes)
+    resolved = _defaulted(base)
+    if "preset" in changes and base.preset is not None:
+        resolved |= {"depth", "width", "stages"}  # they came from the old preset
+        if "arch" not in changes:
+            values["arch"] = ModelConfig.arch
+    if ("arch" in changes or "preset" in changes) and "stages" not in changes:
+        resolved.add("stages")
+    for name in ("depth", "width", "stages", "groups"):
+        if name in resolved and name not in changes:
+            values[name] = None
+    if "groups" in changes and "group_size" not in changes:
+        values["group_size"] = None
+    if "group_size" in changes and "groups" not in changes:
+        values["groups"] = None
+    return ModelConfig(**values)
+
+
+def _sweep_configs(model_config, probe_config, over) -> list[tuple[dict, ModelConfig, ProbeConfig]]:
+    if not isinstance(over, Mapping):
+        raise ValueError(f"over must be a mapping field -> list of values; got {type(over).__name__}")
+    unknown = [k for k in over if k not in SWEEP_FIELDS]
+    if unknown:
+        raise ValueError(f"Unknown sweep field(s) {unknown}; expected some of {list(SWEEP_FIELDS)}")
+    for key, values in over.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise ValueError(f"sweep values for {key!r} must be a non-empty list; got {values!r}")
+    model_keys = [k for k in over if k in MODEL_FIELDS]
+    out = []
+    for combo in itertools.product(*over.values()):
+        changes = dict(zip(over, combo, strict=True))
+        try:
+            mc = vary(model_config, {k: changes[k] for k in model_keys})
+            probe_changes = {k: v for k, v in changes.items() if k not in model_keys}
+            pc = dataclasses.replace(probe_config, **probe_changes)
+        except (ValueError, TypeError) as err:
+            shown = ", ".join(f"{k}={v!r}" for k, v in changes.items())
+            raise ValueError(f"sweep point {shown} is invalid: {err}") from err
+        out.append((changes, mc, pc))
+    return out
+
+
+def run_sweep(model_config: ModelConfig, probe_config: ProbeConfig, over: Mapping[str, Sequence],
+              progress: Progress | None = None) -> pd.DataFrame:
+    """Probe the cartesian product of field values in ``over``; one concatenated frame.
+
+    Args:
+        model_config: the base network.
+        probe_config: the base probe settings.
+        over: field name -> list of values, fields of ModelConfig or ProbeConfig, for example
+            ``{"norm": ["batchnorm", "groupnorm"], "depth": [4, 8]}``. Every combination is
+            validated before anything runs.
+        progress: called as ``progress(done, total, label)`` after each seed of each combination.
+
+    Returns:
+        The frames of :func:`run_probes` for every combination, concatenated.
+    """
+    _check_configs(model_config, probe_config)
+    _check_progress(progress)
+    configs = _sweep_configs(model_config, probe_config, over)
+    total = sum(pc.seeds for _, _, pc in configs)
+    done = 0
+    frames = []
+    for changes, mc, pc in configs:
+        shown = ", ".join(f"{k}={v}" for k, v in changes.items())
+
+        def step(k: int, n: int, label: str, _done=done, _shown=shown) -> None:
+            if progress is not None:
+                progress(_done + k, total, f"{_shown} ({label})")
+
+        frames.append(run_probes(mc, pc, progress=step))
+        done += pc.seeds
+    frame = pd.concat(frames, ignore_index=True)
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------
+# Any module
+
+
+def probe_module(
+    module: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor | None = None,
+    modules: Iterable[str] | None = None,
+    *,
+    rank_tol: float = DEFAULT_RANK_TOL,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The same metrics on any ``nn.Module``, in its current mode (``.train()`` for the paper's setting).
+
+    Args:
+        module: the network.
+        inputs: one batch (N, ...), N >= 2, on the module's device.
+        targets: class labels (N,) for a cross-entropy loss, or a float tensor shaped like the output
+            for a mean squared error. None: random labels from ``seed`` when the output is (N, K),
+            else the loss 0.5 * mean(output^2).
+        modules: names of the modules whose outputs get the activation metrics (kind ``act``);
+            default every normalization layer. Every conv/linear output gets ``grad_norm``.
+        rank_tol: numerical_rank's tolerance.
+        seed: seed of the random labels.
+
+    Returns:
+        A frame with columns ``seed, layer, index, kind, metric, value, final, overflow``; the final
+        representation is the module's ``final`` attribute when it has one, else its last activation
+        point. No parameter's ``.grad`` is touched.
+    """
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"module must be a torch.nn.Module; got {type(module).__name__}")
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() == 0 or inputs.shape[0] < 2:
+        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise ValueError(f"inputs must be a tensor batch (N, ...) with N >= 2; got {shape}")
+    if not (isinstance(rank_tol, (int, float)) and 0 < rank_tol < 1):
+        raise ValueError(f"rank_tol must be a number between 0 and 1 (exclusive); got {rank_tol!r}")
+    named = dict(module.named_modules())
+    points = [(n, CONV, m) for n, m in named.items() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d,
+                                                                      nn.Linear))]
+    if modules is None:
+        points += [(n, ACT, m) for n, m in named.items() if isinstance(m, NORM_LAYERS)]
+    else:
+        modules = [modules] if isinstance(modules, str) else list(modules)
+        unknown = [n for n in modules if n not in named]
+        if unknown:
+            shown = [n for n in named if n][:20]
+            raise ValueError(f"Unknown module name(s) {unknown}; the module has e.g. {shown}")
+        points += [(n, ACT, named[n]) for n in modules]
+    x = inputs.detach().clone()
+    if x.is_floating_point():
+        x.requires_grad_(True)
+
+    def loss_fn(output):
+        output = output[0] if isinstance(output, (tuple, list)) else output
+        if targets is None:
+            if output.dim() == 2 and output.shape[1] >= 2:
+                labels = make_labels(output.shape[0], output.shape[1], seed).to(output.device)
+                return F.cross_entropy(output.float(), labels)
+            return 0.5 * output.float().square().mean()
+        if targets.is_floating_point():
+            return F.mse_loss(output.float(), targets.to(output.device).float())
+        return F.cross_entropy(output.float(), targets.to(output.device))
+
+    cols = _measure(module, x, loss_fn, points, getattr(module, "final", None), rank_tol)
+    cols["seed"] = [seed] * len(cols["value"])
+    return _frame(cols, {})
+
