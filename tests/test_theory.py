@@ -254,3 +254,49 @@ def test_applies_dispatches_by_theory_name_and_refuses_unknown_names():
     assert applies("gradient", cfg) == gradient_applies(cfg)
     with pytest.raises(ValueError, match="Unknown theory 'bogus'"):
         applies("bogus", cfg)
+
+
+# --- against the measurements -----------------------------------------------------------------------------
+
+
+def _measured(cfg, metric, kind, **probe):
+    from normlab.config import ProbeConfig
+    from normlab.probes import run_probes, summarize
+
+    frame = summarize(run_probes(cfg, ProbeConfig(**{"batch_size": 8, "image_size": 8, **probe})))
+    return frame[(frame["metric"] == metric) & (frame["kind"] == kind)]
+
+
+KEYS = ["layer", "index", "kind", "metric"]
+
+
+@pytest.mark.parametrize("cfg", [_resnet(stages=2, depth=2), _resnet(preact=True, stages=2, depth=2),
+                                 _resnet(norm="none", skipinit=True)], ids=str)
+def test_variance_theory_rows_are_exactly_the_measured_block_rows(cfg):
+    measured = _measured(cfg, "act_var", "block")
+    theory = variance_theory(cfg)
+    assert sorted(theory[KEYS].itertuples(index=False)) == sorted(measured[KEYS].itertuples(index=False))
+
+
+def test_gradient_theory_rows_are_measured_conv_rows_of_the_same_indices():
+    cfg = ModelConfig(arch="mlp", depth=4, width=8)
+    measured = _measured(cfg, "grad_norm", "conv")
+    merged = gradient_theory(cfg)[KEYS].merge(measured[KEYS], how="left", indicator=True)
+    assert (merged["_merge"] == "both").all() and len(merged) == 3
+
+
+@pytest.mark.parametrize("preact", [False, True])
+def test_batchnorm_resnet_block_variance_follows_the_linear_law_with_its_stage_reset(preact):
+    cfg = _resnet(norm="batchnorm", depth=4, width=16, stages=2, preact=preact)
+    measured = _measured(cfg, "act_var", "block", batch_size=32, seeds=2)
+    merged = variance_theory(cfg).merge(measured, on=KEYS)
+    assert len(merged) == 8
+    np.testing.assert_allclose(merged["mean"], merged["value"], rtol=0.2)
+
+
+def test_wide_batchnorm_mlp_gradient_grows_at_the_predicted_rate():
+    cfg = ModelConfig(arch="mlp", depth=8, width=256)
+    measured = _measured(cfg, "grad_norm", "conv", batch_size=64, image_size=8)
+    merged = gradient_theory(cfg).merge(measured, on=KEYS).sort_values("index")
+    rate = (merged["mean"].iloc[0] / merged["mean"].iloc[-1]) ** (1 / (len(merged) - 1))
+    assert rate == pytest.approx(BN_GRAD_RATE, rel=0.05)

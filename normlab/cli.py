@@ -1,0 +1,465 @@
+"""The ``normlab`` command line: argparse over the same engine API the UI uses; ``main(argv)`` for tests.
+
+Each subcommand is one :class:`Command` entry (name, help, add_arguments, run) in :data:`COMMANDS`, so a
+new one (train, study, ...) is a function pair and a line. Config flags are generated from the
+ModelConfig/ProbeConfig fields, so a new field gets its flag for free; the configs validate, the CLI
+only parses. User mistakes end with exit status 2 and one line on stderr, never a traceback.
+Knows nothing of the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from normlab.config import (
+    ARCHS,
+    DEVICES,
+    INPUTS,
+    NORM_NAMES,
+    PRESETS,
+    WN_ACT_PLACEMENTS,
+    ModelConfig,
+    ProbeConfig,
+    config_from_dict,
+)
+from normlab.device import available_devices, resolve_device
+from normlab.metrics import ACTIVATION_METRICS, METRICS
+from normlab.norms import NORMALIZERS
+from normlab.probes import SUMMARY_STATS, run_probes, run_sweep, summarize
+
+USAGE_ERROR = 2  # exit status for bad input, as argparse uses
+FORMATS = ("csv", "json", "table")
+# Columns holding measured numbers: their non-finite values are written as inf/-inf/nan.
+NUMBER_COLUMNS = ("value", "mean", "min", "max")
+
+_FIELD_HELP = {
+    "arch": f"network family: {', '.join(ARCHS)} (a preset fixes it)",
+    "norm": f"normalizer: {', '.join(NORM_NAMES)}",
+    "depth": "hidden layers (mlp), conv layers (cnn) or blocks per stage (resnet)",
+    "width": "hidden width (mlp, cnn) or first-stage width (resnet)",
+    "groups": "group count of groupnorm / evonorm_s0 (must divide every width)",
+    "group_size": "channels per group, instead of --groups",
+    "preset": f"paper network: {', '.join(PRESETS)}",
+    "stages": "resnet stages (width doubles per stage)",
+    "preact": "resnet: pre-activation blocks",
+    "skipinit": "resnet: residual branch scale initialised to 0 (SkipInit)",
+    "wn_act": f"weightnorm resnet: corrected ReLU {' or '.join(WN_ACT_PLACEMENTS)}",
+    "in_channels": "input image channels",
+    "num_classes": "classifier outputs (random labels use the same count)",
+    "input": f"probe inputs: {', '.join(INPUTS)}",
+    "batch_size": "samples per batch (bounds every rank)",
+    "image_size": "input height = width",
+    "seed": "first seed",
+    "seeds": "number of seeds (fresh init and batch each)",
+    "device": f"{', '.join(DEVICES)} (available here: {', '.join(available_devices())})",
+    "rank_tol": "numerical_rank counts singular values above rank_tol * sigma_max",
+}
+
+_METRIC_HELP = {
+    "act_var": "per-channel variance over (N,H,W), mean over channels",
+    "act_sq_mean": "per-channel mean, squared, mean over channels",
+    "res_var": "act_var of the residual branch before the addition",
+    "cos_sim": "mean off-diagonal cosine similarity between samples",
+    "cos_sim_centered": "cos_sim after subtracting the batch mean",
+    "stable_rank": "tr(M) / ||M||_2 of the normalized Gram matrix, in [1, N]",
+    "effective_rank": "exp(entropy) of the centered covariance spectrum",
+    "numerical_rank": "singular values above rank_tol * sigma_max",
+    "grad_norm": "Frobenius norm of dL/dz at each conv/linear output",
+    "gram_eigenvalue": "eigen-spectrum of the final features' Gram matrix",
+}
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so main() writes one line."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+# --- Config flags, generated from the dataclass fields -----------------------------------------------------
+
+
+def _field_type(cls, name: str) -> tuple[type, bool]:
+    """(base type, optional) of a config field, from its annotation: ``int | None`` -> (int, True)."""
+    hint = typing.get_type_hints(cls)[name]
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) else ()
+    if args:
+        base = [a for a in args if a is not type(None)]
+        return base[0], len(base) < len(args)
+    return hint, False
+
+
+def _config_fields() -> list[tuple[type, dataclasses.Field]]:
+    return [(cls, f) for cls in (ModelConfig, ProbeConfig) for f in dataclasses.fields(cls)]
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per ModelConfig/ProbeConfig field (``group_size`` -> ``--group-size``), default unset."""
+    for title, cls in (("model", ModelConfig), ("probe", ProbeConfig)):
+        group = parser.add_argument_group(f"{title} ({cls.__name__} fields; unset = the config's default)")
+        for field in dataclasses.fields(cls):
+            base, _ = _field_type(cls, field.name)
+            flag = "--" + field.name.replace("_", "-")
+            help_text = _FIELD_HELP.get(field.name, field.name)
+            if base is bool:
+                group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+                                   default=None, help=help_text)
+            else:
+                group.add_argument(flag, dest=field.name, type=base, default=None,
+                                   metavar=base.__name__.upper(), help=help_text)
+
+
+def _given(args: argparse.Namespace, cls) -> dict:
+    """The fields of ``cls`` whose flags were given."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, ProbeConfig]:
+    """The configs the flags describe; their own ValueErrors name any bad field."""
+    return config_from_dict(ModelConfig, _given(args, ModelConfig)), config_from_dict(
+        ProbeConfig, _given(args, ProbeConfig))
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+_NONE = ("none", "null", "")
+
+
+def parse_value(cls, name: str, text: str):
+    """One sweep value of field ``name`` of ``cls`` from text, in the field's type."""
+    base, optional = _field_type(cls, name)
+    if optional and text.strip().lower() in _NONE:
+        return None
+    if base is bool:
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise ValueError(f"{name} takes true or false; got {text!r}")
+    if base in (int, float):
+        try:
+            return base(text)
+        except ValueError:
+            kind = "a whole number" if base is int else "a number"
+            raise ValueError(f"{name} takes {kind}; got {text!r}") from None
+    return text
+
+
+def parse_over(items: Sequence[str]) -> dict[str, list]:
+    """``["norm=batchnorm,layernorm", "groups=1,2"]`` -> ``{"norm": [...], "groups": [1, 2]}``."""
+    owner = {f.name: cls for cls, f in _config_fields()}
+    over: dict[str, list] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name:
+            raise ValueError(f"--over takes FIELD=V1,V2,...; got {item!r}")
+        if name not in owner:
+            raise ValueError(f"Unknown sweep field {name!r} in --over; expected one of {', '.join(owner)}")
+        if name in over:
+            raise ValueError(f"--over {name} is given twice; list all its values in one --over")
+        over[name] = [parse_value(owner[name], name, v.strip()) for v in values.split(",")]
+    return over
+
+
+def _check_devices(names) -> None:
+    for name in names:
+        resolve_device(name)  # raises a ValueError naming the missing device
+
+
+# --- Output ------------------------------------------------------------------------------------------------
+
+
+def _json_number(value):
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return _json_scalar(value)
+
+
+def _json_scalar(value):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None  # a missing config value (None stored as NaN)
+    return value
+
+
+def to_json(frame: pd.DataFrame) -> str:
+    """Records as strict JSON: measured non-finite numbers as "inf"/"-inf"/"nan", missing values null."""
+    records = [
+        {col: (_json_number if col in NUMBER_COLUMNS else _json_scalar)(val) for col, val in row.items()}
+        for row in frame.to_dict(orient="records")
+    ]
+    return json.dumps(records, indent=1) + "\n"
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False, na_rep="nan")
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _describe(model: ModelConfig, probe: ProbeConfig) -> str:
+    size = f"{model.preset} " if model.preset else ""
+    parts = [f"{size}{model.arch}", model.norm, f"depth {model.depth}", f"width {model.width}"]
+    parts += [f"{k} {getattr(model, k)}" for k in ("groups", "group_size", "stages")
+              if getattr(model, k) is not None]
+    parts += [k for k in ("preact", "skipinit") if getattr(model, k)]
+    last = probe.seed_list[-1]
+    seeds = f"seed {probe.seed}" if probe.seeds == 1 else f"seeds {probe.seed}..{last}"
+    device = resolve_device(probe.device).type
+    return (f"# {', '.join(parts)} | {probe.input}, batch {probe.batch_size}, image {probe.image_size}, "
+            f"{seeds}, device {device}")
+
+
+def _pivot(frame: pd.DataFrame, rows: list[str]) -> pd.DataFrame:
+    """Metrics as columns, mean over seeds; a cell a layer has no metric for stays blank."""
+    measured = frame[frame["kind"] != "spectrum"]
+    # mean(skipna=False): a seed that overflowed shows as nan, not hidden
+    means = measured.groupby([*rows, "metric"], sort=False, dropna=False)["value"].agg(
+        lambda v: v.mean(skipna=False))
+    table = means.unstack("metric")
+    table = table[[m for m in METRICS if m in table.columns]]
+    present = measured.groupby([*rows, "metric"], sort=False, dropna=False).size().unstack("metric")
+    shown = table.map(_fmt).where(present.reindex_like(table).notna(), "")
+    return shown.reset_index()
+
+
+def probe_table(frame: pd.DataFrame, model: ModelConfig, probe: ProbeConfig) -> str:
+    """Per-layer metrics (mean over seeds) in forward order, then the top of the final spectrum."""
+    order = frame.drop_duplicates(["layer", "kind"])[["layer", "index", "kind"]]
+    shown = order.merge(_pivot(frame, ["layer", "index", "kind"]), on=["layer", "index", "kind"])
+    final = frame.loc[frame["final"] & (frame["kind"] != "spectrum"), "layer"]
+    shown.insert(0, "", np.where(shown["layer"].isin(set(final)), "*", ""))
+    lines = [_describe(model, probe), shown.to_string(index=False)]
+    spectrum = frame[frame["kind"] == "spectrum"]
+    if len(spectrum):
+        top = spectrum.groupby("index")["value"].agg(lambda v: v.mean(skipna=False)).sort_index()
+        lines.append(f"* final features ({spectrum['layer'].iloc[0]}); Gram eigenvalues, largest first: "
+                     + ", ".join(_fmt(v) for v in top.iloc[:8]) + (", ..." if len(top) > 8 else ""))
+    return "\n".join(lines) + "\n"
+
+
+def sweep_table(frame: pd.DataFrame, over: dict[str, list]) -> str:
+    """One row per sweep point: the final features' metrics and the first/last grad_norm ratio."""
+    keys = [k for k in over if k in frame.columns]
+    points = frame.groupby(keys, sort=False, dropna=False).ngroup() if keys else 0
+    work = frame.assign(_point=points)
+    table = _pivot(work[work["final"] & (work["kind"] != "spectrum")], ["_point"])
+    conv = work[(work["kind"] == "conv") & (work["metric"] == "grad_norm")]
+    ends = conv.sort_values("index", kind="stable").groupby(["_point", "seed"], sort=False)["value"]
+    first, last = ends.agg(lambda v: v.iloc[0]), ends.agg(lambda v: v.iloc[-1])  # nan stays nan
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero head gradient gives nan, not an error
+        ratio = (first / last.where(last != 0)).groupby(level="_point").mean()
+    table["grad_first/last"] = table["_point"].map(ratio).map(_fmt)
+    labels = work.drop_duplicates("_point").set_index("_point")[keys]
+    table = labels.join(table.set_index("_point")).reset_index(drop=True)
+    return ("# final features, mean over seeds; grad_first/last = grad_norm at the first conv / at the head\n"
+            + table.to_string(index=False) + "\n")
+
+
+def check_out(out: str | None) -> None:
+    """Refuse an --out path that cannot be written before any work is done."""
+    if out is None:
+        return
+    folder = os.path.dirname(os.path.abspath(out))
+    if os.path.isdir(out) or not os.path.isdir(folder):
+        problem = "is a folder" if os.path.isdir(out) else f"folder {folder!r} does not exist"
+        raise UsageError(f"normlab: error: cannot write --out {out!r}: {problem}")
+
+
+def write(text: str, out: str | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        with open(out, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as err:
+        raise UsageError(f"normlab: error: cannot write --out {out!r}: {err.strerror or err}") from None
+
+
+def _progress(label: str) -> Callable[[int, int, str], None]:
+    def report(done: int, total: int, what: str) -> None:
+        print(f"{label} {done}/{total}: {what}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _format(frame: pd.DataFrame, args, table: Callable[[], str]) -> str:
+    if args.format == "table":
+        return table()
+    data = summarize(frame) if args.summary else frame
+    return to_json(data) if args.format == "json" else to_csv(data)
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    out = parser.add_argument_group("output")
+    out.add_argument("--format", choices=FORMATS, default="csv",
+                     help="csv or json: the tidy frame (one row per seed, layer, metric); "
+                          "table: a per-layer summary, mean over seeds (default csv)")
+    out.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    out.add_argument("--summary", action="store_true",
+                     help=f"csv/json: {', '.join(SUMMARY_STATS)} over seeds instead of one row per seed")
+
+
+# --- Commands ----------------------------------------------------------------------------------------------
+
+
+def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    _add_output_arguments(parser)
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    model, probe = configs_from_args(args)
+    _check_devices([probe.device])
+    check_out(args.out)
+    progress = _progress("probe seed") if probe.seeds > 1 else None
+    frame = run_probes(model, probe, progress=progress)
+    write(_format(frame, args, lambda: probe_table(frame, model, probe)), args.out)
+    return 0
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--over", action="append", default=[], metavar="FIELD=V1,V2,...", required=True,
+                        help="sweep a config field over values (repeat for a cartesian product), "
+                             "e.g. --over norm=batchnorm,layernorm --over groups=1,2,4")
+    add_config_arguments(parser)
+    _add_output_arguments(parser)
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    over = parse_over(args.over)
+    model, probe = configs_from_args(args)
+    _check_devices(over.get("device", [probe.device]))
+    check_out(args.out)
+    # A flag the base config dropped as unused (e.g. --groups with batchnorm) must still reach the
+    # sweep points where it matters (groupnorm): pass it along as a one-value sweep.
+    given = _given(args, ModelConfig)
+    for name, value in given.items():
+        if name not in over and getattr(model, name) != value:
+            over[name] = [value]
+    frame = run_sweep(model, probe, over, progress=_progress("sweep"))
+    write(_format(frame, args, lambda: sweep_table(frame, over)), args.out)
+    return 0
+
+
+def add_list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="table (default) or json")
+
+
+def catalogue() -> dict:
+    """What normlab offers: normalizers with labels, presets, inputs, archs, metrics, devices."""
+    return {
+        "normalizers": {name: {"label": n.label, "family": n.family, "grouped": n.grouped,
+                               "batch_dependent": n.batch_dependent} for name, n in NORMALIZERS.items()},
+        "presets": {name: {k: v for k, v in p.items() if k != "plan"} for name, p in PRESETS.items()},
+        "inputs": list(INPUTS),
+        "archs": list(ARCHS),
+        "metrics": {m: _METRIC_HELP.get(m, "") for m in METRICS},
+        "devices": {"choices": list(DEVICES), "available": available_devices()},
+    }
+
+
+def _metric_where(metric: str) -> str:
+    if metric in ACTIVATION_METRICS:
+        return "act, block"
+    return {"res_var": "res", "grad_norm": "conv", "gram_eigenvalue": "spectrum"}.get(metric, "")
+
+
+def run_list(args: argparse.Namespace) -> int:
+    info = catalogue()
+    if args.format == "json":
+        sys.stdout.write(json.dumps(info, indent=1) + "\n")
+        return 0
+    lines = ["normalizers (--norm):"]
+    for name, n in info["normalizers"].items():
+        traits = [n["family"]] + ["grouped: --groups / --group-size"] * n["grouped"] + [
+            "batch-dependent"] * n["batch_dependent"]
+        lines.append(f"  {name:<13} {n['label']:<31} {', '.join(traits)}")
+    lines.append("presets (--preset):")
+    for name, p in info["presets"].items():
+        lines.append(f"  {name:<13} " + ", ".join(f"{k} {v}" for k, v in p.items()))
+    lines.append(f"archs (--arch): {', '.join(info['archs'])}")
+    lines.append(f"inputs (--input): {', '.join(info['inputs'])}")
+    lines.append("metrics (the metric column; where = probe-point kinds):")
+    for name, text in info["metrics"].items():
+        lines.append(f"  {name:<17} {_metric_where(name):<11} {text}")
+    lines.append(f"devices (--device): {', '.join(info['devices']['choices'])}; "
+                 f"available here: {', '.join(info['devices']['available'])}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: ``add_arguments(parser)`` declares its flags, ``run(args)`` returns the exit status."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: list[Command] = [
+    Command("probe", "measure one network at initialization",
+            add_probe_arguments, run_probe),
+    Command("sweep", "measure a grid of configs (--over FIELD=V1,V2)",
+            add_sweep_arguments, run_sweep_command),
+    Command("list", "normalizers, presets, inputs, archs, metrics and devices",
+            add_list_arguments, run_list),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="normlab", description="How normalization layers shape deep networks at "
+                                                 "initialization (Beyond BatchNorm, NeurIPS 2021).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        cmd = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(cmd)
+        cmd.set_defaults(run=command.run)
+    return parser
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad input)."""
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except UsageError as err:
+        print(_one_line(err), file=sys.stderr)
+    except ValueError as err:  # the configs' own messages name the field, the value and what is allowed
+        print(f"normlab: error: {_one_line(err)}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("normlab: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as done:  # --help and friends
+        return done.code if isinstance(done.code, int) else 0
+    return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

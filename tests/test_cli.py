@@ -1,0 +1,217 @@
+"""The command line: every config field has a flag, outputs parse, bad input is one line and exit 2."""
+
+import dataclasses
+import io
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from normlab import cli
+from normlab.cli import build_parser, main, parse_over
+from normlab.config import NORM_NAMES, PRESETS, ModelConfig, ProbeConfig
+from normlab.metrics import METRICS
+from normlab.norms import NORMALIZERS
+from normlab.probes import FRAME_COLUMNS, SUMMARY_STATS, run_probes
+
+TINY = ["--depth", "2", "--width", "8", "--batch-size", "4", "--image-size", "8"]
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- list --------------------------------------------------------------------------------------------------
+
+
+def test_list_shows_every_normalizer_with_its_label_and_every_metric_preset_and_device(capsys):
+    code, out, err = _run(capsys, "list")
+    assert code == 0 and err == ""
+    for name in NORM_NAMES:
+        assert f"  {name} " in out and NORMALIZERS[name].label in out
+    for name in (*METRICS, *PRESETS, "gaussian", "images", "digits", "mlp", "cnn", "resnet", "cpu"):
+        assert name in out
+
+
+def test_list_json_holds_the_same_catalogue(capsys):
+    code, out, _ = _run(capsys, "list", "--format", "json")
+    info = json.loads(out)
+    assert code == 0
+    assert list(info["normalizers"]) == list(NORM_NAMES)
+    assert list(info["metrics"]) == list(METRICS)
+    assert set(info["presets"]) == set(PRESETS) and "cpu" in info["devices"]["available"]
+
+
+def test_python_dash_m_normlab_list_runs_as_a_program():
+    done = subprocess.run([sys.executable, "-m", "normlab", "list"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "batchnorm" in done.stdout and "grad_norm" in done.stdout
+
+
+# --- flags -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["probe", "sweep"])
+def test_every_config_field_has_a_flag_named_after_it(command):
+    sub = next(a for a in build_parser()._actions if isinstance(a, cli.argparse._SubParsersAction))
+    flags = {s for action in sub.choices[command]._actions for s in action.option_strings}
+    for cls in (ModelConfig, ProbeConfig):
+        for field in dataclasses.fields(cls):
+            assert "--" + field.name.replace("_", "-") in flags
+
+
+def test_flags_reach_the_configs_with_their_types():
+    args = build_parser().parse_args(["probe", "--norm", "groupnorm", "--group-size", "2", "--width", "8",
+                                      "--preact", "--rank-tol", "0.01", "--seeds", "3", "--input", "images"])
+    model, probe = cli.configs_from_args(args)
+    assert model == ModelConfig(norm="groupnorm", group_size=2, width=8, preact=True)
+    assert probe == ProbeConfig(rank_tol=0.01, seeds=3, input="images")
+
+
+def test_over_values_are_parsed_to_each_fields_type():
+    over = parse_over(["norm=batchnorm,layernorm", "groups=1,2,4", "preact=true,false", "rank-tol=0.1",
+                       "preset=none,resnet56", "group_size=none,2"])
+    assert over == {"norm": ["batchnorm", "layernorm"], "groups": [1, 2, 4], "preact": [True, False],
+                    "rank_tol": [0.1], "preset": [None, "resnet56"], "group_size": [None, 2]}
+    assert parse_over(["norm=none"]) == {"norm": ["none"]}  # "none" is a normalizer, not a missing value
+
+
+# --- probe -------------------------------------------------------------------------------------------------
+
+
+def test_probe_csv_parses_with_pandas_and_equals_the_api_frame(capsys):
+    code, out, err = _run(capsys, "probe", *TINY, "--norm", "layernorm")
+    assert code == 0 and err == ""
+    frame = pd.read_csv(io.StringIO(out))
+    assert list(frame.columns) == list(FRAME_COLUMNS)
+    assert {"act_var", "grad_norm", "res_var"} <= set(frame["metric"]) <= set(METRICS)
+    expected = run_probes(ModelConfig(norm="layernorm", depth=2, width=8),
+                          ProbeConfig(batch_size=4, image_size=8))
+    assert frame["layer"].tolist() == expected["layer"].tolist()
+    np.testing.assert_allclose(frame["value"], expected["value"], rtol=1e-12)
+
+
+def test_probe_json_parses_to_one_record_per_row(capsys):
+    code, out, _ = _run(capsys, "probe", *TINY, "--arch", "mlp", "--format", "json")
+    records = json.loads(out)
+    assert code == 0
+    assert set(records[0]) == set(FRAME_COLUMNS)
+    assert {r["arch"] for r in records} == {"mlp"} and records[0]["groups"] is None
+    assert all(isinstance(r["value"], float) for r in records)
+
+
+def test_out_writes_the_file_and_leaves_stdout_empty(capsys, tmp_path):
+    target = tmp_path / "probe.csv"
+    code, out, _ = _run(capsys, "probe", *TINY, "--out", str(target))
+    assert code == 0 and out == ""
+    assert len(pd.read_csv(target)) > 0
+
+
+def test_summary_has_mean_min_max_over_seeds(capsys):
+    code, out, err = _run(capsys, "probe", *TINY, "--seeds", "2", "--summary")
+    frame = pd.read_csv(io.StringIO(out))
+    assert code == 0
+    assert set(SUMMARY_STATS) <= set(frame.columns) and (frame["n"] == 2).all()
+    assert (frame["min"] <= frame["mean"]).all() and (frame["mean"] <= frame["max"]).all()
+    # one progress line per seed on stderr
+    assert [line.split(":")[0] for line in err.splitlines()] == ["probe seed 1/2", "probe seed 2/2"]
+
+
+def test_one_seed_runs_quietly_on_stderr(capsys):
+    code, _, err = _run(capsys, "probe", *TINY, "--format", "table")
+    assert code == 0 and err == ""
+
+
+def test_table_shows_every_layer_with_the_seed_mean_of_each_metric(capsys):
+    code, out, _ = _run(capsys, "probe", *TINY, "--seeds", "2", "--format", "table")
+    assert code == 0
+    frame = run_probes(ModelConfig(depth=2, width=8), ProbeConfig(batch_size=4, image_size=8, seeds=2))
+    for layer in frame["layer"].unique():
+        assert layer in out
+    block = frame[(frame["layer"] == "features.2") & (frame["metric"] == "act_var")]["value"].mean()
+    line = next(line for line in out.splitlines() if " features.2 " in line and " block " in line)
+    assert f"{block:.4g}" in line.split()
+    assert "Gram eigenvalues" in out
+
+
+def test_overflowed_numbers_are_written_as_inf_and_nan(capsys, monkeypatch):
+    frame = run_probes(ModelConfig(arch="mlp", depth=2, width=8), ProbeConfig(batch_size=4, image_size=8))
+    frame.loc[0, "value"], frame.loc[1, "value"], frame.loc[2, "value"] = math.inf, math.nan, -math.inf
+    monkeypatch.setattr(cli, "run_probes", lambda *a, **k: frame)
+    argv = ["probe", "--arch", "mlp", *TINY]
+    _, out, _ = _run(capsys, *argv)
+    assert out.splitlines()[1].split(",")[5] == "inf"
+    assert pd.read_csv(io.StringIO(out))["value"].iloc[:3].tolist()[::2] == [math.inf, -math.inf]
+    _, out, _ = _run(capsys, *argv, "--format", "json")
+    assert [r["value"] for r in json.loads(out)[:3]] == ["inf", "nan", "-inf"]
+    code, out, _ = _run(capsys, *argv, "--format", "table")
+    assert code == 0 and "inf" in out
+
+
+# --- sweep -------------------------------------------------------------------------------------------------
+
+
+def test_sweep_runs_every_point_of_the_product_with_progress(capsys):
+    code, out, err = _run(capsys, "sweep", *TINY, "--over", "norm=batchnorm,layernorm", "--over", "depth=1,2")
+    frame = pd.read_csv(io.StringIO(out))
+    assert code == 0
+    points = frame[["norm", "depth"]].drop_duplicates().itertuples(index=False, name=None)
+    assert sorted(points) == [("batchnorm", 1), ("batchnorm", 2), ("layernorm", 1), ("layernorm", 2)]
+    assert len(err.splitlines()) == 4 and err.splitlines()[-1].startswith("sweep 4/4")
+
+
+def test_sweep_keeps_a_flag_that_only_some_points_use(capsys):
+    code, out, _ = _run(capsys, "sweep", *TINY, "--groups", "2", "--over", "norm=batchnorm,groupnorm")
+    frame = pd.read_csv(io.StringIO(out))
+    assert code == 0
+    assert set(frame.loc[frame["norm"] == "groupnorm", "groups"]) == {2}
+
+
+def test_sweep_table_has_one_row_per_point(capsys):
+    code, out, _ = _run(capsys, "sweep", *TINY, "--norm", "groupnorm", "--over", "groups=1,8",
+                        "--format", "table")
+    rows = [line.split() for line in out.splitlines()[2:]]
+    assert code == 0 and [row[0] for row in rows] == ["1", "8"]
+    assert "grad_first/last" in out
+
+
+# --- bad input ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["probe", "--groups", "3", "--width", "8", "--norm", "groupnorm"], "groups"),
+    (["probe", "--norm", "foo"], "norm"),
+    (["probe", "--depth", "0"], "depth"),
+    (["probe", "--preset", "resnet56", "--depth", "3"], "depth"),
+    (["probe", "--device", "cuda"], "device 'cuda'"),
+    (["probe", "--batch-size", "1"], "batch_size"),
+    (["probe", "--seed", "-1"], "seed"),
+    (["probe", "--depth", "x"], "--depth"),
+    (["probe", "--format", "xml"], "--format"),
+    (["probe", "--out", "/no/such/folder/x.csv"], "--out"),
+    (["sweep", "--over", "bogus=1"], "bogus"),
+    (["sweep", "--over", "depth=2,x"], "depth"),
+    (["sweep", "--over", "norm"], "--over"),
+    (["sweep", "--over", "device=cpu,cuda"], "device 'cuda'"),
+    (["sweep", "--width", "8", "--groups", "3", "--over", "norm=batchnorm,groupnorm"], "groups=3"),
+    (["sweep"], "--over"),
+    ([], "COMMAND"),
+    (["train"], "train"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_bad_input_exits_2_with_one_line_naming_the_problem(capsys, monkeypatch, argv, words):
+    monkeypatch.setattr("normlab.device.available_devices", lambda: ["cpu"])
+    code, out, err = _run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and words in err and "Traceback" not in err
+
+
+def test_help_exits_0(capsys):
+    code, out, _ = _run(capsys, "probe", "--help")
+    assert code == 0 and "--group-size" in out and "--format" in out
