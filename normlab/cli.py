@@ -208,7 +208,10 @@ def to_json(frame: pd.DataFrame) -> str:
 
 
 def to_csv(frame: pd.DataFrame) -> str:
-    return frame.to_csv(index=False, na_rep="nan")
+    """CSV with measured non-finite numbers as inf/-inf/nan and missing config values empty."""
+    numbers = {col: frame[col].astype(object).where(frame[col].notna(), "nan")
+               for col in NUMBER_COLUMNS if col in frame.columns}
+    return frame.assign(**numbers).to_csv(index=False)
 
 
 def _fmt(value: float) -> str:
