@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
 from normlab.config import ModelConfig
 from normlab.models import BLOCK, CONV, build_model
@@ -77,7 +78,8 @@ class _Block:
 @functools.lru_cache(maxsize=128)
 def _points(config: ModelConfig) -> tuple[tuple[tuple[str, str], ...], str]:
     """(name, kind) of every probe point in forward order, and the classifier head's name."""
-    net = build_model(config)
+    with torch.random.fork_rng(devices=[]):  # building draws weights: leave the caller's RNG untouched
+        net = build_model(config)
     head = next(name for name, module in net.named_modules() if module is net.head)
     return tuple((name, kind) for name, kind, _ in net.probe_points()), head
 

@@ -72,6 +72,15 @@ def test_only_slot_norms_put_a_normalizer_on_the_projection_shortcut(norm):
     assert (not isinstance(shortcut.norm, nn.Identity)) == (norm in SLOT_NORMS)
 
 
+def test_theory_leaves_the_global_random_state_untouched():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    variance_theory(_resnet(width=12, depth=5))  # a config not built before: builds a fresh model
+    gradient_theory(ModelConfig(arch="mlp", depth=7, width=12))
+    assert torch.equal(torch.rand(3), expected)
+
+
 # --- variance of block outputs -----------------------------------------------------------------------------
 
 
