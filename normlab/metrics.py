@@ -69,12 +69,15 @@ def as_samples(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)  # (N, D)
 
 
-def _channels(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, *spatial) -> (C, N * prod(spatial)) float64; (N,) counts as one channel."""
-    x = x.detach().to(_stats_device(x), torch.float64)
-    if x.dim() == 1:
-        x = x[:, None]
-    return x.transpose(0, 1).reshape(x.shape[1], -1)  # (C, N*H*W)
+def _as_ncs(x: torch.Tensor) -> torch.Tensor:
+    """A float64 copy of x (N, C, *spatial) viewed as (N, C, S); (N,) is one channel, (N, C) has S = 1."""
+    if x.dim() == 0:
+        raise ValueError("expected a batch of samples (N, ...); got a 0-dim tensor")
+    x = x.detach()
+    n = x.shape[0]
+    c = x.shape[1] if x.dim() > 1 else 1
+    # copy=True: callers centre the copy in place, never the network's own activation
+    return x.to(_stats_device(x), torch.float64, copy=True).reshape(n, c, -1)  # (N, C, S)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,9 +85,12 @@ def _channels(x: torch.Tensor) -> torch.Tensor:
 
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(act_var, act_sq_mean) of ``x`` as float64 0-dim tensors, from one pass over the channels."""
+    """(act_var, act_sq_mean) of ``x`` as float64 0-dim tensors."""
     with torch.no_grad():
-        var, mean = torch.var_mean(_channels(x), dim=1, unbiased=False)  # (C,), (C,)
+        x64 = _as_ncs(x)  # (N, C, S)
+        mean = x64.mean(dim=(0, 2), keepdim=True)  # (1, C, 1)
+        x64 -= mean  # two-pass variance: no cancellation when the mean dominates
+        var = torch.linalg.vector_norm(x64, dim=(0, 2)).square() / (x64.shape[0] * x64.shape[2])  # (C,)
     return var.mean(), mean.square().mean()
 
 
@@ -198,17 +204,30 @@ def gram_stats(x: torch.Tensor) -> GramStats:
     catastrophically when the mean dominates (deep unnormalized nets, cos_sim near 1).
     """
     with torch.no_grad():
-        flat = as_samples(x)  # (N, D) float64
-        finite = torch.isfinite(flat).all()
-        if flat.shape[1] == 0:
-            flat = flat.new_zeros(flat.shape[0], 1)
-        mean = flat.mean(dim=0)  # (D,)
-        centered = flat - mean  # (N, D)
+        x64 = _as_ncs(x)  # (N, C, S), a float64 copy
+        n, _, s = x64.shape
+        mean = x64.mean(dim=0)  # (C, S): the batch-mean sample
+        x64 -= mean  # centred in place: one copy of the activations, not two
+        centered = x64.view(n, -1)  # (N, D)
+        m = mean.reshape(-1)  # (D,)
         gram_c = centered @ centered.T  # (N, N)
-        proj = centered @ mean  # (N,)
-        gram = gram_c + proj[:, None] + proj[None, :] + mean.dot(mean)  # (N, N)
-        sq_norms = flat.square().sum(dim=1)  # (N,)
-    return GramStats(*channel_stats(x), gram, sq_norms, gram_c, finite)
+        proj = centered @ m  # (N,)
+        m_sq = m.dot(m)
+        gram = gram_c + proj[:, None] + proj[None, :] + m_sq  # (N, N)
+        diag_c = torch.diagonal(gram_c)
+        sq_norms = (diag_c + 2 * proj + m_sq).clamp_min(0.0)  # (N,) |x_i|^2
+        # |x_i|^2 from the Gram is exact to rounding; whether a sample is exactly zero is decided on
+        # the activations themselves, for the few samples whose norm is lost in that rounding.
+        maybe_zero = sq_norms <= 1e-12 * (diag_c + m_sq)
+        if bool(maybe_zero.any()):
+            flat = x.detach().reshape(n, -1)
+            exact = (flat[maybe_zero.to(flat.device)] == 0).all(dim=1).to(sq_norms.device)
+            sq_norms[maybe_zero] = torch.where(exact, 0.0, sq_norms[maybe_zero])
+        # Channel statistics by the law of total variance: within-position + between-position parts.
+        within = torch.linalg.vector_norm(x64, dim=(0, 2)).square() / (n * s)  # (C,)
+        between, ch_mean = torch.var_mean(mean, dim=1, unbiased=False)  # (C,), (C,)
+        finite = torch.isfinite(m).all()  # an inf or NaN anywhere makes its column mean non-finite
+    return GramStats((within + between).mean(), ch_mean.square().mean(), gram, sq_norms, gram_c, finite)
 
 
 def stack_stats(stats: list[GramStats]) -> GramStats:

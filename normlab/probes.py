@@ -81,7 +81,7 @@ class _Reducer:
     def __call__(self, output: torch.Tensor, kind: str):
         if kind == RES:
             var, _ = channel_stats(output)
-            return _ChannelStats(var, torch.isfinite(output.detach()).all())
+            return _ChannelStats(var, torch.isfinite(var))  # any inf/NaN makes a variance NaN
         last, version, stats = self._last
         if output is last and output._version == version:
             return stats
