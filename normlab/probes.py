@@ -278,17 +278,25 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"summarize needs a probe frame; missing columns {missing}")
     keys = [c for c in frame.columns if c not in ("seed", "value", "final", "overflow")]
-    grouped = frame.groupby(keys, dropna=False, sort=False)
-    out = grouped["value"].agg(
-        mean=lambda v: v.mean(skipna=False),
-        min=lambda v: v.min(skipna=False),
-        max=lambda v: v.max(skipna=False),
-        n="size",
-    )
-    flags = grouped[["final", "overflow"]].any()
-    out = out.join(flags).reset_index()
-    return out[[*KEY_COLUMNS, *SUMMARY_STATS, "final", "overflow",
-                *[k for k in keys if k not in KEY_COLUMNS]]]
+    # Group on a group id, then take each group's key values from its first row: config columns
+    # keep their own values (8, None), where grouping on them directly would turn them into floats.
+    gid = frame.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
+    first = ~pd.Series(gid).duplicated().to_numpy()
+    values = frame["value"].to_numpy(dtype=np.float64)
+    by = pd.Series(values).groupby(gid)
+    has_nan = pd.Series(np.isnan(values)).groupby(gid).any().to_numpy()
+    flags = frame[[c for c in ("final", "overflow") if c in frame.columns]].reset_index(drop=True)
+    out = frame.loc[first, keys].reset_index(drop=True)
+    # sort=False numbers groups by first appearance, so first rows come in group-id order
+    assert (gid[first] == np.arange(len(out))).all(), "group ids out of first-appearance order"
+    # pandas' mean/min/max skip NaN; a NaN seed must show, so those groups get NaN.
+    out["mean"] = np.where(has_nan, np.nan, by.mean().to_numpy())
+    out["min"] = np.where(has_nan, np.nan, by.min().to_numpy())
+    out["max"] = np.where(has_nan, np.nan, by.max().to_numpy())
+    out["n"] = by.size().to_numpy()
+    for flag in flags.columns:
+        out[flag] = flags[flag].groupby(gid).any().to_numpy()
+    return out[[*KEY_COLUMNS, *SUMMARY_STATS, *flags.columns, *[k for k in keys if k not in KEY_COLUMNS]]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,8 +331,9 @@ def vary(base: ModelConfig, changes: Mapping[str, object]) -> ModelConfig:
     resolved = _defaulted(base)
     if "preset" in changes and base.preset is not None:
         resolved |= {"depth", "width", "stages"}  # they came from the old preset
-        if "arch" not in changes:
-            values["arch"] = ModelConfig.arch
+    if "preset" in changes and "arch" not in changes:
+        # a new preset brings its own arch; dropping the preset keeps the family it had
+        values["arch"] = ModelConfig.arch if changes["preset"] is not None else base.arch
     if ("arch" in changes or "preset" in changes) and "stages" not in changes:
         resolved.add("stages")
     for name in ("depth", "width", "stages", "groups"):

@@ -286,6 +286,23 @@ def test_sweeping_arch_drops_the_resnet_stage_count():
     assert stages["resnet"] == 1 and (stages["cnn"] is None or math.isnan(stages["cnn"]))
 
 
+def test_sweeping_presets_switches_between_preset_and_free_networks():
+    base = ModelConfig(preset="vgg10")
+    configs = [probes.vary(base, {"preset": p}) for p in (None, "resnet56")]
+    assert (configs[0].arch, configs[0].preset, configs[0].depth) == ("cnn", None, 10)
+    assert (configs[1].arch, configs[1].depth, configs[1].stages) == ("resnet", 9, 3)
+    assert probes.vary(ModelConfig(preset="resnet56"), {"norm": "groupnorm"}).groups == 32
+
+
+def test_summarize_keeps_config_values_of_a_sweep():
+    probe = ProbeConfig(batch_size=4, image_size=2, seeds=2)
+    frame = run_sweep(ModelConfig(arch="mlp", depth=2, width=8), probe, {"norm": ["batchnorm", "groupnorm"]})
+    summary = summarize(frame)
+    assert len(summary) == len(frame) // 2 and (summary.n == 2).all()
+    groups = summary.drop_duplicates("norm").set_index("norm")["groups"]
+    assert groups["batchnorm"] is None and groups["groupnorm"] == 8 and isinstance(groups["groupnorm"], int)
+
+
 def test_sweep_refuses_an_unknown_field_naming_it_and_the_allowed_ones():
     with pytest.raises(ValueError, match=r"Unknown sweep field\(s\) \['nrom'\]; expected some of .*'norm'"):
         run_sweep(TINY_RESNET, TINY_PROBE, {"nrom": ["batchnorm"]})
