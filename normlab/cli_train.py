@@ -1,0 +1,334 @@
+"""The ``normlab train`` and ``normlab study`` subcommands: argparse over normlab.training.
+
+``add_parsers(subparsers)`` registers both on the root parser of normlab.cli; each handler returns its
+exit status (0 ok, 2 bad input with one line on stderr). Flags are generated from the config fields, so
+the configs validate and this file only parses. Progress and the headline numbers go to stderr, the
+frame to stdout or --out. Knows nothing of the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import types
+import typing
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from normlab.config import ARCHS, NORM_NAMES, PRESETS, WN_ACT_PLACEMENTS, ModelConfig, config_from_dict
+from normlab.training import (
+    STUDY_NORMS,
+    StudyConfig,
+    StudyResult,
+    TrainConfig,
+    TrainResult,
+    run_study,
+    run_training,
+)
+
+USAGE_ERROR = 2  # exit status for bad input, as argparse uses
+FORMATS = ("csv", "json", "table")
+TRAIN_SHOW = ("curve", "summary", "probes")
+STUDY_SHOW = ("runs", "correlations", "curves")
+
+_HELP = {
+    # ModelConfig
+    "arch": f"network family: {', '.join(ARCHS)} (a preset fixes it)",
+    "norm": f"normalizer: {', '.join(NORM_NAMES)}",
+    "depth": "hidden layers (mlp), conv layers (cnn) or blocks per stage (resnet)",
+    "width": "hidden width (mlp, cnn) or first-stage width (resnet)",
+    "groups": "group count of groupnorm / evonorm_s0 (must divide every width)",
+    "group_size": "channels per group, instead of --groups",
+    "preset": f"paper network: {', '.join(PRESETS)}",
+    "stages": "resnet stages (width doubles per stage)",
+    "preact": "resnet: pre-activation blocks",
+    "skipinit": "resnet: residual branch scale initialised to 0 (SkipInit)",
+    "wn_act": f"weightnorm resnet: corrected ReLU {' or '.join(WN_ACT_PLACEMENTS)}",
+    "in_channels": "input channels (the grey digit is copied to each)",
+    "num_classes": "classifier outputs (the digits have 10 classes)",
+    # TrainConfig
+    "steps": "SGD steps",
+    "lr": "learning rate (no schedule)",
+    "momentum": "SGD momentum",
+    "weight_decay": "L2 weight decay",
+    "batch_size": "samples per step; also the probe batch",
+    "image_size": "digits are upsampled (bilinear) from 8x8 to this size",
+    "seed": "seed of the init, batch order and probe batch (the held-out split is fixed)",
+    "eval_every": "steps between held-out evaluations",
+    "probe_after": "re-run the probes after this many steps",
+    "target_accuracy": "held-out accuracy that counts as trained (steps_to_target)",
+    "max_loss": "a training loss above this (or NaN/inf) ends the run as diverged",
+    "device": "auto, cpu, cuda or mps",
+    # StudyConfig
+    "archs": f"architectures to train: some of {', '.join(ARCHS)}",
+    "norms": f"normalizers to train: some of {', '.join(NORM_NAMES)}",
+    "seeds": "seeds per network",
+    "cnn_depth": "conv layers of the non-residual CNN",
+    "resnet_depth": "blocks per resnet stage",
+    "resnet_stages": "resnet stages",
+    "k_steps": "training speed: held-out accuracy after this many steps",
+    "n_boot": "bootstrap resamples for the correlation's interval",
+    "confidence": "confidence level of the interval",
+}
+
+
+# --- Flags from config fields --------------------------------------------------------------------
+
+
+def _field_type(cls, name: str) -> tuple[type, bool]:
+    """(base type, is a tuple) of a config field: ``int | None`` -> (int, False); ``tuple[str, ...]``
+    -> (str, True)."""
+    hint = typing.get_type_hints(cls)[name]
+    if typing.get_origin(hint) is tuple:
+        return typing.get_args(hint)[0], True
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return next(a for a in typing.get_args(hint) if a is not type(None)), False
+    return hint, False
+
+
+def _add_fields(parser: argparse.ArgumentParser, cls, title: str, skip: tuple[str, ...] = ()) -> None:
+    """One flag per field of ``cls`` (``group_size`` -> ``--group-size``), unset by default."""
+    group = parser.add_argument_group(f"{title} ({cls.__name__} fields; unset = the default)")
+    for field in dataclasses.fields(cls):
+        base, many = _field_type(cls, field.name)
+        if field.name in skip or dataclasses.is_dataclass(base):
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        text = _HELP.get(field.name, field.name.replace("_", " "))
+        if base is bool:
+            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=text)
+        else:
+            group.add_argument(flag, dest=field.name, type=base, default=None, nargs="+" if many else None,
+                               metavar=base.__name__.upper(), help=text)
+
+
+def _given(args: argparse.Namespace, cls, skip: tuple[str, ...] = ()) -> dict:
+    """The fields of ``cls`` whose flags were given."""
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def _add_output(parser: argparse.ArgumentParser, shows: tuple[str, ...], what: str) -> None:
+    out = parser.add_argument_group("output")
+    out.add_argument("--show", choices=shows, default=shows[0], help=f"which frame to write: {what}")
+    out.add_argument("--format", choices=FORMATS, default="csv",
+                     help="csv or json: the tidy frame; table: aligned text (default csv)")
+    out.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+
+
+# --- Output ----------------------------------------------------------------------------------------
+
+
+def _json_value(value):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        # NaN means "not measured" (between evaluations, target never reached): null. inf is a value.
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def frame_text(frame: pd.DataFrame, fmt: str) -> str:
+    """A frame as csv (NaN empty, inf as inf), strict json records, or an aligned table."""
+    if fmt == "json":
+        records = [{k: _json_value(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+        return json.dumps(records, indent=1) + "\n"
+    if fmt == "table":
+        return frame.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n"
+    return frame.to_csv(index=False)
+
+
+def _check_out(out: str | None) -> None:
+    """Refuse an --out path that cannot be written, before any training is done."""
+    if out is None:
+        return
+    folder = os.path.dirname(os.path.abspath(out))
+    if os.path.isdir(out):
+        raise ValueError(f"cannot write --out {out!r}: it is a folder")
+    if not os.path.isdir(folder):
+        raise ValueError(f"cannot write --out {out!r}: folder {folder!r} does not exist")
+
+
+def _write(text: str, out: str | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        with open(out, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as err:
+        raise ValueError(f"cannot write --out {out!r}: {err.strerror or err}") from None
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
+
+
+# --- train -----------------------------------------------------------------------------------------
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_fields(parser, ModelConfig, "model")
+    _add_fields(parser, TrainConfig, "training")
+    _add_output(parser, TRAIN_SHOW, "curve (one row per step), summary (one row), probes (init and after)")
+
+
+def train_summary(result: TrainResult) -> str:
+    """The run's headline numbers in one paragraph."""
+    s = result.summary()
+    tc = result.train_config
+    lines = [
+        f"# {s['arch']} {s['norm']} depth {s['depth']} width {s['width']}"
+        + (f" groups {s['groups']}" if s["groups"] is not None else "")
+        + f" | {s['steps_done']}/{tc.steps} steps, lr {tc.lr}, batch {tc.batch_size}, seed {tc.seed}, "
+        f"{s['seconds']:.1f} s",
+        f"# held-out accuracy: final {_fmt(s['final_test_acc'])}, best {_fmt(s['best_test_acc'])}; "
+        f"steps to {tc.target_accuracy:g}: {_fmt(s['steps_to_target'])}",
+        f"# final-layer cos_sim: init {_fmt(s['cos_sim_init'])}, after {tc.probe_after} steps "
+        f"{_fmt(s['cos_sim_after'])}",
+        f"# grad_norm range (max/min over the conv layers, head left out): "
+        f"init {_fmt(s['grad_range_init'])}, after {tc.probe_after} steps {_fmt(s['grad_range_after'])}",
+    ]
+    if result.diverged:
+        lines.append(f"# DIVERGED: the training loss left [0, {tc.max_loss:g}] at step {s['steps_done'] + 1}")
+    if result.stopped:
+        lines.append("# stopped early")
+    return "\n".join(lines)
+
+
+def _train_frame(result: TrainResult, show: str, fmt: str) -> pd.DataFrame:
+    if show == "summary":
+        return pd.DataFrame([result.summary()])
+    if show == "probes":
+        return pd.concat([result.probes_init, result.probes_after], ignore_index=True)
+    if fmt == "table":  # the evaluated steps only, without the constant config columns
+        return result.curve.loc[result.curve["test_acc"].notna() | result.curve["loss"].isna(),
+                                ["step", "loss", "train_acc", "test_loss", "test_acc"]]
+    return result.curve
+
+
+def _step_reporter(every: int) -> Callable[[int, int, str], None]:
+    def report(done: int, total: int, label: str) -> None:
+        if done % every == 0 or done == total:
+            _say(f"train {done}/{total}: {label}")
+
+    return report
+
+
+def run_train_command(args: argparse.Namespace) -> int:
+    """``normlab train``: one run; the chosen frame to stdout/--out, the summary to stderr."""
+    try:
+        model = config_from_dict(ModelConfig, _given(args, ModelConfig))
+        train = config_from_dict(TrainConfig, _given(args, TrainConfig))
+        _check_out(args.out)
+        result = run_training(model, train, progress=_step_reporter(max(train.steps // 10, 1)))
+        _write(frame_text(_train_frame(result, args.show, args.format), args.format), args.out)
+        _say(train_summary(result))
+    except ValueError as err:
+        _say(f"normlab train: error: {' '.join(str(err).split())}")
+        return USAGE_ERROR
+    return 0
+
+
+# --- study -----------------------------------------------------------------------------------------
+
+_STUDY_TRAIN_SKIP = ("seed",)  # each run's seed comes from the study's --seed/--seeds
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_fields(parser, StudyConfig, "study")
+    _add_fields(parser, TrainConfig, "training of every run", skip=_STUDY_TRAIN_SKIP)
+    _add_output(parser, STUDY_SHOW, "runs (one row per arch, normalizer, groups, seed), correlations, "
+                                    "curves (every run's training curve)")
+
+
+def study_config_from_args(args: argparse.Namespace) -> StudyConfig:
+    """The StudyConfig the flags describe; training flags override the study's default schedule."""
+    study = _given(args, StudyConfig)
+    train = _given(args, TrainConfig, skip=_STUDY_TRAIN_SKIP)
+    if train:
+        study["train"] = dataclasses.replace(StudyConfig().train, **train)
+    return config_from_dict(StudyConfig, study)
+
+
+def correlation_text(result: StudyResult) -> str:
+    """One line per (arch, speed measure): Spearman's rho with its interval, and what the paper predicts."""
+    expect = {"acc_at_k": "paper: < 0", "steps_to_target": "paper: > 0"}
+    k, target = result.config.k_steps, result.config.train.target_accuracy
+    names = {"acc_at_k": f"held-out acc after {k} steps", "steps_to_target": f"steps to {target:g} acc"}
+    lines = [f"# Spearman rho of final-layer cos_sim at init vs training speed "
+             f"({result.config.confidence:.0%} bootstrap interval)"]
+    for row in result.correlations.itertuples():
+        lines.append(f"#   {row.arch:<7} {names[row.speed]:<30} rho {_fmt(row.rho, 2):>6} "
+                     f"[{_fmt(row.lo, 2)}, {_fmt(row.hi, 2)}]  n={row.n}  ({expect[row.speed]})")
+    if result.stopped:
+        lines.append("# stopped early: only the finished runs are counted")
+    return "\n".join(lines)
+
+
+_RUN_COLUMNS = ["arch", "label", "seed", "cos_sim_init", "acc_at_k", "steps_to_target", "final_test_acc",
+                "diverged", "grad_range_init", "grad_range_after", "seconds"]
+
+
+def _study_frame(result: StudyResult, show: str, fmt: str) -> pd.DataFrame:
+    if show == "correlations":
+        return result.correlations
+    if show == "curves":
+        return result.curves
+    return result.runs[_RUN_COLUMNS] if fmt == "table" else result.runs
+
+
+def _run_reporter(steps: int) -> Callable[[int, int, str], None]:
+    def report(done: int, total: int, label: str) -> None:
+        if done % steps == 0:  # once per finished run
+            _say(f"study {done // steps}/{total // steps} runs: {label}")
+
+    return report
+
+
+def run_study_command(args: argparse.Namespace) -> int:
+    """``normlab study``: every run; the chosen frame to stdout/--out, the correlations to stderr."""
+    try:
+        config = study_config_from_args(args)
+        _check_out(args.out)
+        _say(f"study: {len(config.runs())} runs of {config.train.steps} steps")
+        result = run_study(config, progress=_run_reporter(config.train.steps))
+        _write(frame_text(_study_frame(result, args.show, args.format), args.format), args.out)
+        _say(correlation_text(result))
+    except ValueError as err:
+        _say(f"normlab study: error: {' '.join(str(err).split())}")
+        return USAGE_ERROR
+    return 0
+
+
+# --- Registration ------------------------------------------------------------------------------------
+
+TRAIN_HELP = "train one network on the digits; loss, accuracy and probes at init and after a few steps"
+STUDY_HELP = "does init similarity predict training speed? train many networks, rank-correlate"
+
+
+def add_parsers(subparsers) -> None:
+    """Register ``train`` and ``study`` on an ``add_subparsers()`` object.
+
+    Each parser sets ``func`` to its handler, and ``run`` to the same handler, the name normlab.cli's
+    ``main`` dispatches on.
+    """
+    for name, text, add, handler in (
+        ("train", TRAIN_HELP, add_train_arguments, run_train_command),
+        ("study", STUDY_HELP + f" (default normalizers: {', '.join(STUDY_NORMS)})", add_study_arguments,
+         run_study_command),
+    ):
+        parser = subparsers.add_parser(name, help=text, description=text)
+        add(parser)
+        parser.set_defaults(func=handler, run=handler)

@@ -1,0 +1,127 @@
+"""``normlab train`` and ``normlab study`` on a root parser of their own: frames out, one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from normlab.cli_train import add_parsers, study_config_from_args
+
+TINY = ["--arch", "cnn", "--depth", "2", "--width", "8", "--norm", "batchnorm"]
+TINY_TRAIN = ["--steps", "8", "--batch-size", "16", "--image-size", "8", "--eval-every", "4",
+              "--probe-after", "2"]
+TINY_STUDY = ["--archs", "cnn", "--norms", "batchnorm", "layernorm", "--seeds", "2", "--width", "8",
+              "--cnn-depth", "2", "--k-steps", "8", "--n-boot", "50", "--steps", "8", "--batch-size", "16",
+              "--image-size", "8", "--eval-every", "4", "--probe-after", "2"]
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="normlab")
+    add_parsers(root.add_subparsers(dest="command", required=True))
+    return root
+
+
+def run(argv, capsys) -> tuple[int, str, str]:
+    args = parser().parse_args(argv)
+    code = args.func(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_both_subcommands_register_a_handler_under_func_and_run():
+    for name in ("train", "study"):
+        args = parser().parse_args([name])
+        assert callable(args.func) and args.run is args.func
+
+
+def test_train_writes_the_curve_as_csv_and_the_summary_to_stderr(capsys):
+    code, out, err = run(["train", *TINY, *TINY_TRAIN], capsys)
+    assert code == 0
+    curve = pd.read_csv(io.StringIO(out))
+    assert curve["step"].tolist() == list(range(9))
+    assert curve["test_acc"].notna().sum() == 3  # steps 0, 4, 8
+    assert (curve["norm"] == "batchnorm").all() and (curve["width"] == 8).all()
+    assert "held-out accuracy" in err and "grad_norm range" in err and "train 8/8" in err
+
+
+def test_train_summary_as_json_is_one_strict_record(capsys):
+    code, out, _ = run(["train", *TINY, *TINY_TRAIN, "--show", "summary", "--format", "json"], capsys)
+    assert code == 0
+    records = json.loads(out)
+    assert len(records) == 1
+    record = records[0]
+    assert record["diverged"] is False and record["steps_done"] == 8 and record["groups"] is None
+    assert 0 <= record["final_test_acc"] <= 1 and record["lr"] == 0.02
+
+
+def test_train_probes_hold_the_init_and_after_rows(capsys):
+    code, out, _ = run(["train", *TINY, *TINY_TRAIN, "--show", "probes"], capsys)
+    probes = pd.read_csv(io.StringIO(out))
+    assert code == 0 and set(probes["step"]) == {0, 2}
+    assert {"act", "conv", "spectrum"} <= set(probes["kind"])
+
+
+def test_train_table_shows_the_evaluated_steps_and_writes_to_out(tmp_path, capsys):
+    target = tmp_path / "curve.txt"
+    code, out, _ = run(["train", *TINY, *TINY_TRAIN, "--format", "table", "--out", str(target)], capsys)
+    assert code == 0 and out == ""
+    lines = target.read_text().splitlines()
+    assert lines[0].split() == ["step", "loss", "train_acc", "test_loss", "test_acc"]
+    assert [line.split()[0] for line in lines[1:]] == ["0", "4", "8"]
+
+
+def test_a_diverging_run_exits_0_and_says_diverged(capsys):
+    code, out, err = run(["train", "--arch", "cnn", "--depth", "2", "--width", "8", "--norm", "none",
+                          "--lr", "1e6", *TINY_TRAIN[:2], "--batch-size", "16", "--image-size", "8",
+                          "--probe-after", "2", "--show", "summary"], capsys)
+    assert code == 0 and "DIVERGED" in err
+    assert pd.read_csv(io.StringIO(out))["diverged"].item()
+
+
+@pytest.mark.parametrize(("argv", "field"), [
+    (["train", "--lr", "-1"], "lr"),
+    (["train", "--steps", "5", "--probe-after", "9"], "probe_after"),
+    (["train", "--norm", "groupnorm", "--groups", "3", "--arch", "cnn", "--width", "8"], "groups"),
+    (["train", "--norm", "rmsnorm"], "norm"),
+    (["study", "--norms", "batchnorm", "rmsnorm"], "norms"),
+    (["study", "--k-steps", "900"], "k_steps"),
+    (["study", "--archs", "cnn", "--groups", "5"], "groups"),
+])
+def test_bad_values_exit_2_with_one_line_naming_the_field(argv, field, capsys):
+    code, out, err = run(argv, capsys)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and field in err
+
+
+def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys):
+    code, _, err = run(["train", *TINY, "--out", str(tmp_path / "missing" / "x.csv")], capsys)
+    assert code == 2 and "does not exist" in err and "train " not in err
+
+
+def test_study_flags_build_the_study_config_training_flags_included():
+    args = parser().parse_args(["study", *TINY_STUDY, "--lr", "0.05"])
+    config = study_config_from_args(args)
+    assert config.archs == ("cnn",) and config.norms == ("batchnorm", "layernorm") and config.seeds == 2
+    assert config.train.lr == 0.05 and config.train.steps == 8 and config.k_steps == 8
+    defaults = study_config_from_args(parser().parse_args(["study"]))
+    assert defaults.archs == ("cnn", "resnet")
+
+
+def test_study_writes_one_row_per_run_and_the_correlations_to_stderr(capsys):
+    code, out, err = run(["study", *TINY_STUDY], capsys)
+    assert code == 0
+    runs = pd.read_csv(io.StringIO(out))
+    assert len(runs) == 4 and set(runs["norm"]) == {"batchnorm", "layernorm"}
+    assert {"cos_sim_init", "acc_at_k", "steps_to_target"} <= set(runs.columns)
+    assert "Spearman rho" in err and "study 4/4 runs" in err
+
+
+def test_study_correlations_as_json(capsys):
+    code, out, _ = run(["study", *TINY_STUDY, "--show", "correlations", "--format", "json"], capsys)
+    table = json.loads(out)
+    assert code == 0 and [r["speed"] for r in table] == ["acc_at_k", "steps_to_target"]
+    assert all(r["arch"] == "cnn" and r["n"] == 4 for r in table)
