@@ -62,12 +62,19 @@ def _keep(output: torch.Tensor, kind: str) -> torch.Tensor:
     return output.detach().clone()
 
 
+def _frobenius64(grad: torch.Tensor) -> torch.Tensor:
+    if grad.device.type == "mps":  # no float64 there
+        grad = grad.cpu()
+    return torch.linalg.vector_norm(grad, dtype=torch.float64)
+
+
 @contextmanager
 def record(
     model: nn.Module,
     points: Iterable[tuple[str, str, nn.Module]] | None = None,
     *,
     reduce: Callable[[torch.Tensor, str], object] = _keep,
+    grad_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     final: nn.Module | None = None,
 ) -> Iterator[Taps]:
     """Record the outputs of ``points`` while the block runs.
@@ -79,6 +86,8 @@ def record(
             during backward; every other kind records ``reduce(output)`` during forward.
         reduce: ``reduce(output, kind)`` maps a floating-point output tensor to what is kept; it runs
             inside the hook, so only its result outlives the forward pass.
+        grad_reduce: maps dL/dz to the 0-dim float64 tensor kept as ``grad_norm``; default its
+            Frobenius norm computed in float64.
         final: the module whose output is the final representation: the tap that produced that
             tensor is marked ``final`` (a tap is added for it when none did).
 
@@ -125,10 +134,7 @@ def record(
 
             def on_grad(grad: torch.Tensor) -> None:
                 with torch.no_grad():
-                    g = grad.detach()
-                    if g.device.type == "mps":  # no float64 there
-                        g = g.cpu()
-                    tap.grad_norm = torch.linalg.vector_norm(g, dtype=torch.float64)
+                    tap.grad_norm = (grad_reduce or _frobenius64)(grad.detach())
                     # float64 sums of float32 squares cannot overflow: a non-finite norm means a
                     # non-finite gradient entry
                     tap.grad_finite = torch.isfinite(tap.grad_norm)

@@ -69,25 +69,47 @@ def as_samples(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)  # (N, D)
 
 
-def _as_ncs(x: torch.Tensor) -> torch.Tensor:
+class Workspace:
+    """A reusable float64 buffer for the copies the statistics need.
+
+    On a CPU a fresh 30 MB float64 tensor per probe point costs more in page faults than the copy
+    itself; one buffer, reused from point to point, does not. Results never alias the buffer.
+    """
+
+    def __init__(self) -> None:
+        self._buffer: torch.Tensor | None = None
+
+    def float64(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` copied into the buffer as float64, shaped like ``x``; valid until the next call."""
+        device = _stats_device(x)
+        n = x.numel()
+        if self._buffer is None or self._buffer.numel() < n or self._buffer.device != device:
+            self._buffer = torch.empty(n, dtype=torch.float64, device=device)
+        out = self._buffer[:n].view(x.shape)
+        out.copy_(x.detach())
+        return out
+
+
+def _as_ncs(x: torch.Tensor, workspace: Workspace | None = None) -> torch.Tensor:
     """A float64 copy of x (N, C, *spatial) viewed as (N, C, S); (N,) is one channel, (N, C) has S = 1."""
     if x.dim() == 0:
         raise ValueError("expected a batch of samples (N, ...); got a 0-dim tensor")
-    x = x.detach()
     n = x.shape[0]
     c = x.shape[1] if x.dim() > 1 else 1
+    if workspace is not None:
+        return workspace.float64(x).reshape(n, c, -1)
     # copy=True: callers centre the copy in place, never the network's own activation
-    return x.to(_stats_device(x), torch.float64, copy=True).reshape(n, c, -1)  # (N, C, S)
+    return x.detach().to(_stats_device(x), torch.float64, copy=True).reshape(n, c, -1)  # (N, C, S)
 
 
 # ---------------------------------------------------------------------------------------------
 # Channel statistics (SPP: average channel variance and squared channel mean)
 
 
-def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def channel_stats(x: torch.Tensor, workspace: Workspace | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(act_var, act_sq_mean) of ``x`` as float64 0-dim tensors."""
     with torch.no_grad():
-        x64 = _as_ncs(x)  # (N, C, S)
+        x64 = _as_ncs(x, workspace)  # (N, C, S)
         mean = x64.mean(dim=(0, 2), keepdim=True)  # (1, C, 1)
         x64 -= mean  # two-pass variance: no cancellation when the mean dominates
         var = torch.linalg.vector_norm(x64, dim=(0, 2)).square() / (x64.shape[0] * x64.shape[2])  # (C,)
@@ -196,7 +218,7 @@ class GramStats:
         return diag <= _ZERO_REL * self.sq_norms
 
 
-def gram_stats(x: torch.Tensor) -> GramStats:
+def gram_stats(x: torch.Tensor, workspace: Workspace | None = None) -> GramStats:
     """The sufficient statistics of activations ``x`` (N, C, *spatial) or (N, C), in float64.
 
     One N x N matrix product, on the centered samples: the uncentered Gram is rebuilt from it by adding
@@ -204,7 +226,7 @@ def gram_stats(x: torch.Tensor) -> GramStats:
     catastrophically when the mean dominates (deep unnormalized nets, cos_sim near 1).
     """
     with torch.no_grad():
-        x64 = _as_ncs(x)  # (N, C, S), a float64 copy
+        x64 = _as_ncs(x, workspace)  # (N, C, S), a float64 copy
         n, _, s = x64.shape
         mean = x64.mean(dim=0)  # (C, S): the batch-mean sample
         x64 -= mean  # centred in place: one copy of the activations, not two
@@ -332,6 +354,14 @@ def gram_spectrum(x: torch.Tensor) -> np.ndarray:
     return eig.cpu().numpy()
 
 
+def frobenius_norm(x: torch.Tensor, workspace: Workspace | None = None) -> torch.Tensor:
+    """|x|_F as a float64 0-dim tensor (in float32 the sum of squares loses digits and overflows)."""
+    with torch.no_grad():
+        if workspace is not None:
+            return torch.linalg.vector_norm(workspace.float64(x))
+        return torch.linalg.vector_norm(x.detach().to(_stats_device(x), torch.float64))
+
+
 def grad_norm(grad: torch.Tensor) -> float:
     """Frobenius norm over the whole batch of a gradient dL/dz, in float64."""
-    return float(torch.linalg.vector_norm(grad.detach().to(_stats_device(grad), torch.float64)))
+    return float(frobenius_norm(grad))

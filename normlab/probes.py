@@ -29,7 +29,9 @@ from normlab.metrics import (
     ACTIVATION_METRICS,
     DEFAULT_RANK_TOL,
     GramStats,
+    Workspace,
     channel_stats,
+    frobenius_norm,
     gram_stats,
     metrics_from_stats,
     stack_stats,
@@ -77,15 +79,16 @@ class _Reducer:
 
     def __init__(self) -> None:
         self._last: tuple = (None, -1, None)
+        self.workspace = Workspace()
 
     def __call__(self, output: torch.Tensor, kind: str):
         if kind == RES:
-            var, _ = channel_stats(output)
+            var, _ = channel_stats(output, self.workspace)
             return _ChannelStats(var, torch.isfinite(var))  # any inf/NaN makes a variance NaN
         last, version, stats = self._last
         if output is last and output._version == version:
             return stats
-        stats = gram_stats(output)
+        stats = gram_stats(output, self.workspace)
         self._last = (output, output._version, stats)
         return stats
 
@@ -103,7 +106,8 @@ def _measure(
 ) -> dict[str, list]:
     """Forward, loss, backward under the hooks; returns the row columns (without seed and configs)."""
     reducer = _Reducer()
-    with record(model, points, reduce=reducer, final=final) as taps:
+    grad_reduce = lambda grad: frobenius_norm(grad, reducer.workspace)  # noqa: E731
+    with record(model, points, reduce=reducer, grad_reduce=grad_reduce, final=final) as taps:
         output = model(inputs)
         reducer.clear()  # the statistics are kept; the last activation need not be
         loss = loss_fn(output)
