@@ -1,0 +1,363 @@
+"""Many students at once: N browser sessions against a running dashboard, each asking for its own config.
+
+Run (the dashboard already serving on the loopback interface):
+
+    .venv/bin/python scripts/load_test.py --url http://127.0.0.1:8501
+    .venv/bin/python scripts/load_test.py --start --sessions 8        # starts `streamlit run app.py` itself
+
+Each session is a fresh Chromium context (its own Streamlit session) that opens a dashboard page with a
+link to a different network (query parameters: normalizer, depth and seed differ), and waits until the
+page shows its chart, an error, or the timeout. Meanwhile a thread polls /_stcore/health and samples the
+server's resident memory from /proc. The report: completions, latency percentiles, whether a session
+ever saw a "queued" status, the server's peak memory, and whether the health endpoint stayed up.
+
+Only loopback addresses are accepted, the number of sessions is capped and every wait is bounded, so the
+script always stops by itself. Needs Playwright (requirements-dev.txt) and Debian's chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_SESSIONS = 64
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# The normalizers cycled through the sessions: one network each, so sessions differ in cost a little.
+NORMS = ("batchnorm", "groupnorm", "layernorm", "none", "instancenorm", "frn", "evonorm_s0", "sws")
+# What the page shows when it is done: its chart, an error (budget, queue timeout) or an exception.
+# Info and warning alerts (a "queued" status, a link notice) are not an end.
+DONE = '[data-testid="stPlotlyChart"], [data-testid="stAlertContentError"], [data-testid="stException"]'
+
+
+@dataclass
+class SessionResult:
+    session: int
+    url: str
+    outcome: str = "timeout"  # "chart", "error", "exception", "timeout" or "failed"
+    seconds: float = math.nan
+    message: str = ""
+    queued_seen: bool = False  # the page showed a "queued, position n" status at some point
+
+
+@dataclass
+class HealthLog:
+    polls: int = 0
+    failures: int = 0
+    worst_seconds: float = 0.0
+    rss_peak_mib: float = 0.0
+    rss_start_mib: float = math.nan
+    errors: list[str] = field(default_factory=list)
+
+
+def loopback_only(url: str) -> str:
+    """The URL, if its host is on this machine's loopback interface; otherwise a SystemExit."""
+    host = urlsplit(url).hostname or ""
+    try:
+        ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        ok = False
+    if not ok:
+        raise SystemExit(f"load_test: error: only loopback addresses are allowed; got host {host!r}")
+    return url.rstrip("/")
+
+
+def session_params(k: int, args: argparse.Namespace) -> dict[str, str]:
+    """The link of session k: its own normalizer, depth and seed (or one shared config with --same).
+
+    The other sizes are dashboard controls too: width in 4..512, batch in 4..256, image in 8..64.
+    """
+    if args.same:
+        k = 0
+    return {"net": "resnet", "norms": NORMS[k % len(NORMS)], "depth": str(args.depth + k),
+            "width": str(args.width), "batch": str(args.batch), "image": str(args.image), "seed": str(k)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The server: start one, or find the one behind --url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, env: dict[str, str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", f"--server.port={port}",
+               "--server.address=127.0.0.1", "--server.headless=true"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def health(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=timeout) as response:
+            return response.status == 200 and response.read() == b"ok"
+    except OSError:
+        return False
+
+
+def wait_healthy(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not health(url):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"load_test: error: {url}/_stcore/health did not answer within {seconds:.0f} s")
+        time.sleep(0.5)
+
+
+def pid_listening_on(port: int) -> int | None:
+    """The process with a listening TCP socket on ``port`` (Linux /proc; None if not found or not ours)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == "0A":  # 0A: LISTEN
+                inodes.add(cols[9])
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd).removeprefix("socket:[").removesuffix("]") in inodes:
+                    return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def rss_mib(pid: int, key: str = "VmRSS") -> float:
+    """A memory line of /proc/<pid>/status in MiB (VmRSS now, VmHWM the peak since the process began)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+def watch(url: str, pid: int | None, log: HealthLog, stop: threading.Event, every: float) -> None:
+    """Poll the health endpoint and sample the server's memory until ``stop``."""
+    while not stop.is_set():
+        start = time.monotonic()
+        ok = health(url, timeout=5.0)
+        took = time.monotonic() - start
+        log.polls += 1
+        log.worst_seconds = max(log.worst_seconds, took)
+        if not ok:
+            log.failures += 1
+            if len(log.errors) < 5:
+                log.errors.append(f"health failed after {took:.1f} s")
+        if pid is not None:
+            try:
+                log.rss_peak_mib = max(log.rss_peak_mib, rss_mib(pid))
+            except OSError:
+                pass
+        stop.wait(max(0.0, every - took))
+
+
+# ---------------------------------------------------------------------------------------------
+# The sessions
+
+
+async def run_session(browser, k: int, url: str, timeout: float) -> SessionResult:
+    result = SessionResult(session=k, url=url)
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = await context.new_page()
+        start = time.monotonic()
+        await page.goto(url, wait_until="domcontentloaded", timeout=timeout * 1000)
+        deadline = start + timeout
+        while time.monotonic() < deadline:
+            if not result.queued_seen and await page.get_by_text("queued, position").count():
+                result.queued_seen = True
+            found = page.locator(DONE)
+            if await found.count():
+                first = found.first
+                test_id = await first.get_attribute("data-testid")
+                result.seconds = time.monotonic() - start
+                if test_id == "stPlotlyChart":
+                    result.outcome = "chart"
+                else:
+                    result.outcome = "exception" if test_id == "stException" else "error"
+                    result.message = " ".join((await first.inner_text()).split())[:300]
+                break
+            await asyncio.sleep(0.2)
+    except Exception as err:  # a browser-side failure is a result to report, not a crash of the script
+        result.outcome, result.message = "failed", f"{type(err).__name__}: {err}"[:300]
+    finally:
+        await context.close()
+    return result
+
+
+async def run_sessions(urls: list[str], timeout: float, stagger: float) -> list[SessionResult]:
+    from playwright.async_api import async_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise SystemExit("load_test: error: no chromium on PATH (Debian: apt-get install chromium)")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            tasks = []
+            for k, url in enumerate(urls):
+                tasks.append(asyncio.create_task(run_session(browser, k, url, timeout)))
+                await asyncio.sleep(stagger)  # students do not click within the same millisecond
+            return await asyncio.gather(*tasks)
+        finally:
+            await browser.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def summarize(results: list[SessionResult], log: HealthLog, wall: float, pid: int | None) -> dict:
+    done = [r.seconds for r in results if r.outcome == "chart"]
+    return {
+        "sessions": len(results),
+        "completed": len(done),
+        "outcomes": {o: sum(r.outcome == o for r in results)
+                     for o in ("chart", "error", "exception", "timeout", "failed")},
+        "latency_s": {"p50": percentile(done, 50), "p90": percentile(done, 90), "p95": percentile(done, 95),
+                      "max": max(done, default=math.nan),
+                      "mean": statistics.fmean(done) if done else math.nan},
+        "queued_seen": sum(r.queued_seen for r in results),
+        "wall_s": wall,
+        "server_pid": pid,
+        "server_rss_start_mib": log.rss_start_mib,
+        "server_rss_peak_mib": log.rss_peak_mib if pid is not None else math.nan,
+        "server_vmhwm_mib": _hwm(pid),
+        "health": {"polls": log.polls, "failures": log.failures, "stayed_up": log.failures == 0,
+                   "worst_s": log.worst_seconds, "errors": log.errors},
+        "results": [asdict(r) for r in results],
+    }
+
+
+def _hwm(pid: int | None) -> float:
+    try:
+        return rss_mib(pid, "VmHWM") if pid is not None else math.nan
+    except OSError:
+        return math.nan
+
+
+def format_report(report: dict) -> str:
+    lat, h = report["latency_s"], report["health"]
+    lines = [
+        f"sessions {report['sessions']}: {report['completed']} completed with a chart; outcomes "
+        + ", ".join(f"{k} {v}" for k, v in report["outcomes"].items() if v),
+        f"latency (s, completed sessions): p50 {lat['p50']:.1f}  p90 {lat['p90']:.1f}  p95 {lat['p95']:.1f}  "
+        f"max {lat['max']:.1f}  mean {lat['mean']:.1f}   wall {report['wall_s']:.1f}",
+        f"sessions that saw a 'queued' status: {report['queued_seen']}",
+        f"server memory (pid {report['server_pid']}): resident {report['server_rss_start_mib']:.0f} MiB "
+        f"at start, peak {report['server_rss_peak_mib']:.0f} MiB sampled, "
+        f"VmHWM {report['server_vmhwm_mib']:.0f} MiB",
+        f"health endpoint: {h['polls']} polls, {h['failures']} failed, worst answer {h['worst_s']:.2f} s -> "
+        + ("stayed up" if h["stayed_up"] else "WENT DOWN"),
+    ]
+    for r in report["results"]:
+        if r["outcome"] != "chart":
+            lines.append(f"  session {r['session']}: {r['outcome']} {r['message']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--url", default="http://127.0.0.1:8501", help="a running dashboard (loopback only)")
+    where.add_argument("--start", action="store_true", help="start `streamlit run app.py` on a free port")
+    parser.add_argument("--sessions", type=int, default=8, help=f"browser sessions, 1..{MAX_SESSIONS}")
+    parser.add_argument("--page", default="variance-growth",
+                        help="the page's URL path (default variance-growth)")
+    parser.add_argument("--depth", type=int, default=4, help="session k asks for depth DEPTH + k")
+    parser.add_argument("--width", type=int, default=16, help="resnet width (default 16)")
+    parser.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    parser.add_argument("--image", type=int, default=16, help="image size (default 16)")
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false",
+                        help="skip the first, uncounted session that loads torch and the app")
+    parser.add_argument("--same", action="store_true", help="every session asks for the same config")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds a session may take")
+    parser.add_argument("--stagger", type=float, default=0.1, help="seconds between session starts")
+    parser.add_argument("--pid", type=int, help="the server's process id (default: found from the port)")
+    parser.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    args = parser.parse_args(argv)
+    if not 1 <= args.sessions <= MAX_SESSIONS:
+        parser.error(f"--sessions must be between 1 and {MAX_SESSIONS}")
+    if not 0 < args.timeout <= 1800:
+        parser.error("--timeout must be between 0 and 1800 seconds")
+
+    proc = None
+    if args.start:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = start_server(port, dict(os.environ))
+    else:
+        url = loopback_only(args.url)
+        port = urlsplit(url).port or 80
+    try:
+        wait_healthy(url, 120)
+        pid = proc.pid if proc is not None else (args.pid or pid_listening_on(port))
+        page = f"{url}/{args.page.strip('/')}"
+        urls = [f"{page}?{urlencode(session_params(k, args))}" for k in range(args.sessions)]
+        if args.warmup:  # a server that has served once: imports done, nothing of the test cached
+            warm = {**session_params(0, args), "depth": "1", "seed": str(MAX_SESSIONS + 1)}
+            asyncio.run(run_sessions([f"{page}?{urlencode(warm)}"], args.timeout, 0))
+        log, stop = HealthLog(), threading.Event()
+        if pid is not None:
+            log.rss_start_mib = rss_mib(pid)
+        watcher = threading.Thread(target=watch, args=(url, pid, log, stop, 0.5), daemon=True)
+        watcher.start()
+        start = time.monotonic()
+        try:
+            results = asyncio.run(run_sessions(urls, args.timeout, args.stagger))
+        finally:
+            stop.set()
+            watcher.join(10)
+        report = summarize(results, log, time.monotonic() - start, pid)
+    finally:
+        if proc is not None:
+            stop_server(proc)
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=str) + "\n")
+    ok = report["completed"] == report["sessions"] and report["health"]["stayed_up"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
