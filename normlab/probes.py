@@ -123,48 +123,52 @@ def _measure(
     return _rows(taps, rank_tol)
 
 
+def _to_list(scalars: list[torch.Tensor]) -> list:
+    """0-dim tensors -> Python numbers with one device transfer, not one per value."""
+    return torch.stack(scalars).cpu().tolist() if scalars else []
+
+
 def _rows(taps: Taps, rank_tol: float) -> dict[str, list]:
     cols: dict[str, list] = {c: [] for c in ROW_COLUMNS if c != "seed"}
 
-    def add(layer, index, kind, metrics, values, final, bad):
-        for metric, value, b in zip(metrics, values, bad, strict=True):
-            cols["layer"].append(layer)
+    def add(tap, kind, index, metrics, values, bad, final):
+        for metric, value in zip(metrics, values, strict=True):
+            cols["layer"].append(tap.name)
             cols["index"].append(index)
             cols["kind"].append(kind)
             cols["metric"].append(metric)
             cols["value"].append(value)
             cols["final"].append(final)
-            cols["overflow"].append(bool(b) or not math.isfinite(value))
+            cols["overflow"].append(bad or not math.isfinite(value))
 
     full = [t for t in taps.taps if isinstance(t.value, GramStats)]
-    values = spectrum = None
+    res = [t for t in taps.taps if isinstance(t.value, _ChannelStats)]
+    # A conv the backward pass never reached (its output does not depend on the input) has no row.
+    conv = [t for t in taps.taps if t.kind == CONV and t.grad_norm is not None]
+    measured: dict[int, tuple] = {}  # id(tap) -> (metrics, values, non-finite input)
+    spectrum = None
     if full:
-        final_pos = next((k for k, t in enumerate(full) if t.final), None)
-        # Statistics made on one device stack there; one batched eigensolve, one transfer.
+        # One batched eigensolve for every point, then one transfer.
         metrics = metrics_from_stats(stack_stats([t.value for t in full]), rank_tol, spectrum=True)
-        table = torch.stack([metrics[m] for m in ACTIVATION_METRICS], dim=1)  # (P, M)
-        values = table.cpu().tolist()
-        finite = torch.stack([t.value.finite for t in full]).cpu().tolist()
-        if final_pos is not None:
-            spectrum = (full[final_pos], metrics["gram_eigenvalue"][final_pos].cpu().tolist(),
-                        finite[final_pos])
-    rows_of = {id(t): k for k, t in enumerate(full)}
-    for tap in taps.taps:
-        if isinstance(tap.value, GramStats):
-            k = rows_of[id(tap)]
-            add(tap.name, tap.index, tap.kind, ACTIVATION_METRICS, values[k], tap.final,
-                [not finite[k]] * len(ACTIVATION_METRICS))
-        elif isinstance(tap.value, _ChannelStats):
-            add(tap.name, tap.index, tap.kind, ("res_var",), [float(tap.value.act_var)], tap.final,
-                [not bool(tap.value.finite)])
-        elif tap.kind == CONV and tap.grad_norm is not None:
-            # A conv the backward pass never reached (its output does not depend on the input) has no row.
-            add(tap.name, tap.index, tap.kind, ("grad_norm",), [float(tap.grad_norm)], False,
-                [not bool(tap.grad_finite)])
+        table = torch.stack([metrics[m] for m in ACTIVATION_METRICS], dim=1).cpu().tolist()  # (P, M)
+        finite = _to_list([t.value.finite for t in full])
+        for k, tap in enumerate(full):
+            measured[id(tap)] = (ACTIVATION_METRICS, table[k], not finite[k])
+            if tap.final:
+                spectrum = (tap, metrics["gram_eigenvalue"][k].cpu().tolist(), not finite[k])
+    for tap, var, ok in zip(res, _to_list([t.value.act_var for t in res]),
+                            _to_list([t.value.finite for t in res]), strict=True):
+        measured[id(tap)] = (("res_var",), [var], not ok)
+    for tap, norm, ok in zip(conv, _to_list([t.grad_norm for t in conv]),
+                             _to_list([t.grad_finite for t in conv]), strict=True):
+        measured[id(tap)] = (("grad_norm",), [norm], not ok)
+    for tap in taps.taps:  # rows in forward order
+        if id(tap) in measured:
+            add(tap, tap.kind, tap.index, *measured[id(tap)], final=tap.final)
     if spectrum is not None:
-        tap, eig, ok = spectrum
+        tap, eig, bad = spectrum
         for k, value in enumerate(eig):
-            add(tap.name, k, SPECTRUM, ("gram_eigenvalue",), [value], True, [not ok])
+            add(tap, SPECTRUM, k, ("gram_eigenvalue",), [value], bad, final=True)
     return cols
 
 
