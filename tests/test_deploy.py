@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import os
 import re
 import shlex
@@ -303,3 +304,52 @@ def test_streamlit_reads_the_deployment_config_from_the_working_directory(contex
     for line in ('showErrorDetails = "none"', 'toolbarMode = "viewer"', "gatherUsageStats = false",
                  "headless = true"):
         assert re.search(rf"^{re.escape(line)}$", shown, re.MULTILINE), f"streamlit does not apply {line}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The load script (scripts/load_test.py): its guards, without a browser
+
+
+@pytest.fixture(scope="module")
+def load_test():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("load_test", ROOT / "scripts" / "load_test.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["load_test"] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("load_test", None)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8501", "http://localhost:9000/", "http://[::1]:8501",
+                                 "http://127.3.4.5:80"])
+def test_the_load_script_accepts_loopback_servers(load_test, url):
+    assert load_test.loopback_only(url) == url.rstrip("/")
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.5:8501", "http://192.168.1.2", "http://172.16.0.1",
+                                 "http://example.com", "http://0.0.0.0:8501", "file:///etc/passwd"])
+def test_the_load_script_refuses_any_other_address(load_test, url):
+    with pytest.raises(SystemExit, match="only loopback addresses"):
+        load_test.loopback_only(url)
+
+
+def test_the_load_script_bounds_its_sessions_and_gives_each_a_different_config(load_test):
+    with pytest.raises(SystemExit):
+        load_test.main(["--url", "http://127.0.0.1:1", "--sessions", str(load_test.MAX_SESSIONS + 1)])
+    import argparse
+
+    args = argparse.Namespace(same=False, depth=4, width=16, batch=32, image=16)
+    links = [tuple(sorted(load_test.session_params(k, args).items())) for k in range(8)]
+    assert len(set(links)) == 8
+    same = argparse.Namespace(**{**vars(args), "same": True})
+    assert len({tuple(sorted(load_test.session_params(k, same).items())) for k in range(8)}) == 1
+
+
+def test_the_load_report_percentiles_are_nearest_rank(load_test):
+    values = [float(v) for v in range(1, 11)]
+    assert [load_test.percentile(values, q) for q in (50, 90, 95, 100)] == [5.0, 9.0, 10.0, 10.0]
+    assert math.isnan(load_test.percentile([], 50))
