@@ -204,7 +204,7 @@ class GramStats:
     act_var: torch.Tensor  # () per-channel variance averaged over channels
     act_sq_mean: torch.Tensor  # () squared per-channel mean averaged over channels
     gram: torch.Tensor  # (N, N) uncentered Gram X X^T
-    sq_norms: torch.Tensor  # (N,) |x_i|^2, exact
+    sq_norms: torch.Tensor  # (N,) |x_i|^2, exactly 0 for zero samples
     gram_centered: torch.Tensor  # (N, N) Gram of the samples minus their batch mean
     finite: torch.Tensor  # () bool: every activation was finite
 
