@@ -420,3 +420,59 @@ def test_the_cli_never_raises_on_arbitrary_words(words):
     # help prints and exits 0 (tested elsewhere)
     assume(not any(w.startswith(("-h", "--h")) for w in words))
     _cli(["probe", *words, *SAFE_TAIL])
+
+
+# ---------------------------------------------------------------------------------------------
+# Links: hostile or malformed query parameters fall back to defaults
+
+
+HOSTILE = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["<script>alert(1)</script>", "../../etc/passwd", "%00", "1e309", "-1e309", "nan",
+                     "inf", "9" * 400, "-0", "0x1f", "1_000", " 8 ", "٣", "true,false", ",,,", "batchnorm,",
+                     "groupnorm,groupnorm,bogus", "resnet56", "vgg20", "512", "64", "4", "1", "0"]),
+)
+
+
+def _ui(name: str):
+    """A module of the dashboard's ui package (skips where the package is absent)."""
+    return pytest.importorskip(name, reason="needs the dashboard's ui package")
+
+
+@st.composite
+def hostile_params(draw):
+    controls = _ui("ui.controls")  # the dashboard's controls table: pure Python
+    keys = st.one_of(st.sampled_from(tuple(controls.BY_KEY) + (controls.PAGE_PARAM,)), st.text(max_size=8))
+    return draw(st.dictionaries(keys, st.lists(HOSTILE, min_size=1, max_size=2), max_size=8))
+
+
+def _hostile_link(params):
+    links, controls = _ui("ui.links"), _ui("ui.controls")
+    values, notices = links.check_link(params)
+    for key, value in values.items():  # whatever was kept is a value its control allows
+        control = controls.BY_KEY[key]
+        if control.kind in ("choice", "float"):
+            assert value in control.choices
+        elif control.kind == "choices":
+            assert value and set(value) <= set(control.choices)
+        elif control.kind == "int":
+            assert isinstance(value, int) and control.low <= value <= control.high
+        else:
+            assert isinstance(value, bool)
+    dropped = set(params) - set(values) - {controls.PAGE_PARAM}
+    assert len(notices) >= len(dropped)
+    try:
+        selection = _ui("ui.selection").build_selection(values)
+    except ValueError:
+        return  # the sidebar shows the message and keeps the last valid selection
+    for model in selection.models:
+        try:
+            check_budget(model, selection.probe, Limits())
+        except BudgetExceeded:
+            pass  # shown as "Cannot probe this choice: ..." by the page
+
+
+test_a_hostile_link_falls_back_to_allowed_values = settings(max_examples=FEW * 2, deadline=None)(
+    given(hostile_params())(_hostile_link))
+test_hostile_links_many = pytest.mark.slow(settings(max_examples=MANY * 2, deadline=None)(
+    given(hostile_params())(_hostile_link)))
