@@ -13,16 +13,20 @@ from normlab.config import (
     common_divisors,
     config_from_dict,
 )
+from normlab.data import make_inputs
 from normlab.device import available_devices, resolve_device
 from normlab.metrics import METRICS
 from normlab.models import build_model
 from normlab.norms import NORMALIZERS, create_norm, get_normalizer
-from normlab.probes import probe_module, run_probes, run_sweep, summarize
+from normlab.probes import FRAME_COLUMNS, KINDS, probe_module, run_probes, run_sweep, summarize
+from normlab.theory import applies, gradient_theory, rank_theory, variance_theory
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ARCHS",
+    "FRAME_COLUMNS",
+    "KINDS",
     "INPUTS",
     "METRICS",
     "NORMALIZERS",
@@ -30,15 +34,20 @@ __all__ = [
     "PRESETS",
     "ModelConfig",
     "ProbeConfig",
+    "applies",
     "available_devices",
     "build_model",
     "common_divisors",
     "config_from_dict",
     "create_norm",
     "get_normalizer",
+    "gradient_theory",
+    "make_inputs",
     "probe_module",
+    "rank_theory",
     "resolve_device",
     "run_probes",
     "run_sweep",
     "summarize",
+    "variance_theory",
 ]

@@ -146,6 +146,13 @@ class InstanceNorm(GroupNorm):
     def __init__(self, num_channels: int, eps: float = EPS) -> None:
         super().__init__(num_channels, num_channels, eps=eps)
 
+    def forward(self, x):
+        if x.dim() == 2:
+            # x - mean is exactly 0 here; F.group_norm would return float32 round-off amplified by
+            # 1/sqrt(eps) instead. x * 0 keeps the graph, so the (exactly zero) gradient flows back.
+            return x * 0 + self.bias
+        return super().forward(x)
+
 
 class _PerChannel(nn.Module):
     """Base for the hand-written layers: per-channel parameters with their spec initial values."""

@@ -104,8 +104,7 @@ def test_instancenorm_on_vectors_outputs_beta():
     # One value per (sample, channel): the statistic is that value, so the output is beta alone.
     inn = _randomize_affine(create_norm("instancenorm", 8))
     out = inn(_x(4, 8))
-    # float32 round-off in x - mean is amplified by 1/sqrt(eps) ~ 316, hence the tolerance
-    assert torch.allclose(out, inn.bias.expand(4, 8), atol=1e-3)
+    assert torch.equal(out, inn.bias.expand(4, 8))
 
 
 @pytest.mark.parametrize("make", [lambda: nn.Conv2d(3, 6, 3, padding=1), lambda: nn.Linear(5, 6)])

@@ -177,13 +177,15 @@ def test_overflow_is_flagged_in_the_frame_not_raised(monkeypatch):
     assert frame.loc[~np.isfinite(frame.value), "overflow"].all()
 
 
-def test_instancenorm_mlp_collapses_to_rounding_noise_without_overflow():
-    # InstanceNorm on (N, C) normalizes single values: the output is beta = 0 plus float32 rounding
-    # noise of x - mean(x) amplified by 1/sqrt(eps); the frame shows it as a tiny, finite variance.
+def test_instancenorm_mlp_collapses_every_feature_to_beta_without_overflow():
+    # InstanceNorm on (N, C) normalizes single values: the output is exactly beta = 0, so every
+    # sample is the zero vector (cos_sim 1 by the zero-sample convention) and no gradient flows.
     frame = run_probes(ModelConfig(arch="mlp", norm="instancenorm", depth=2, width=8),
                        ProbeConfig(batch_size=4, image_size=2))
     final = frame[frame.final & (frame.kind == "act")].set_index("metric").value
-    assert 0 <= final["act_var"] < 1e-6
+    assert final["act_var"] == 0 and final["cos_sim"] == 1
+    grads = frame[(frame.metric == "grad_norm") & (frame.layer != "head")].value
+    assert (grads == 0).all()
     assert np.isfinite(frame.value).all() and not frame.overflow.any()
 
 
