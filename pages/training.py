@@ -30,13 +30,13 @@ from ui import views
 from ui.figures import norm_color
 
 ARCH_SYMBOLS = {"cnn": "circle", "resnet": "diamond", "mlp": "square"}
-ARCH_LABELS = {"cnn": "plain CNN", "resnet": "ResNet", "mlp": "MLP", "all": "both"}
+ARCH_LABELS = {"cnn": "plain CNN", "resnet": "ResNet", "mlp": "MLP", "all": "both nets pooled"}
 SPEEDS = {"acc_at_k": "held-out accuracy after k steps", "steps_to_target": "steps to the target accuracy"}
 # The page's first study: one architecture, five normalizers from LayerNorm-like to InstanceNorm-like,
 # two seeds; about ten short runs, so the page answers within seconds on a CPU. The CLI's default
 # study (normlab study) is the full one.
 QUICK = StudyConfig(archs=("cnn",), norms=("none", "batchnorm", "layernorm", "groupnorm", "instancenorm"),
-                    groups=(4,), seeds=2, train=TrainConfig(steps=150, probe_after=10), k_steps=100)
+                    groups=(4,), seeds=2, train=TrainConfig(steps=150), k_steps=100)
 STATE_CONFIG = "training_study"  # the StudyConfig the page runs
 STATE_DONE = "training_done"  # (ModelConfig, TrainConfig) -> TrainResult, finished runs of this session
 STATE_STOPPED = "training_stopped"
@@ -71,10 +71,12 @@ def similarity_speed_figure(runs: pd.DataFrame, correlations: pd.DataFrame, spee
         ))
     text = []
     for row in correlations[correlations["speed"] == speed].itertuples():
+        name = ARCH_LABELS.get(row.arch, row.arch)
         if not math.isnan(row.rho):
-            text.append(f"{ARCH_LABELS.get(row.arch, row.arch)}: Spearman ρ = {row.rho:+.2f} "
-                        f"[{row.lo:+.2f}, {row.hi:+.2f}], n = {row.n}")
-    fig.add_annotation(text="<br>".join(text) or "too few runs for a correlation", showarrow=False,
+            text.append(f"{name}: Spearman ρ = {row.rho:+.2f} [{row.lo:+.2f}, {row.hi:+.2f}], n = {row.n}")
+        else:  # fewer than two runs, or one side constant (e.g. no run reached the target)
+            text.append(f"{name}: no rank correlation (n = {row.n}; one side does not vary)")
+    fig.add_annotation(text="<br>".join(text) or "no finished run", showarrow=False,
                        xref="paper", yref="paper", x=0.01, y=0.99, xanchor="left", yanchor="top",
                        align="left", bgcolor="rgba(255,255,255,0.85)", bordercolor="#999", borderwidth=1)
     if speed == "steps_to_target" and runs[speed].isna().any():
@@ -129,6 +131,11 @@ def correlations(runs: pd.DataFrame, n_boot: int, confidence: float, seed: int) 
     return correlate(runs, n_boot=n_boot, confidence=confidence, seed=seed)
 
 
+def with_value(options: tuple, value) -> list:
+    """A slider's options with the current value among them (a study set elsewhere may use another)."""
+    return sorted({*options, value})
+
+
 # --- The page ------------------------------------------------------------------------------------------
 
 selection = views.header(
@@ -155,15 +162,20 @@ with st.expander("Study settings", expanded=False), st.form("training_settings")
                                  default=list(config.groups),
                                  help="G = 1 is LayerNorm, G = width is InstanceNorm.")
     cols = st.columns(4)
-    seeds = cols[0].slider("Seeds", 1, 5, config.seeds)
-    steps = cols[1].select_slider("Steps", (50, 100, 150, 200, 300, 400), value=config.train.steps)
-    k_steps = cols[2].select_slider("k (accuracy after k steps)", (25, 50, 75, 100, 150, 200, 300),
+    seeds = cols[0].slider("Seeds", 1, max(5, config.seeds), config.seeds)
+    steps = cols[1].select_slider("Steps", with_value((50, 100, 150, 200, 300, 400), config.train.steps),
+                                  value=config.train.steps)
+    k_steps = cols[2].select_slider("k (accuracy after k steps)",
+                                    with_value((25, 50, 75, 100, 150, 200, 300), config.k_steps),
                                     value=config.k_steps)
-    lr = cols[3].select_slider("Learning rate", (0.005, 0.01, 0.02, 0.05, 0.1, 0.2), value=config.train.lr)
+    lr = cols[3].select_slider("Learning rate",
+                               with_value((0.005, 0.01, 0.02, 0.05, 0.1, 0.2), config.train.lr),
+                               value=config.train.lr)
     cols = st.columns(4)
-    cnn_depth = cols[0].slider("CNN depth (conv layers)", 2, 20, config.cnn_depth)
-    resnet_depth = cols[1].slider("ResNet blocks", 1, 8, config.resnet_depth)
-    target = cols[2].select_slider("Target accuracy", (0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
+    cnn_depth = cols[0].slider("CNN depth (conv layers)", 1, max(20, config.cnn_depth), config.cnn_depth)
+    resnet_depth = cols[1].slider("ResNet blocks", 1, max(8, config.resnet_depth), config.resnet_depth)
+    target = cols[2].select_slider("Target accuracy",
+                                   with_value((0.5, 0.6, 0.7, 0.8, 0.9, 0.95), config.train.target_accuracy),
                                    value=config.train.target_accuracy)
     first_seed = cols[3].number_input("First seed", 0, 10_000, config.seed)
     submitted = st.form_submit_button("Run", type="primary", icon=":material/play_arrow:")
@@ -172,7 +184,9 @@ with st.expander("Study settings", expanded=False), st.form("training_settings")
 if submitted:
     try:
         config = StudyConfig(
-            archs=tuple(archs), norms=tuple(norms), groups=tuple(groups) or (4,), seeds=seeds,
+            archs=tuple(archs), norms=tuple(norms), seeds=seeds,
+            # group counts matter only to grouped normalizers; without one, keep the old ones
+            groups=tuple(groups) if groups or any(NORMALIZERS[n].grouped for n in norms) else config.groups,
             seed=int(first_seed), width=config.width, cnn_depth=cnn_depth, resnet_depth=resnet_depth,
             k_steps=k_steps, train=TrainConfig(steps=steps, lr=lr, target_accuracy=target,
                                                probe_after=min(config.train.probe_after, steps)),
@@ -212,8 +226,9 @@ if missing and not state.get(STATE_STOPPED, False):
     cols[1].empty()
 elif missing:
     cols = st.columns([5, 1], vertical_alignment="center")
-    cols[0].info(f"Stopped: {len(plan) - len(missing)} of {len(plan)} runs finished; the figure shows those.",
-                 icon=":material/pause:")
+    finished = len(plan) - len(missing)
+    cols[0].info(f"Stopped: {finished} of {len(plan)} runs finished"
+                 + ("; the figure shows those." if finished else "."), icon=":material/pause:")
     if cols[1].button("Resume", icon=":material/play_arrow:", key="training_resume"):
         state[STATE_STOPPED] = False
         st.rerun()
@@ -240,8 +255,8 @@ if len(agree) and not math.isnan(agree["rho"].item()):
     verdict = ("agrees with the paper (the interval excludes 0)" if sign * lo > 0 and sign * hi > 0 else
                "goes against the paper (the interval excludes 0)" if sign * lo < 0 and sign * hi < 0 else
                "is not decisive (the interval contains 0)")
-    st.caption(f"Spearman ρ = {rho:+.2f}, {config.confidence:.0%} interval [{lo:+.2f}, {hi:+.2f}] over "
-               f"{len(runs)} runs: this {verdict}.")
+    st.caption(f"{ARCH_LABELS[pooled]}: Spearman ρ = {rho:+.2f}, {config.confidence:.0%} interval "
+               f"[{lo:+.2f}, {hi:+.2f}] over {len(runs)} runs: this {verdict}.")
 
 with st.expander("Training curves", expanded=False):
     y = st.segmented_control("Curve", ("test_acc", "loss"), key="training_curve", required=True,
