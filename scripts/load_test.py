@@ -9,7 +9,8 @@ Each session is a fresh Chromium context (its own Streamlit session) that opens 
 link to a different network (query parameters: normalizer, depth and seed differ), and waits until the
 page shows its chart, an error, or the timeout. Meanwhile a thread polls /_stcore/health and samples the
 server's resident memory from /proc. The report: completions, latency percentiles, whether a session
-ever saw a "queued" status, the server's peak memory, and whether the health endpoint stayed up.
+ever saw a "queued" status, the server's peak memory, and whether the health endpoint stayed up (never
+3 unanswered polls in a row: what makes the Dockerfile's HEALTHCHECK call the container unhealthy).
 
 Only loopback addresses are accepted, the number of sessions is capped and every wait is bounded, so the
 script always stops by itself. Needs Playwright (requirements-dev.txt) and Debian's chromium.
@@ -57,11 +58,18 @@ class SessionResult:
     queued_seen: bool = False  # the page showed a "queued, position n" status at some point
 
 
+# The Dockerfile's HEALTHCHECK marks the container unhealthy after this many failed checks in a row.
+UNHEALTHY_AFTER = 3
+
+
 @dataclass
 class HealthLog:
     polls: int = 0
     failures: int = 0
-    worst_seconds: float = 0.0
+    worst_seconds: float = 0.0  # the slowest answer (or timeout) of one poll
+    in_a_row: int = 0  # failed polls since the last answer
+    most_in_a_row: int = 0
+    longest_gap: float = 0.0  # the longest time between two answered polls
     rss_peak_mib: float = 0.0
     rss_start_mib: float = math.nan
     errors: list[str] = field(default_factory=list)
@@ -166,14 +174,20 @@ def rss_mib(pid: int, key: str = "VmRSS") -> float:
 
 def watch(url: str, pid: int | None, log: HealthLog, stop: threading.Event, every: float) -> None:
     """Poll the health endpoint and sample the server's memory until ``stop``."""
+    last_ok = time.monotonic()
     while not stop.is_set():
         start = time.monotonic()
-        ok = health(url, timeout=5.0)
+        ok = health(url, timeout=5.0)  # the HEALTHCHECK's own timeout
         took = time.monotonic() - start
         log.polls += 1
         log.worst_seconds = max(log.worst_seconds, took)
-        if not ok:
+        if ok:
+            log.longest_gap = max(log.longest_gap, time.monotonic() - last_ok)
+            last_ok, log.in_a_row = time.monotonic(), 0
+        else:
             log.failures += 1
+            log.in_a_row += 1
+            log.most_in_a_row = max(log.most_in_a_row, log.in_a_row)
             if len(log.errors) < 5:
                 log.errors.append(f"health failed after {took:.1f} s")
         if pid is not None:
@@ -263,8 +277,9 @@ def summarize(results: list[SessionResult], log: HealthLog, wall: float, pid: in
         "server_rss_start_mib": log.rss_start_mib,
         "server_rss_peak_mib": log.rss_peak_mib if pid is not None else math.nan,
         "server_vmhwm_mib": _hwm(pid),
-        "health": {"polls": log.polls, "failures": log.failures, "stayed_up": log.failures == 0,
-                   "worst_s": log.worst_seconds, "errors": log.errors},
+        "health": {"polls": log.polls, "failures": log.failures, "most_failures_in_a_row": log.most_in_a_row,
+                   "stayed_up": log.most_in_a_row < UNHEALTHY_AFTER, "worst_s": log.worst_seconds,
+                   "longest_gap_s": log.longest_gap, "errors": log.errors},
         "results": [asdict(r) for r in results],
     }
 
@@ -287,8 +302,10 @@ def format_report(report: dict) -> str:
         f"server memory (pid {report['server_pid']}): resident {report['server_rss_start_mib']:.0f} MiB "
         f"at start, peak {report['server_rss_peak_mib']:.0f} MiB sampled, "
         f"VmHWM {report['server_vmhwm_mib']:.0f} MiB",
-        f"health endpoint: {h['polls']} polls, {h['failures']} failed, worst answer {h['worst_s']:.2f} s -> "
-        + ("stayed up" if h["stayed_up"] else "WENT DOWN"),
+        f"health endpoint: {h['polls']} polls every 0.5 s, {h['failures']} unanswered within 5 s "
+        f"(at most {h['most_failures_in_a_row']} in a row), slowest {h['worst_s']:.2f} s, longest without "
+        f"an answer {h['longest_gap_s']:.1f} s -> "
+        + ("stayed up" if h["stayed_up"] else f"DOWN ({UNHEALTHY_AFTER}+ failures in a row: unhealthy)"),
     ]
     for r in report["results"]:
         if r["outcome"] != "chart":
