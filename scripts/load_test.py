@@ -172,6 +172,17 @@ def rss_mib(pid: int, key: str = "VmRSS") -> float:
     return math.nan
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) the process has used, from /proc/<pid>/stat."""
+    if pid is None:
+        return math.nan
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def watch(url: str, pid: int | None, log: HealthLog, stop: threading.Event, every: float) -> None:
     """Poll the health endpoint and sample the server's memory until ``stop``."""
     last_ok = time.monotonic()
@@ -261,7 +272,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
-def summarize(results: list[SessionResult], log: HealthLog, wall: float, pid: int | None) -> dict:
+def summarize(results: list[SessionResult], log: HealthLog, wall: float, pid: int | None,
+              cpu: float = math.nan) -> dict:
     done = [r.seconds for r in results if r.outcome == "chart"]
     return {
         "sessions": len(results),
@@ -273,6 +285,8 @@ def summarize(results: list[SessionResult], log: HealthLog, wall: float, pid: in
                       "mean": statistics.fmean(done) if done else math.nan},
         "queued_seen": sum(r.queued_seen for r in results),
         "wall_s": wall,
+        # CPU the server used during the test: what the sessions cost whatever else runs on the machine
+        "server_cpu_s": cpu,
         "server_pid": pid,
         "server_rss_start_mib": log.rss_start_mib,
         "server_rss_peak_mib": log.rss_peak_mib if pid is not None else math.nan,
@@ -299,6 +313,8 @@ def format_report(report: dict) -> str:
         f"latency (s, completed sessions): p50 {lat['p50']:.1f}  p90 {lat['p90']:.1f}  p95 {lat['p95']:.1f}  "
         f"max {lat['max']:.1f}  mean {lat['mean']:.1f}   wall {report['wall_s']:.1f}",
         f"sessions that saw a 'queued' status: {report['queued_seen']}",
+        f"server CPU time during the test: {report['server_cpu_s']:.1f} s "
+        f"({report['server_cpu_s'] / max(1, report['sessions']):.1f} s a session)",
         f"server memory (pid {report['server_pid']}): resident {report['server_rss_start_mib']:.0f} MiB "
         f"at start, peak {report['server_rss_peak_mib']:.0f} MiB sampled, "
         f"VmHWM {report['server_vmhwm_mib']:.0f} MiB",
@@ -359,13 +375,13 @@ def main(argv: list[str] | None = None) -> int:
             log.rss_start_mib = rss_mib(pid)
         watcher = threading.Thread(target=watch, args=(url, pid, log, stop, 0.5), daemon=True)
         watcher.start()
-        start = time.monotonic()
+        start, cpu_start = time.monotonic(), cpu_seconds(pid)
         try:
             results = asyncio.run(run_sessions(urls, args.timeout, args.stagger))
         finally:
             stop.set()
             watcher.join(10)
-        report = summarize(results, log, time.monotonic() - start, pid)
+        report = summarize(results, log, time.monotonic() - start, pid, cpu_seconds(pid) - cpu_start)
     finally:
         if proc is not None:
             stop_server(proc)
