@@ -1,0 +1,56 @@
+"""normlab dashboard: page config, the shared sidebar, and navigation over the pages in pages/.
+
+Start it with ``streamlit run app.py``. The sidebar is drawn once here for every page; each page reads
+its result with ``ui.sidebar.current_selection()``. Knows nothing of torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from ui import links
+from ui.sidebar import sidebar
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    """One entry of the navigation: the page file, its title, icon and URL path."""
+
+    path: str
+    title: str
+    icon: str
+    url_path: str
+    default: bool = False
+
+
+# The navigation, in menu order. A new page is one line here (and its file in pages/).
+# URL paths differ from the file names on purpose: Streamlit also registers every file in pages/ under
+# its own name (the older pages-directory mode), and a URL equal to a file name would run that page
+# without this entry script, so without the sidebar.
+PAGES = (
+    PageSpec("pages/overview.py", "Overview", ":material/dashboard:", "home", default=True),
+    PageSpec("pages/variance.py", "Variance growth", ":material/trending_up:", "variance-growth"),
+    PageSpec("pages/rank.py", "Rank collapse", ":material/compress:", "rank-collapse"),
+    PageSpec("pages/gradients.py", "Gradients", ":material/swap_vert:", "gradient-explosion"),
+    PageSpec("pages/groups.py", "Group-size trade-off", ":material/tune:", "group-size"),
+)
+
+st.set_page_config(page_title="normlab: normalization at initialization",
+                   page_icon=":material/stacked_line_chart:", layout="wide")
+page = st.navigation([
+    st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path, default=p.default) for p in PAGES
+])
+spec = next(p for p in PAGES if p.title == page.title)
+asked = links.restore_once()  # a link's ?page=... (its path already chose the page)
+if asked and asked != spec.url_path:
+    target = next((p for p in PAGES if p.url_path == asked), None)
+    if target is not None:
+        st.switch_page(target.path)
+    st.session_state[links.NOTICE_KEY].append(f"unknown page {asked!r}")
+name = Path(spec.path).stem
+selection = sidebar(name, spec.url_path)
+links.sync_url(name)
+page.run()

@@ -1,0 +1,134 @@
+"""Dashboard latency in a real browser: control change -> redrawn chart, at the default sizes.
+
+Starts ``streamlit run app.py`` on a free port, opens the Variance growth page in Debian's Chromium
+(Playwright, no browser download) and times, from the key press to the chart holding new data:
+
+* fresh: the "First seed" control set to a seed not seen before, so all compared networks are probed
+  anew at the default sizes (the cost of any config change at those sizes);
+* cached: the depth slider moved between two values already computed (a revisit: cache hit, redraw only).
+
+Run:  .venv/bin/python benchmarks/ui_latency.py [--repeats 8]
+Prints the median and percentiles in seconds; the server is always stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# A signature of what the first chart shows: every trace's decoded y values.
+SIGNATURE_JS = """() => {
+  const chart = document.querySelector('.js-plotly-plot');
+  if (!chart || !chart._fullData) return null;
+  return JSON.stringify(chart._fullData.map(t => Array.from(t.y || [])));
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
+                if reply.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError("streamlit did not start")
+
+
+def timed_change(page, change) -> float:
+    """Seconds from ``change()`` until the chart's data differs from before."""
+    before = page.evaluate(SIGNATURE_JS)
+    start = time.perf_counter()
+    change()
+    page.wait_for_function(f"(before) => {{ const s = ({SIGNATURE_JS})(); return s && s !== before; }}",
+                           arg=before, timeout=180_000, polling="raf")
+    return time.perf_counter() - start
+
+
+def summary(name: str, seconds: list[float]) -> str:
+    ordered = sorted(seconds)
+
+    def pct(q: float) -> float:  # nearest-rank percentile
+        return ordered[round(q * (len(ordered) - 1))]
+
+    return (f"{name:>7}: median {statistics.median(ordered):.2f} s · p10 {pct(0.1):.2f} · p90 {pct(0.9):.2f}"
+            f" · max {ordered[-1]:.2f} (n={len(ordered)})")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=8, help="timed changes of each kind")
+    args = parser.parse_args(argv)
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        print("chromium not found: apt-get install chromium", file=sys.stderr)
+        return 2
+    port = free_port()
+    log = Path(tempfile.mkdtemp()) / "streamlit.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true", "--server.fileWatcherType", "none"],
+        cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_healthy(port, proc)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            start = time.perf_counter()
+            page.goto(f"http://127.0.0.1:{port}/?page=variance-growth")
+            page.wait_for_function(f"() => ({SIGNATURE_JS})() !== null", timeout=300_000)
+            print(f"first load (cold server: imports, three probes): {time.perf_counter() - start:.1f} s")
+            sidebar = page.get_by_test_id("stSidebar")
+            sidebar.get_by_text("Inputs, batch and seeds").click()
+            seed = sidebar.get_by_label("First seed")
+
+            def set_seed(value: int):
+                return lambda: (seed.fill(str(value)), seed.press("Enter"))
+
+            fresh = [timed_change(page, set_seed(k)) for k in range(1, args.repeats + 1)]
+            depth = sidebar.get_by_role("slider", name="Depth (blocks per stage)")
+            depth.focus()
+            timed_change(page, lambda: depth.press("ArrowLeft"))  # computes depth 7 once
+            timed_change(page, lambda: depth.press("ArrowRight"))
+            cached = [timed_change(page, lambda k=k: depth.press("ArrowLeft" if k % 2 == 0 else "ArrowRight"))
+                      for k in range(args.repeats)]
+            browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    print(f"default view: ResNet depth 8 width 16, batch 32 of 16x16 gaussian images, 1 seed, "
+          f"3 normalizers; {os.cpu_count()} CPU cores")
+    print(summary("fresh", fresh))
+    print(summary("cached", cached))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Group-size trade-off: a sweep over group counts from LayerNorm (G=1) to InstanceNorm."""
+
+import dataclasses
+
+import streamlit as st
+
+from ui import cache, controls, figures, measures, views
+
+selection = views.header(
+    "The group-size trade-off: speed against stability",
+    "**Look for:** small groups (toward InstanceNorm) give informative features (low final similarity) "
+    "but large early-layer gradients; large groups (toward LayerNorm) give stable gradients but similar "
+    "features, which train slowly. Each point is one group count of the sidebar's network.",
+    "x: cos_sim at the final features (mean off-diagonal Gram entry of L2-normalized samples) · y: grad_norm "
+    "at the first conv/linear output over grad_norm at the last hidden layer (before the classifier). "
+    "Bars: min–max over seeds.",
+)
+cols = st.columns(2)
+norm = cols[0].segmented_control("Normalizer", ("groupnorm", "evonorm_s0"), key="sweep_norm",
+                                 persist_state="session", required=True,
+                                 format_func={"groupnorm": "GroupNorm", "evonorm_s0": "EvoNorm-S0"}.get)
+scale = cols[1].segmented_control("Axis", ("log", "linear"), key="sweep_scale", required=True,
+                                  persist_state="session")
+base = selection.base
+net = base.preset or base.arch
+counts = controls.group_choices(net, base.width, base.stages or 1)
+model = dataclasses.replace(base, norm=norm, groups=counts[0], group_size=None)
+bar = st.progress(0.0, text=f"Sweeping {len(counts)} group counts…")
+try:
+    frame = cache.sweep(model, selection.probe, (("groups", tuple(counts)),),
+                        _progress=lambda done, total, label: bar.progress(done / total, text=label))
+except ValueError as err:
+    bar.empty()
+    st.error(f"Cannot run the sweep: {err}", icon=":material/error:")
+    st.stop()
+bar.empty()
+points = measures.tradeoff_points(frame)
+fig = figures.tradeoff_figure(points, log_y=scale == "log", uirevision=f"tradeoff-{scale}")
+views.chart(fig, "tradeoff", selection)
+st.dataframe(points.drop(columns=["label"]), hide_index=True)

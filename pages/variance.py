@@ -1,0 +1,33 @@
+"""Variance growth (property 1): activation variance along depth, with the theory curve dashed."""
+
+import streamlit as st
+
+from ui import figures, measures, overlays, views
+
+selection = views.header(
+    "Property 1 · Variance growth with depth",
+    "**Look for:** with an activation-based normalizer a ResNet's variance grows *linearly* with depth "
+    "(about +0.34 per post-activation block); without one (or with weight-based ones) it *doubles* per "
+    "block. SkipInit (α = 0) keeps it flat. A normalized projection shortcut resets it at each new stage "
+    "(dotted lines).",
+    "act_var: per-channel variance over (N,H,W), averaged over channels · act_sq_mean: per-channel mean, "
+    "squared, averaged over channels · res_var: act_var of the residual branch before the addition. "
+    "ResNets are read at their block outputs, plain nets after every layer's activation.",
+)
+cols = st.columns([3, 2, 2])
+metric = cols[0].segmented_control("Metric", ("act_var", "act_sq_mean", "res_var"), key="var_metric",
+                                   required=True, persist_state="session")
+scale = cols[1].segmented_control("Axis", ("log", "linear"), key="var_scale", required=True,
+                                  persist_state="session")
+show_theory = cols[2].toggle("Theory curve (De & Smith 2020)", key="var_theory", persist_state="session")
+frame = views.measure(selection)
+if frame is None:
+    st.stop()
+stats = measures.aggregate(frame)
+theory, skipped = (overlays.variance_overlay(stats, selection.models) if show_theory and metric == "act_var"
+                   else (None, []))
+fig = figures.depth_figure(stats, metric, log_y=scale == "log", theory=theory, annotate_growth=True,
+                           uirevision=f"variance-{metric}-{scale}")
+views.chart(fig, "variance", selection)
+if skipped:
+    st.caption("No theory curve for " + "; ".join(skipped) + ".")

@@ -1,0 +1,163 @@
+"""The dashboard in a real browser: `streamlit run app.py` driven by Debian's Chromium through Playwright.
+
+Never downloads a browser: the tests skip when no `chromium` is on the PATH. Screenshots go to
+$NORMLAB_ARTIFACTS when set, else to pytest's temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# A cold start imports torch and probes three networks on a shared CPU; later redraws take about a second.
+LOAD_MS = 180_000
+REDRAW_MS = 120_000
+
+# Names of the mean lines of the first plotly chart on the page (bands and overflow markers left out).
+CHART_NAMES_JS = """() => {
+  const chart = document.querySelector('.js-plotly-plot');
+  if (!chart || !chart.data) return null;
+  return chart.data.filter(t => t.mode === 'lines+markers' && t.showlegend !== false).map(t => t.name);
+}"""
+# x of a named mean line, read from plotly's decoded traces (``data`` keeps the base64-packed arrays).
+CHART_X_JS = """(name) => {
+  const chart = document.querySelector('.js-plotly-plot');
+  const traces = (chart && chart._fullData) || [];
+  const trace = traces.find(t => t.name === name && t.mode === 'lines+markers');
+  return trace ? Array.from(trace.x) : null;
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, log: Path) -> subprocess.Popen:
+    """`streamlit run app.py` on ``port``; the caller must stop it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true", "--server.fileWatcherType", "none"],
+        cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+
+
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
+                if reply.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not answer on port {port} within {timeout:.0f} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium); no browser is downloaded")
+    return path
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> Path:
+    path = Path(os.environ.get("NORMLAB_ARTIFACTS") or tmp_path_factory.mktemp("artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(chromium_path, artifacts):
+    """The app served on a free port for this module's tests; always stopped afterwards."""
+    port = free_port()
+    proc = start_server(port, artifacts / "streamlit.log")
+    try:
+        wait_healthy(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+def wait_for_chart(page) -> None:
+    page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=LOAD_MS)
+    page.wait_for_function(CHART_NAMES_JS, timeout=LOAD_MS)
+
+
+def wait_for_names(page, names: set[str]) -> None:
+    page.wait_for_function(f"() => {{ const n = ({CHART_NAMES_JS})(); return n && "
+                           f"JSON.stringify([...new Set(n)].sort()) === '{_sorted_json(names)}'; }}",
+                           timeout=REDRAW_MS)
+
+
+def _sorted_json(names: set[str]) -> str:
+    return "[" + ",".join(f'"{n}"' for n in sorted(names)) + "]"
+
+
+def test_changing_normalizer_and_depth_redraws_the_chart(server, page, artifacts):
+    page.goto(server)
+    wait_for_chart(page)
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_role("link", name="Variance growth").click()
+    page.get_by_role("heading", name="Property 1 · Variance growth with depth").wait_for(timeout=LOAD_MS)
+    wait_for_names(page, {"BatchNorm", "GroupNorm (G=4)", "No normalization"})
+
+    sidebar.get_by_role("button", name="Remove No normalization").click()
+    wait_for_names(page, {"BatchNorm", "GroupNorm (G=4)"})
+
+    depth = sidebar.get_by_role("slider", name="Depth (blocks per stage)")
+    depth.focus()
+    for _ in range(3):
+        depth.press("ArrowLeft")
+    page.wait_for_function(f"() => JSON.stringify(({CHART_X_JS})('BatchNorm')) === '[1,2,3,4,5]'",
+                           timeout=REDRAW_MS)
+    page.wait_for_url("**depth=5**", timeout=REDRAW_MS)  # the link follows the control
+    page.screenshot(path=artifacts / "variance-after-changes.png")
+    assert (artifacts / "variance-after-changes.png").stat().st_size > 10_000

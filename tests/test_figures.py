@@ -1,0 +1,349 @@
+"""Figure builders and the frame readings behind them, on synthetic frames that follow the probe contract."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from normlab import NORM_NAMES, ModelConfig, ProbeConfig
+from normlab.probes import FRAME_COLUMNS
+from ui import figures, measures
+
+SIMILARITY = ("act_var", "act_sq_mean", "cos_sim", "cos_sim_centered", "stable_rank", "effective_rank",
+              "numerical_rank")
+
+
+def contract_frame(model: ModelConfig | None = None, probe: ProbeConfig | None = None, *,
+                   var=lambda b: 0.7 + 0.35 * (b - 1), grad=lambda k: 1.25 ** k, res_var=lambda b: 1.0,
+                   cos=lambda b: 0.2 + 0.05 * b, rank=lambda b: 6.0 - 0.4 * b, bad=()) -> pd.DataFrame:
+    """A frame shaped exactly like ``run_probes``' output for a one-stage resnet, with chosen values.
+
+    ``var(b)`` is act_var at block b (1-based); ``grad(k)`` the gradient norm k layers below the classifier;
+    ``cos(b)`` and ``rank(b)`` the cosine similarity and stable rank; ``bad`` holds (metric, block) pairs
+    whose value overflows to inf.
+    """
+    model = model or ModelConfig(arch="resnet", norm="batchnorm", depth=5, width=8)
+    probe = probe or ProbeConfig(batch_size=8, image_size=8, seeds=2)
+    configs = {**model.to_dict(), **{k: v for k, v in probe.to_dict().items() if k not in ("seed", "seeds")}}
+    blocks = model.depth * model.stages
+    final = f"features.{blocks}"
+    rows = []
+    for seed in probe.seed_list:
+        wobble = 1 + 0.04 * (seed - probe.seed)  # seeds differ a little, so bands have a width
+
+        def add(layer, index, kind, metric, value, is_final=False, seed=seed):
+            rows.append({"seed": seed, "layer": layer, "index": index, "kind": kind, "metric": metric,
+                         "value": float(value), "final": is_final, "overflow": not math.isfinite(value),
+                         **configs})
+
+        convs = ["features.0.conv"]
+        for b in range(1, blocks + 1):
+            name = f"features.{b}"
+            values = {"act_var": var(b) * wobble, "act_sq_mean": 0.2 * var(b), "cos_sim": cos(b),
+                      "cos_sim_centered": 0.02 * b, "stable_rank": rank(b),
+                      "effective_rank": 6.5 - 0.3 * b, "numerical_rank": 7.0}
+            for metric in SIMILARITY:
+                value = math.inf if (metric, b) in bad else values[metric]
+                add(name, b - 1, "block", metric, value, is_final=name == final)
+            add(f"{name}.scale", b - 1, "res", "res_var", res_var(b) * wobble)
+            convs += [f"{name}.conv1", f"{name}.conv2"]
+        convs.append("head")
+        for i, layer in enumerate(convs):
+            add(layer, i, "conv", "grad_norm", grad(len(convs) - 1 - i) * wobble)
+        for k in range(probe.batch_size):
+            add(final, k, "spectrum", "gram_eigenvalue", 4.0 / (k + 1) * wobble, is_final=True)
+    frame = pd.DataFrame(rows)
+    assert tuple(frame.columns) == FRAME_COLUMNS, "the synthetic frame must follow the probe contract"
+    return frame
+
+
+def compare(*norms: str, **kwargs) -> pd.DataFrame:
+    return pd.concat([contract_frame(ModelConfig(arch="resnet", norm=n, depth=5, width=8), **kwargs)
+                      for n in norms], ignore_index=True)
+
+
+def mean_traces(fig: go.Figure) -> list:
+    return [t for t in fig.data if t.mode == "lines+markers" and t.showlegend is not False]
+
+
+# --- measures ----------------------------------------------------------------------------------------------
+
+
+def test_aggregate_gives_mean_min_max_over_seeds():
+    stats = measures.aggregate(contract_frame())
+    row = stats[(stats["metric"] == "act_var") & (stats["index"] == 2)].iloc[0]
+    base = 0.7 + 0.35 * 2
+    assert row["n"] == 2
+    assert row["min"] == pytest.approx(base) and row["max"] == pytest.approx(base * 1.04)
+    assert row["mean"] == pytest.approx(base * 1.02)
+
+
+def test_aggregate_blanks_overflowed_points_and_flags_them():
+    stats = measures.aggregate(contract_frame(bad={("act_var", 3)}))
+    row = stats[(stats["metric"] == "act_var") & (stats["index"] == 2)].iloc[0]
+    assert row["overflow"] and math.isnan(row["mean"])
+    assert not stats[(stats["metric"] == "act_var") & (stats["index"] == 1)]["overflow"].iloc[0]
+
+
+def test_series_labels_name_normalizer_groups_and_fields_that_vary_within_one():
+    gn = contract_frame(ModelConfig(arch="resnet", norm="groupnorm", depth=3, width=8, groups=2))
+    assert set(measures.series_labels(gn)) == {"GroupNorm (G=2)"}
+    both = pd.concat([contract_frame(probe=ProbeConfig(input=i, batch_size=8, seeds=1)) for i in
+                      ("gaussian", "images")], ignore_index=True)
+    assert set(measures.series_labels(both)) == {"BatchNorm · gaussian", "BatchNorm · images"}
+    # wn_act differs between weightnorm and the rest by construction: not worth naming
+    wn = ModelConfig(arch="resnet", norm="weightnorm", depth=3, width=8, wn_act="in_branch")
+    mixed = pd.concat([contract_frame(wn), contract_frame()], ignore_index=True)
+    assert set(measures.series_labels(mixed)) == {"Weight Normalization", "BatchNorm"}
+
+
+@pytest.mark.parametrize(("values", "shape"), [
+    ([1 + 0.34 * k for k in range(12)], "linear"),
+    ([0.7 * 2.0 ** k for k in range(12)], "exponential"),
+    ([0.57] * 12, "flat"),
+    ([5 - 0.3 * k for k in range(12)], "decaying"),
+    ([1.0, math.inf, 3.0], "unknown"),
+    ([1.0, 2.0], "unknown"),
+])
+def test_growth_tells_linear_from_exponential_and_flat(values, shape):
+    assert measures.growth(values).shape == shape
+
+
+def test_growth_reports_the_fitted_step_and_ratio():
+    assert measures.growth([1 + 0.34 * k for k in range(10)]).per_block == pytest.approx(0.34)
+    assert measures.growth([3.0 ** k for k in range(10)]).ratio == pytest.approx(3.0)
+
+
+def test_gradient_rates_are_consecutive_ratios_and_skip_exact_zeros():
+    stats = measures.aggregate(contract_frame(grad=lambda k: 0.0 if k == 3 else 2.0 ** k,
+                                              probe=ProbeConfig(batch_size=8, seeds=1)))
+    rates = measures.gradient_rates(stats)
+    assert np.allclose(rates["rate"], 2.0)
+    grads = stats[stats["metric"] == "grad_norm"].sort_values("index")
+    zero_at = int(grads.loc[grads["mean"] == 0, "index"].iloc[0])
+    assert zero_at not in set(rates["index"]) and zero_at - 1 not in set(rates["index"])
+
+
+def test_gradient_growth_is_first_layer_over_last_hidden_layer():
+    one_seed = ProbeConfig(batch_size=8, seeds=1)
+    stats = measures.aggregate(contract_frame(grad=lambda k: 1.5 ** k, probe=one_seed))
+    n_convs = 1 + 2 * 5 + 1
+    # first conv sits n_convs-1 layers below the classifier, the last hidden one 1 below it
+    assert measures.gradient_growth(stats)["BatchNorm"] == pytest.approx(1.5 ** (n_convs - 2))
+
+
+def test_final_value_reads_the_final_features():
+    stats = measures.aggregate(contract_frame())
+    assert measures.final_value(stats, "cos_sim")["BatchNorm"] == pytest.approx(0.2 + 0.05 * 5)
+
+
+def test_rank_ceiling_is_min_of_batch_and_final_features():
+    resnet = ModelConfig(arch="resnet", norm="batchnorm", depth=2, width=8, stages=2)
+    assert measures.rank_ceiling(resnet, ProbeConfig(batch_size=64, image_size=4)) == 16 * 2 * 2
+    assert measures.rank_ceiling(resnet, ProbeConfig(batch_size=8, image_size=4)) == 8
+    mlp = ModelConfig(arch="mlp", norm="batchnorm", depth=2, width=6)
+    assert measures.rank_ceiling(mlp, ProbeConfig(batch_size=32)) == 6
+
+
+def test_stage_starts_fall_between_stages():
+    stats = measures.aggregate(contract_frame(ModelConfig(arch="resnet", norm="batchnorm", depth=3, width=4,
+                                                          stages=3)))
+    assert measures.stage_starts(stats) == [3.5, 6.5]
+
+
+def test_tradeoff_points_hold_one_row_per_group_count_with_named_ends():
+    frame = pd.concat([
+        contract_frame(ModelConfig(arch="resnet", norm="groupnorm", depth=3, width=8, groups=g),
+                       grad=lambda k, g=g: (1 + 0.1 * g) ** k)
+        for g in (1, 2, 8)
+    ])
+    points = measures.tradeoff_points(frame)
+    assert list(points["groups"]) == [1, 2, 8]
+    assert list(points["group_size"]) == [8, 4, 1]
+    assert points["label"].iloc[0].endswith("(LayerNorm)")
+    assert points["label"].iloc[-1].endswith("(InstanceNorm)")
+    assert points["grad_growth"].is_monotonic_increasing
+    assert (points["grad_min"] <= points["grad_growth"]).all()
+    assert (points["grad_growth"] <= points["grad_max"]).all()
+
+
+# --- figures -----------------------------------------------------------------------------------------------
+
+
+def test_every_normalizer_has_its_own_fixed_colour():
+    assert set(figures.NORM_COLORS) == set(NORM_NAMES)
+    assert len(set(figures.NORM_COLORS.values())) == len(NORM_NAMES)
+
+
+def test_depth_figure_draws_one_line_per_normalizer_in_its_colour():
+    fig = figures.depth_figure(compare("batchnorm", "none", "layernorm"), "act_var")
+    lines = mean_traces(fig)
+    assert [t.name for t in lines] == ["BatchNorm", "No normalization", "LayerNorm"]
+    colours = [figures.NORM_COLORS[n] for n in ("batchnorm", "none", "layernorm")]
+    assert [t.line.color for t in lines] == colours
+    assert list(lines[0].x) == [1, 2, 3, 4, 5]
+
+
+def test_a_normalizer_keeps_its_colour_on_every_figure():
+    frame = compare("layernorm", "sws")
+    for fig in (figures.depth_figure(frame, "act_var"), figures.gradient_figure(frame),
+                figures.overview_figure(frame), figures.spectrum_figure(frame), figures.rank_figure(frame)):
+        colours = {t.name.split(" · ")[0]: t.line.color for t in fig.data if t.mode == "lines+markers"}
+        assert colours["LayerNorm"] == figures.NORM_COLORS["layernorm"]
+        assert colours["Scaled Weight Standardization"] == figures.NORM_COLORS["sws"]
+
+
+def test_seeds_are_drawn_as_a_min_max_band_around_the_mean():
+    fig = figures.depth_figure(contract_frame(), "act_var")
+    band = [t for t in fig.data if t.fill == "tonexty"]
+    assert len(band) == 1
+    base = np.array([0.7 + 0.35 * b for b in range(5)])
+    assert np.allclose(band[0].y, base)  # lower edge: the smaller seed
+    upper = fig.data[list(fig.data).index(band[0]) - 1]
+    assert np.allclose(upper.y, base * 1.04)
+    assert np.allclose(mean_traces(fig)[0].y, base * 1.02)
+
+
+def test_a_single_seed_draws_no_band():
+    fig = figures.depth_figure(contract_frame(probe=ProbeConfig(batch_size=8, seeds=1)), "act_var")
+    assert not [t for t in fig.data if t.fill == "tonexty"]
+
+
+def test_hover_shows_exact_mean_min_max_and_layer():
+    fig = figures.depth_figure(contract_frame(), "act_var")
+    line = mean_traces(fig)[0]
+    assert "%{y:.6g}" in line.hovertemplate and "customdata[1]" in line.hovertemplate
+    layer, low, high, n = line.customdata[0]
+    assert layer == "features.1" and float(low) == pytest.approx(0.7) and float(high) == pytest.approx(0.728)
+
+
+@pytest.mark.parametrize("log_y", [True, False])
+def test_axis_scale_follows_the_option(log_y):
+    fig = figures.depth_figure(contract_frame(), "act_var", log_y=log_y)
+    assert fig.layout.yaxis.type == ("log" if log_y else "linear")
+    grads = figures.gradient_figure(contract_frame(), log_y=log_y)
+    assert grads.layout.yaxis.type == ("log" if log_y else "linear")
+
+
+def test_zoom_survives_reruns_through_uirevision():
+    assert figures.depth_figure(contract_frame(), "act_var", uirevision="v-act").layout.uirevision == "v-act"
+    assert figures.rank_figure(contract_frame(), uirevision="r").layout.uirevision == "r"
+
+
+def test_overflow_is_drawn_as_markers_at_the_top_with_a_note():
+    frame = compare("none", "batchnorm", var=lambda b: 10.0 ** b if b < 4 else math.inf)
+    fig = figures.depth_figure(frame, "act_var", log_y=True)
+    markers = [t for t in fig.data if t.marker.symbol == "triangle-up"]
+    assert markers and all(list(t.x) == [4, 5] for t in markers)
+    assert min(min(t.y) for t in markers) > 10.0 ** 3 * 1.04  # above every finite value
+    assert any(figures.OVERFLOW_NOTE in a.text for a in fig.layout.annotations)
+    line = mean_traces(fig)[0]
+    assert math.isnan(line.y[3]) and math.isnan(line.y[4])  # the line breaks, it does not reach inf
+
+
+def test_an_all_overflowed_frame_still_draws():
+    frame = contract_frame(var=lambda b: math.inf, grad=lambda k: math.nan)
+    for fig in (figures.depth_figure(frame, "act_var", log_y=True), figures.gradient_figure(frame),
+                figures.overview_figure(frame)):
+        assert any(t.marker.symbol == "triangle-up" for t in fig.data)
+
+
+def test_growth_per_block_is_written_on_the_variance_plot():
+    fig = figures.depth_figure(compare("batchnorm", "none", var=lambda b: 0.7 + 0.35 * (b - 1)), "act_var",
+                               annotate_growth=True)
+    text = " ".join(a.text for a in fig.layout.annotations)
+    assert "BatchNorm: +0.357 per block: linear" in text  # the seed mean of 0.35 * (1, 1.04)
+
+
+def test_overflow_after_growth_is_named_in_the_growth_note():
+    fig = figures.depth_figure(contract_frame(var=lambda b: 2.0 ** b if b < 5 else math.inf), "act_var",
+                               annotate_growth=True)
+    assert "then overflow from 5" in " ".join(a.text for a in fig.layout.annotations)
+
+
+def test_theory_is_drawn_dashed_in_the_series_colour():
+    theory = pd.DataFrame({"series": "BatchNorm", "x": [1, 2, 3], "y": [0.7, 1.04, 1.38],
+                           "source": "linear (De & Smith 2020)"})
+    fig = figures.depth_figure(contract_frame(), "act_var", theory=theory)
+    dashed = [t for t in fig.data if t.name == "theory: linear (De & Smith 2020)"]
+    assert len(dashed) == 1 and dashed[0].line.dash == "dash"
+    assert dashed[0].line.color == figures.NORM_COLORS["batchnorm"]
+
+
+def test_stage_transitions_are_marked():
+    frame = contract_frame(ModelConfig(arch="resnet", norm="batchnorm", depth=2, width=4, stages=3))
+    fig = figures.depth_figure(frame, "act_var")
+    assert sorted(s.x0 for s in fig.layout.shapes) == [2.5, 4.5]
+
+
+def test_residual_variance_is_read_at_the_residual_branches():
+    fig = figures.depth_figure(contract_frame(res_var=lambda b: 3.0 * b), "res_var")
+    assert np.allclose(mean_traces(fig)[0].y, [3.0 * b * 1.02 for b in range(1, 6)])
+
+
+def test_rank_figure_draws_similarities_ranks_and_the_ceiling():
+    fig = figures.rank_figure(contract_frame(), ceiling=8)
+    names = {t.name for t in mean_traces(fig)}
+    assert {"BatchNorm", "BatchNorm · stable rank", "BatchNorm · numerical rank"} <= names
+    assert any(s.y0 == 8 and s.y1 == 8 for s in fig.layout.shapes)
+    assert any("min(batch, features) = 8" in a.text for a in fig.layout.annotations)
+
+
+def test_spectrum_is_drawn_by_rank_from_one_with_the_ceiling():
+    fig = figures.spectrum_figure(contract_frame(), ceiling=8)
+    line = mean_traces(fig)[0]
+    assert list(line.x) == list(range(1, 9))
+    assert line.y[0] == pytest.approx(4.0 * 1.02)
+    assert any(s.x0 == 8 for s in fig.layout.shapes)
+
+
+def test_gradient_figure_draws_norms_rates_and_the_reference_line():
+    fig = figures.gradient_figure(contract_frame(grad=lambda k: 1.25 ** k),
+                                  reference_rate=measures.BN_GRADIENT_RATE)
+    rate = next(t for t in fig.data if t.name == "BatchNorm: rate")
+    assert np.allclose(rate.y, 1.25)
+    assert any(s.y0 == pytest.approx(measures.BN_GRADIENT_RATE) for s in fig.layout.shapes)
+    assert any("Yang et al. 2019" in a.text for a in fig.layout.annotations)
+
+
+def test_tradeoff_figure_draws_one_labelled_point_per_group_count():
+    points = pd.DataFrame({"groups": [1, 2, 4], "group_size": [4, 2, 1], "cos_sim": [0.8, 0.6, 0.4],
+                           "cos_min": [0.75, 0.55, 0.35], "cos_max": [0.85, 0.65, 0.45],
+                           "grad_growth": [1.5, 3.0, 9.0], "grad_min": [1.4, 2.8, 8.0],
+                           "grad_max": [1.6, 3.2, 10.0],
+                           "label": ["G=1 (LayerNorm)", "G=2", "G=4 (InstanceNorm)"]})
+    fig = figures.tradeoff_figure(points)
+    trace = fig.data[0]
+    assert list(trace.text) == ["G=4 (InstanceNorm)", "G=2", "G=1 (LayerNorm)"]  # by group size
+    assert list(trace.y) == [9.0, 3.0, 1.5] and fig.layout.yaxis.type == "log"
+    overflowed = points.assign(grad_growth=[1.5, 3.0, math.inf])
+    fig = figures.tradeoff_figure(overflowed)
+    assert len(fig.data[0].x) == 2 and fig.data[1].marker.symbol == "triangle-up"
+
+
+def test_bar_figure_colours_bars_by_normalizer_and_marks_overflow():
+    frame = compare("batchnorm", "none")
+    stats = measures.aggregate(frame)
+    values = pd.Series({"BatchNorm": 3.0, "No normalization": math.inf})
+    fig = figures.bar_figure(values, stats, "growth")
+    assert list(fig.data[0].x) == ["BatchNorm"]
+    assert fig.data[0].marker.color[0] == figures.NORM_COLORS["batchnorm"]
+    assert fig.data[1].marker.symbol == "triangle-up"
+
+
+def test_empty_frames_give_a_message_not_an_exception():
+    empty = contract_frame().iloc[0:0]
+    for fig in (figures.depth_figure(empty, "act_var"), figures.gradient_figure(empty),
+                figures.spectrum_figure(empty), figures.overview_figure(empty)):
+        assert fig.layout.annotations and not fig.data
+
+
+def test_lecture_style_enlarges_fonts_and_the_plot():
+    fig = figures.depth_figure(contract_frame(), "act_var")
+    height = fig.layout.height
+    figures.lecture_style(fig)
+    assert fig.layout.font.size >= 20 and fig.layout.height > height

@@ -1,0 +1,4 @@
+"""The dashboard's building blocks: sidebar widgets -> configs, pure figure builders, cached engine calls.
+
+Imports normlab's public API only; never torch.
+"""

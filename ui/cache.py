@@ -1,0 +1,44 @@
+"""Engine calls cached on the frozen configs, shared by every session of this server.
+
+``st.cache_data`` hashes a frozen dataclass by its fields, so two sessions asking for the same network
+and probe share one computation. Plot options never reach these functions, so they never recompute.
+Every computation passes the serving gate, which also fits torch's threads to the machine: on two
+cores one thread per probe runs about ten times faster than two threads fighting another process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+import streamlit as st
+
+from normlab import ModelConfig, ProbeConfig, run_probes, run_sweep
+from normlab.budget import estimate_cost
+from normlab.serving import compute
+from ui.cost import record
+
+Progress = Callable[[int, int, str], None]
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def probe(model_config: ModelConfig, probe_config: ProbeConfig) -> pd.DataFrame:
+    """``run_probes`` for one network, remembered across sessions and reruns."""
+    start = time.perf_counter()
+    frame = compute(("probe", model_config, probe_config), lambda: run_probes(model_config, probe_config))
+    record(estimate_cost(model_config, probe_config).gflop, time.perf_counter() - start)
+    return frame
+
+
+def probe_all(models: Sequence[ModelConfig], probe_config: ProbeConfig) -> pd.DataFrame:
+    """One frame for every compared network (each cached on its own, so adding one costs one run)."""
+    return pd.concat([probe(m, probe_config) for m in models], ignore_index=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def sweep(model_config: ModelConfig, probe_config: ProbeConfig, over: tuple[tuple[str, tuple], ...],
+          _progress: Progress | None = None) -> pd.DataFrame:
+    """``run_sweep`` over ``over`` (a tuple of (field, values) pairs, hashable); progress is not hashed."""
+    return compute(("sweep", model_config, probe_config, over),
+                   lambda: run_sweep(model_config, probe_config, dict(over), progress=_progress))

@@ -1,0 +1,190 @@
+"""The dashboard's controls as one table: key, default and allowed values, shared by widgets and links.
+
+Every control's widget key is also its URL query parameter, so a link can hold the whole view and
+``parse_params`` can check a link before anything is drawn. Pure Python: no Streamlit here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from normlab import INPUTS, NORM_NAMES, PRESETS, ModelConfig
+from normlab.config import DEFAULT_DEPTH, DEFAULT_WIDTH, common_divisors
+
+# The network menu: the three families with free sizes, then the paper's presets with fixed sizes.
+NETS = ("resnet", "cnn", "mlp", *PRESETS)
+NET_LABELS = {
+    "resnet": "ResNet (choose the size)",
+    "cnn": "Plain CNN (choose the size)",
+    "mlp": "MLP (choose the size)",
+    "resnet56": "ResNet-56 (paper)",
+    "vgg10": "VGG-10 (paper)",
+    "vgg20": "VGG-20 (paper)",
+}
+WIDTHS = (4, 8, 16, 32, 64, 128, 256, 512)
+BATCHES = (4, 8, 16, 32, 64, 128, 256)
+IMAGE_SIZES = (8, 16, 32, 64)
+RANK_TOLS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+MAX_DEPTH = 64
+MAX_STAGES = 4
+MAX_SEEDS = 8
+MAX_SEED = 10_000
+WN_ACTS = ("after_add", "in_branch")
+GROUP_BY = ("groups", "group_size")
+SCALES = ("log", "linear")
+
+
+@dataclass(frozen=True)
+class Control:
+    """One control: its key (widget key and URL parameter), its default and what it accepts."""
+
+    key: str
+    default: object
+    kind: str  # "choice", "choices" (several, comma-separated in a URL), "int", "bool", "float"
+    choices: tuple = ()  # allowed values of a choice / choices / float control
+    low: int = 0  # bounds of an int control
+    high: int = 0
+    page: str | None = None  # a page's own plot option (None: a sidebar control)
+
+
+# Defaults are sized so one control change redraws in about a second on a 2-core CPU (measured: see
+# benchmarks/ui_latency.py): a ResNet of 8 blocks of width 16, batch 32 of 16x16 images, one seed.
+CONTROLS: tuple[Control, ...] = (
+    Control("net", "resnet", "choice", NETS),
+    Control("norms", ("batchnorm", "groupnorm", "none"), "choices", NORM_NAMES),
+    Control("group_by", "groups", "choice", GROUP_BY),
+    Control("groups", 4, "int", low=1, high=max(WIDTHS)),
+    Control("group_size", 4, "int", low=1, high=max(WIDTHS)),
+    Control("depth", DEFAULT_DEPTH["resnet"], "int", low=1, high=MAX_DEPTH),
+    Control("width", DEFAULT_WIDTH["resnet"], "choice", WIDTHS),
+    Control("stages", 1, "int", low=1, high=MAX_STAGES),
+    Control("preact", False, "bool"),
+    Control("skipinit", False, "bool"),
+    Control("wn_act", "after_add", "choice", WN_ACTS),
+    Control("input", "gaussian", "choice", INPUTS),
+    Control("batch", 32, "choice", BATCHES),
+    Control("image", 16, "choice", IMAGE_SIZES),
+    Control("seeds", 1, "int", low=1, high=MAX_SEEDS),
+    Control("seed", 0, "int", low=0, high=MAX_SEED),
+    Control("device", "auto", "choice", ("auto", "cpu", "cuda", "mps")),
+    Control("rank_tol", 1e-3, "float", RANK_TOLS),
+    Control("lecture", False, "bool"),
+    Control("claim", 0, "int", low=0, high=99),
+    # Plot-only options of the pages: they never enter an engine call, so changing them only redraws.
+    Control("var_metric", "act_var", "choice", ("act_var", "act_sq_mean", "res_var"), page="variance"),
+    Control("var_scale", "log", "choice", SCALES, page="variance"),
+    Control("var_theory", True, "bool", page="variance"),
+    Control("spec_scale", "log", "choice", SCALES, page="rank"),
+    Control("grad_scale", "log", "choice", SCALES, page="gradients"),
+    Control("sweep_norm", "groupnorm", "choice", ("groupnorm", "evonorm_s0"), page="groups"),
+    Control("sweep_scale", "log", "choice", SCALES, page="groups"),
+)
+BY_KEY = {c.key: c for c in CONTROLS}
+DEFAULTS = {c.key: c.default for c in CONTROLS}
+# Controls a lecturer hides in lecture mode: the probe's plumbing, not the science.
+LECTURE_HIDDEN = ("input", "batch", "image", "seeds", "seed", "device", "rank_tol", "wn_act")
+# Every control also reads the page from a link; "page" is handled by the app's navigation.
+PAGE_PARAM = "page"
+
+
+def _parse(control: Control, text: str):
+    """One URL value -> the control's value; ValueError says what was wrong and what is allowed."""
+    if control.kind == "choice":
+        for choice in control.choices:
+            if text == str(choice):
+                return choice
+        raise ValueError(f"{control.key}={text!r} is not one of {', '.join(map(str, control.choices))}")
+    if control.kind == "choices":
+        values = tuple(v for v in text.split(",") if v)
+        bad = [v for v in values if v not in control.choices]
+        if bad or not values:
+            raise ValueError(f"{control.key}={text!r}: unknown {', '.join(bad) or 'empty list'}; allowed: "
+                             f"{', '.join(control.choices)}")
+        return tuple(dict.fromkeys(values))  # drop repeats, keep the order
+    if control.kind == "bool":
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{control.key}={text!r} is not true/false (1/0)")
+    if control.kind == "float":
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{control.key}={text!r} is not a number") from None
+        for choice in control.choices:
+            if abs(value - choice) <= 1e-12 * choice:
+                return choice
+        raise ValueError(f"{control.key}={text!r} is not one of {', '.join(map(str, control.choices))}")
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{control.key}={text!r} is not a whole number") from None
+    if not control.low <= value <= control.high:
+        raise ValueError(f"{control.key}={value} is outside {control.low}..{control.high}")
+    return value
+
+
+def format_value(control: Control, value) -> str:
+    """A control's value as it appears in a URL."""
+    if control.kind == "choices":
+        return ",".join(value)
+    if control.kind == "bool":
+        return "1" if value else "0"
+    return str(value)
+
+
+def parse_params(params: Mapping[str, str]) -> tuple[dict, list[str]]:
+    """Read a link's query parameters into control values.
+
+    Unknown parameters and values a control does not accept are left out (the control keeps its default)
+    and described in the returned notices, so a stale or mistyped link still opens.
+
+    Returns:
+        (values by control key, notices naming every parameter that was dropped and why)
+    """
+    values, notices = {}, []
+    for key, raw in params.items():
+        if key == PAGE_PARAM:
+            continue
+        if key not in BY_KEY:
+            notices.append(f"unknown parameter {key!r}")
+            continue
+        control = BY_KEY[key]
+        texts = raw if isinstance(raw, list) else [raw]
+        # A repeated parameter lists several values for a multi-choice control; elsewhere the last wins.
+        text = ",".join(map(str, texts)) if control.kind == "choices" else str(texts[-1])
+        try:
+            values[key] = _parse(control, text)
+        except ValueError as err:
+            notices.append(str(err))
+    return values, notices
+
+
+def to_params(values: Mapping[str, object], page: str | None = None) -> dict[str, str]:
+    """Control values -> query parameters; only values that differ from the defaults, for short links."""
+    params = {}
+    if page:
+        params[PAGE_PARAM] = page
+    for control in CONTROLS:
+        if control.key in values and values[control.key] != control.default:
+            params[control.key] = format_value(control, values[control.key])
+    return params
+
+
+def network_fields(net: str) -> dict:
+    """ModelConfig fields that the network menu entry fixes: a preset, or just the family."""
+    return {"preset": net} if net in PRESETS else {"arch": net}
+
+
+def group_choices(net: str, width: int, stages: int) -> list[int]:
+    """Group counts (and group sizes) valid for every normalized width of the network."""
+    sizes = {} if net in PRESETS else {"width": width, **({"stages": stages} if net == "resnet" else {})}
+    probe_net = ModelConfig(**network_fields(net), **sizes, norm="groupnorm", groups=1)
+    return common_divisors(probe_net.widths)
+
+
+def middle_choice(options: list[int]) -> int:
+    """The middle option: a group count between LayerNorm (1) and InstanceNorm (one channel per group)."""
+    return options[len(options) // 2]

@@ -1,0 +1,289 @@
+"""What the dashboard reads off a probe frame: seed statistics, series labels, growth and rates.
+
+Pure pandas over the tidy frames of ``normlab.run_probes`` (one row per seed, layer and metric); no
+Streamlit and no torch, so figures, verdicts and tests share one reading of the numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from normlab import NORMALIZERS, ModelConfig, ProbeConfig, summarize
+
+# Yang et al. (2019): with BatchNorm + ReLU the gradient grows by this factor per layer toward the input.
+BN_GRADIENT_RATE = math.sqrt(math.pi / (math.pi - 1))
+# Fields that tell series apart when they vary, in the order a label names them.
+_LABEL_FIELDS = ("norm", "arch", "preset", "depth", "width", "stages", "preact", "skipinit", "wn_act",
+                 "input", "batch_size", "image_size", "rank_tol", "device")
+
+
+def _present(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def norm_label(norm: str, groups=None, group_size=None) -> str:
+    """The normalizer's display name with its group setting, e.g. ``GroupNorm (G=4)``."""
+    label = NORMALIZERS[norm].label if norm in NORMALIZERS else str(norm)
+    if _present(group_size):
+        return f"{label} (group size {int(group_size)})"
+    if _present(groups):
+        return f"{label} (G={int(groups)})"
+    return label
+
+
+def _format_field(name: str, value) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return name if value else f"no {name}"
+    if name in ("depth", "width", "stages", "batch_size", "image_size") and _present(value):
+        return f"{name} {int(value)}"
+    return f"{name} {value}" if name in ("rank_tol", "wn_act") else str(value)
+
+
+def series_labels(frame: pd.DataFrame) -> pd.Series:
+    """One label per row naming what sets its run apart from the others in ``frame``.
+
+    The normalizer (with its group setting) always leads; any other config field that varies across the
+    frame is appended, so BatchNorm on gaussian and on images inputs become two labelled series.
+    """
+    if frame.empty:
+        return pd.Series([], index=frame.index, dtype=object)
+    groups = frame["groups"] if "groups" in frame else pd.Series(None, index=frame.index)
+    sizes = frame["group_size"] if "group_size" in frame else pd.Series(None, index=frame.index)
+    labels = [norm_label(n, g, s) for n, g, s in zip(frame["norm"], groups, sizes, strict=True)]
+    # A field names a series only where it tells runs of the same normalizer apart (wn_act differs
+    # between weightnorm and the rest by construction, which the normalizer's name already says).
+    keyed = frame.assign(_label=labels)
+
+    def varies(name: str) -> bool:
+        return bool((keyed[name].astype(str).groupby(keyed["_label"]).nunique(dropna=False) > 1).any())
+
+    varying = [name for name in _LABEL_FIELDS[1:] if name in frame and varies(name)]
+    if varying:
+        extras = frame[varying].astype(object).apply(
+            lambda row: ", ".join(_format_field(n, row[n]) for n in varying), axis=1
+        )
+        labels = [f"{lab} · {extra}" for lab, extra in zip(labels, extras, strict=True)]
+    return pd.Series(labels, index=frame.index, dtype=object)
+
+
+def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
+    """``normlab.summarize`` (seed mean, min, max, n per point) plus a ``series`` label per run.
+
+    A point overflows when any seed flagged it or gave a non-finite value; its mean/min/max are then NaN
+    so that lines break there and the figures draw the point as an overflow marker instead.
+    """
+    stats = summarize(frame)
+    finite = np.isfinite(stats[["mean", "min", "max"]].to_numpy(float)).all(axis=1)
+    bad = stats["overflow"].to_numpy(dtype=bool) | ~finite
+    stats["overflow"] = bad
+    stats.loc[bad, ["mean", "min", "max"]] = np.nan
+    stats.insert(0, "series", series_labels(stats))
+    return stats
+
+
+def trunk_kind(frame: pd.DataFrame) -> str:
+    """Probe kind that follows the network's depth: residual block outputs, else the act points."""
+    return "block" if (frame["kind"] == "block").any() else "act"
+
+
+def depth_rows(stats: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Rows of ``metric`` along depth per series, with a 1-based ``position`` column (block or layer).
+
+    ResNets are read at their block outputs (``res_var`` at the residual branches), other nets at the
+    activation after every layer.
+    """
+    rows = []
+    for _, part in stats[stats["metric"] == metric].groupby("series", sort=False):
+        kind = "res" if metric == "res_var" else trunk_kind(part)
+        picked = part[part["kind"] == kind].sort_values("index")
+        rows.append(picked.assign(position=picked["index"] + 1))
+    if not rows:
+        return stats.iloc[0:0].assign(position=pd.Series(dtype=int))
+    return pd.concat(rows, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class Growth:
+    """How a quantity grows along depth: the fitted step, the per-block ratio and which model fits."""
+
+    per_block: float  # least-squares slope of value against depth
+    ratio: float  # geometric-mean ratio between consecutive depths
+    shape: str  # "linear", "exponential", "flat", "decaying" or "unknown"
+
+    def short(self) -> str:
+        """A few characters for a metric card: ``+0.39/block`` or ``×2.1/block``."""
+        if self.shape == "unknown":
+            return "—"
+        if self.shape == "exponential":
+            return f"×{self.ratio:.2f}/block"
+        return "flat" if self.shape == "flat" else f"{self.per_block:+.2f}/block"
+
+    def describe(self) -> str:
+        if self.shape == "unknown":
+            return "growth unknown (overflow or too few points)"
+        if self.shape == "exponential":
+            return f"×{self.ratio:.2f} per block: exponential"
+        if self.shape == "flat":
+            return "flat"
+        return f"{self.per_block:+.3g} per block: {self.shape}"
+
+
+def growth(values) -> Growth:
+    """Classify the growth of a positive series along depth.
+
+    Linear and exponential growth are told apart by which fits better: a straight line through the values
+    or a straight line through their logarithms (the residuals are compared on the log scale, where both
+    fits can be judged alike). Growth whose total is under 10% of the first value reads as flat.
+    """
+    y = np.asarray(values, dtype=float)
+    if y.size < 3 or not np.all(np.isfinite(y)) or np.any(y <= 0):
+        return Growth(math.nan, math.nan, "unknown")
+    x = np.arange(1, y.size + 1, dtype=float)
+    slope, intercept = np.polyfit(x, y, 1)
+    log_slope, log_intercept = np.polyfit(x, np.log(y), 1)
+    ratio = math.exp(log_slope)
+    if abs(y[-1] - y[0]) < 0.1 * y[0] and abs(slope) * (y.size - 1) < 0.1 * y[0]:
+        return Growth(float(slope), ratio, "flat")
+    if slope < 0:
+        return Growth(float(slope), ratio, "decaying")
+    linear_fit = intercept + slope * x
+    if np.any(linear_fit <= 0):
+        return Growth(float(slope), ratio, "exponential")
+    linear_err = np.mean((np.log(y) - np.log(linear_fit)) ** 2)
+    log_err = np.mean((np.log(y) - (log_intercept + log_slope * x)) ** 2)
+    shape = "exponential" if log_err < linear_err and ratio > 1.2 else "linear"
+    return Growth(float(slope), ratio, shape)
+
+
+def gradient_rates(stats: pd.DataFrame) -> pd.DataFrame:
+    """Per-layer gradient rate ``grad_norm[l] / grad_norm[l+1]`` along the conv/linear outputs.
+
+    Rates above 1 mean the gradient grows toward the input. Exact zeros (inside SkipInit branches) and
+    non-finite norms give no rate rather than a division by zero.
+    """
+    rows = []
+    grads = stats[(stats["metric"] == "grad_norm") & (stats["kind"] == "conv")]
+    for series, part in grads.groupby("series", sort=False):
+        part = part.sort_values("index")
+        g = part["mean"].to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = g[:-1] / g[1:]
+        ok = (g[:-1] > 0) & (g[1:] > 0) & np.isfinite(rate)
+        layers = part["layer"].to_numpy()[:-1]
+        index = part["index"].to_numpy()[:-1]
+        rows.append(pd.DataFrame({
+            "series": series, "layer": layers[ok], "index": index[ok], "rate": rate[ok],
+            "norm": part["norm"].iloc[0],
+        }))
+    if not rows:
+        return pd.DataFrame(columns=["series", "layer", "index", "rate", "norm"])
+    return pd.concat(rows, ignore_index=True)
+
+
+def gradient_growth(stats: pd.DataFrame) -> pd.Series:
+    """Per series: gradient norm at the first conv/linear output over the one at the last hidden layer.
+
+    The classifier is left out: its gradient is the loss's own scale, not the network's. Above 1 the
+    gradient grows toward the input (explodes with depth); NaN where either end is zero or overflowed.
+    """
+    out = {}
+    grads = stats[(stats["metric"] == "grad_norm") & (stats["kind"] == "conv")]
+    for series, part in grads.groupby("series", sort=False):
+        g = part.sort_values("index")["mean"].to_numpy(dtype=float)
+        out[series] = _first_over_last_hidden(g)
+    return pd.Series(out, dtype=float)
+
+
+def _first_over_last_hidden(g: np.ndarray) -> float:
+    """g[0] / g[-2] of gradient norms in forward order (g[-1] is the classifier's)."""
+    if g.size < 3:
+        return math.nan
+    first, last = g[0], g[-2]
+    ok = math.isfinite(first) and math.isfinite(last) and first > 0 and last > 0
+    return float(first / last) if ok else math.nan
+
+
+def final_value(stats: pd.DataFrame, metric: str) -> pd.Series:
+    """Per series: the seed mean of ``metric`` at the final features (the last trunk point)."""
+    out = {}
+    for series, part in stats[stats["metric"] == metric].groupby("series", sort=False):
+        final = part[part["final"].fillna(False).astype(bool)] if "final" in part else part.iloc[0:0]
+        if final.empty:
+            final = part[part["kind"] == trunk_kind(part)].sort_values("index").tail(1)
+        out[series] = float(final["mean"].iloc[-1]) if len(final) else math.nan
+    return pd.Series(out, dtype=float)
+
+
+def series_norms(stats: pd.DataFrame) -> dict[str, str]:
+    """Map every series label to its normalizer name (for colours)."""
+    return dict(zip(stats["series"], stats["norm"], strict=True))
+
+
+def stage_starts(stats: pd.DataFrame) -> list[float]:
+    """Depths (1-based block numbers) where a new ResNet stage begins, for the dotted stage lines."""
+    if stats.empty or "stages" not in stats or stats["arch"].iloc[0] != "resnet":
+        return []
+    stages, depth = stats["stages"].iloc[0], stats["depth"].iloc[0]
+    if not (_present(stages) and _present(depth)) or int(stages) < 2:
+        return []
+    return [s * int(depth) + 0.5 for s in range(1, int(stages))]
+
+
+def rank_ceiling(model_config: ModelConfig, probe_config: ProbeConfig) -> int:
+    """min(batch, features) of the final features before pooling: no rank can exceed it."""
+    if model_config.arch == "mlp":
+        features = model_config.width
+    else:
+        size = probe_config.image_size
+        for _, stride in model_config.plan:
+            size = math.ceil(size / stride)
+        features = model_config.plan[-1][0] * size * size
+    return min(probe_config.batch_size, features)
+
+
+def _final_rows(part: pd.DataFrame, metric: str) -> pd.DataFrame:
+    rows = part[part["metric"] == metric]
+    final = rows[rows["final"].fillna(False).astype(bool)] if "final" in rows else rows.iloc[0:0]
+    if final.empty:  # no flag: the last trunk point is the final representation
+        trunk = rows[rows["kind"] == trunk_kind(rows)]
+        final = trunk[trunk["index"] == trunk["index"].max()]
+    return final
+
+
+def tradeoff_points(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per group count of a GroupNorm sweep: final similarity against gradient growth.
+
+    Columns: groups, group_size, cos_sim (seed mean, with cos_min/cos_max), grad_growth (first conv/linear
+    gradient norm over the last hidden layer's, per seed, then mean, grad_min/grad_max) and a label that names
+    the ends (G=1 is LayerNorm, group size 1 is InstanceNorm). Overflowed seeds give NaN.
+    """
+    rows = []
+    for groups, part in frame.groupby("groups", sort=True):
+        cos = _final_rows(part, "cos_sim").groupby("seed")["value"].mean()
+        grads = part[(part["metric"] == "grad_norm") & (part["kind"] == "conv")]
+        per_seed = []
+        for _, seed_rows in grads.groupby("seed"):
+            per_seed.append(_first_over_last_hidden(seed_rows.sort_values("index")["value"].to_numpy(dtype=float)))
+        growth_values = np.asarray(per_seed, dtype=float)
+        cos_values = cos.to_numpy(dtype=float)
+        width = int(part["width"].iloc[0])
+        groups = int(groups)
+        size = width // groups
+        label = f"G={groups}" + (" (LayerNorm)" if groups == 1 else " (InstanceNorm)" if size == 1 else "")
+
+        def stats(values):
+            if values.size == 0 or not np.all(np.isfinite(values)):
+                return math.nan, math.nan, math.nan
+            return float(values.mean()), float(values.min()), float(values.max())
+
+        cos_mean, cos_min, cos_max = stats(cos_values)
+        grad_mean, grad_min, grad_max = stats(growth_values)
+        rows.append({"groups": groups, "group_size": size, "cos_sim": cos_mean, "cos_min": cos_min,
+                     "cos_max": cos_max, "grad_growth": grad_mean, "grad_min": grad_min, "grad_max": grad_max,
+                     "label": label})
+    return pd.DataFrame(rows, columns=["groups", "group_size", "cos_sim", "cos_min", "cos_max", "grad_growth",
+                                       "grad_min", "grad_max", "label"])

@@ -1,0 +1,59 @@
+"""What the pages draw: the compared networks and how they are probed, built from control values.
+
+Pure: no Streamlit, so claims, links and tests build selections exactly as the sidebar does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from normlab import NORMALIZERS, PRESETS, ModelConfig, ProbeConfig
+from ui import controls as C
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the pages draw: one network per compared normalizer, probed the same way."""
+
+    models: tuple[ModelConfig, ...]
+    probe: ProbeConfig
+    lecture: bool = False
+
+    @property
+    def base(self) -> ModelConfig:
+        """The first network: the one single-network views (spectrum ceiling, theory) speak of."""
+        return self.models[0]
+
+
+def is_resnet(net: str) -> bool:
+    return PRESETS.get(net, {"arch": net})["arch"] == "resnet"
+
+
+def build_selection(values: Mapping[str, object]) -> Selection:
+    """Control values (as in ``controls.CONTROLS``) -> configs.
+
+    Raises:
+        ValueError: a combination the configs refuse; the message names the field.
+    """
+    v = {**C.DEFAULTS, **values}
+    net, norms = v["net"], tuple(v["norms"])
+    if not norms:
+        raise ValueError("normalizers: choose at least one normalizer to compare")
+    fields = C.network_fields(net)
+    if net not in PRESETS:
+        fields.update(depth=int(v["depth"]), width=int(v["width"]))
+        if net == "resnet":
+            fields["stages"] = int(v["stages"])
+    if is_resnet(net):
+        fields.update(preact=bool(v["preact"]), skipinit=bool(v["skipinit"]), wn_act=v["wn_act"])
+    group = {v["group_by"]: int(v[v["group_by"]])}
+    models = tuple(
+        ModelConfig(**fields, norm=norm, **(group if NORMALIZERS[norm].grouped else {})) for norm in norms
+    )
+    probe = ProbeConfig(input=v["input"], batch_size=int(v["batch"]), image_size=int(v["image"]),
+                        seed=int(v["seed"]), seeds=int(v["seeds"]), device=v["device"],
+                        rank_tol=float(v["rank_tol"]))
+    return Selection(models, probe, lecture=bool(v["lecture"]))
+
+

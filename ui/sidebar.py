@@ -1,0 +1,150 @@
+"""The shared sidebar: widgets in, a ``Selection`` of frozen configs out.
+
+``sidebar()`` draws the controls (their values live in session state under the keys of
+``ui.controls``, which are also the link's parameters), shows what the choice costs and returns the
+configs built by ``ui.selection.build_selection``.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from normlab import NORM_NAMES, NORMALIZERS, PRESETS, available_devices
+from normlab.config import DEFAULT_DEPTH, DEFAULT_WIDTH
+from ui import controls as C
+from ui import links
+from ui.cost import cost_summary
+from ui.selection import Selection, build_selection, is_resnet
+
+SELECTION_KEY = "_selection"  # the last valid Selection, read by the pages
+KEEP = "session"  # widget values survive being hidden and page switches
+
+
+def _on_net_change() -> None:
+    """A new family starts from its own default sizes (an MLP is deep and wide, a ResNet narrow)."""
+    net = st.session_state.get("net")
+    if net in DEFAULT_DEPTH:
+        st.session_state["depth"] = DEFAULT_DEPTH[net]
+        st.session_state["width"] = DEFAULT_WIDTH[net]
+
+
+def _norm_label(name: str) -> str:
+    return NORMALIZERS[name].label
+
+
+def _group_controls(net: str, width: int, stages: int, lecture: bool) -> None:
+    options = C.group_choices(net, width, stages)
+    state = st.session_state
+    for key in C.GROUP_BY:
+        # The widths changed under a kept value: move to the nearest valid one rather than refuse.
+        if state.get(key) not in options:
+            below = [o for o in options if o <= (state.get(key) or 0)]
+            state[key] = below[-1] if below else C.middle_choice(options)
+    if not lecture:
+        st.segmented_control("Set GroupNorm by", C.GROUP_BY, key="group_by", required=True,
+                             persist_state=KEEP,
+                             format_func={"groups": "group count G", "group_size": "group size"}.get)
+    smallest = options[-1]
+    if state.get("group_by") == "group_size":
+        st.select_slider("Group size (channels per group; only divisors of every width)", options,
+                         key="group_size", persist_state=KEEP,
+                         format_func=lambda s: f"{s} · InstanceNorm" if s == 1 else str(s))
+    else:
+        st.select_slider(
+            "Groups G (only divisors of every width)", options, key="groups", persist_state=KEEP,
+            format_func=lambda g: f"{g} · LayerNorm" if g == 1 else (
+                f"{g} · InstanceNorm" if g == smallest else str(g)),
+            help="G = 1 normalizes over all channels (LayerNorm); one channel per group is InstanceNorm.",
+        )
+
+
+def _probe_controls() -> None:
+    with st.expander("Inputs, batch and seeds", expanded=False):
+        st.selectbox("Input", C.BY_KEY["input"].choices, key="input", persist_state=KEEP,
+                     help="Instance and batch statistics only differ on real images.")
+        st.select_slider("Batch size N", C.BATCHES, key="batch", persist_state=KEEP,
+                         help="No rank can exceed min(N, features).")
+        st.select_slider("Image size", C.IMAGE_SIZES, key="image", persist_state=KEEP)
+        st.slider("Seeds (mean line, min–max band)", 1, C.MAX_SEEDS, key="seeds", persist_state=KEEP)
+        st.number_input("First seed", 0, C.MAX_SEED, key="seed", persist_state=KEEP)
+        devices = ["auto", *available_devices()]
+        if st.session_state.get("device") not in devices:
+            st.session_state["device"] = "auto"
+        st.selectbox("Device", devices, key="device", persist_state=KEEP)
+        st.selectbox("Numerical-rank tolerance", C.RANK_TOLS, key="rank_tol", persist_state=KEEP,
+                     format_func=lambda t: f"{t:g} · σ_max")
+
+
+def _share(page_name: str | None, url_path: str | None) -> None:
+    with st.expander("Share this view", icon=":material/link:"):
+        st.caption("The link holds every control and the page; copy it with the button on the right.")
+        st.code(links.share_url(page_name, url_path), language=None, wrap_lines=True)
+
+
+def sidebar(page_name: str | None = None, url_path: str | None = None) -> Selection:
+    """Draw the shared sidebar and return the selection the pages draw.
+
+    Args:
+        page_name: the shown page's file stem (its own plot options join the share link).
+        url_path: the shown page's URL path (the share link names it).
+
+    An invalid combination shows an error naming the field and keeps the last valid selection, so
+    what was drawn stays on screen.
+    """
+    state = st.session_state
+    links.init_state()
+    with st.sidebar:
+        if links.notices():
+            st.warning("Some link parameters were not valid and fell back to defaults: "
+                       + "; ".join(links.notices()), icon=":material/link_off:")
+        lecture = st.toggle("Lecture mode", key="lecture", persist_state=KEEP,
+                            help="Hides the probe plumbing, enlarges type and plots, steps through the "
+                                 "claims.")
+        net = st.selectbox("Network", C.NETS, format_func=C.NET_LABELS.get, key="net", persist_state=KEEP,
+                           on_change=_on_net_change)
+        norms = st.multiselect("Normalizers to compare", NORM_NAMES, key="norms", persist_state=KEEP,
+                               format_func=_norm_label,
+                               help="One network per normalizer, same sizes and inputs; one colour each.")
+        if net in PRESETS:
+            fixed = PRESETS[net]
+            st.caption(f"Sizes fixed by the preset: depth {fixed['depth']}, width {fixed['width']}"
+                       + (f", {fixed['stages']} stages" if "stages" in fixed else ""))
+        else:
+            st.slider("Depth (blocks per stage)" if net == "resnet" else "Depth (layers)", 1, C.MAX_DEPTH,
+                      key="depth", persist_state=KEEP)
+            st.select_slider("Width (channels)" if net != "mlp" else "Width (units)", C.WIDTHS, key="width",
+                             persist_state=KEEP)
+        if net == "resnet":
+            st.slider("Stages (width doubles, stride 2)", 1, C.MAX_STAGES, key="stages", persist_state=KEEP)
+        if is_resnet(net):
+            cols = st.columns(2)
+            cols[0].checkbox("Pre-activation", key="preact", persist_state=KEEP)
+            cols[1].checkbox("SkipInit (α = 0)", key="skipinit", persist_state=KEEP)
+            if "weightnorm" in norms and not lecture:
+                st.radio("Weight Normalization: corrected ReLU", C.WN_ACTS, key="wn_act", persist_state=KEEP,
+                         horizontal=True, format_func={"after_add": "after the addition (paper's code)",
+                                                       "in_branch": "inside the branch"}.get)
+        if any(NORMALIZERS[n].grouped for n in norms):
+            try:
+                _group_controls(net, int(state["width"]), int(state["stages"]), lecture)
+            except ValueError as err:
+                st.error(f"Groups: {err}")
+        if not lecture:
+            _probe_controls()
+        try:
+            selection = build_selection(links.current_values())
+        except ValueError as err:
+            st.error(f"{err}. Showing the last valid choice.", icon=":material/error:")
+            selection = state.get(SELECTION_KEY) or build_selection(C.DEFAULTS)
+        else:
+            state[SELECTION_KEY] = selection
+        if not lecture:
+            st.caption(cost_summary(selection.models, selection.probe))
+        _share(page_name, url_path)
+    return selection
+
+
+def current_selection() -> Selection:
+    """The selection the shared sidebar produced on this run (pages call this)."""
+    selection = st.session_state.get(SELECTION_KEY)
+    return selection if selection is not None else build_selection(C.DEFAULTS)
