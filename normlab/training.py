@@ -88,7 +88,9 @@ class TrainConfig:
     # Cross-entropy starts near ln 10 = 2.3; a loss above this means logits apart by thousands, a run
     # that has blown up even while the numbers stay finite (ReLU nets and BatchNorm ones often do).
     max_loss: float = 1e4
-    device: str = "auto"  # 'auto' takes CUDA, then MPS, then the CPU; runs are bit-identical on the CPU
+    # 'auto' takes CUDA, then MPS, then the CPU. On the CPU a run is bit-identical for the same torch
+    # thread count (a different count changes the float summation order, and so the last digits).
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         _check_int("steps", self.steps, 1)
@@ -317,8 +319,9 @@ def _probe(model: Net, x: torch.Tensor, y: torch.Tensor, step: int, columns: dic
     """run_probes-style rows for a model mid-training, on the batch ``x`` with its true labels ``y``.
 
     A copy is probed, so the model's batch-norm running statistics stay untouched. The model's own
-    probe points are tapped (the act and block outputs run_probes reads), and their kinds and
-    per-kind indices are restored on the rows.
+    act and block points are tapped, as run_probes taps them, and their kinds and per-kind indices are
+    restored on the rows; the residual branches (kind res, res_var) are not, as probe_module has no
+    reduction for them.
     """
     points = [(name, kind) for name, kind, _ in model.probe_points() if kind in (ACT, BLOCK)]
     frame = probe_module(copy.deepcopy(model), x, y, modules=[name for name, _ in points])
@@ -367,6 +370,10 @@ def run_training(model_config: ModelConfig, train_config: TrainConfig | None = N
     Returns:
         A :class:`TrainResult` of tidy frames and summary numbers.
     """
+    if not isinstance(model_config, ModelConfig):
+        raise ValueError(f"model_config must be a normlab ModelConfig; got {type(model_config).__name__}")
+    if train_config is not None and not isinstance(train_config, TrainConfig):
+        raise ValueError(f"train_config must be a TrainConfig or None; got {type(train_config).__name__}")
     cfg = train_config or TrainConfig()
     device = resolve_device(cfg.device)
     started = time.perf_counter()

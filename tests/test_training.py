@@ -162,6 +162,26 @@ def test_probing_does_not_change_the_run():
                                   probed_early.curve.drop(columns="probe_after"))
 
 
+@pytest.mark.parametrize("model", [
+    ModelConfig(arch="mlp", depth=2, width=16, norm="layernorm"),
+    ModelConfig(arch="resnet", depth=1, width=8, norm="groupnorm", groups=2, skipinit=True),
+    ModelConfig(arch="resnet", depth=1, width=8, stages=2, norm="evonorm_b0", preact=True),
+], ids=["mlp", "resnet-skipinit", "resnet-preact-2-stages"])
+def test_every_family_trains_and_is_probed(model):
+    result = run_training(model, TrainConfig(steps=3, batch_size=8, image_size=8, probe_after=2))
+    assert result.steps_done == 3 and not result.diverged
+    assert 0 <= result.init_cos_sim <= 1 and len(result.probes_after)
+    if model.arch == "resnet":
+        assert "block" in set(result.probes_init["kind"])
+
+
+def test_run_training_refuses_what_is_not_a_config():
+    with pytest.raises(ValueError, match="model_config"):
+        run_training({"arch": "cnn"})
+    with pytest.raises(ValueError, match="train_config"):
+        run_training(TINY, {"steps": 3})
+
+
 def test_loss_falls_and_accuracy_beats_chance_on_the_digits():
     model = ModelConfig(arch="cnn", depth=2, width=16, norm="batchnorm")
     result = run_training(model, TrainConfig(steps=60, lr=0.1, batch_size=32, image_size=8, eval_every=20,
