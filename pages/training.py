@@ -36,7 +36,7 @@ SPEEDS = {"acc_at_k": "held-out accuracy after k steps", "steps_to_target": "ste
 # two seeds; about ten short runs, so the page answers within seconds on a CPU. The CLI's default
 # study (normlab study) is the full one.
 QUICK = StudyConfig(archs=("cnn",), norms=("none", "batchnorm", "layernorm", "groupnorm", "instancenorm"),
-                    groups=(4,), seeds=2, train=TrainConfig(steps=150), k_steps=100)
+                    groups=(4,), seeds=2, train=TrainConfig(steps=150, image_size=12), k_steps=100)
 STATE_CONFIG = "training_study"  # the StudyConfig the page runs
 STATE_DONE = "training_done"  # (ModelConfig, TrainConfig) -> TrainResult, finished runs of this session
 STATE_STOPPED = "training_stopped"
