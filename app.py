@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import links
+from ui.lecture import lecture_mode
 from ui.sidebar import sidebar
 
 
@@ -36,6 +37,7 @@ PAGES = (
     PageSpec("pages/rank.py", "Rank collapse", ":material/compress:", "rank-collapse"),
     PageSpec("pages/gradients.py", "Gradients", ":material/swap_vert:", "gradient-explosion"),
     PageSpec("pages/groups.py", "Group-size trade-off", ":material/tune:", "group-size"),
+    PageSpec("pages/claims.py", "Paper claims", ":material/fact_check:", "paper-claims"),
 )
 
 st.set_page_config(page_title="normlab: normalization at initialization",
@@ -51,6 +53,7 @@ if asked and asked != spec.url_path:
         st.switch_page(target.path)
     st.session_state[links.NOTICE_KEY].append(f"unknown page {asked!r}")
 name = Path(spec.path).stem
-selection = sidebar(name, spec.url_path)
+lecture_mode(page)  # first in the sidebar: the claim stepper, when lecture mode is on
+sidebar(name, spec.url_path)
 links.sync_url(name)
 page.run()

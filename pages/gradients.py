@@ -28,3 +28,4 @@ st.caption("Gradient growth, first layer over last hidden layer: "
            + " · ".join(f"{s} ×{g:.3g}" for s, g in growth.items()) + ".")
 if skipped:
     st.caption("No theory line for " + "; ".join(skipped) + ".")
+views.export(frame, {"gradients": fig}, selection, "gradients")

@@ -31,3 +31,4 @@ for series, column in zip(growth, st.columns(len(growth)), strict=True):
         st.metric("3 · gradient growth (first / last hidden)", f"×{gradients.get(series, float('nan')):.3g}")
 fig = figures.overview_figure(stats)
 views.chart(fig, "overview", selection)
+views.export(frame, {"overview": fig}, selection, "overview")

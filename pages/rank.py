@@ -30,3 +30,4 @@ spectrum = figures.spectrum_figure(stats, ceiling=ceiling, log_y=scale == "log",
 views.chart(spectrum, "spectrum", selection)
 st.caption(f"Rank ceiling min(batch, features) = {ceiling}: batch {selection.probe.batch_size}; a collapsed "
            "network concentrates the spectrum in its first few eigenvalues.")
+views.export(frame, {"rank": fig, "spectrum": spectrum}, selection, "rank")

@@ -31,3 +31,4 @@ fig = figures.depth_figure(stats, metric, log_y=scale == "log", theory=theory, a
 views.chart(fig, "variance", selection)
 if skipped:
     st.caption("No theory curve for " + "; ".join(skipped) + ".")
+views.export(frame, {"variance": fig}, selection, "variance")

@@ -161,3 +161,30 @@ def test_changing_normalizer_and_depth_redraws_the_chart(server, page, artifacts
     page.wait_for_url("**depth=5**", timeout=REDRAW_MS)  # the link follows the control
     page.screenshot(path=artifacts / "variance-after-changes.png")
     assert (artifacts / "variance-after-changes.png").stat().st_size > 10_000
+
+
+def test_a_shared_link_restores_the_view_then_lecture_mode_steps_through_claims(server, page, artifacts):
+    page.goto(f"{server}/?page=rank-collapse&norms=batchnorm,layernorm&depth=4&width=8")
+    page.get_by_role("heading", name="Property 2 · Rank collapse").wait_for(timeout=LOAD_MS)
+    wait_for_chart(page)
+    wait_for_names(page, {"BatchNorm", "LayerNorm", "BatchNorm · stable rank", "LayerNorm · stable rank",
+                          "BatchNorm · centered cosine similarity", "LayerNorm · centered cosine similarity",
+                          "BatchNorm · effective rank", "LayerNorm · effective rank",
+                          "BatchNorm · numerical rank", "LayerNorm · numerical rank"})
+    assert page.get_by_text("Page not found").count() == 0
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text("Share this view").click()
+    shared = sidebar.get_by_test_id("stCode").inner_text()
+    assert "page=rank-collapse" in shared and "norms=batchnorm%2Clayernorm" in shared and "depth=4" in shared
+
+    sidebar.get_by_text("Lecture mode").click()
+    next_claim = sidebar.get_by_role("button", name="Next")
+    next_claim.wait_for(timeout=REDRAW_MS)
+    next_claim.click()
+    page.get_by_role("heading", name="2. Exponential without normalization; SkipInit repairs it").wait_for(
+        timeout=LOAD_MS)
+    page.get_by_text("Verdict:").wait_for(timeout=LOAD_MS)
+    wait_for_chart(page)
+    page.wait_for_url("**paper-claims**lecture=1**", timeout=REDRAW_MS)
+    page.screenshot(path=artifacts / "lecture-claim-2.png")
+    assert (artifacts / "lecture-claim-2.png").stat().st_size > 10_000

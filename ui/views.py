@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui import cache
+from ui.export import export_panel
 from ui.figures import lecture_style
 from ui.sidebar import Selection, current_selection
 
@@ -48,3 +49,15 @@ def chart(fig: go.Figure, key: str, selection: Selection) -> None:
     if selection.lecture:
         fig = lecture_style(fig)
     st.plotly_chart(fig, key=key, config=chart_config(f"normlab-{key}"))
+
+
+def export(frame: pd.DataFrame, figures: dict[str, go.Figure], selection: Selection, name: str, *,
+           models=None, over: dict | None = None) -> None:
+    """The export panel under a view: data, figures, and the code that reproduces the numbers.
+
+    Args:
+        models: the networks the frame came from (default: the selection's); a sweep's base network.
+        over: the sweep's field -> values, when the frame is a sweep.
+    """
+    if not selection.lecture:
+        export_panel(frame, figures, models or selection.models, selection.probe, name, over)

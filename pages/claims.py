@@ -1,0 +1,39 @@
+"""Paper claims: one card per claim, each with its setup, picture and a verdict measured live."""
+
+import pandas as pd
+import streamlit as st
+
+from ui import cache, measures, views
+from ui.claims import CLAIMS
+from ui.lecture import current_claim, load_claim
+
+selection = views.header(
+    "The paper's claims, measured live",
+    "Each card states one claim of *Beyond BatchNorm* (Lubana, Dick & Tanaka, NeurIPS 2021) or the work it "
+    "builds on, probes the networks it needs and says whether the measurement agrees. **Load** puts the "
+    "setup into the sidebar so every page shows it.",
+    "Verdicts are computed from the probe frames (seed means): growth shapes from line fits on linear and "
+    "log scales, similarities and ranks at the final features, gradient growth as ‖∂L/∂z‖ at the first "
+    "layer over the last hidden layer.",
+)
+shown = [current_claim()] if selection.lecture else range(len(CLAIMS))
+for index in shown:
+    claim = CLAIMS[index]
+    with st.container(border=True):
+        st.subheader(f"{index + 1}. {claim.title}")
+        st.markdown(claim.sentence)
+        load, see = st.columns([1, 2])
+        load.button("Load into the sidebar", key=f"load-{claim.key}", icon=":material/input:",
+                    on_click=load_claim, args=(index,))
+        see.page_link(f"pages/{claim.page}.py", icon=":material/arrow_forward:")  # labelled with its title
+        try:
+            with st.spinner("Measuring…", show_time=True):
+                frame = pd.concat([cache.probe(m, p) for m, p in claim.runs()], ignore_index=True)
+        except ValueError as err:
+            st.error(f"Cannot measure this claim: {err}")
+            continue
+        stats = measures.aggregate(frame)
+        verdict = claim.verdict(frame, stats)
+        show = {True: st.success, False: st.warning, None: st.info}[verdict.holds]
+        show(f"**Verdict: {verdict.label}.** {verdict.text}", icon=":material/fact_check:")
+        views.chart(claim.picture(frame, stats), f"claim-{claim.key}", selection)

@@ -1,0 +1,140 @@
+"""Shareable links: every control in the URL, restored on open; bad parameters fall back with a notice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from streamlit.testing.v1 import AppTest
+
+from ui import controls as C
+from ui import links
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+TIMEOUT = 300
+
+
+def value_of(control: C.Control):
+    """A strategy for any value the control accepts."""
+    if control.kind == "choice":
+        return st.sampled_from(control.choices)
+    if control.kind == "float":
+        return st.sampled_from(control.choices)
+    if control.kind == "bool":
+        return st.booleans()
+    if control.kind == "choices":
+        return st.lists(st.sampled_from(control.choices), min_size=1, unique=True).map(tuple)
+    return st.integers(control.low, control.high)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.fixed_dictionaries({}, optional={c.key: value_of(c) for c in C.CONTROLS}))
+def test_parameters_round_trip_every_control_value(values):
+    params = C.to_params(values)
+    parsed, notices = C.parse_params({k: [v] for k, v in params.items()})
+    assert notices == []
+    assert {**C.DEFAULTS, **parsed} == {**C.DEFAULTS, **values}
+
+
+def test_only_values_that_differ_from_the_defaults_enter_the_link():
+    assert C.to_params(C.DEFAULTS) == {}
+    assert C.to_params({**C.DEFAULTS, "depth": 12, "norms": ("batchnorm", "layernorm")}) == {
+        "depth": "12", "norms": "batchnorm,layernorm"}
+    assert C.to_params({"skipinit": True}, page="rank-collapse") == {"page": "rank-collapse", "skipinit": "1"}
+
+
+@pytest.mark.parametrize(("params", "expected"), [
+    ({"norms": ["batchnorm", "layernorm"]}, {"norms": ("batchnorm", "layernorm")}),  # repeated parameter
+    ({"norms": ["batchnorm,none,batchnorm"]}, {"norms": ("batchnorm", "none")}),  # repeats dropped
+    ({"preact": ["true"], "skipinit": ["0"]}, {"preact": True, "skipinit": False}),
+    ({"rank_tol": ["0.0001"]}, {"rank_tol": 1e-4}),
+    ({"net": ["vgg10"], "depth": ["3"]}, {"net": "vgg10", "depth": 3}),
+])
+def test_valid_parameters_parse_into_control_values(params, expected):
+    values, notices = C.parse_params(params)
+    assert values == expected and notices == []
+
+
+@pytest.mark.parametrize(("params", "named"), [
+    ({"depth": ["999"]}, "depth=999 is outside 1..64"),
+    ({"depth": ["deep"]}, "depth='deep' is not a whole number"),
+    ({"norms": ["batchnorm,bogusnorm"]}, "bogusnorm"),
+    ({"net": ["resnet9000"]}, "net='resnet9000' is not one of"),
+    ({"width": ["7"]}, "width='7' is not one of"),
+    ({"preact": ["maybe"]}, "preact='maybe' is not true/false"),
+    ({"rank_tol": ["0.5"]}, "rank_tol='0.5' is not one of"),
+    ({"colour": ["red"]}, "unknown parameter 'colour'"),
+])
+def test_invalid_parameters_are_dropped_with_a_notice_naming_them(params, named):
+    values, notices = C.parse_params(params)
+    assert values == {}
+    assert len(notices) == 1 and named in notices[0]
+
+
+def test_group_counts_in_a_link_must_divide_the_linked_widths():
+    values, notices = links.check_link({"width": ["8"], "groups": ["16"]})
+    assert values == {"width": 8}
+    assert "groups=16 does not divide every width; allowed: 1, 2, 4, 8" in notices[0]
+    values, notices = links.check_link({"width": ["32"], "groups": ["16"]})
+    assert values == {"width": 32, "groups": 16} and notices == []
+
+
+# --- in the app --------------------------------------------------------------------------------------------
+
+
+def open_link(**params) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_link_restores_the_controls_and_the_page():
+    at = open_link(page="gradient-explosion", net="cnn", norms="layernorm,batchnorm", depth="5", width="8",
+                   batch="16", seeds="2", grad_scale="linear")
+    assert at.title[0].value == "Property 3 · Gradient explosion at initialization"
+    assert at.selectbox(key="net").value == "cnn"
+    assert at.multiselect(key="norms").value == ["layernorm", "batchnorm"]
+    assert at.slider(key="depth").value == 5 and at.select_slider(key="width").value == 8
+    assert at.select_slider(key="batch").value == 16 and at.slider(key="seeds").value == 2
+    assert at.segmented_control(key="grad_scale").value == "linear"
+    selection = at.session_state["_selection"]
+    assert [(m.arch, m.norm, m.depth, m.width) for m in selection.models] == [
+        ("cnn", "layernorm", 5, 8), ("cnn", "batchnorm", 5, 8)]
+    assert selection.probe.batch_size == 16 and selection.probe.seeds == 2
+    assert not at.sidebar.warning
+
+
+def test_a_link_with_bad_parameters_falls_back_to_defaults_with_a_notice():
+    at = open_link(depth="999", norms="batchnorm,nonsense", width="16", groups="5", page="nowhere")
+    notice = at.sidebar.warning[0].value
+    for named in ("depth=999", "nonsense", "groups=5", "unknown page 'nowhere'"):
+        assert named in notice
+    assert at.slider(key="depth").value == C.DEFAULTS["depth"]
+    assert at.multiselect(key="norms").value == list(C.DEFAULTS["norms"])
+    assert at.title[0].value.startswith("Normalization at initialization")  # the default page
+    assert not at.error
+
+
+def test_the_url_follows_every_control_change():
+    at = open_link(norms="batchnorm", depth="3")
+    assert at.query_params == {"norms": "batchnorm", "depth": "3"}
+    at.slider(key="depth").set_value(4).run()
+    at.checkbox(key="skipinit").check().run()
+    assert at.query_params == {"norms": "batchnorm", "depth": "4", "skipinit": "1"}
+    at.slider(key="depth").set_value(C.DEFAULTS["depth"]).run()
+    assert "depth" not in at.query_params  # defaults keep the link short
+
+
+def test_the_share_box_holds_a_link_that_reopens_the_same_view():
+    at = open_link(page="rank-collapse", norms="batchnorm", depth="3", spec_scale="linear")
+    shared = next(c.value for c in at.sidebar.code)
+    assert shared.startswith("http") and "?page=rank-collapse" in shared
+    query = dict(part.split("=", 1) for part in shared.split("?", 1)[1].split("&"))
+    again = open_link(**{k: v.replace("%2C", ",") for k, v in query.items()})
+    assert again.title[0].value == "Property 2 · Rank collapse"
+    assert again.session_state["_selection"] == at.session_state["_selection"]
+    assert again.segmented_control(key="spec_scale").value == "linear"

@@ -1,0 +1,311 @@
+"""The paper's claims, each with a setup, a picture and a verdict computed from the measurement.
+
+A claim's setup is a set of sidebar control values (so "load into the sidebar" is the same setup) plus
+variants that the verdict compares (SkipInit on and off, gaussian and real images, group counts).
+Verdicts are pure functions of the probe frame; nothing here calls Streamlit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from normlab import ModelConfig, ProbeConfig
+from ui import controls as C
+from ui import figures, measures
+from ui.selection import build_selection
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the claim holds in this measurement, and the numbers that say so."""
+
+    holds: bool | None  # None: the measurement cannot decide (overflow, missing values)
+    text: str
+
+    def __post_init__(self) -> None:
+        if self.holds is not None:  # numpy comparisons give numpy bools
+            object.__setattr__(self, "holds", bool(self.holds))
+
+    @property
+    def label(self) -> str:
+        return {True: "holds", False: "does not hold here", None: "undecided"}[self.holds]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim: a sentence, the sidebar values that set it up, variants, a picture and a verdict."""
+
+    key: str
+    title: str
+    sentence: str
+    values: dict  # sidebar control values (keys of controls.CONTROLS) loaded by the button
+    page: str  # file stem in pages/ of the view that shows it best
+    verdict: Callable[[pd.DataFrame, pd.DataFrame], Verdict]  # (raw frame, seed statistics) -> Verdict
+    picture: Callable[[pd.DataFrame, pd.DataFrame], go.Figure]
+    variants: tuple[dict, ...] = field(default=({},))  # control values changed per measured variant
+
+    def control_values(self, variant: dict | None = None) -> dict:
+        """Every control's value for this claim (defaults where the claim says nothing)."""
+        own = ("lecture", "claim")  # the viewer's mode and place in the step-through stay as they are
+        sidebar = {c.key: c.default for c in C.CONTROLS if c.page is None and c.key not in own}
+        return {**sidebar, **self.values, **(variant or {})}
+
+    def runs(self) -> list[tuple[ModelConfig, ProbeConfig]]:
+        """Every (network, probe) the verdict needs, in a stable order, without repeats."""
+        out = []
+        for variant in self.variants:
+            selection = build_selection(self.control_values(variant))
+            for model in selection.models:
+                if (model, selection.probe) not in out:
+                    out.append((model, selection.probe))
+        return out
+
+
+def _fmt(x: float) -> str:
+    return "overflow" if not math.isfinite(x) else f"{x:.3g}"
+
+
+def _growths(stats: pd.DataFrame) -> dict[str, measures.Growth]:
+    return {s: measures.growth(p.sort_values("position")["mean"])
+            for s, p in measures.depth_rows(stats, "act_var").groupby("series", sort=False)}
+
+
+# --- Verdicts -----------------------------------------------------------------------------------------------
+
+
+def linear_growth(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
+    """Every activation-normalized ResNet's block variance grows linearly."""
+    growths = _growths(stats)
+    if not growths or any(g.shape == "unknown" for g in growths.values()):
+        return Verdict(None, "no finite variance along depth to judge")
+    text = "; ".join(f"{s}: {g.describe()}" for s, g in growths.items())
+    return Verdict(all(g.shape == "linear" for g in growths.values()), text)
+
+
+def exponential_then_skipinit(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
+    """Without SkipInit every series grows exponentially; with it none does."""
+    growths = _growths(stats)
+    skip = {s: bool(stats.loc[stats["series"] == s, "skipinit"].iloc[0]) for s in growths}
+    without = {s: g for s, g in growths.items() if not skip[s]}
+    with_skip = {s: g for s, g in growths.items() if skip[s]}
+    if not without or not with_skip:
+        return Verdict(None, "needs runs with and without SkipInit")
+    exploding = all(g.shape == "exponential" for g in without.values())
+    repaired = all(g.shape in ("flat", "linear") for g in with_skip.values())
+    def listed(growths):
+        return "; ".join(f"{s.split(' · ')[0]} {g.describe()}" for s, g in growths.items())
+
+    text = f"without SkipInit: {listed(without)} — with SkipInit: {listed(with_skip)}"
+    return Verdict(exploding and repaired, text)
+
+
+def stage_reset(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
+    """At every stage transition the block variance drops below the previous block's."""
+    rows = measures.depth_rows(stats, "act_var")
+    starts = measures.stage_starts(rows)
+    if not starts:
+        return Verdict(None, "needs a ResNet with several stages")
+    drops, parts = [], []
+    for series, part in rows.groupby("series", sort=False):
+        values = part.set_index("position")["mean"]
+        for x in starts:
+            before, after = values.get(int(x - 0.5), math.nan), values.get(int(x + 0.5), math.nan)
+            drops.append(after < before)
+            parts.append(f"{series} {_fmt(before)} → {_fmt(after)} at block {int(x + 0.5)}")
+    return Verdict(all(drops), "variance at the stage transitions: " + "; ".join(parts))
+
+
+def batchnorm_rank(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
+    """BatchNorm's final features stay far less similar than those of the other networks."""
+    cos = measures.final_value(stats, "cos_sim")
+    bn = [s for s in cos.index if s.startswith("BatchNorm")]
+    others = [s for s in cos.index if s not in bn]
+    if not bn or not others or not np.isfinite(cos.to_numpy()).all():
+        return Verdict(None, "needs BatchNorm and another normalizer with finite similarities")
+    holds = all(cos[b] < 0.6 and cos[b] < cos[o] - 0.2 for b in bn for o in others)
+    rank = measures.final_value(stats, "stable_rank")
+    text = "final cos_sim / stable rank: " + "; ".join(
+        f"{s} {_fmt(cos[s])} / {_fmt(rank[s])}" for s in cos.index)
+    return Verdict(holds, text)
+
+
+def _by_group_size(stats: pd.DataFrame, values: pd.Series) -> pd.Series:
+    sizes = {}
+    for s in values.index:
+        row = stats[stats["series"] == s].iloc[0]
+        sizes[s] = int(row["width"]) // int(row["groups"])
+    return pd.Series({sizes[s]: values[s] for s in values.index}).sort_index()
+
+
+def _spearman(x, y) -> float:
+    return float(pd.Series(list(x)).rank().corr(pd.Series(list(y)).rank()))
+
+
+def group_rank(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
+    """The final stable rank falls as the group size grows; LayerNorm (one group) is lowest."""
+    rank = _by_group_size(stats, measures.final_value(stats, "stable_rank"))
+    if len(rank) < 3 or not np.isfinite(rank.to_numpy()).all():
+        return Verdict(None, "needs at least three finite group sizes")
+    rho = _spearman(rank.index, rank.to_numpy())
+    holds = rho < -0.8 and rank.idxmin() == rank.index.max()
+    text = ("final stable rank by group size: "
+            + ", ".join(f"{size}: {_fmt(v)}" for size, v in rank.items())
+            + f" (rank correlation {rho:+.2f}; largest group = LayerNorm)")
+    return Verdict(holds, text)
+
+
+def gradient_explosion(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
+    """BatchNorm's gradient grows toward the input; within GroupNorm's family smaller groups grow more,
+    InstanceNorm most."""
+    growth = measures.gradient_growth(stats)
+    if growth.isna().any():
+        return Verdict(None, "a gradient norm overflowed or vanished")
+    sizes = {}
+    for s in growth.index:
+        row = stats[stats["series"] == s].iloc[0]
+        if row["norm"] in ("layernorm", "instancenorm", "groupnorm"):
+            groups = {"layernorm": 1, "instancenorm": int(row["width"])}.get(row["norm"], row["groups"])
+            sizes[s] = int(row["width"]) // int(groups)
+    family = pd.Series({sizes[s]: growth[s] for s in sizes}).sort_index()
+    bn = [growth[s] for s in growth.index if s.startswith("BatchNorm")]
+    holds = (len(family) >= 2 and family.is_monotonic_decreasing and family.idxmax() == 1
+             and all(b > 1.5 for b in bn))
+    text = ("gradient growth, first layer over last hidden layer: "
+            + "; ".join(f"{s} ×{_fmt(g)}" for s, g in growth.items()))
+    return Verdict(holds, text)
+
+
+def tradeoff(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
+    """Smaller groups: lower final similarity and larger gradient growth (both monotone in group size)."""
+    points = measures.tradeoff_points(frame)
+    if len(points) < 3 or points[["cos_sim", "grad_growth"]].isna().any().any():
+        return Verdict(None, "needs at least three finite group counts")
+    rho_cos = _spearman(points["group_size"], points["cos_sim"])
+    rho_grad = _spearman(points["group_size"], points["grad_growth"])
+    holds = rho_cos > 0.8 and rho_grad < -0.8
+    ends = points.sort_values("group_size")
+    small, large = ends.iloc[0], ends.iloc[-1]
+    text = (f"group size {int(small['group_size'])}: cos_sim {_fmt(small['cos_sim'])}, gradient growth "
+            f"×{_fmt(small['grad_growth'])} · group size {int(large['group_size'])}: cos_sim "
+            f"{_fmt(large['cos_sim'])}, gradient growth ×{_fmt(large['grad_growth'])} "
+            f"(rank correlations with group size: similarity {rho_cos:+.2f}, gradients {rho_grad:+.2f})")
+    return Verdict(holds, text)
+
+
+def _growth_of(growth: pd.Series, rows: pd.DataFrame, norm: str) -> float | None:
+    series = set(rows.loc[rows["norm"] == norm, "series"])
+    return next((float(growth[s]) for s in growth.index if s in series), None)
+
+
+def instance_vs_batch(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
+    """InstanceNorm's gradient growth matches BatchNorm's on gaussian inputs and departs on images."""
+    growth = measures.gradient_growth(stats)
+    ratio = {}
+    for inp in ("gaussian", "images"):
+        rows = stats[stats["input"] == inp]
+        bn = _growth_of(growth, rows, "batchnorm")
+        inorm = _growth_of(growth, rows, "instancenorm")
+        ratio[inp] = inorm / bn if bn and inorm and math.isfinite(bn) and math.isfinite(inorm) else math.nan
+    if any(math.isnan(r) for r in ratio.values()):
+        return Verdict(None, "needs finite BatchNorm and InstanceNorm runs on gaussian and image inputs")
+    same = abs(math.log(ratio["gaussian"])) < math.log(1.3)  # within 30%
+    differs = abs(math.log(ratio["images"])) > math.log(1.5)  # apart by half or more
+    text = (f"InstanceNorm / BatchNorm gradient growth: ×{ratio['gaussian']:.2f} on gaussian inputs, "
+            f"×{ratio['images']:.2f} on real images")
+    return Verdict(same and differs, text)
+
+
+# --- Pictures -----------------------------------------------------------------------------------------------
+
+
+def _variance_picture(log: bool):
+    return lambda frame, stats: figures.depth_figure(stats, "act_var", log_y=log, annotate_growth=True,
+                                                     uirevision="claim-variance")
+
+
+def _growth_bars(frame: pd.DataFrame, stats: pd.DataFrame) -> go.Figure:
+    return figures.bar_figure(measures.gradient_growth(stats), stats, "gradient growth (first / last hidden)",
+                              log_y=True)
+
+
+def _rank_bars(frame: pd.DataFrame, stats: pd.DataFrame) -> go.Figure:
+    return figures.bar_figure(measures.final_value(stats, "stable_rank"), stats, "final stable rank")
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "linear", "Linear variance growth",
+        "Activation-based normalizers keep a ResNet's variance growth linear in depth.",
+        {"net": "resnet", "depth": 12, "width": 16, "norms": ("batchnorm", "layernorm", "groupnorm", "frn"),
+         "groups": 4, "batch": 16, "image": 8, "seeds": 2},
+        "variance", linear_growth, _variance_picture(False),
+    ),
+    Claim(
+        "exponential", "Exponential without normalization; SkipInit repairs it",
+        "Unnormalized and weight-normalized (WN, SWS) ResNets grow their variance exponentially with depth; "
+        "SkipInit (α = 0) keeps it flat.",
+        {"net": "resnet", "depth": 12, "width": 16, "norms": ("none", "sws", "weightnorm"),
+         "wn_act": "in_branch", "batch": 16, "image": 8, "seeds": 2},
+        "variance", exponential_then_skipinit, _variance_picture(True),
+        variants=({"skipinit": False}, {"skipinit": True}),
+    ),
+    Claim(
+        "stage_reset", "Stage transitions reset the variance",
+        "A normalized projection shortcut resets the trunk variance at every stage transition.",
+        {"net": "resnet", "depth": 4, "width": 8, "stages": 3, "norms": ("batchnorm", "groupnorm"),
+         "groups": 2, "batch": 16, "image": 8, "seeds": 2},
+        "variance", stage_reset, _variance_picture(False),
+    ),
+    Claim(
+        "bn_rank", "BatchNorm avoids rank collapse",
+        "In a deep plain network BatchNorm keeps the representations of different inputs apart; without it "
+        "(or with LayerNorm) they collapse toward one direction.",
+        {"net": "mlp", "depth": 20, "width": 64, "norms": ("batchnorm", "layernorm", "none"), "batch": 16,
+         "image": 8, "seeds": 2},
+        "rank", batchnorm_rank, lambda frame, stats: figures.rank_figure(stats, uirevision="claim-rank"),
+    ),
+    Claim(
+        "group_rank", "GroupNorm: larger groups, lower rank",
+        "GroupNorm's rank shrinks as the groups grow: LayerNorm (one group of all channels) collapses most.",
+        {"net": "cnn", "depth": 10, "width": 16, "norms": ("groupnorm",), "batch": 16, "image": 8,
+         "seeds": 2},
+        "rank", group_rank, _rank_bars,
+        variants=tuple({"groups": g} for g in (1, 2, 4, 8, 16)),
+    ),
+    Claim(
+        "gradients", "Gradients explode with BatchNorm and small groups",
+        "At initialization gradients grow toward the input with BatchNorm and with small groups; "
+        "InstanceNorm (groups of one channel) is worst.",
+        {"net": "cnn", "depth": 12, "width": 16,
+         "norms": ("batchnorm", "instancenorm", "groupnorm", "layernorm"), "groups": 4, "input": "images",
+         "batch": 16, "image": 16, "seeds": 2},
+        "gradients", gradient_explosion, _growth_bars,
+    ),
+    Claim(
+        "tradeoff", "The group-size trade-off",
+        "Smaller groups give more informative features but larger early-layer gradients; larger groups give "
+        "stable gradients but similar features: a speed–stability trade-off.",
+        {"net": "cnn", "depth": 10, "width": 16, "norms": ("groupnorm",), "input": "images", "batch": 16,
+         "image": 8, "seeds": 2},
+        "groups", tradeoff,
+        lambda frame, stats: figures.tradeoff_figure(measures.tradeoff_points(frame),
+                                                     uirevision="claim-tradeoff"),
+        variants=tuple({"groups": g} for g in (1, 2, 4, 8, 16)),
+    ),
+    Claim(
+        "instance_images", "InstanceNorm differs from BatchNorm only on real images",
+        "On i.i.d. Gaussian inputs InstanceNorm behaves almost exactly like BatchNorm; only on real images "
+        "do instance-specific statistics set it apart.",
+        {"net": "cnn", "depth": 12, "width": 16, "norms": ("batchnorm", "instancenorm"), "batch": 16,
+         "image": 16, "seeds": 2},
+        "gradients", instance_vs_batch, _growth_bars,
+        variants=({"input": "gaussian"}, {"input": "images"}),
+    ),
+)
+BY_KEY = {claim.key: claim for claim in CLAIMS}
