@@ -92,15 +92,24 @@ def _field_type(cls, name: str) -> tuple[type, bool]:
     return hint, False
 
 
-def _add_fields(parser: argparse.ArgumentParser, cls, title: str, skip: tuple[str, ...] = ()) -> None:
-    """One flag per field of ``cls`` (``group_size`` -> ``--group-size``), unset by default."""
+def _add_fields(parser: argparse.ArgumentParser, cls, title: str, skip: tuple[str, ...] = (),
+                defaults=None, help_text: dict | None = None) -> None:
+    """One flag per field of ``cls`` (``group_size`` -> ``--group-size``), unset by default.
+
+    ``defaults``: an instance whose values the help shows as the defaults; ``help_text`` overrides
+    the shared help of some fields.
+    """
     group = parser.add_argument_group(f"{title} ({cls.__name__} fields; unset = the default)")
     for field in dataclasses.fields(cls):
         base, many = _field_type(cls, field.name)
         if field.name in skip or dataclasses.is_dataclass(base):
             continue
         flag = "--" + field.name.replace("_", "-")
-        text = _HELP.get(field.name, field.name.replace("_", " "))
+        text = (help_text or {}).get(field.name) or _HELP.get(field.name, field.name.replace("_", " "))
+        if defaults is not None:
+            value = getattr(defaults, field.name)
+            shown = " ".join(map(str, value)) if isinstance(value, tuple) else value
+            text += f" (default {shown})"
         if base is bool:
             group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
                                help=text)
@@ -180,7 +189,7 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     _add_fields(parser, ModelConfig, "model")
-    _add_fields(parser, TrainConfig, "training")
+    _add_fields(parser, TrainConfig, "training", defaults=TrainConfig())
     _add_output(parser, TRAIN_SHOW, "curve (one row per step), summary (one row), probes (init and after)")
 
 
@@ -246,9 +255,18 @@ def run_train_command(args: argparse.Namespace) -> int:
 _STUDY_TRAIN_SKIP = ("seed",)  # each run's seed comes from the study's --seed/--seeds
 
 
+_STUDY_HELP = {
+    "groups": "group counts to try for each grouped normalizer (groupnorm, evonorm_s0)",
+    "seed": "first seed; the runs of a network use seed, seed + 1, ...",
+    "width": "width of every network (resnet: of its first stage)",
+    "cnn_depth": "conv layers of the non-residual CNN (and hidden layers of an mlp)",
+}
+
+
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_fields(parser, StudyConfig, "study")
-    _add_fields(parser, TrainConfig, "training of every run", skip=_STUDY_TRAIN_SKIP)
+    defaults = StudyConfig()
+    _add_fields(parser, StudyConfig, "study", defaults=defaults, help_text=_STUDY_HELP)
+    _add_fields(parser, TrainConfig, "training of every run", skip=_STUDY_TRAIN_SKIP, defaults=defaults.train)
     _add_output(parser, STUDY_SHOW, "runs (one row per arch, normalizer, groups, seed), correlations, "
                                     "curves (every run's training curve)")
 

@@ -533,7 +533,7 @@ class StudyConfig:
     seeds: int = 3  # seeds per network: each a fresh init and batch order
     seed: int = 0  # first seed
     width: int = 16  # cnn width, resnet first-stage width
-    cnn_depth: int = 10  # conv layers of the non-residual CNN: deep enough for collapse to show
+    cnn_depth: int = 10  # conv layers of the plain CNN (hidden layers of an mlp): deep enough to collapse
     resnet_depth: int = 4  # blocks per stage
     resnet_stages: int = 1
     k_steps: int = 100  # training speed 1: held-out accuracy after k_steps
@@ -576,7 +576,7 @@ class StudyConfig:
             sizes = {"width": self.width}
             if arch == "resnet":
                 sizes.update(depth=self.resnet_depth, stages=self.resnet_stages)
-            elif arch == "cnn":
+            else:  # the plain nets: cnn, and an mlp if asked for
                 sizes.update(depth=self.cnn_depth)
             for norm in self.norms:
                 for groups in (self.groups if norm in GROUPED_NORMS else (None,)):
