@@ -6,6 +6,7 @@ option never retrains. The figure builders at the top are pure: DataFrame in, Fi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -188,8 +189,9 @@ if submitted:
             # group counts matter only to grouped normalizers; without one, keep the old ones
             groups=tuple(groups) if groups or any(NORMALIZERS[n].grouped for n in norms) else config.groups,
             seed=int(first_seed), width=config.width, cnn_depth=cnn_depth, resnet_depth=resnet_depth,
-            k_steps=k_steps, train=TrainConfig(steps=steps, lr=lr, target_accuracy=target,
-                                               probe_after=min(config.train.probe_after, steps)),
+            k_steps=k_steps,
+            train=dataclasses.replace(config.train, steps=steps, lr=lr, target_accuracy=target,
+                                      probe_after=min(config.train.probe_after, steps)),
         )
     except ValueError as err:
         st.error(f"Cannot run this study: {err}", icon=":material/error:")
