@@ -50,17 +50,24 @@ DEFAULT_WIDTH = {"mlp": 256, "cnn": 32, "resnet": 16}
 # GroupNorm's default is 32 groups (Wu & He 2018), reduced to a count that divides every width.
 DEFAULT_GROUPS = 32
 MAX_STAGES = 6
+# Hard ceilings far above any operator budget (normlab.budget): past them even validating a config
+# (its layer plan, its divisors) would cost time, so they are refused first, by arithmetic alone.
+MAX_DEPTH = 10_000
+MAX_WIDTH = 65_536
+MAX_SEED = 2**62
 
 
 def _choices(values) -> str:
     return ", ".join(repr(v) for v in values)
 
 
-def _check_int(name: str, value, low: int = 1) -> None:
+def _check_int(name: str, value, low: int = 1, high: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be a whole number >= {low}; got {value!r}")
     if value < low:
         raise ValueError(f"{name} must be >= {low}; got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be between {low} and {high}; got {value}")
 
 
 def _check_choice(name: str, value, allowed) -> None:
@@ -102,8 +109,8 @@ class ModelConfig:
         _check_choice("wn_act", self.wn_act, WN_ACT_PLACEMENTS)
         _check_bool("preact", self.preact)
         _check_bool("skipinit", self.skipinit)
-        _check_int("in_channels", self.in_channels)
-        _check_int("num_classes", self.num_classes, low=2)
+        _check_int("in_channels", self.in_channels, high=MAX_WIDTH)
+        _check_int("num_classes", self.num_classes, low=2, high=MAX_WIDTH)
         preset = {}
         if self.preset is not None:
             _check_choice("preset", self.preset, tuple(PRESETS))
@@ -124,8 +131,8 @@ class ModelConfig:
             object.__setattr__(self, "depth", preset.get("depth", DEFAULT_DEPTH[self.arch]))
         if self.width is None:
             object.__setattr__(self, "width", preset.get("width", DEFAULT_WIDTH[self.arch]))
-        _check_int("depth", self.depth)
-        _check_int("width", self.width)
+        _check_int("depth", self.depth, high=MAX_DEPTH)
+        _check_int("width", self.width, high=MAX_WIDTH)
         if self.arch == "resnet":
             if self.stages is None:
                 object.__setattr__(self, "stages", preset.get("stages", 1))
@@ -142,6 +149,10 @@ class ModelConfig:
         self._resolve_groups()
 
     def _resolve_groups(self) -> None:
+        # Malformed group settings are refused even where the normalizer ignores them.
+        for name in ("groups", "group_size"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), high=MAX_WIDTH)
         if self.norm not in GROUPED_NORMS:
             # Canonical form, so configs that build the same network compare (and cache) equal.
             object.__setattr__(self, "groups", None)
@@ -200,15 +211,21 @@ class ModelConfig:
 
     @property
     def widths(self) -> tuple[int, ...]:
-        """Every distinct normalized width in the network, smallest first."""
-        return tuple(sorted({w for w, _ in self.plan}))
+        """Every distinct normalized width in the network, smallest first (without building the plan)."""
+        if self.preset is not None and "plan" in PRESETS[self.preset]:
+            return tuple(sorted({w for w, _ in PRESETS[self.preset]["plan"]}))
+        if self.arch == "resnet":
+            return tuple(self.width * 2**s for s in range(self.stages))
+        return (self.width,)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """The divisors of n in increasing order, found in O(sqrt(n))."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return small + [n // d for d in reversed(small) if d * d != n]
 
 
 def common_divisors(widths) -> list[int]:
@@ -243,12 +260,12 @@ class ProbeConfig:
 
     def __post_init__(self) -> None:
         _check_choice("input", self.input, INPUTS)
-        _check_int("batch_size", self.batch_size, low=2)  # similarities need two samples
+        _check_int("batch_size", self.batch_size, low=2, high=MAX_WIDTH)  # similarities need two samples
         _check_int("image_size", self.image_size)
         if self.image_size > MAX_IMAGE_SIZE:
             raise ValueError(f"image_size must be between 1 and {MAX_IMAGE_SIZE}; got {self.image_size}")
-        _check_int("seed", self.seed, low=0)
-        _check_int("seeds", self.seeds)
+        _check_int("seed", self.seed, low=0, high=MAX_SEED)
+        _check_int("seeds", self.seeds, high=MAX_SEED)
         _check_choice("device", self.device, DEVICES)
         if isinstance(self.rank_tol, bool) or not isinstance(self.rank_tol, (int, float)) or not (
             0 < self.rank_tol < 1

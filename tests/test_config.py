@@ -121,3 +121,29 @@ def test_config_from_dict_refuses_unknown_fields_by_name():
     with pytest.raises(ValueError, match=r"Unknown ModelConfig field\(s\) \['depht'\]"):
         config_from_dict(ModelConfig, {"depht": 3})
     assert config_from_dict(ModelConfig, {"depth": 3}).depth == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(depth=10**12), r"depth must be between 1 and 10000; got 1000000000000"),
+        (dict(width=10**9), r"width must be between 1 and 65536"),
+        (dict(norm="batchnorm", groups="abc"), r"groups must be a whole number >= 1; got 'abc'"),
+        (dict(norm="layernorm", group_size=-3), r"group_size must be >= 1; got -3"),
+    ],
+)
+def test_hostile_sizes_are_refused_by_arithmetic_before_any_plan_is_built(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**kwargs)
+
+
+def test_a_seed_past_the_ceiling_is_refused_naming_the_seed():
+    with pytest.raises(ValueError, match=r"seed must be between 0 and"):
+        ProbeConfig(seed=2**64)
+
+
+def test_divisors_are_found_in_order():
+    from normlab.config import divisors
+
+    assert divisors(36) == [1, 2, 3, 4, 6, 9, 12, 18, 36]
+    assert divisors(1) == [1] and divisors(13) == [1, 13]

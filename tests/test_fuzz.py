@@ -181,7 +181,7 @@ def one_bad_field(draw):
     probe = draw(valid_probe_kwargs())
     fields = list(INVALID)
     if model.get("norm") in GROUPED_NORMS:
-        # groups and group_size are only checked where they apply (see the xfail test below)
+        # a bad group count or size can only be wrong against the widths where groups apply
         fields += ["groups", "group_size"]
     field = draw(st.sampled_from(fields))
     if field in ("groups", "group_size"):
@@ -210,16 +210,12 @@ test_a_config_with_one_bad_field_is_refused_naming_that_field = _fast(given(one_
 test_one_bad_field_many = pytest.mark.slow(_thorough(given(one_bad_field())(_one_bad_field)))
 
 
-@pytest.mark.xfail(strict=True, reason="config.py drops groups/group_size unchecked when the normalizer "
-                                        "uses no groups")
 @pytest.mark.parametrize("bad", [dict(groups="abc"), dict(group_size=-3), dict(groups=0)])
 def test_a_malformed_group_setting_is_refused_even_where_unused(bad):
     with pytest.raises(ValueError, match="group"):
         ModelConfig(norm="batchnorm", **bad)
 
 
-@pytest.mark.xfail(strict=True, reason="config.py accepts seeds past int64; the probes then raise "
-                                        "OverflowError")
 def test_a_seed_beyond_64_bits_is_refused_naming_the_seed():
     with pytest.raises(ValueError, match="seed"):
         ProbeConfig(seed=2**64)
@@ -315,10 +311,10 @@ CLI_LIMITS = {"NORMLAB_MAX_DEPTH": "12", "NORMLAB_MAX_WIDTH": "32", "NORMLAB_MAX
 GARBAGE = st.sampled_from(["", "-1", "0", "abc", "1e3", "nan", "inf", "-inf", "2.5", "None", "true",
                            "--", "😀", "0x10", " 3", "groupnorm", "vgg10"])
 HUGE = "1" * 30
-# Fields where the configs themselves refuse a huge number (or read it as an unknown name). A huge
-# depth, width, batch or seed count is the budget's to refuse: add those fields here once run_probes
-# checks the budget; a seed past 64 bits waits on the config fix (see the xfail test above).
-HUGE_REFUSED = ("arch", "norm", "preset", "wn_act", "input", "device", "image_size", "rank_tol")
+# Fields where the configs themselves refuse a huge number (past their hard ceilings) or read it as an
+# unknown name.
+HUGE_REFUSED = ("arch", "norm", "preset", "wn_act", "input", "device", "image_size", "rank_tol", "depth",
+                "width", "batch_size", "seed", "seeds", "in_channels", "num_classes", "groups", "group_size")
 
 
 def _flag(name: str) -> str:
