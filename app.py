@@ -38,6 +38,7 @@ PAGES = (
     PageSpec("pages/gradients.py", "Gradients", ":material/swap_vert:", "gradient-explosion"),
     PageSpec("pages/groups.py", "Group-size trade-off", ":material/tune:", "group-size"),
     PageSpec("pages/claims.py", "Paper claims", ":material/fact_check:", "paper-claims"),
+    PageSpec("pages/training.py", "Training speed", ":material/school:", "training-speed"),
 )
 
 st.set_page_config(page_title="normlab: normalization at initialization",

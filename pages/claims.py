@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from normlab.serving import QueueTimeout
 from ui import cache, measures, views
 from ui.claims import CLAIMS
 from ui.lecture import current_claim, load_claim
@@ -29,7 +30,7 @@ for index in shown:
         try:
             with st.spinner("Measuring…", show_time=True):
                 frame = pd.concat([cache.probe(m, p) for m, p in claim.runs()], ignore_index=True)
-        except ValueError as err:
+        except (ValueError, QueueTimeout) as err:
             st.error(f"Cannot measure this claim: {err}")
             continue
         stats = measures.aggregate(frame)

@@ -4,6 +4,7 @@ import dataclasses
 
 import streamlit as st
 
+from normlab.serving import QueueTimeout
 from ui import cache, controls, figures, measures, views
 
 selection = views.header(
@@ -29,7 +30,7 @@ bar = st.progress(0.0, text=f"Sweeping {len(counts)} group counts…")
 try:
     frame = cache.sweep(model, selection.probe, (("groups", tuple(counts)),),
                         _progress=lambda done, total, label: bar.progress(done / total, text=label))
-except ValueError as err:
+except (ValueError, QueueTimeout) as err:
     bar.empty()
     st.error(f"Cannot run the sweep: {err}", icon=":material/error:")
     st.stop()

@@ -173,3 +173,25 @@ def test_gradient_page_draws_the_batchnorm_rate_for_plain_nets_only():
     assert any("Yang et al. 2019" in (t.name or "") for t in charts(at)[0].data)
     at = open_app("pages/gradients.py", norms=["batchnorm"], depth="3")
     assert not any("Yang et al. 2019" in (t.name or "") for t in charts(at)[0].data)
+
+
+# Overflow cases of spec section 3: drawn as markers with a note, never an exception.
+OVERFLOW_CASES = {
+    # an unnormalized ResNet past ~270 blocks overflows float32
+    "unnormalized deep resnet": dict(norms=["none"], depth="300", width="8", batch="8", image="8"),
+    # the paper's weightnorm ResNet-56 (corrected ReLU after each addition) reaches ~1e18
+    "weightnorm resnet56": dict(net="resnet56", norms=["weightnorm"], batch="8", image="8"),
+}
+
+
+@pytest.mark.parametrize("params", OVERFLOW_CASES.values(), ids=OVERFLOW_CASES)
+def test_overflow_cases_render_without_exception(params):
+    at = open_app("pages/variance.py", **params)
+    assert not at.error, [e.value for e in at.error]
+    fig = charts(at)[0]
+    line = next(t for t in fig.data if t.mode == "lines+markers")
+    assert len(line.y) > 0
+    if params["norms"] == ["none"]:
+        markers = [t for t in fig.data if t.mode == "markers" and len(t.x)]
+        assert markers, "overflowed blocks are drawn as markers"
+        assert "overflow" in json.dumps(fig.to_plotly_json()["layout"]), "the note names the overflow"

@@ -22,13 +22,26 @@ from ui.cost import record
 Progress = Callable[[int, int, str], None]
 
 
+def _queue_status(status) -> Callable:
+    """``on_wait`` for the serving gate: this session's place in the queue, shown in ``status``."""
+    return lambda s: status.info(s.message, icon=":material/hourglass_top:")
+
+
 @st.cache_data(show_spinner=False, max_entries=512)
 def probe(model_config: ModelConfig, probe_config: ProbeConfig) -> pd.DataFrame:
     """``run_probes`` for one network, remembered across sessions and reruns."""
-    start = time.perf_counter()
-    frame = compute(("probe", model_config, probe_config), lambda: run_probes(model_config, probe_config))
-    record(estimate_cost(model_config, probe_config).gflop, time.perf_counter() - start)
-    return frame
+    status = st.empty()  # made inside: a cache hit replays it as an empty slot
+
+    def timed() -> pd.DataFrame:
+        start = time.perf_counter()  # the compute alone: time spent queued says nothing of the machine
+        frame = run_probes(model_config, probe_config)
+        record(estimate_cost(model_config, probe_config).gflop, time.perf_counter() - start)
+        return frame
+
+    try:
+        return compute(("probe", model_config, probe_config), timed, on_wait=_queue_status(status))
+    finally:
+        status.empty()
 
 
 def probe_all(models: Sequence[ModelConfig], probe_config: ProbeConfig) -> pd.DataFrame:
@@ -40,5 +53,10 @@ def probe_all(models: Sequence[ModelConfig], probe_config: ProbeConfig) -> pd.Da
 def sweep(model_config: ModelConfig, probe_config: ProbeConfig, over: tuple[tuple[str, tuple], ...],
           _progress: Progress | None = None) -> pd.DataFrame:
     """``run_sweep`` over ``over`` (a tuple of (field, values) pairs, hashable); progress is not hashed."""
-    return compute(("sweep", model_config, probe_config, over),
-                   lambda: run_sweep(model_config, probe_config, dict(over), progress=_progress))
+    status = st.empty()
+    try:
+        return compute(("sweep", model_config, probe_config, over),
+                       lambda: run_sweep(model_config, probe_config, dict(over), progress=_progress),
+                       on_wait=_queue_status(status))
+    finally:
+        status.empty()

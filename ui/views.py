@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from normlab.serving import QueueTimeout
 from ui import cache
 from ui.export import export_panel
 from ui.figures import lecture_style
@@ -31,7 +32,7 @@ def measure(selection: Selection) -> pd.DataFrame | None:
     try:
         with st.spinner("Probing at initialization…", show_time=True):
             return cache.probe_all(selection.models, selection.probe)
-    except ValueError as err:
+    except (ValueError, QueueTimeout) as err:
         st.error(f"Cannot probe this choice: {err}", icon=":material/error:")
         return None
 
