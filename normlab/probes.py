@@ -24,7 +24,7 @@ from torch.nn.modules.batchnorm import _NormBase
 from normlab.config import DEFAULT_DEPTH, DEFAULT_GROUPS, DEFAULT_WIDTH, PRESETS, ModelConfig, ProbeConfig
 from normlab.data import derive_seed, make_inputs, make_labels
 from normlab.device import resolve_device
-from normlab.hooks import Taps, record
+from normlab.hooks import Tap, Taps, record
 from normlab.metrics import (
     ACTIVATION_METRICS,
     DEFAULT_RANK_TOL,
@@ -52,6 +52,10 @@ KEY_COLUMNS = ("layer", "index", "kind", "metric")
 SUMMARY_STATS = ("mean", "min", "max", "n")
 SWEEP_FIELDS = tuple(sorted(MODEL_FIELDS + tuple(f.name for f in dataclasses.fields(ProbeConfig))))
 
+# Seeds share one eigensolve and one host transfer while their Gram matrices (N^2 float64 per point)
+# stay below this; many seeds of a big network are measured in groups of this size.
+GROUP_BYTES = 64 * 2**20
+
 # Norm-slot layers that probe_module taps by default (besides every conv/linear for grad_norm).
 NORM_LAYERS = (_NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm,
                *([nn.RMSNorm] if hasattr(nn, "RMSNorm") else []),  # torch >= 2.4
@@ -74,12 +78,12 @@ class _Reducer:
     """What the forward hooks keep of each output, by kind.
 
     A post-activation block outputs the very tensor its last activation made: that tensor is reduced
-    once and the two taps share the statistics.
+    once and the two taps share the statistics (the same object, measured once at the end).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, workspace: Workspace | None = None) -> None:
         self._last: tuple = (None, -1, None)
-        self.workspace = Workspace()
+        self.workspace = Workspace() if workspace is None else workspace
 
     def __call__(self, output: torch.Tensor, kind: str):
         if kind == RES:
@@ -102,10 +106,10 @@ def _measure(
     loss_fn: Callable[[torch.Tensor], torch.Tensor],
     points: Iterable[tuple[str, str, nn.Module]],
     final: nn.Module | None,
-    rank_tol: float,
-) -> dict[str, list]:
-    """Forward, loss, backward under the hooks; returns the row columns (without seed and configs)."""
-    reducer = _Reducer()
+    workspace: Workspace | None = None,
+) -> Taps:
+    """Forward, loss, backward under the hooks; the taps hold statistics on the device, nothing moved yet."""
+    reducer = _Reducer(workspace)
     grad_reduce = lambda grad: frobenius_norm(grad, reducer.workspace)  # noqa: E731
     with record(model, points, reduce=reducer, grad_reduce=grad_reduce, final=final) as taps:
         output = model(inputs)
@@ -120,19 +124,88 @@ def _measure(
         last = [t for t in taps.taps if t.kind != CONV and t.kind != RES]
         if last:
             last[-1].final = True
-    return _rows(taps, rank_tol)
+    return taps
 
 
-def _to_list(scalars: list[torch.Tensor]) -> list:
-    """0-dim tensors -> Python numbers with one device transfer, not one per value."""
-    return torch.stack(scalars).cpu().tolist() if scalars else []
+def to_host(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The tensors on the CPU, moved in one device-to-host transfer (one synchronization).
+
+    They are packed into one float64 buffer and unpacked with their shapes and dtypes (float64 holds
+    every float32 and bool value exactly). CPU tensors are returned as they are.
+    """
+    if not tensors or all(t.device.type == "cpu" for t in tensors):
+        return list(tensors)
+    device = next(t.device for t in tensors if t.device.type != "cpu")
+    flat = torch.cat([t.detach().to(device, torch.float64).reshape(-1) for t in tensors]).cpu()
+    out, at = [], 0
+    for t in tensors:
+        out.append(flat[at:at + t.numel()].view(t.shape).to(t.dtype))
+        at += t.numel()
+    return out
 
 
-def _rows(taps: Taps, rank_tol: float) -> dict[str, list]:
-    cols: dict[str, list] = {c: [] for c in ROW_COLUMNS if c != "seed"}
+def _rows(measured: Sequence[Taps], seeds: Sequence[int], rank_tol: float) -> dict[str, list]:
+    """The row columns of several measured passes (one per seed, all of one batch size).
 
-    def add(tap, kind, index, metrics, values, bad, final):
+    Every activation point of every seed goes into one batched eigensolve, and every number the rows
+    need crosses from the device to the host in one transfer.
+    """
+    cols: dict[str, list] = {c: [] for c in ROW_COLUMNS}
+    # Distinct statistics in order: a post-activation block shares its last activation's object.
+    grams: dict[int, int] = {}  # id(GramStats) -> position in the stack
+    stats: list[GramStats] = []
+    res: list[_ChannelStats] = []
+    conv: list[Tap] = []
+    finals: list[GramStats] = []
+    for taps in measured:
+        final = None
+        for tap in taps.taps:
+            if isinstance(tap.value, GramStats):
+                if id(tap.value) not in grams:
+                    grams[id(tap.value)] = len(stats)
+                    stats.append(tap.value)
+                if tap.final:
+                    final = tap.value
+            elif isinstance(tap.value, _ChannelStats):
+                res.append(tap.value)
+            elif tap.kind == CONV and tap.grad_norm is not None:
+                # a conv the backward pass never reached (its output does not depend on the input)
+                # has no row
+                conv.append(tap)
+        if final is not None:
+            finals.append(final)
+    # Everything the rows need, still on the device: O(P N^2) numbers, not activations.
+    gram_fields = [f.name for f in dataclasses.fields(GramStats)]
+    on_device: list[torch.Tensor] = []
+    if stats:
+        stacked = stack_stats(stats)
+        on_device += [getattr(stacked, name) for name in gram_fields]
+    if res:
+        on_device += [torch.stack([r.act_var for r in res]), torch.stack([r.finite for r in res])]
+    if conv:
+        on_device += [torch.stack([t.grad_norm for t in conv]), torch.stack([t.grad_finite for t in conv])]
+    host = iter(to_host(on_device))
+    p, m = len(stats), len(ACTIVATION_METRICS)
+    table, gram_ok, spectra = [], [], []
+    if stats:
+        # On the host: a GPU solves a batch of float64 eigenproblems with N > 32 one matrix at a
+        # time (torch's cuSOLVER dispatch), far slower than LAPACK on the host.
+        stacked = GramStats(**{name: next(host) for name in gram_fields})
+        metrics = metrics_from_stats(stacked, rank_tol, spectrum=True)
+        table = torch.stack([metrics[name] for name in ACTIVATION_METRICS], dim=1).tolist()  # (P, M)
+        gram_ok = stacked.finite.tolist()
+        spectra = metrics["gram_eigenvalue"][[grams[id(f)] for f in finals]].tolist()  # (F, N)
+    res_var, res_ok = (next(host).tolist(), next(host).tolist()) if res else ([], [])
+    conv_norm, conv_ok = (next(host).tolist(), next(host).tolist()) if conv else ([], [])
+    assert next(host, None) is None and len(table) == p and all(len(r) == m for r in table)
+
+    res_at = {id(r): k for k, r in enumerate(res)}
+    conv_at = {id(t): k for k, t in enumerate(conv)}
+    spectrum_at = 0
+
+    def add(seed, tap, kind, index, metrics, values, bad, final):
         for metric, value in zip(metrics, values, strict=True):
+            cols["seed"].append(seed)
             cols["layer"].append(tap.name)
             cols["index"].append(index)
             cols["kind"].append(kind)
@@ -141,34 +214,27 @@ def _rows(taps: Taps, rank_tol: float) -> dict[str, list]:
             cols["final"].append(final)
             cols["overflow"].append(bad or not math.isfinite(value))
 
-    full = [t for t in taps.taps if isinstance(t.value, GramStats)]
-    res = [t for t in taps.taps if isinstance(t.value, _ChannelStats)]
-    # A conv the backward pass never reached (its output does not depend on the input) has no row.
-    conv = [t for t in taps.taps if t.kind == CONV and t.grad_norm is not None]
-    measured: dict[int, tuple] = {}  # id(tap) -> (metrics, values, non-finite input)
-    spectrum = None
-    if full:
-        # One batched eigensolve for every point, then one transfer.
-        metrics = metrics_from_stats(stack_stats([t.value for t in full]), rank_tol, spectrum=True)
-        table = torch.stack([metrics[m] for m in ACTIVATION_METRICS], dim=1).cpu().tolist()  # (P, M)
-        finite = _to_list([t.value.finite for t in full])
-        for k, tap in enumerate(full):
-            measured[id(tap)] = (ACTIVATION_METRICS, table[k], not finite[k])
-            if tap.final:
-                spectrum = (tap, metrics["gram_eigenvalue"][k].cpu().tolist(), not finite[k])
-    for tap, var, ok in zip(res, _to_list([t.value.act_var for t in res]),
-                            _to_list([t.value.finite for t in res]), strict=True):
-        measured[id(tap)] = (("res_var",), [var], not ok)
-    for tap, norm, ok in zip(conv, _to_list([t.grad_norm for t in conv]),
-                             _to_list([t.grad_finite for t in conv]), strict=True):
-        measured[id(tap)] = (("grad_norm",), [norm], not ok)
-    for tap in taps.taps:  # rows in forward order
-        if id(tap) in measured:
-            add(tap, tap.kind, tap.index, *measured[id(tap)], final=tap.final)
-    if spectrum is not None:
-        tap, eig, bad = spectrum
-        for k, value in enumerate(eig):
-            add(tap, SPECTRUM, k, ("gram_eigenvalue",), [value], bad, final=True)
+    for seed, taps in zip(seeds, measured, strict=True):
+        final_tap = None
+        for tap in taps.taps:  # rows in forward order
+            if isinstance(tap.value, GramStats):
+                k = grams[id(tap.value)]
+                add(seed, tap, tap.kind, tap.index, ACTIVATION_METRICS, table[k], not gram_ok[k], tap.final)
+                if tap.final:
+                    final_tap = tap
+            elif isinstance(tap.value, _ChannelStats):
+                k = res_at[id(tap.value)]
+                add(seed, tap, tap.kind, tap.index, ("res_var",), [res_var[k]], not res_ok[k], tap.final)
+            elif id(tap) in conv_at:
+                k = conv_at[id(tap)]
+                add(seed, tap, tap.kind, tap.index, ("grad_norm",), [conv_norm[k]], not conv_ok[k], tap.final)
+        if final_tap is not None:
+            k = grams[id(final_tap.value)]
+            eig = spectra[spectrum_at]
+            spectrum_at += 1
+            bad = not gram_ok[k]
+            for rank, value in enumerate(eig):
+                add(seed, final_tap, SPECTRUM, rank, ("gram_eigenvalue",), [value], bad, final=True)
     return cols
 
 
@@ -203,10 +269,9 @@ def describe(model_config: ModelConfig) -> str:
     return " ".join(parts)
 
 
-def probe_seed(model_config: ModelConfig, probe_config: ProbeConfig, seed: int,
-               device: torch.device | None = None) -> dict[str, list]:
-    """The row columns of one seed (no config columns): init, inputs, forward, loss, backward."""
-    device = resolve_device(probe_config.device) if device is None else device
+def _probe_pass(model_config: ModelConfig, probe_config: ProbeConfig, seed: int, device: torch.device,
+                workspace: Workspace) -> Taps:
+    """One seed's pass: init, inputs, forward, loss, backward; the statistics stay on the device."""
     size = probe_config.image_size
     # Seeded init in a forked RNG: deterministic, and the caller's global random state is untouched.
     with torch.random.fork_rng(devices=[]):
@@ -215,19 +280,53 @@ def probe_seed(model_config: ModelConfig, probe_config: ProbeConfig, seed: int,
     model.train().to(device)
     x = make_inputs(probe_config, seed, model_config.in_channels).to(device).requires_grad_(True)
     labels = make_labels(probe_config.batch_size, model_config.num_classes, seed).to(device)
-    cols = _measure(
+    return _measure(
         model, x,
         lambda logits: F.cross_entropy(logits.float(), labels),  # batch mean
-        model.probe_points(), model.final, probe_config.rank_tol,
+        model.probe_points(), model.final, workspace,
     )
-    cols["seed"] = [seed] * len(cols["value"])
+
+
+def probe_seeds(model_config: ModelConfig, probe_config: ProbeConfig, seeds: Sequence[int],
+                device: torch.device | None = None,
+                done: Callable[[int, int], None] | None = None) -> dict[str, list]:
+    """The row columns (no config columns) of several seeds, measured together.
+
+    Each seed has its own network, batch and pass; what is shared is the float64 workspace, the one
+    batched eigensolve over every seed's activation points and the one transfer to the host (per
+    group of seeds whose Gram matrices fill :data:`GROUP_BYTES`). The numbers equal those of the
+    seeds run one by one. ``done(k, seed)`` is called after the k-th pass.
+    """
+    device = resolve_device(probe_config.device) if device is None else device
+    workspace = Workspace()
+    cols: dict[str, list] = {c: [] for c in ROW_COLUMNS}
+    group: list[Taps] = []
+    group_seeds: list[int] = []
+    held = 0  # bytes of Gram matrices the group holds
+    for k, seed in enumerate(seeds, start=1):
+        taps = _probe_pass(model_config, probe_config, seed, device, workspace)
+        group.append(taps)
+        group_seeds.append(seed)
+        held += sum(t.value.gram_centered.numel() * 8 for t in taps.taps if isinstance(t.value, GramStats))
+        if held >= GROUP_BYTES or k == len(seeds):
+            for name, values in _rows(group, group_seeds, probe_config.rank_tol).items():
+                cols[name].extend(values)
+            group, group_seeds, held = [], [], 0
+        if done is not None:
+            done(k, seed)
     return cols
+
+
+def probe_seed(model_config: ModelConfig, probe_config: ProbeConfig, seed: int,
+               device: torch.device | None = None) -> dict[str, list]:
+    """The row columns of one seed (no config columns): init, inputs, forward, loss, backward."""
+    return probe_seeds(model_config, probe_config, [seed], device)
 
 
 def _frame(cols: dict[str, list], configs: Mapping[str, object]) -> pd.DataFrame:
     n = len(cols["value"])
     data = {
-        "seed": np.asarray(cols.get("seed", [0] * n), dtype=np.int64),
+        "seed": np.asarray(cols["seed"], dtype=np.int64),
         "layer": cols["layer"],
         "index": np.asarray(cols["index"], dtype=np.int64),
         "kind": cols["kind"],
@@ -264,16 +363,15 @@ def run_probes(model_config: ModelConfig, probe_config: ProbeConfig,
     """
     _check_configs(model_config, probe_config)
     _check_progress(progress)
-    device = resolve_device(probe_config.device)
     seeds = probe_config.seed_list
     label = describe(model_config)
-    parts: dict[str, list] = {c: [] for c in ROW_COLUMNS}
-    for done, seed in enumerate(seeds, start=1):
-        for name, values in probe_seed(model_config, probe_config, seed, device).items():
-            parts[name].extend(values)
+
+    def done(k: int, seed: int) -> None:
         if progress is not None:
-            progress(done, len(seeds), f"{label} seed {seed}")
-    return _frame(parts, config_columns(model_config, probe_config))
+            progress(k, len(seeds), f"{label} seed {seed}")
+
+    cols = probe_seeds(model_config, probe_config, seeds, resolve_device(probe_config.device), done)
+    return _frame(cols, config_columns(model_config, probe_config))
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
@@ -477,7 +575,6 @@ def probe_module(
             return F.mse_loss(output.float(), targets.to(output.device).float())
         return F.cross_entropy(output.float(), targets.to(output.device))
 
-    cols = _measure(module, x, loss_fn, points, getattr(module, "final", None), rank_tol)
-    cols["seed"] = [seed] * len(cols["value"])
-    return _frame(cols, {})
+    taps = _measure(module, x, loss_fn, points, getattr(module, "final", None))
+    return _frame(_rows([taps], [seed], rank_tol), {})
 
