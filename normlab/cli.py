@@ -440,6 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(command.name, help=command.help, description=command.help)
         command.add_arguments(cmd)
         cmd.set_defaults(run=command.run)
+    # Training commands live beside the training engine; imported here so `probe` stays light to load.
+    from normlab import cli_train
+
+    cli_train.add_parsers(sub)
     return parser
 
 
