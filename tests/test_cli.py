@@ -204,7 +204,7 @@ def test_sweep_table_has_one_row_per_point(capsys):
     (["sweep", "--width", "8", "--groups", "3", "--over", "norm=batchnorm,groupnorm"], "groups=3"),
     (["sweep"], "--over"),
     ([], "COMMAND"),
-    (["train"], "train"),
+    (["fly"], "fly"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_bad_input_exits_2_with_one_line_naming_the_problem(capsys, monkeypatch, argv, words):
     monkeypatch.setattr("normlab.device.available_devices", lambda: ["cpu"])
