@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import torch
 
 from normlab.config import ARCHS, NORM_NAMES, PRESETS, WN_ACT_PLACEMENTS, ModelConfig, config_from_dict
 from normlab.training import (
@@ -124,6 +125,18 @@ def _given(args: argparse.Namespace, cls, skip: tuple[str, ...] = ()) -> dict:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=1, metavar="INT",
+                        help="torch CPU threads (default 1: these small nets gain little from more, and "
+                             "lose much when another process shares the cores)")
+
+
+def _set_threads(threads: int) -> None:
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1; got {threads}")
+    torch.set_num_threads(threads)
+
+
 def _add_output(parser: argparse.ArgumentParser, shows: tuple[str, ...], what: str) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--show", choices=shows, default=shows[0], help=f"which frame to write: {what}")
@@ -190,6 +203,7 @@ def _fmt(value: float, digits: int = 3) -> str:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     _add_fields(parser, ModelConfig, "model")
     _add_fields(parser, TrainConfig, "training", defaults=TrainConfig())
+    _add_threads(parser)
     _add_output(parser, TRAIN_SHOW, "curve (one row per step), summary (one row), probes (init and after)")
 
 
@@ -241,6 +255,7 @@ def run_train_command(args: argparse.Namespace) -> int:
         model = config_from_dict(ModelConfig, _given(args, ModelConfig))
         train = config_from_dict(TrainConfig, _given(args, TrainConfig))
         _check_out(args.out)
+        _set_threads(args.threads)
         result = run_training(model, train, progress=_step_reporter(max(train.steps // 10, 1)))
         _write(frame_text(_train_frame(result, args.show, args.format), args.format), args.out)
         _say(train_summary(result))
@@ -267,6 +282,7 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = StudyConfig()
     _add_fields(parser, StudyConfig, "study", defaults=defaults, help_text=_STUDY_HELP)
     _add_fields(parser, TrainConfig, "training of every run", skip=_STUDY_TRAIN_SKIP, defaults=defaults.train)
+    _add_threads(parser)
     _add_output(parser, STUDY_SHOW, "runs (one row per arch, normalizer, groups, seed), correlations, "
                                     "curves (every run's training curve)")
 
@@ -320,6 +336,7 @@ def run_study_command(args: argparse.Namespace) -> int:
     try:
         config = study_config_from_args(args)
         _check_out(args.out)
+        _set_threads(args.threads)
         _say(f"study: {len(config.runs())} runs of {config.train.steps} steps")
         result = run_study(config, progress=_run_reporter(config.train.steps))
         _write(frame_text(_study_frame(result, args.show, args.format), args.format), args.out)

@@ -8,6 +8,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from normlab.cli_train import add_parsers, study_config_from_args
 
@@ -17,6 +18,14 @@ TINY_TRAIN = ["--steps", "8", "--batch-size", "16", "--image-size", "8", "--eval
 TINY_STUDY = ["--archs", "cnn", "--norms", "batchnorm", "layernorm", "--seeds", "2", "--width", "8",
               "--cnn-depth", "2", "--k-steps", "8", "--n-boot", "50", "--steps", "8", "--batch-size", "16",
               "--image-size", "8", "--eval-every", "4", "--probe-after", "2"]
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """The commands set torch's thread count (--threads); give the next test back what it had."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -95,6 +104,13 @@ def test_bad_values_exit_2_with_one_line_naming_the_field(argv, field, capsys):
     code, out, err = run(argv, capsys)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and field in err
+
+
+def test_threads_sets_torch_threads_and_refuses_zero(capsys):
+    code, _, _ = run(["train", *TINY, *TINY_TRAIN, "--threads", "2", "--show", "summary"], capsys)
+    assert code == 0 and torch.get_num_threads() == 2
+    code, _, err = run(["train", *TINY, "--threads", "0"], capsys)
+    assert code == 2 and "threads" in err
 
 
 def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys):

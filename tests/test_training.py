@@ -33,6 +33,15 @@ TINY = ModelConfig(arch="cnn", depth=2, width=8, norm="batchnorm")
 TINY_TRAIN = TrainConfig(steps=12, lr=0.05, batch_size=16, image_size=8, eval_every=4, probe_after=3)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny nets run fastest on one thread, and do not stall when another process shares the CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny_run():
     return run_training(TINY, TINY_TRAIN)
