@@ -144,64 +144,99 @@ def to_host(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return out
 
 
-def _rows(measured: Sequence[Taps], seeds: Sequence[int], rank_tol: float) -> dict[str, list]:
-    """The row columns of several measured passes (one per seed, all of one batch size).
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    """What a row says of its probe point; the tap itself, with its per-point tensors, is let go."""
 
-    Every activation point of every seed goes into one batched eigensolve, and every number the rows
-    need crosses from the device to the host in one transfer.
+    name: str
+    kind: str
+    index: int
+    final: bool
+
+
+@dataclasses.dataclass
+class _Packed:
+    """One pass with its statistics stacked: a few device tensors rather than several per point.
+
+    Packing right after the pass lets the per-point tensors go, so seeds measured together hold
+    no more than one stack each (many small tensors kept alive between passes also fragment the
+    CPU heap that the next pass allocates its activations from).
     """
-    cols: dict[str, list] = {c: [] for c in ROW_COLUMNS}
-    # Distinct statistics in order: a post-activation block shares its last activation's object.
-    grams: dict[int, int] = {}  # id(GramStats) -> position in the stack
-    stats: list[GramStats] = []
+
+    seed: int
+    rows: list[tuple[_Row, str, int]]  # (point, source, position in that source) in forward order
+    final: int | None  # position of the final representation in ``grams``
+    grams: GramStats | None  # (P, ...) the distinct activation statistics
+    res: list[torch.Tensor]  # [act_var (R,), finite (R,)], or [] without residual points
+    conv: list[torch.Tensor]  # [grad_norm (C,), finite (C,)], or [] without gradients
+
+    @property
+    def gram_bytes(self) -> int:
+        return 0 if self.grams is None else self.grams.gram_centered.numel() * 8
+
+
+def _pack(taps: Taps, seed: int) -> _Packed:
+    """Stack one pass's statistics; a post-activation block and its last activation share one entry."""
+    rows: list[tuple[_Row, str, int]] = []
+    position: dict[int, int] = {}  # id(GramStats) -> position in the stack
+    grams: list[GramStats] = []
     res: list[_ChannelStats] = []
     conv: list[Tap] = []
-    finals: list[GramStats] = []
-    for taps in measured:
-        final = None
-        for tap in taps.taps:
-            if isinstance(tap.value, GramStats):
-                if id(tap.value) not in grams:
-                    grams[id(tap.value)] = len(stats)
-                    stats.append(tap.value)
-                if tap.final:
-                    final = tap.value
-            elif isinstance(tap.value, _ChannelStats):
-                res.append(tap.value)
-            elif tap.kind == CONV and tap.grad_norm is not None:
-                # a conv the backward pass never reached (its output does not depend on the input)
-                # has no row
-                conv.append(tap)
-        if final is not None:
-            finals.append(final)
-    # Everything the rows need, still on the device: O(P N^2) numbers, not activations.
+    final = None
+    for tap in taps.taps:
+        row = _Row(tap.name, tap.kind, tap.index, tap.final)
+        if isinstance(tap.value, GramStats):
+            if id(tap.value) not in position:
+                position[id(tap.value)] = len(grams)
+                grams.append(tap.value)
+            rows.append((row, "gram", position[id(tap.value)]))
+            if tap.final:
+                final = position[id(tap.value)]
+        elif isinstance(tap.value, _ChannelStats):
+            rows.append((row, "res", len(res)))
+            res.append(tap.value)
+        elif tap.kind == CONV and tap.grad_norm is not None:
+            # a conv the backward pass never reached (its output does not depend on the input) has no row
+            rows.append((row, "conv", len(conv)))
+            conv.append(tap)
+    return _Packed(
+        seed, rows, final,
+        stack_stats(grams) if grams else None,
+        [torch.stack([r.act_var for r in res]), torch.stack([r.finite for r in res])] if res else [],
+        [torch.stack([t.grad_norm for t in conv]), torch.stack([t.grad_finite for t in conv])]
+        if conv else [],
+    )
+
+
+def _rows(passes: Sequence[_Packed], rank_tol: float) -> dict[str, list]:
+    """The row columns of several packed passes (one per seed, all of one batch size).
+
+    Every activation point of every pass goes into one batched eigensolve, and every number the rows
+    need crosses from the device to the host in one transfer.
+    """
     gram_fields = [f.name for f in dataclasses.fields(GramStats)]
-    on_device: list[torch.Tensor] = []
-    if stats:
-        stacked = stack_stats(stats)
-        on_device += [getattr(stacked, name) for name in gram_fields]
-    if res:
-        on_device += [torch.stack([r.act_var for r in res]), torch.stack([r.finite for r in res])]
-    if conv:
-        on_device += [torch.stack([t.grad_norm for t in conv]), torch.stack([t.grad_finite for t in conv])]
+    grams = [p.grams for p in passes if p.grams is not None]
+    res = [p.res for p in passes if p.res]
+    conv = [p.conv for p in passes if p.conv]
+    # Still on the device: O(P N^2) numbers, not activations.
+    on_device = [torch.cat([getattr(g, name) for g in grams]) for name in gram_fields] if grams else []
+    on_device += [torch.cat(parts) for parts in zip(*res, strict=True)]
+    on_device += [torch.cat(parts) for parts in zip(*conv, strict=True)]
     host = iter(to_host(on_device))
-    p, m = len(stats), len(ACTIVATION_METRICS)
     table, gram_ok, spectra = [], [], []
-    if stats:
+    if grams:
         # On the host: a GPU solves a batch of float64 eigenproblems with N > 32 one matrix at a
         # time (torch's cuSOLVER dispatch), far slower than LAPACK on the host.
         stacked = GramStats(**{name: next(host) for name in gram_fields})
         metrics = metrics_from_stats(stacked, rank_tol, spectrum=True)
         table = torch.stack([metrics[name] for name in ACTIVATION_METRICS], dim=1).tolist()  # (P, M)
         gram_ok = stacked.finite.tolist()
-        spectra = metrics["gram_eigenvalue"][[grams[id(f)] for f in finals]].tolist()  # (F, N)
+        spectra = metrics["gram_eigenvalue"]  # (P, N)
     res_var, res_ok = (next(host).tolist(), next(host).tolist()) if res else ([], [])
     conv_norm, conv_ok = (next(host).tolist(), next(host).tolist()) if conv else ([], [])
-    assert next(host, None) is None and len(table) == p and all(len(r) == m for r in table)
+    assert next(host, None) is None, "every transferred tensor is read once"
 
-    res_at = {id(r): k for k, r in enumerate(res)}
-    conv_at = {id(t): k for k, t in enumerate(conv)}
-    spectrum_at = 0
+    cols: dict[str, list] = {c: [] for c in ROW_COLUMNS}
 
     def add(seed, tap, kind, index, metrics, values, bad, final):
         for metric, value in zip(metrics, values, strict=True):
@@ -214,27 +249,25 @@ def _rows(measured: Sequence[Taps], seeds: Sequence[int], rank_tol: float) -> di
             cols["final"].append(final)
             cols["overflow"].append(bad or not math.isfinite(value))
 
-    for seed, taps in zip(seeds, measured, strict=True):
-        final_tap = None
-        for tap in taps.taps:  # rows in forward order
-            if isinstance(tap.value, GramStats):
-                k = grams[id(tap.value)]
-                add(seed, tap, tap.kind, tap.index, ACTIVATION_METRICS, table[k], not gram_ok[k], tap.final)
-                if tap.final:
-                    final_tap = tap
-            elif isinstance(tap.value, _ChannelStats):
-                k = res_at[id(tap.value)]
-                add(seed, tap, tap.kind, tap.index, ("res_var",), [res_var[k]], not res_ok[k], tap.final)
-            elif id(tap) in conv_at:
-                k = conv_at[id(tap)]
-                add(seed, tap, tap.kind, tap.index, ("grad_norm",), [conv_norm[k]], not conv_ok[k], tap.final)
-        if final_tap is not None:
-            k = grams[id(final_tap.value)]
-            eig = spectra[spectrum_at]
-            spectrum_at += 1
-            bad = not gram_ok[k]
-            for rank, value in enumerate(eig):
-                add(seed, final_tap, SPECTRUM, rank, ("gram_eigenvalue",), [value], bad, final=True)
+    start = {"gram": 0, "res": 0, "conv": 0}  # where each pass's entries begin in the host lists
+    for p in passes:
+        for tap, source, k in p.rows:  # rows in forward order
+            at = start[source] + k
+            if source == "gram":
+                metrics, values, ok = ACTIVATION_METRICS, table[at], gram_ok[at]
+            elif source == "res":
+                metrics, values, ok = ("res_var",), [res_var[at]], res_ok[at]
+            else:
+                metrics, values, ok = ("grad_norm",), [conv_norm[at]], conv_ok[at]
+            add(p.seed, tap, tap.kind, tap.index, metrics, values, not ok, tap.final)
+        final_tap = next((tap for tap, source, _ in p.rows if source == "gram" and tap.final), None)
+        if final_tap is not None and p.final is not None:
+            at = start["gram"] + p.final
+            for rank, value in enumerate(spectra[at].tolist()):
+                add(p.seed, final_tap, SPECTRUM, rank, ("gram_eigenvalue",), [value], not gram_ok[at], True)
+        start["gram"] += 0 if p.grams is None else len(p.grams.act_var)
+        start["res"] += len(p.res[0]) if p.res else 0
+        start["conv"] += len(p.conv[0]) if p.conv else 0
     return cols
 
 
@@ -300,18 +333,13 @@ def probe_seeds(model_config: ModelConfig, probe_config: ProbeConfig, seeds: Seq
     device = resolve_device(probe_config.device) if device is None else device
     workspace = Workspace()
     cols: dict[str, list] = {c: [] for c in ROW_COLUMNS}
-    group: list[Taps] = []
-    group_seeds: list[int] = []
-    held = 0  # bytes of Gram matrices the group holds
+    group: list[_Packed] = []
     for k, seed in enumerate(seeds, start=1):
-        taps = _probe_pass(model_config, probe_config, seed, device, workspace)
-        group.append(taps)
-        group_seeds.append(seed)
-        held += sum(t.value.gram_centered.numel() * 8 for t in taps.taps if isinstance(t.value, GramStats))
-        if held >= GROUP_BYTES or k == len(seeds):
-            for name, values in _rows(group, group_seeds, probe_config.rank_tol).items():
+        group.append(_pack(_probe_pass(model_config, probe_config, seed, device, workspace), seed))
+        if sum(p.gram_bytes for p in group) >= GROUP_BYTES or k == len(seeds):
+            for name, values in _rows(group, probe_config.rank_tol).items():
                 cols[name].extend(values)
-            group, group_seeds, held = [], [], 0
+            group = []
         if done is not None:
             done(k, seed)
     return cols
@@ -576,5 +604,5 @@ def probe_module(
         return F.cross_entropy(output.float(), targets.to(output.device))
 
     taps = _measure(module, x, loss_fn, points, getattr(module, "final", None))
-    return _frame(_rows([taps], [seed], rank_tol), {})
+    return _frame(_rows([_pack(taps, seed)], rank_tol), {})
 
