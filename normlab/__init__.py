@@ -20,6 +20,16 @@ from normlab.models import build_model
 from normlab.norms import NORMALIZERS, create_norm, get_normalizer
 from normlab.probes import FRAME_COLUMNS, KINDS, probe_module, run_probes, run_sweep, summarize
 from normlab.theory import applies, gradient_theory, rank_theory, variance_theory
+from normlab.training import (
+    StudyConfig,
+    StudyResult,
+    TrainConfig,
+    TrainResult,
+    bootstrap_ci,
+    run_study,
+    run_training,
+    spearman,
+)
 
 __version__ = "0.1.0"
 
@@ -34,8 +44,13 @@ __all__ = [
     "PRESETS",
     "ModelConfig",
     "ProbeConfig",
+    "StudyConfig",
+    "StudyResult",
+    "TrainConfig",
+    "TrainResult",
     "applies",
     "available_devices",
+    "bootstrap_ci",
     "build_model",
     "common_divisors",
     "config_from_dict",
@@ -47,7 +62,10 @@ __all__ = [
     "rank_theory",
     "resolve_device",
     "run_probes",
+    "run_study",
     "run_sweep",
+    "run_training",
+    "spearman",
     "summarize",
     "variance_theory",
 ]
