@@ -83,12 +83,12 @@ class Scale(nn.Module):
 class Shortcut(nn.Module):
     """Identity, or a projection conv3x3 (stride s) + norm when the shape changes (paper's code)."""
 
-    def __init__(self, normalizer: Normalizer, c_in: int, c_out: int, stride: int, groups) -> None:
+    def __init__(self, normalizer: Normalizer, c_in: int, c_out: int, stride: int, groups_at) -> None:
         super().__init__()
         self.project = stride != 1 or c_in != c_out
         if self.project:
             self.conv = make_conv(normalizer, c_in, c_out, stride)
-            self.norm = normalizer.norm(c_out, groups=groups)
+            self.norm = normalizer.norm(c_out, groups=groups_at(c_out))
 
     def forward(self, x):
         return self.norm(self.conv(x)) if self.project else x
@@ -101,8 +101,9 @@ class BasicBlock(nn.Module):
     activation moves to the end of the branch and nothing follows the addition.
     """
 
-    def __init__(self, normalizer, c_in, c_out, stride, groups, skipinit, act_in_branch=False):
+    def __init__(self, normalizer, c_in, c_out, stride, groups_at, skipinit, act_in_branch=False):
         super().__init__()
+        groups = groups_at(c_out)  # every norm of this block acts on c_out channels
         self.conv1 = make_conv(normalizer, c_in, c_out, stride)
         self.norm1 = normalizer.norm(c_out, groups=groups)
         self.act1 = normalizer.act(c_out, groups=groups)
@@ -111,7 +112,7 @@ class BasicBlock(nn.Module):
         self.act_in_branch = act_in_branch
         self.act2 = normalizer.act(c_out, groups=groups)
         self.scale = Scale(skipinit)
-        self.shortcut = Shortcut(normalizer, c_in, c_out, stride, groups)
+        self.shortcut = Shortcut(normalizer, c_in, c_out, stride, groups_at)
 
     def branch(self, x):
         out = self.norm2(self.conv2(self.act1(self.norm1(self.conv1(x)))))
@@ -128,16 +129,17 @@ class PreActBlock(nn.Module):
     branch = norm-act-conv-norm-act-conv; nothing follows the addition.
     """
 
-    def __init__(self, normalizer, c_in, c_out, stride, groups, skipinit, act_in_branch=False):
+    def __init__(self, normalizer, c_in, c_out, stride, groups_at, skipinit, act_in_branch=False):
         super().__init__()
-        self.norm1 = normalizer.norm(c_in, groups=groups)
-        self.act1 = normalizer.act(c_in, groups=groups)
+        # the first norm sees the block's input (c_in channels), the second the widened branch
+        self.norm1 = normalizer.norm(c_in, groups=groups_at(c_in))
+        self.act1 = normalizer.act(c_in, groups=groups_at(c_in))
         self.conv1 = make_conv(normalizer, c_in, c_out, stride)
-        self.norm2 = normalizer.norm(c_out, groups=groups)
-        self.act2 = normalizer.act(c_out, groups=groups)
+        self.norm2 = normalizer.norm(c_out, groups=groups_at(c_out))
+        self.act2 = normalizer.act(c_out, groups=groups_at(c_out))
         self.conv2 = make_conv(normalizer, c_out, c_out)
         self.scale = Scale(skipinit)
-        self.shortcut = Shortcut(normalizer, c_in, c_out, stride, groups)
+        self.shortcut = Shortcut(normalizer, c_in, c_out, stride, groups_at)
 
     def branch(self, x):
         return self.conv2(self.act2(self.norm2(self.conv1(self.act1(self.norm1(x))))))
@@ -223,8 +225,8 @@ def _resnet(config: ModelConfig, normalizer: Normalizer) -> Net:
     act_in_branch = config.norm == "weightnorm" and config.wn_act == "in_branch"
     c_in = width
     for c_out, stride in config.plan:
-        layers.append(block(normalizer, c_in, c_out, stride, config.groups_at(c_out),
-                            config.skipinit, act_in_branch))
+        layers.append(block(normalizer, c_in, c_out, stride, config.groups_at, config.skipinit,
+                            act_in_branch))
         c_in = c_out
     if config.preact:  # the final norm + activation of a pre-activation net
         layers.append(_FinalNormAct(normalizer, c_in, config.groups_at(c_in)))

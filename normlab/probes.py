@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
+from normlab.budget import check_budget, check_sweep, check_sweep_points
 from normlab.config import DEFAULT_DEPTH, DEFAULT_GROUPS, DEFAULT_WIDTH, PRESETS, ModelConfig, ProbeConfig
 from normlab.data import derive_seed, make_inputs, make_labels
 from normlab.device import resolve_device
@@ -391,6 +392,7 @@ def run_probes(model_config: ModelConfig, probe_config: ProbeConfig,
     """
     _check_configs(model_config, probe_config)
     _check_progress(progress)
+    check_budget(model_config, probe_config)  # the operator's limits, before anything is allocated
     seeds = probe_config.seed_list
     label = describe(model_config)
 
@@ -489,6 +491,7 @@ def _sweep_configs(model_config, probe_config, over) -> list[tuple[dict, ModelCo
     for key, values in over.items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
             raise ValueError(f"sweep values for {key!r} must be a non-empty list; got {values!r}")
+    check_sweep_points(math.prod(len(v) for v in over.values()))  # before enumerating them
     model_keys = [k for k in over if k in MODEL_FIELDS]
     out = []
     for combo in itertools.product(*over.values()):
@@ -522,6 +525,7 @@ def run_sweep(model_config: ModelConfig, probe_config: ProbeConfig, over: Mappin
     _check_configs(model_config, probe_config)
     _check_progress(progress)
     configs = _sweep_configs(model_config, probe_config, over)
+    check_sweep([(mc, pc) for _, mc, pc in configs])  # every point and the total, before any runs
     total = sum(pc.seeds for _, _, pc in configs)
     done = 0
     frames = []

@@ -165,3 +165,18 @@ def test_asking_for_an_absent_device_says_so(monkeypatch):
         resolve_device("cuda")
     with pytest.raises(ValueError, match="Unknown device 'gpu'"):
         resolve_device("gpu")
+
+
+@pytest.mark.parametrize("norm", ["groupnorm", "evonorm_s0"])
+@pytest.mark.parametrize("preact", [False, True])
+def test_a_group_size_holds_in_every_norm_across_stage_widths(norm, preact):
+    # A pre-activation block's first norm sees the narrower input of a widening block.
+    cfg = ModelConfig(norm=norm, depth=1, width=4, stages=3, group_size=2, preact=preact)
+    model, out = _forward_backward(cfg)
+    grouped = [m for m in model.modules() if hasattr(m, "num_groups") or hasattr(m, "groups")
+               and not isinstance(m, nn.Conv2d)]
+    assert grouped
+    for m in grouped:
+        channels = m.num_channels
+        groups = getattr(m, "num_groups", getattr(m, "groups", None))
+        assert channels // groups == 2
