@@ -44,7 +44,7 @@ FORMATS = ("csv", "json", "table")
 # Columns holding measured numbers: their non-finite values are written as inf/-inf/nan.
 NUMBER_COLUMNS = ("value", "mean", "min", "max")
 
-_FIELD_HELP = {
+FIELD_HELP = {
     "arch": f"network family: {', '.join(ARCHS)} (a preset fixes it)",
     "norm": f"normalizer: {', '.join(NORM_NAMES)}",
     "depth": "hidden layers (mlp), conv layers (cnn) or blocks per stage (resnet)",
@@ -81,7 +81,7 @@ _METRIC_HELP = {
 }
 
 
-class UsageError(Exception):
+class UsageError(ValueError):
     """Bad command-line input: reported as one line, exit status 2."""
 
 
@@ -95,14 +95,19 @@ class _Parser(argparse.ArgumentParser):
 # --- Config flags, generated from the dataclass fields -----------------------------------------------------
 
 
-def _field_type(cls, name: str) -> tuple[type, bool]:
-    """(base type, optional) of a config field, from its annotation: ``int | None`` -> (int, True)."""
+def field_type(cls, name: str) -> tuple[type, bool, bool]:
+    """(base type, optional, many) of a config field, from its annotation.
+
+    ``int | None`` -> (int, True, False); ``tuple[str, ...]`` -> (str, False, True).
+    """
     hint = typing.get_type_hints(cls)[name]
+    if typing.get_origin(hint) is tuple:
+        return typing.get_args(hint)[0], False, True
     args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) else ()
     if args:
         base = [a for a in args if a is not type(None)]
-        return base[0], len(base) < len(args)
-    return hint, False
+        return base[0], len(base) < len(args), False
+    return hint, False, False
 
 
 def _config_fields() -> list[tuple[type, dataclasses.Field]]:
@@ -114,9 +119,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     for title, cls in (("model", ModelConfig), ("probe", ProbeConfig)):
         group = parser.add_argument_group(f"{title} ({cls.__name__} fields; unset = the config's default)")
         for field in dataclasses.fields(cls):
-            base, _ = _field_type(cls, field.name)
+            base, _, _ = field_type(cls, field.name)
             flag = "--" + field.name.replace("_", "-")
-            help_text = _FIELD_HELP.get(field.name, field.name)
+            help_text = FIELD_HELP.get(field.name, field.name)
             if base is bool:
                 group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
                                    default=None, help=help_text)
@@ -143,7 +148,7 @@ _NONE = ("none", "null", "")
 
 def parse_value(cls, name: str, text: str):
     """One sweep value of field ``name`` of ``cls`` from text, in the field's type."""
-    base, optional = _field_type(cls, name)
+    base, optional, _ = field_type(cls, name)
     if optional and text.strip().lower() in _NONE:
         return None
     if base is bool:
@@ -284,7 +289,7 @@ def check_out(out: str | None) -> None:
     folder = os.path.dirname(os.path.abspath(out))
     if os.path.isdir(out) or not os.path.isdir(folder):
         problem = "is a folder" if os.path.isdir(out) else f"folder {folder!r} does not exist"
-        raise UsageError(f"normlab: error: cannot write --out {out!r}: {problem}")
+        raise ValueError(f"cannot write --out {out!r}: {problem}")
 
 
 def write(text: str, out: str | None) -> None:
@@ -295,7 +300,7 @@ def write(text: str, out: str | None) -> None:
         with open(out, "w", encoding="utf-8") as handle:
             handle.write(text)
     except OSError as err:
-        raise UsageError(f"normlab: error: cannot write --out {out!r}: {err.strerror or err}") from None
+        raise ValueError(f"cannot write --out {out!r}: {err.strerror or err}") from None
 
 
 def _progress(label: str) -> Callable[[int, int, str], None]:

@@ -12,17 +12,15 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
-import types
-import typing
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
-from normlab.config import ARCHS, NORM_NAMES, PRESETS, WN_ACT_PLACEMENTS, ModelConfig, config_from_dict
+from normlab.cli import FIELD_HELP, FORMATS, USAGE_ERROR, check_out, field_type, write
+from normlab.config import ARCHS, NORM_NAMES, ModelConfig, config_from_dict
 from normlab.training import (
     STUDY_NORMS,
     StudyConfig,
@@ -33,24 +31,11 @@ from normlab.training import (
     run_training,
 )
 
-USAGE_ERROR = 2  # exit status for bad input, as argparse uses
-FORMATS = ("csv", "json", "table")
 TRAIN_SHOW = ("curve", "summary", "probes")
 STUDY_SHOW = ("runs", "correlations", "curves")
 
 _HELP = {
-    # ModelConfig
-    "arch": f"network family: {', '.join(ARCHS)} (a preset fixes it)",
-    "norm": f"normalizer: {', '.join(NORM_NAMES)}",
-    "depth": "hidden layers (mlp), conv layers (cnn) or blocks per stage (resnet)",
-    "width": "hidden width (mlp, cnn) or first-stage width (resnet)",
-    "groups": "group count of groupnorm / evonorm_s0 (must divide every width)",
-    "group_size": "channels per group, instead of --groups",
-    "preset": f"paper network: {', '.join(PRESETS)}",
-    "stages": "resnet stages (width doubles per stage)",
-    "preact": "resnet: pre-activation blocks",
-    "skipinit": "resnet: residual branch scale initialised to 0 (SkipInit)",
-    "wn_act": f"weightnorm resnet: corrected ReLU {' or '.join(WN_ACT_PLACEMENTS)}",
+    **FIELD_HELP,  # the ModelConfig fields, as `normlab probe` describes them
     "in_channels": "input channels (the grey digit is copied to each)",
     "num_classes": "classifier outputs (the digits have 10 classes)",
     # TrainConfig
@@ -82,17 +67,6 @@ _HELP = {
 # --- Flags from config fields --------------------------------------------------------------------
 
 
-def _field_type(cls, name: str) -> tuple[type, bool]:
-    """(base type, is a tuple) of a config field: ``int | None`` -> (int, False); ``tuple[str, ...]``
-    -> (str, True)."""
-    hint = typing.get_type_hints(cls)[name]
-    if typing.get_origin(hint) is tuple:
-        return typing.get_args(hint)[0], True
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return next(a for a in typing.get_args(hint) if a is not type(None)), False
-    return hint, False
-
-
 def _add_fields(parser: argparse.ArgumentParser, cls, title: str, skip: tuple[str, ...] = (),
                 defaults=None, help_text: dict | None = None) -> None:
     """One flag per field of ``cls`` (``group_size`` -> ``--group-size``), unset by default.
@@ -102,7 +76,7 @@ def _add_fields(parser: argparse.ArgumentParser, cls, title: str, skip: tuple[st
     """
     group = parser.add_argument_group(f"{title} ({cls.__name__} fields; unset = the default)")
     for field in dataclasses.fields(cls):
-        base, many = _field_type(cls, field.name)
+        base, _, many = field_type(cls, field.name)
         if field.name in skip or dataclasses.is_dataclass(base):
             continue
         flag = "--" + field.name.replace("_", "-")
@@ -165,28 +139,6 @@ def frame_text(frame: pd.DataFrame, fmt: str) -> str:
     if fmt == "table":
         return frame.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n"
     return frame.to_csv(index=False)
-
-
-def _check_out(out: str | None) -> None:
-    """Refuse an --out path that cannot be written, before any training is done."""
-    if out is None:
-        return
-    folder = os.path.dirname(os.path.abspath(out))
-    if os.path.isdir(out):
-        raise ValueError(f"cannot write --out {out!r}: it is a folder")
-    if not os.path.isdir(folder):
-        raise ValueError(f"cannot write --out {out!r}: folder {folder!r} does not exist")
-
-
-def _write(text: str, out: str | None) -> None:
-    if out is None:
-        sys.stdout.write(text)
-        return
-    try:
-        with open(out, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    except OSError as err:
-        raise ValueError(f"cannot write --out {out!r}: {err.strerror or err}") from None
 
 
 def _say(text: str) -> None:
@@ -254,10 +206,10 @@ def run_train_command(args: argparse.Namespace) -> int:
     try:
         model = config_from_dict(ModelConfig, _given(args, ModelConfig))
         train = config_from_dict(TrainConfig, _given(args, TrainConfig))
-        _check_out(args.out)
+        check_out(args.out)
         _set_threads(args.threads)
         result = run_training(model, train, progress=_step_reporter(max(train.steps // 10, 1)))
-        _write(frame_text(_train_frame(result, args.show, args.format), args.format), args.out)
+        write(frame_text(_train_frame(result, args.show, args.format), args.format), args.out)
         _say(train_summary(result))
     except ValueError as err:
         _say(f"normlab train: error: {' '.join(str(err).split())}")
@@ -335,11 +287,11 @@ def run_study_command(args: argparse.Namespace) -> int:
     """``normlab study``: every run; the chosen frame to stdout/--out, the correlations to stderr."""
     try:
         config = study_config_from_args(args)
-        _check_out(args.out)
+        check_out(args.out)
         _set_threads(args.threads)
         _say(f"study: {len(config.runs())} runs of {config.train.steps} steps")
         result = run_study(config, progress=_run_reporter(config.train.steps))
-        _write(frame_text(_study_frame(result, args.show, args.format), args.format), args.out)
+        write(frame_text(_study_frame(result, args.show, args.format), args.format), args.out)
         _say(correlation_text(result))
     except ValueError as err:
         _say(f"normlab study: error: {' '.join(str(err).split())}")
