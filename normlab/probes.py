@@ -1,9 +1,10 @@
 """run_probes: the paper's three properties measured in one forward and one backward pass, as a tidy frame.
 
 For each seed: a freshly initialized network (train mode), one seeded input batch, cross-entropy
-against random labels, backward. Activation statistics are reduced to O(N^2) numbers inside the
-forward hooks; every metric is then computed in one batched float64 pass. Values that overflow stay
-inf/NaN in the frame with ``overflow`` set; nothing here raises on bad numerics.
+against random labels, backward. Activation statistics are reduced to O(N^2) numbers on the device
+inside the forward hooks; after the last seed they cross to the host in one transfer, and every
+metric of every seed comes from one batched float64 pass with one eigensolve. Values that overflow
+stay inf/NaN in the frame with ``overflow`` set; nothing here raises on bad numerics.
 Knows nothing of the UI or the command line; never prints.
 """
 
