@@ -58,7 +58,7 @@ def test_valid_parameters_parse_into_control_values(params, expected):
 
 
 @pytest.mark.parametrize(("params", "named"), [
-    ({"depth": ["999"]}, "depth=999 is outside 1..64"),
+    ({"depth": ["999"]}, "depth=999 is outside 1..320"),
     ({"depth": ["deep"]}, "depth='deep' is not a whole number"),
     ({"norms": ["batchnorm,bogusnorm"]}, "bogusnorm"),
     ({"net": ["resnet9000"]}, "net='resnet9000' is not one of"),
