@@ -55,8 +55,10 @@ SUMMARY_STATS = ("mean", "min", "max", "n")
 SWEEP_FIELDS = tuple(sorted(MODEL_FIELDS + tuple(f.name for f in dataclasses.fields(ProbeConfig))))
 
 # Seeds share one eigensolve and one host transfer while their Gram matrices (N^2 float64 per point)
-# stay below this; many seeds of a big network are measured in groups of this size.
-GROUP_BYTES = 64 * 2**20
+# stay below this; many seeds of a big network go in groups. The metrics of a group briefly need
+# about four times this (the stacks, their concatenation, the eigensolver's input), so it is kept
+# small: the dashboard's net fits ~100 seeds, resnet56 at batch 128 three.
+GROUP_BYTES = 16 * 2**20
 
 # Norm-slot layers that probe_module taps by default (besides every conv/linear for grad_norm).
 NORM_LAYERS = (_NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm,
