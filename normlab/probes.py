@@ -566,8 +566,10 @@ def probe_module(
         targets: class labels (N,) for a cross-entropy loss, or a float tensor shaped like the output
             for a mean squared error. None: random labels from ``seed`` when the output is (N, K),
             else the loss 0.5 * mean(output^2).
-        modules: names of the modules whose outputs get the activation metrics (kind ``act``);
-            default every normalization layer. Every conv/linear output gets ``grad_norm``.
+        modules: names of the modules whose outputs get the activation metrics (kind ``act``).
+            Default: a normlab network's own probe points (so the rows are those of
+            :func:`run_probes`, residual branches included), else every normalization layer. Every
+            conv/linear output gets ``grad_norm``.
         rank_tol: numerical_rank's tolerance.
         seed: seed of the random labels.
 
@@ -584,6 +586,10 @@ def probe_module(
     if not (isinstance(rank_tol, (int, float)) and 0 < rank_tol < 1):
         raise ValueError(f"rank_tol must be a number between 0 and 1 (exclusive); got {rank_tol!r}")
     named = dict(module.named_modules())
+    if modules is None and hasattr(module, "probe_points"):
+        taps = _measure(module, x_for_probe(inputs), _loss_for(targets, seed),
+                        list(module.probe_points()), getattr(module, "final", None))
+        return _frame(_rows([_pack(taps, seed)], rank_tol), {})
     points = [(n, CONV, m) for n, m in named.items() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d,
                                                                       nn.Linear))]
     if modules is None:
@@ -595,9 +601,21 @@ def probe_module(
             shown = [n for n in named if n][:20]
             raise ValueError(f"Unknown module name(s) {unknown}; the module has e.g. {shown}")
         points += [(n, ACT, named[n]) for n in modules]
+    taps = _measure(module, x_for_probe(inputs), _loss_for(targets, seed), points,
+                    getattr(module, "final", None))
+    return _frame(_rows([_pack(taps, seed)], rank_tol), {})
+
+
+def x_for_probe(inputs: torch.Tensor) -> torch.Tensor:
+    """A detached copy of the batch; a float one requires grad, so the backward pass reaches every layer."""
     x = inputs.detach().clone()
     if x.is_floating_point():
         x.requires_grad_(True)
+    return x
+
+
+def _loss_for(targets: torch.Tensor | None, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """probe_module's loss: cross-entropy on the targets (or seeded random labels), else 0.5 mean(out^2)."""
 
     def loss_fn(output):
         output = output[0] if isinstance(output, (tuple, list)) else output
@@ -610,6 +628,5 @@ def probe_module(
             return F.mse_loss(output.float(), targets.to(output.device).float())
         return F.cross_entropy(output.float(), targets.to(output.device))
 
-    taps = _measure(module, x, loss_fn, points, getattr(module, "final", None))
-    return _frame(_rows([_pack(taps, seed)], rank_tol), {})
+    return loss_fn
 

@@ -30,7 +30,7 @@ from normlab.config import (
     ModelConfig,
 )
 from normlab.device import resolve_device
-from normlab.models import ACT, BLOCK, Net, build_model
+from normlab.models import Net, build_model
 from normlab.norms import get_normalizer
 from normlab.probes import probe_module
 
@@ -316,21 +316,12 @@ def _config_columns(model_config: ModelConfig, train_config: TrainConfig) -> dic
 
 
 def _probe(model: Net, x: torch.Tensor, y: torch.Tensor, step: int, columns: dict, seed: int) -> pd.DataFrame:
-    """run_probes-style rows for a model mid-training, on the batch ``x`` with its true labels ``y``.
+    """run_probes rows for a model mid-training, on the batch ``x`` with its true labels ``y``.
 
-    A copy is probed, so the model's batch-norm running statistics stay untouched. The model's own
-    act and block points are tapped, as run_probes taps them, and their kinds and per-kind indices are
-    restored on the rows; the residual branches (kind res, res_var) are not, as probe_module has no
-    reduction for them.
+    A copy is probed, so the model's batch-norm running statistics stay untouched; probe_module taps
+    the network's own probe points, residual branches included.
     """
-    points = [(name, kind) for name, kind, _ in model.probe_points() if kind in (ACT, BLOCK)]
-    frame = probe_module(copy.deepcopy(model), x, y, modules=[name for name, _ in points])
-    kinds = dict(points)
-    # index = position among the probe points of the same kind, in forward order (the probe contract)
-    indices = {name: [n for n, k in points if k == kind].index(name) for name, kind in points}
-    tapped = (frame["kind"] != "spectrum") & frame["layer"].isin(kinds)
-    frame.loc[tapped, "kind"] = [kinds[name] for name in frame.loc[tapped, "layer"]]
-    frame.loc[tapped, "index"] = [indices[name] for name in frame.loc[tapped, "layer"]]
+    frame = probe_module(copy.deepcopy(model), x, y)
     frame["seed"] = seed
     frame.insert(1, "step", step)
     for name, value in columns.items():

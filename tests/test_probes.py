@@ -400,3 +400,19 @@ def test_probe_module_on_a_normlab_net_uses_its_final_representation():
     model = build_model(ModelConfig(arch="cnn", depth=2, width=4), (3, 4, 4))
     frame = probe_module(model, torch.randn(4, 3, 4, 4), modules=["features.0.act", "features.1.act"])
     assert frame[frame.final].layer.unique().tolist() == ["features.1.act"]
+
+
+@pytest.mark.parametrize("cfg", [ModelConfig(norm="batchnorm", depth=2, width=8, skipinit=True),
+                                 ModelConfig(arch="cnn", norm="groupnorm", depth=3, width=8, groups=2)])
+def test_probe_module_on_a_normlab_network_gives_the_rows_of_run_probes(cfg):
+    probe = ProbeConfig(batch_size=8, image_size=8, seed=3)
+    expected = run_probes(cfg, probe)[list(probes.ROW_COLUMNS)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(3, "init"))
+        model = build_model(cfg, (3, 8, 8)).train()
+    x = make_inputs(probe, 3, cfg.in_channels)
+    y = make_labels(8, cfg.num_classes, 3)
+    got = probes.probe_module(model, x, y, seed=3)[list(probes.ROW_COLUMNS)]
+    assert set(got["kind"]) == set(expected["kind"])  # residual branches included
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True),
+                                  check_exact=False, rtol=1e-10)
