@@ -16,18 +16,18 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the repository root holds scripts/
+from scripts.server import free_port, start_server, stop_server, wait_healthy  # noqa: E402
+
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # A signature of what the first chart shows: every trace's decoded y values.
@@ -36,26 +36,6 @@ SIGNATURE_JS = """() => {
   if (!chart || !chart._fullData) return null;
   return JSON.stringify(chart._fullData.map(t => Array.from(t.y || [])));
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with status {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
-                if reply.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError("streamlit did not start")
 
 
 def timed_change(page, change) -> float:
@@ -87,14 +67,9 @@ def main(argv=None) -> int:
         print("chromium not found: apt-get install chromium", file=sys.stderr)
         return 2
     port = free_port()
-    log = Path(tempfile.mkdtemp()) / "streamlit.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.fileWatcherType", "none"],
-        cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )
+    proc = start_server(port, Path(tempfile.mkdtemp()) / "streamlit.log")
     try:
-        wait_healthy(port, proc)
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
@@ -118,11 +93,7 @@ def main(argv=None) -> int:
                       for k in range(args.repeats)]
             browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
     print(f"default view: ResNet depth 8 width 16, batch 32 of 16x16 gaussian images, 1 seed, "
           f"3 normalizers; {os.cpu_count()} CPU cores")
     print(summary("fresh", fresh))

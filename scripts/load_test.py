@@ -25,19 +25,18 @@ import json
 import math
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the repository root holds scripts/
+from scripts.server import free_port, health, start_server, stop_server, wait_healthy  # noqa: E402
+
 MAX_SESSIONS = 64
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -100,44 +99,6 @@ def session_params(k: int, args: argparse.Namespace) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------
 # The server: start one, or find the one behind --url
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int, env: dict[str, str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", f"--server.port={port}",
-               "--server.address=127.0.0.1", "--server.headless=true"]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-
-
-def health(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=timeout) as response:
-            return response.status == 200 and response.read() == b"ok"
-    except OSError:
-        return False
-
-
-def wait_healthy(url: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not health(url):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"load_test: error: {url}/_stcore/health did not answer within {seconds:.0f} s")
-        time.sleep(0.5)
 
 
 def pid_listening_on(port: int) -> int | None:
@@ -358,12 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.start:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        proc = start_server(port, dict(os.environ))
+        proc = start_server(port, env=dict(os.environ))
     else:
         url = loopback_only(args.url)
         port = urlsplit(url).port or 80
     try:
-        wait_healthy(url, 120)
+        wait_healthy(url, proc, 120)
         pid = proc.pid if proc is not None else (args.pid or pid_listening_on(port))
         page = f"{url}/{args.page.strip('/')}"
         urls = [f"{page}?{urlencode(session_params(k, args))}" for k in range(args.sessions)]
