@@ -189,7 +189,7 @@ def test_when_the_waiting_leader_goes_away_an_identical_caller_computes_instead(
     time.sleep(0.05)
     leave.set()
     leader.join(5)
-    assert gate.waiting == 1  # the follower took the leader's place in the queue
+    _wait_until(lambda: gate.waiting == 1)  # the follower takes the leader's place in the queue
     holder.release.set()
     follower.join(5)
     assert result == ["ok"] and calls == ["follower"]
