@@ -249,7 +249,9 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         "exponential", "Exponential without normalization; SkipInit repairs it",
         "Unnormalized and weight-normalized (WN, SWS) ResNets grow their variance exponentially with depth; "
-        "SkipInit (α = 0) keeps it flat.",
+        "SkipInit (α = 0) keeps it flat. WN is shown with its activation inside the branch: with the "
+        "paper's corrected ReLU after each addition it explodes even with SkipInit (set that placement "
+        "in the sidebar to see it).",
         {"net": "resnet", "depth": 12, "width": 16, "norms": ("none", "sws", "weightnorm"),
          "wn_act": "in_branch", "batch": 16, "image": 8, "seeds": 2},
         "variance", exponential_then_skipinit, _variance_picture(True),
