@@ -33,7 +33,6 @@ import platform
 import statistics
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from normlab import ModelConfig, ProbeConfig, build_model, resolve_device, run_probes  # noqa: E402
 from normlab.config import config_from_dict  # noqa: E402
 from normlab.data import derive_seed, make_inputs, make_labels  # noqa: E402
+from normlab.device import cuda_synchronizations  # noqa: E402
 
 BATCH = 128
 # The operator's budget (normlab/budget.py) refuses the largest of these probes by default (the cnn
@@ -214,16 +214,9 @@ def synchronizations(device: torch.device) -> dict[str, int]:
     for depth in (1, 6):
         cfg = ModelConfig(arch="resnet", depth=depth, width=8)
         probe = ProbeConfig(batch_size=8, image_size=8, device="cuda")
-        run_probes(cfg, probe)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            torch.cuda.set_sync_debug_mode("warn")
-            try:
-                run_probes(cfg, probe)
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
-        out[f"resnet depth={depth} probe points={_points(cfg)}"] = sum(
-            "synchroniz" in str(w.message) for w in caught)
+        run_probes(cfg, probe)  # warm-up: allocator and library handles
+        out[f"resnet depth={depth} probe points={_points(cfg)}"] = cuda_synchronizations(
+            lambda cfg=cfg, probe=probe: run_probes(cfg, probe))
         out[f"resnet depth={depth} tensors to upload"] = len(build_model(cfg).state_dict()) + 2
     return out
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from normlab.config import DEVICES
@@ -31,3 +33,18 @@ def resolve_device(name: str = "auto") -> torch.device:
             f"(or 'auto')"
         )
     return torch.device(name)
+
+
+def cuda_synchronizations(fn) -> int:
+    """How many synchronizing CUDA calls ``fn()`` makes, counted with torch's sync debug mode.
+
+    Call ``fn`` once beforehand to warm the allocator and library handles, or they count too.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -13,6 +12,7 @@ import torch
 
 import normlab.probes as probes
 from normlab.config import ModelConfig, ProbeConfig
+from normlab.device import cuda_synchronizations
 from normlab.metrics import (
     ACTIVATION_METRICS,
     act_sq_mean,
@@ -208,14 +208,7 @@ def test_cuda_and_cpu_probes_agree(monkeypatch):
 
 def _synchronizations(cfg: ModelConfig, probe: ProbeConfig) -> int:
     run_probes(cfg, probe)  # warm-up: allocator and library handles
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            run_probes(cfg, probe)
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
+    return cuda_synchronizations(lambda: run_probes(cfg, probe))
 
 
 @needs_cuda
