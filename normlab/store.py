@@ -1,0 +1,154 @@
+"""Results that persist: one Parquet record per computation, keyed by its configs and the engine version.
+
+A record is the tidy frame a computation returned (a probe, a sweep point, a training run), written once
+under ``<root>/kind=<kind>/key=<hash>/part-0.parquet`` (hive partitioning, so ``pyarrow.dataset`` reads the
+whole store as one table), with the configs and the engine version in the file's metadata. The key hashes
+the configs *and* ``ENGINE_VERSION``, so a change that alters the numbers never reuses stale records.
+
+The dashboard, ``normlab warm`` and the sweeps (local or distributed) all read and write this one store:
+identical requests from every session, process and machine sharing the folder are computed once.
+Writes are atomic (a hidden temporary file renamed into place), so a crash leaves no half record and
+two writers of one key leave one whole file. Knows nothing of torch or of the UI.
+
+Environment:
+
+    NORMLAB_STORE   the store's folder (default ``~/.cache/normlab/results``); ``off`` disables it
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from normlab.version import ENGINE_VERSION
+
+ENV_VAR = "NORMLAB_STORE"
+DEFAULT_ROOT = Path("~/.cache/normlab/results")
+FILE_NAME = "part-0.parquet"
+_META_KEY = b"normlab"  # the record's kind, configs and engine version, as JSON in the Parquet metadata
+KEY_LENGTH = 24  # hex digits of sha256: 96 bits, no collision among any number of records one could store
+
+
+def _plain(value: Any) -> Any:
+    """A config (or any value in one) as JSON-ready plain data."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        to_dict = getattr(value, "to_dict", None)
+        return _plain(to_dict() if to_dict else dataclasses.asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def describe(kind: str, *configs: Any, engine_version: str = ENGINE_VERSION) -> dict:
+    """What a record is: its kind, its configs as plain data and the engine version that computed it."""
+    if not kind or not all(c.isalnum() or c in "-_" for c in kind):
+        raise ValueError(f"record kind must be letters, digits, '-' or '_'; got {kind!r}")
+    return {"kind": kind, "configs": [_plain(c) for c in configs], "engine_version": engine_version}
+
+
+def record_key(kind: str, *configs: Any, engine_version: str = ENGINE_VERSION) -> str:
+    """The key of a computation: a hash of its kind, its configs and the engine version."""
+    text = json.dumps(describe(kind, *configs, engine_version=engine_version), sort_keys=True,
+                      separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:KEY_LENGTH]
+
+
+class ResultStore:
+    """A folder of Parquet records, one per key.
+
+    Args:
+        root: the folder; created on the first write.
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root).expanduser()
+
+    def __repr__(self) -> str:
+        return f"ResultStore({str(self.root)!r})"
+
+    def path(self, kind: str, key: str) -> Path:
+        if not (len(key) == KEY_LENGTH and all(c in "0123456789abcdef" for c in key)):
+            raise ValueError(f"record key must be {KEY_LENGTH} lowercase hex digits; got {key!r}")
+        describe(kind)  # checks the kind's spelling
+        return self.root / f"kind={kind}" / f"key={key}" / FILE_NAME
+
+    def has(self, kind: str, key: str) -> bool:
+        return self.path(kind, key).is_file()
+
+    def get(self, kind: str, key: str) -> pd.DataFrame | None:
+        """The record's frame; None when it was never written (or another engine version wrote it)."""
+        path = self.path(kind, key)
+        try:
+            table = pq.read_table(path)
+        except FileNotFoundError:
+            return None
+        meta = _meta(table.schema)
+        if meta.get("engine_version") != ENGINE_VERSION:
+            return None  # a key collision across versions cannot happen; a hand-copied file can
+        return table.to_pandas()
+
+    def put(self, kind: str, key: str, frame: pd.DataFrame, description: dict | None = None) -> Path:
+        """Write a record atomically; the description (see :func:`describe`) goes into its metadata."""
+        path = self.path(kind, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        meta = {**(description or {"kind": kind}), "key": key, "engine_version": ENGINE_VERSION}
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               _META_KEY: json.dumps(meta, allow_nan=True).encode()})
+        tmp = path.parent / f".{uuid.uuid4().hex}.tmp"  # hidden: dataset readers skip it
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def keys(self, kind: str) -> set[str]:
+        """Keys of every record of ``kind`` in the store."""
+        folder = self.root / f"kind={kind}"
+        if not folder.is_dir():
+            return set()
+        return {p.parent.name.removeprefix("key=") for p in folder.glob(f"key=*/{FILE_NAME}")}
+
+    def records(self, kind: str) -> Iterator[tuple[str, dict]]:
+        """(key, description) of every record of ``kind`` written by this engine version."""
+        for key in sorted(self.keys(kind)):
+            meta = _meta(pq.read_schema(self.path(kind, key)))
+            if meta.get("engine_version") == ENGINE_VERSION:
+                yield key, meta
+
+    def read(self, kind: str, keys: set[str] | None = None) -> pd.DataFrame:
+        """Every record of ``kind`` (or those in ``keys``) of this engine version; a ``key`` column added."""
+        frames = []
+        for key, _ in self.records(kind):
+            if keys is None or key in keys:
+                frame = self.get(kind, key)
+                if frame is not None:
+                    frames.append(frame.assign(key=key))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _meta(schema: pa.Schema) -> dict:
+    raw = (schema.metadata or {}).get(_META_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def default_store(environ: Mapping[str, str] | None = None) -> ResultStore | None:
+    """The store named by ``NORMLAB_STORE`` (default ``~/.cache/normlab/results``); None if ``off``."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get(ENV_VAR, "").strip()
+    if raw.lower() in ("off", "none", "0", "false"):
+        return None
+    return ResultStore(raw or DEFAULT_ROOT)
