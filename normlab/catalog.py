@@ -5,13 +5,13 @@ keys its factories by its names. Adding a normalizer is one ``NormInfo`` line he
 entry in ``normlab.norms.NORMALIZERS``; a name in one table but not the other is refused when
 ``normlab.norms`` is imported (and by a test). Knows nothing of modules, frames or the UI.
 
-The name collections (``NORM_NAMES``, ``GROUPED_NORMS``, ...) are live views of :data:`NORMALIZERS`,
-so an entry registered at run time (a test's toy normalizer) is seen everywhere at once.
+The name collections (``NORM_NAMES``, ``GROUPED_NORMS``, ...) follow :data:`NORMALIZERS` through
+:func:`register` and :func:`unregister`, so an entry registered at run time is seen everywhere at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence, Set
+from collections.abc import Callable
 from dataclasses import dataclass
 
 FALLBACK_COLOR = "#999999"  # a normalizer without a colour of its own
@@ -94,76 +94,51 @@ def color(name: str) -> str:
     return NORMALIZERS[name].color if name in NORMALIZERS else FALLBACK_COLOR
 
 
-class NameList(Sequence):
-    """The names of the catalog entries that pass ``keep``, in table order, read afresh on every use."""
-
-    def __init__(self, keep: Callable[[NormInfo], bool] = lambda n: True) -> None:
-        self._keep = keep
-
-    def _names(self) -> tuple[str, ...]:
-        return tuple(name for name, info in NORMALIZERS.items() if self._keep(info))
-
-    def __getitem__(self, index):
-        return self._names()[index]
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
-
-    def __contains__(self, name) -> bool:
-        return name in self._names()
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Sequence) and not isinstance(other, str) and self._names() == tuple(other)
-
-    __hash__ = None  # mutable view
-
-    def __add__(self, other):
-        return self._names() + tuple(other)
-
-    def __repr__(self) -> str:
-        return repr(self._names())
+# Name collections everything else reads. They are plain lists and sets (Streamlit, pandas and argparse
+# take them as they are), refreshed in place by register/unregister, so a normalizer registered at run
+# time (a test's toy normalizer) is seen at once by every module that imported them.
+NORM_NAMES: list[str] = []
+GROUPED_NORMS: set[str] = set()
+BATCH_DEPENDENT_NORMS: set[str] = set()
+SLOT_NORMS: set[str] = set()
+TRUNK_NORMS: set[str] = set()
+UNNORMALIZED: set[str] = set()
+RANK_NORMS: set[str] = set()
+_SETS: tuple[tuple[set[str], Callable[[NormInfo], bool]], ...] = (
+    (GROUPED_NORMS, lambda n: n.grouped),
+    (BATCH_DEPENDENT_NORMS, lambda n: n.batch_dependent),
+    (SLOT_NORMS, lambda n: n.theory == "slot"),
+    (TRUNK_NORMS, lambda n: n.theory == "trunk"),
+    (UNNORMALIZED, lambda n: n.theory == "unnormalized"),
+    (RANK_NORMS, lambda n: n.rank_bound),
+)
 
 
-class NameSet(Set):
-    """The catalog names passing ``keep`` as a live set; set algebra on it gives frozensets."""
-
-    def __init__(self, keep: Callable[[NormInfo], bool]) -> None:
-        self._list = NameList(keep)
-
-    @classmethod
-    def _from_iterable(cls, it):
-        return frozenset(it)
-
-    def __contains__(self, name) -> bool:
-        return name in self._list
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._list)
-
-    def __len__(self) -> int:
-        return len(self._list)
-
-    def __repr__(self) -> str:
-        return f"NameSet({set(self._list)!r})"
+def _refresh() -> None:
+    NORM_NAMES[:] = list(NORMALIZERS)
+    for names, keep in _SETS:
+        names.clear()
+        names.update(name for name, info in NORMALIZERS.items() if keep(info))
 
 
-NORM_NAMES = NameList()
-GROUPED_NORMS = NameSet(lambda n: n.grouped)
-BATCH_DEPENDENT_NORMS = NameSet(lambda n: n.batch_dependent)
-SLOT_NORMS = NameSet(lambda n: n.theory == "slot")
-TRUNK_NORMS = NameSet(lambda n: n.theory == "trunk")
-UNNORMALIZED = NameSet(lambda n: n.theory == "unnormalized")
-RANK_NORMS = NameSet(lambda n: n.rank_bound)
+def register(info: NormInfo) -> None:
+    """Add a normalizer to the table (its factories go in ``normlab.norms.NORMALIZERS``)."""
+    if info.name in NORMALIZERS:
+        raise ValueError(f"normalizer {info.name!r} is already in the catalog")
+    NORMALIZERS[info.name] = info
+    _refresh()
+
+
+def unregister(name: str) -> None:
+    """Remove a normalizer registered with :func:`register`."""
+    NORMALIZERS.pop(name)
+    _refresh()
+
+
+_refresh()
 
 
 # --- Metrics -----------------------------------------------------------------------------------------------
-
-# Probe-point kinds (normlab.models): what a tapped module's output is.
-KINDS = ("act", "block", "res", "conv")
-
 
 @dataclass(frozen=True)
 class MetricInfo:

@@ -40,7 +40,7 @@ def test_list_shows_every_normalizer_with_its_label_and_every_metric_preset_and_
 
 
 def test_list_json_holds_the_same_catalogue(capsys):
-    code, out, _ = _run(capsys, "list", "--format", "json")
+    code, out, _ = _run(capsys, "list", "--format", "json", "--devices")
     info = json.loads(out)
     assert code == 0
     assert list(info["normalizers"]) == list(NORM_NAMES)
@@ -144,7 +144,7 @@ def test_table_shows_every_layer_with_the_seed_mean_of_each_metric(capsys):
 def test_overflowed_numbers_are_written_as_inf_and_nan(capsys, monkeypatch):
     frame = run_probes(ModelConfig(arch="mlp", depth=2, width=8), ProbeConfig(batch_size=4, image_size=8))
     frame.loc[0, "value"], frame.loc[1, "value"], frame.loc[2, "value"] = math.inf, math.nan, -math.inf
-    monkeypatch.setattr(cli, "run_probes", lambda *a, **k: frame)
+    monkeypatch.setattr("normlab.probes.run_probes", lambda *a, **k: frame)
     argv = ["probe", "--arch", "mlp", *TINY]
     _, out, _ = _run(capsys, *argv)
     first = dict(zip(out.splitlines()[0].split(","), out.splitlines()[1].split(","), strict=True))
@@ -180,7 +180,7 @@ def test_sweep_table_has_one_row_per_point(capsys):
                         "--format", "table")
     rows = [line.split() for line in out.splitlines()[2:]]
     assert code == 0 and [row[0] for row in rows] == ["1", "8"]
-    assert "grad_first/last" in out
+    assert "grad_growth" in out
 
 
 # --- bad input ---------------------------------------------------------------------------------------------

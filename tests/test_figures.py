@@ -103,9 +103,10 @@ def test_series_labels_name_normalizer_groups_and_fields_that_vary_within_one():
 
 @pytest.mark.parametrize(("values", "shape"), [
     ([1 + 0.34 * k for k in range(12)], "linear"),
-    ([0.7 * 2.0 ** k for k in range(12)], "exponential"),
+    ([0.7 * 2.0 ** k for k in range(12)], "exponential growth"),
     ([0.57] * 12, "flat"),
-    ([5 - 0.3 * k for k in range(12)], "decaying"),
+    ([5 - 0.3 * k for k in range(12)], "linear"),  # a linear decline is linear, with a negative slope
+    ([10.0 ** (-0.5 * k) for k in range(12)], "exponential decay"),
     ([1.0, math.inf, 3.0], "unknown"),
     ([1.0, 2.0], "unknown"),
 ])

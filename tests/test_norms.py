@@ -39,7 +39,7 @@ def _randomize_affine(module):
 
 
 def test_registry_lists_every_normalizer_of_the_spec():
-    assert tuple(NORMALIZERS) == NORM_NAMES
+    assert tuple(NORMALIZERS) == tuple(NORM_NAMES)
     assert set(NORM_NAMES) == {
         "none", "batchnorm", "layernorm", "instancenorm", "groupnorm",
         "frn", "evonorm_b0", "evonorm_s0", "weightnorm", "sws",
