@@ -300,13 +300,20 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     model, probe = configs_from_args(args)
     _check_devices(over.get("device", [probe.device]))
     check_out(args.out)
-    # A flag the base config dropped as unused (e.g. --groups with batchnorm) must still reach the
-    # sweep points where it matters (groupnorm): pass it along as a one-value sweep.
-    given = _given(args, ModelConfig)
-    for name, value in given.items():
-        if name not in over and getattr(model, name) != value:
-            over[name] = [value]
-    frame = run_sweep(model, probe, over, progress=_progress("sweep"))
+    # Every model flag given reaches every sweep point as a one-value sweep: one the base config dropped
+    # as unused (--groups with batchnorm) still counts where it matters (groupnorm), and a point it
+    # cannot apply to (--stages at arch=mlp) is refused by name instead of run without it.
+    points = dict(over)
+    for name, value in _given(args, ModelConfig).items():
+        points.setdefault(name, [value])
+    try:
+        frame = run_sweep(model, probe, points, progress=_progress("sweep"))
+    except ValueError as err:
+        flags = [f"--{n.replace('_', '-')}" for n in points if n not in over]
+        if not flags or "is invalid" not in str(err):
+            raise
+        raise ValueError(f"{err} (a flag given beside --over, here {' '.join(flags)}, applies to every "
+                         "sweep point; sweep it with --over only where it applies, or leave it out)") from None
     write(_format(frame, args, lambda: sweep_table(frame, over)), args.out)
     return 0
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import charts
 from streamlit.testing.v1 import AppTest
-from test_app import charts
 
 import ui.cache
 from normlab import ModelConfig, ProbeConfig
