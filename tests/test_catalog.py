@@ -1,4 +1,4 @@
-"""The catalog is the one table of normalizers and metrics: everything reads it, and a new entry runs everywhere."""
+"""The catalog is the one table of normalizers and metrics: all read it, and a new entry runs everywhere."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def test_the_registry_reads_labels_and_traits_from_the_catalog():
         info = catalog.NORMALIZERS[name]
         assert (entry.label, entry.grouped, entry.batch_dependent, entry.family) == (
             info.label, info.grouped, info.batch_dependent, info.family)
-    assert catalog.NORMALIZERS["evonorm_b0"].slot == "activation" and norms.NORMALIZERS["sws"].weights == "sws"
+    assert catalog.NORMALIZERS["evonorm_b0"].slot == "activation"
+    assert norms.NORMALIZERS["sws"].weights == "sws"
 
 
 def test_every_metric_has_a_title_help_and_probe_kinds():
@@ -56,7 +57,7 @@ def test_an_unknown_normalizer_is_a_value_error_listing_the_known_ones():
         catalog.normalizer("nope")
 
 
-# --- a toy normalizer runs through the API, the CLI, the budget and every page -------------------------------
+# --- a toy normalizer runs through the API, the CLI, the budget and every page --------------------------
 
 
 def test_a_toy_normalizer_runs_through_the_api(toy_normalizer):

@@ -216,3 +216,15 @@ def test_bad_input_exits_2_with_one_line_naming_the_problem(capsys, monkeypatch,
 def test_help_exits_0(capsys):
     code, out, _ = _run(capsys, "probe", "--help")
     assert code == 0 and "--group-size" in out and "--format" in out
+
+
+def test_a_sweep_refuses_a_flag_that_cannot_apply_at_some_point_instead_of_dropping_it(capsys):
+    code, out, err = _run(capsys, "sweep", "--over", "arch=mlp,cnn", "--stages", "2", *TINY)
+    assert code == 2 and out == ""
+    assert "stages applies to arch 'resnet' only" in err and "--stages" in err and len(err.splitlines()) == 1
+
+
+def test_a_flag_given_beside_over_reaches_every_point(capsys):
+    code, out, _ = _run(capsys, "sweep", "--arch", "resnet", "--stages", "2", "--over", "skipinit=false,true",
+                        *TINY)
+    assert code == 0 and set(pd.read_csv(io.StringIO(out))["stages"]) == {2}
