@@ -232,8 +232,8 @@ def sweep_table(frame: pd.DataFrame, over: dict[str, list]) -> str:
     table[GROWTH_COLUMN] = table["_point"].map(growth).map(_fmt)
     labels = work.drop_duplicates("_point").set_index("_point")[keys]
     table = labels.join(table.set_index("_point")).reset_index(drop=True)
-    return (f"# final features, mean over seeds; {GROWTH_COLUMN} = grad_norm at the first conv/linear "
-            "output / at the last hidden layer (head and exact zeros left out)\n"
+    return (f"# final features, mean over seeds; {GROWTH_COLUMN} = grad_norm at the first / at the last "
+            "hidden conv/linear output (head, exact zeros left out)\n"
             + table.to_string(index=False) + "\n")
 
 
