@@ -312,8 +312,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         flags = [f"--{n.replace('_', '-')}" for n in points if n not in over]
         if not flags or "is invalid" not in str(err):
             raise
-        raise ValueError(f"{err} (a flag given beside --over, here {' '.join(flags)}, applies to every "
-                         "sweep point; sweep it with --over only where it applies, or leave it out)") from None
+        hint = (f"a flag given beside --over, here {' '.join(flags)}, applies to every sweep point; sweep "
+                "it with --over only where it applies, or leave it out")
+        raise ValueError(f"{err} ({hint})") from None
     write(_format(frame, args, lambda: sweep_table(frame, over)), args.out)
     return 0
 
