@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 
+from normlab import catalog
 from normlab.config import PRESETS, ModelConfig, ProbeConfig
 
 BYTES_PER_VALUE = 4  # activations and weights are float32
@@ -152,28 +153,13 @@ def _gram_flops(n: int, d: int) -> float:
     return 2.0 * n * n * d + 8.0 * n * d + 20.0 * n**3
 
 
-# Activation-sized tensors autograd keeps per norm -> activation unit, measured with
-# torch.autograd.graph.saved_tensors_hooks: a ReLU keeps its output, an activation-based norm its
-# input, FRN and the EvoNorms a few intermediates more; WN and SWS normalize weights, not activations.
-SAVED_PER_UNIT = {
-    "none": 1,
-    "batchnorm": 2,
-    "layernorm": 2,
-    "instancenorm": 2,
-    "groupnorm": 2,
-    "frn": 4,
-    "evonorm_b0": 5,
-    "evonorm_s0": 6,
-    "weightnorm": 2,
-    "sws": 1,
-}
+# Activation-sized tensors autograd keeps per norm -> activation unit, and the copies of each weight a
+# probe keeps alive: the per-normalizer cost terms of normlab.catalog (NormInfo.saved_per_unit and
+# NormInfo.weight_copies, measured there).
 
 
 def _param_copies(norm: str) -> int:
-    """Copies of each weight alive during a probe: the weight itself (the probe differentiates with
-    respect to the input only, so no weight gradient) plus, for the weight normalizers, the
-    normalized weight and the intermediates autograd keeps to differentiate it."""
-    return 3 if norm in ("weightnorm", "sws") else 1
+    return catalog.normalizer(norm).weight_copies
 
 
 class _Tally:
@@ -181,7 +167,7 @@ class _Tally:
 
     def __init__(self, batch: int, norm: str) -> None:
         self.n = batch
-        self.per_unit = SAVED_PER_UNIT[norm]
+        self.per_unit = catalog.normalizer(norm).saved_per_unit
         self.forward = 0.0
         self.backward = 0.0
         self.metrics = 0.0

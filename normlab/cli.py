@@ -5,6 +5,9 @@ new one (train, study, ...) is a function pair and a line. Config flags are gene
 ModelConfig/ProbeConfig fields, so a new field gets its flag for free; the configs validate, the CLI
 only parses. User mistakes end with exit status 2 and one line on stderr, never a traceback.
 Knows nothing of the UI.
+
+Loading this module imports neither torch nor pandas: ``--help`` and ``list`` answer at once, and the
+engine (probes, torch, the training commands) loads when a command needs it.
 """
 
 from __future__ import annotations
@@ -12,17 +15,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
-import os
 import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
+from normlab import catalog
 from normlab.config import (
     ARCHS,
     DEVICES,
@@ -33,16 +33,16 @@ from normlab.config import (
     ModelConfig,
     ProbeConfig,
     config_from_dict,
+    describe,
 )
-from normlab.device import available_devices, resolve_device
-from normlab.metrics import ACTIVATION_METRICS, METRICS
-from normlab.norms import NORMALIZERS
-from normlab.probes import SUMMARY_STATS, run_probes, run_sweep, summarize
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 USAGE_ERROR = 2  # exit status for bad input, as argparse uses
 FORMATS = ("csv", "json", "table")
-# Columns holding measured numbers: their non-finite values are written as inf/-inf/nan.
-NUMBER_COLUMNS = ("value", "mean", "min", "max")
+SUMMARY_STATS = ("mean", "min", "max", "n")  # normlab.probes.summarize's columns
+TRAINING_COMMANDS = ("train", "study")  # in normlab.cli_train, loaded only when one of them runs
 
 FIELD_HELP = {
     "arch": f"network family: {', '.join(ARCHS)} (a preset fixes it)",
@@ -63,23 +63,9 @@ FIELD_HELP = {
     "image_size": "input height = width",
     "seed": "first seed",
     "seeds": "number of seeds (fresh init and batch each)",
-    "device": f"{', '.join(DEVICES)} (available here: {', '.join(available_devices())})",
+    "device": f"{', '.join(DEVICES)} ('normlab list' says which this machine has)",
     "rank_tol": "numerical_rank counts singular values above rank_tol * sigma_max",
 }
-
-_METRIC_HELP = {
-    "act_var": "per-channel variance over (N,H,W), mean over channels",
-    "act_sq_mean": "per-channel mean, squared, mean over channels",
-    "res_var": "act_var of the residual branch before the addition",
-    "cos_sim": "mean off-diagonal cosine similarity between samples",
-    "cos_sim_centered": "cos_sim after subtracting the batch mean",
-    "stable_rank": "tr(M) / ||M||_2 of the normalized Gram matrix, in [1, N]",
-    "effective_rank": "exp(entropy) of the centered covariance spectrum",
-    "numerical_rank": "singular values above rank_tol * sigma_max",
-    "grad_norm": "Frobenius norm of dL/dz at each conv/linear output",
-    "gram_eigenvalue": "eigen-spectrum of the final features' Gram matrix",
-}
-
 
 class UsageError(ValueError):
     """Bad command-line input: reported as one line, exit status 2."""
@@ -182,6 +168,8 @@ def parse_over(items: Sequence[str]) -> dict[str, list]:
 
 
 def _check_devices(names) -> None:
+    from normlab.device import resolve_device
+
     for name in names:
         resolve_device(name)  # raises a ValueError naming the missing device
 
@@ -189,51 +177,14 @@ def _check_devices(names) -> None:
 # --- Output ------------------------------------------------------------------------------------------------
 
 
-def _json_number(value):
-    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return _json_scalar(value)
-
-
-def _json_scalar(value):
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None  # a missing config value (None stored as NaN)
-    return value
-
-
-def to_json(frame: pd.DataFrame) -> str:
-    """Records as strict JSON: measured non-finite numbers as "inf"/"-inf"/"nan", missing values null."""
-    records = [
-        {col: (_json_number if col in NUMBER_COLUMNS else _json_scalar)(val) for col, val in row.items()}
-        for row in frame.to_dict(orient="records")
-    ]
-    return json.dumps(records, indent=1) + "\n"
-
-
-def to_csv(frame: pd.DataFrame) -> str:
-    """CSV with measured non-finite numbers as inf/-inf/nan and missing config values empty."""
-    numbers = {col: frame[col].astype(object).where(frame[col].notna(), "nan")
-               for col in NUMBER_COLUMNS if col in frame.columns}
-    return frame.assign(**numbers).to_csv(index=False)
-
-
 def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
 def _describe(model: ModelConfig, probe: ProbeConfig) -> str:
-    size = f"{model.preset} " if model.preset else ""
-    parts = [f"{size}{model.arch}", model.norm, f"depth {model.depth}", f"width {model.width}"]
-    parts += [f"{k} {getattr(model, k)}" for k in ("groups", "group_size", "stages")
-              if getattr(model, k) is not None]
-    parts += [k for k in ("preact", "skipinit") if getattr(model, k)]
-    last = probe.seed_list[-1]
-    seeds = f"seed {probe.seed}" if probe.seeds == 1 else f"seeds {probe.seed}..{last}"
-    device = resolve_device(probe.device).type
-    return (f"# {', '.join(parts)} | {probe.input}, batch {probe.batch_size}, image {probe.image_size}, "
-            f"{seeds}, device {device}")
+    from normlab.device import resolve_device
+
+    return f"# {describe(model, probe)}, device {resolve_device(probe.device).type}"
 
 
 def _pivot(frame: pd.DataFrame, rows: list[str]) -> pd.DataFrame:
@@ -243,7 +194,7 @@ def _pivot(frame: pd.DataFrame, rows: list[str]) -> pd.DataFrame:
     means = measured.groupby([*rows, "metric"], sort=False, dropna=False)["value"].agg(
         lambda v: v.mean(skipna=False))
     table = means.unstack("metric")
-    table = table[[m for m in METRICS if m in table.columns]]
+    table = table[[m for m in catalog.METRICS if m in table.columns]]
     present = measured.groupby([*rows, "metric"], sort=False, dropna=False).size().unstack("metric")
     shown = table.map(_fmt).where(present.reindex_like(table).notna(), "")
     return shown.reset_index()
@@ -251,6 +202,8 @@ def _pivot(frame: pd.DataFrame, rows: list[str]) -> pd.DataFrame:
 
 def probe_table(frame: pd.DataFrame, model: ModelConfig, probe: ProbeConfig) -> str:
     """Per-layer metrics (mean over seeds) in forward order, then the top of the final spectrum."""
+    import numpy as np
+
     order = frame.drop_duplicates(["layer", "kind"])[["layer", "index", "kind"]]
     shown = order.merge(_pivot(frame, ["layer", "index", "kind"]), on=["layer", "index", "kind"])
     final = frame.loc[frame["final"] & (frame["kind"] != "spectrum"), "layer"]
@@ -264,43 +217,24 @@ def probe_table(frame: pd.DataFrame, model: ModelConfig, probe: ProbeConfig) -> 
     return "\n".join(lines) + "\n"
 
 
+GROWTH_COLUMN = "grad_growth"
+
+
 def sweep_table(frame: pd.DataFrame, over: dict[str, list]) -> str:
-    """One row per sweep point: the final features' metrics and the first/last grad_norm ratio."""
+    """One row per sweep point: the final features' metrics and the gradient growth (normlab.summary)."""
+    from normlab.summary import gradient_growth
+
     keys = [k for k in over if k in frame.columns]
     points = frame.groupby(keys, sort=False, dropna=False).ngroup() if keys else 0
     work = frame.assign(_point=points)
     table = _pivot(work[work["final"] & (work["kind"] != "spectrum")], ["_point"])
-    conv = work[(work["kind"] == "conv") & (work["metric"] == "grad_norm")]
-    ends = conv.sort_values("index", kind="stable").groupby(["_point", "seed"], sort=False)["value"]
-    first, last = ends.agg(lambda v: v.iloc[0]), ends.agg(lambda v: v.iloc[-1])  # nan stays nan
-    with np.errstate(divide="ignore", invalid="ignore"):  # a zero head gradient gives nan, not an error
-        ratio = (first / last.where(last != 0)).groupby(level="_point").mean()
-    table["grad_first/last"] = table["_point"].map(ratio).map(_fmt)
+    growth = {point: gradient_growth(part) for point, part in work.groupby("_point", sort=False)}
+    table[GROWTH_COLUMN] = table["_point"].map(growth).map(_fmt)
     labels = work.drop_duplicates("_point").set_index("_point")[keys]
     table = labels.join(table.set_index("_point")).reset_index(drop=True)
-    return ("# final features, mean over seeds; grad_first/last = grad_norm at the first conv / at the head\n"
+    return (f"# final features, mean over seeds; {GROWTH_COLUMN} = grad_norm at the first / at the last "
+            "hidden conv/linear output (head, exact zeros left out)\n"
             + table.to_string(index=False) + "\n")
-
-
-def check_out(out: str | None) -> None:
-    """Refuse an --out path that cannot be written before any work is done."""
-    if out is None:
-        return
-    folder = os.path.dirname(os.path.abspath(out))
-    if os.path.isdir(out) or not os.path.isdir(folder):
-        problem = "is a folder" if os.path.isdir(out) else f"folder {folder!r} does not exist"
-        raise ValueError(f"cannot write --out {out!r}: {problem}")
-
-
-def write(text: str, out: str | None) -> None:
-    if out is None:
-        sys.stdout.write(text)
-        return
-    try:
-        with open(out, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    except OSError as err:
-        raise ValueError(f"cannot write --out {out!r}: {err.strerror or err}") from None
 
 
 def _progress(label: str) -> Callable[[int, int, str], None]:
@@ -311,10 +245,12 @@ def _progress(label: str) -> Callable[[int, int, str], None]:
 
 
 def _format(frame: pd.DataFrame, args, table: Callable[[], str]) -> str:
+    from normlab.output import frame_text
+    from normlab.probes import summarize
+
     if args.format == "table":
         return table()
-    data = summarize(frame) if args.summary else frame
-    return to_json(data) if args.format == "json" else to_csv(data)
+    return frame_text(summarize(frame) if args.summary else frame, args.format)
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -336,6 +272,9 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_probe(args: argparse.Namespace) -> int:
+    from normlab.output import check_out, write
+    from normlab.probes import run_probes
+
     model, probe = configs_from_args(args)
     _check_devices([probe.device])
     check_out(args.out)
@@ -354,17 +293,28 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
+    from normlab.output import check_out, write
+    from normlab.probes import run_sweep
+
     over = parse_over(args.over)
     model, probe = configs_from_args(args)
     _check_devices(over.get("device", [probe.device]))
     check_out(args.out)
-    # A flag the base config dropped as unused (e.g. --groups with batchnorm) must still reach the
-    # sweep points where it matters (groupnorm): pass it along as a one-value sweep.
-    given = _given(args, ModelConfig)
-    for name, value in given.items():
-        if name not in over and getattr(model, name) != value:
-            over[name] = [value]
-    frame = run_sweep(model, probe, over, progress=_progress("sweep"))
+    # Every model flag given reaches every sweep point as a one-value sweep: one the base config dropped
+    # as unused (--groups with batchnorm) still counts where it matters (groupnorm), and a point it
+    # cannot apply to (--stages at arch=mlp) is refused by name instead of run without it.
+    points = dict(over)
+    for name, value in _given(args, ModelConfig).items():
+        points.setdefault(name, [value])
+    try:
+        frame = run_sweep(model, probe, points, progress=_progress("sweep"))
+    except ValueError as err:
+        flags = [f"--{n.replace('_', '-')}" for n in points if n not in over]
+        if not flags or "is invalid" not in str(err):
+            raise
+        hint = (f"a flag given beside --over, here {' '.join(flags)}, applies to every sweep point; sweep "
+                "it with --over only where it applies, or leave it out")
+        raise ValueError(f"{err} ({hint})") from None
     write(_format(frame, args, lambda: sweep_table(frame, over)), args.out)
     return 0
 
@@ -372,29 +322,35 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 def add_list_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="table (default) or json")
+    parser.add_argument("--devices", action="store_true",
+                        help="also check which devices this machine offers (loads torch: a few seconds)")
 
 
-def catalogue() -> dict:
-    """What normlab offers: normalizers with labels, presets, inputs, archs, metrics, devices."""
+def catalogue(devices: bool = True) -> dict:
+    """What normlab offers, from normlab.catalog: normalizers, presets, inputs, archs, metrics, devices.
+
+    ``devices``: also ask torch which devices this machine has (``available``; else None).
+    """
+    available = None
+    if devices:
+        from normlab.device import available_devices
+
+        available = available_devices()
     return {
-        "normalizers": {name: {"label": n.label, "family": n.family, "grouped": n.grouped,
-                               "batch_dependent": n.batch_dependent} for name, n in NORMALIZERS.items()},
+        "normalizers": {name: {"label": n.label, "slot": n.slot, "family": n.family, "grouped": n.grouped,
+                               "batch_dependent": n.batch_dependent}
+                        for name, n in catalog.NORMALIZERS.items()},
         "presets": {name: {k: v for k, v in p.items() if k != "plan"} for name, p in PRESETS.items()},
         "inputs": list(INPUTS),
         "archs": list(ARCHS),
-        "metrics": {m: _METRIC_HELP.get(m, "") for m in METRICS},
-        "devices": {"choices": list(DEVICES), "available": available_devices()},
+        "metrics": {m: {"where": list(info.kinds), "help": info.help}
+                    for m, info in catalog.METRIC_INFO.items()},
+        "devices": {"choices": list(DEVICES), "available": available},
     }
 
 
-def _metric_where(metric: str) -> str:
-    if metric in ACTIVATION_METRICS:
-        return "act, block"
-    return {"res_var": "res", "grad_norm": "conv", "gram_eigenvalue": "spectrum"}.get(metric, "")
-
-
 def run_list(args: argparse.Namespace) -> int:
-    info = catalogue()
+    info = catalogue(devices=args.devices)
     if args.format == "json":
         sys.stdout.write(json.dumps(info, indent=1) + "\n")
         return 0
@@ -409,10 +365,12 @@ def run_list(args: argparse.Namespace) -> int:
     lines.append(f"archs (--arch): {', '.join(info['archs'])}")
     lines.append(f"inputs (--input): {', '.join(info['inputs'])}")
     lines.append("metrics (the metric column; where = probe-point kinds):")
-    for name, text in info["metrics"].items():
-        lines.append(f"  {name:<17} {_metric_where(name):<11} {text}")
-    lines.append(f"devices (--device): {', '.join(info['devices']['choices'])}; "
-                 f"available here: {', '.join(info['devices']['available'])}")
+    for name, m in info["metrics"].items():
+        lines.append(f"  {name:<17} {', '.join(m['where']):<11} {m['help']}")
+    available = info["devices"]["available"]
+    found = (f"available here: {', '.join(available)}" if available is not None
+             else "'normlab list --devices' checks which this machine has")
+    lines.append(f"devices (--device): {', '.join(info['devices']['choices'])}; {found}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
@@ -437,7 +395,16 @@ COMMANDS: list[Command] = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The training commands' one-line help, so the root --help lists them without loading torch.
+TRAINING_HELP = {
+    "train": "train one network on the digits; loss, accuracy and probes at init and after a few steps",
+    "study": "does init similarity predict training speed? train many networks, rank-correlate",
+}
+
+
+def build_parser(training: bool = True) -> argparse.ArgumentParser:
+    """The root parser. ``training=False`` lists train/study by name only, without loading the training
+    engine (and torch) to generate their flags: enough for ``--help`` and the other commands."""
     parser = _Parser(prog="normlab", description="How normalization layers shape deep networks at "
                                                  "initialization (Beyond BatchNorm, NeurIPS 2021).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -445,11 +412,19 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(command.name, help=command.help, description=command.help)
         command.add_arguments(cmd)
         cmd.set_defaults(run=command.run)
-    # Training commands live beside the training engine; imported here so `probe` stays light to load.
-    from normlab import cli_train
+    if training:  # their flags come from the training configs, which live beside torch
+        from normlab import cli_train
 
-    cli_train.add_parsers(sub)
+        cli_train.add_parsers(sub)
+    else:
+        for name in TRAINING_COMMANDS:
+            sub.add_parser(name, help=TRAINING_HELP[name])
     return parser
+
+
+def _wants_training(argv: Sequence[str]) -> bool:
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return command in TRAINING_COMMANDS
 
 
 def _one_line(message: str) -> str:
@@ -459,7 +434,8 @@ def _one_line(message: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input)."""
     try:
-        args = build_parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = build_parser(training=_wants_training(argv)).parse_args(argv)
         return args.run(args)
     except UsageError as err:
         print(_one_line(err), file=sys.stderr)

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 from collections.abc import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 
-from normlab.cli import FIELD_HELP, FORMATS, USAGE_ERROR, check_out, field_type, write
+from normlab.cli import FIELD_HELP, FORMATS, TRAINING_HELP, USAGE_ERROR, field_type
 from normlab.config import ARCHS, NORM_NAMES, ModelConfig, config_from_dict
+from normlab.output import check_out, frame_text, write
 from normlab.training import (
     STUDY_NORMS,
     StudyConfig,
@@ -122,25 +121,6 @@ def _add_output(parser: argparse.ArgumentParser, shows: tuple[str, ...], what: s
 # --- Output ----------------------------------------------------------------------------------------
 
 
-def _json_value(value):
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        # NaN means "not measured" (between evaluations, target never reached): null. inf is a value.
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
-
-
-def frame_text(frame: pd.DataFrame, fmt: str) -> str:
-    """A frame as csv (NaN empty, inf as inf), strict json records, or an aligned table."""
-    if fmt == "json":
-        records = [{k: _json_value(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
-        return json.dumps(records, indent=1) + "\n"
-    if fmt == "table":
-        return frame.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n"
-    return frame.to_csv(index=False)
-
-
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -172,8 +152,9 @@ def train_summary(result: TrainResult) -> str:
         f"steps to {tc.target_accuracy:g}: {_fmt(s['steps_to_target'])}",
         f"# final-layer cos_sim: init {_fmt(s['cos_sim_init'])}, after {tc.probe_after} steps "
         f"{_fmt(s['cos_sim_after'])}",
-        f"# grad_norm range (max/min over the conv layers, head left out): "
-        f"init {_fmt(s['grad_range_init'])}, after {tc.probe_after} steps {_fmt(s['grad_range_after'])}",
+        f"# gradient growth at init (first / last hidden conv/linear): {_fmt(s['grad_growth_init'])}; "
+        f"gradient range (max/min over the same layers): init {_fmt(s['grad_range_init'])}, "
+        f"after {tc.probe_after} steps {_fmt(s['grad_range_after'])}",
     ]
     if result.diverged:
         lines.append(f"# DIVERGED: the training loss left [0, {tc.max_loss:g}] at step {s['steps_done'] + 1}")
@@ -264,7 +245,7 @@ def correlation_text(result: StudyResult) -> str:
 
 
 _RUN_COLUMNS = ["arch", "label", "seed", "cos_sim_init", "acc_at_k", "steps_to_target", "final_test_acc",
-                "diverged", "grad_range_init", "grad_range_after", "seconds"]
+                "diverged", "grad_growth_init", "grad_range_init", "grad_range_after", "seconds"]
 
 
 def _study_frame(result: StudyResult, show: str, fmt: str) -> pd.DataFrame:
@@ -301,8 +282,8 @@ def run_study_command(args: argparse.Namespace) -> int:
 
 # --- Registration ------------------------------------------------------------------------------------
 
-TRAIN_HELP = "train one network on the digits; loss, accuracy and probes at init and after a few steps"
-STUDY_HELP = "does init similarity predict training speed? train many networks, rank-correlate"
+TRAIN_HELP = TRAINING_HELP["train"]
+STUDY_HELP = TRAINING_HELP["study"]
 
 
 def add_parsers(subparsers) -> None:

@@ -7,22 +7,11 @@ the bad value and what is allowed, before any tensor is allocated.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
-NORM_NAMES = (
-    "none",
-    "batchnorm",
-    "layernorm",
-    "instancenorm",
-    "groupnorm",
-    "frn",
-    "evonorm_b0",
-    "evonorm_s0",
-    "weightnorm",
-    "sws",
-)
-# Normalizers whose statistics depend on a group count (GroupNorm and EvoNorm-S0).
-GROUPED_NORMS = frozenset({"groupnorm", "evonorm_s0"})
+from normlab.catalog import GROUPED_NORMS, NORM_NAMES
+
 ARCHS = ("mlp", "cnn", "resnet")
 WN_ACT_PLACEMENTS = ("after_add", "in_branch")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -32,17 +21,23 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 _VGG10_PLAN = (
     (64, 1), (64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 2), (512, 1), (512, 1),
 )
+# The paper code's cfg_20: the fourth group of four is 256 wide, not 512 (spec section 2).
 _VGG20_PLAN = (
     ((64, 1),) * 3 + ((64, 2),) + ((128, 1),) * 3 + ((128, 2),) + ((256, 1),) * 3 + ((256, 2),)
-    + ((512, 1),) * 3 + ((512, 2),) + ((512, 1),) * 4
+    + ((256, 1),) * 3 + ((256, 2),) + ((512, 1),) * 4
 )
+# The paper's code trains on CIFAR-100 and leaves its final nn.Linear at PyTorch's default init; both set
+# the absolute size of every dL/dz, so the presets take them (spec section 2). Free networks keep a
+# Kaiming-initialised head and 10 classes.
+PAPER_CLASSES = 100
 PRESETS: dict[str, dict] = {
     # The paper's non-residual CNNs: 10 and 20 conv layers, widths 64 -> 512, w/2 = stride 2.
-    "vgg10": {"arch": "cnn", "depth": 10, "width": 64, "plan": _VGG10_PLAN},
-    "vgg20": {"arch": "cnn", "depth": 20, "width": 64, "plan": _VGG20_PLAN},
+    "vgg10": {"arch": "cnn", "depth": 10, "width": 64, "plan": _VGG10_PLAN, "num_classes": PAPER_CLASSES},
+    "vgg20": {"arch": "cnn", "depth": 20, "width": 64, "plan": _VGG20_PLAN, "num_classes": PAPER_CLASSES},
     # The paper's code: stem 32, three stages of 9 BasicBlocks with widths 32/64/128.
-    "resnet56": {"arch": "resnet", "depth": 9, "width": 32, "stages": 3},
+    "resnet56": {"arch": "resnet", "depth": 9, "width": 32, "stages": 3, "num_classes": PAPER_CLASSES},
 }
+DEFAULT_CLASSES = 10  # free networks: the probe's random labels over 10 classes (spec section 3)
 
 # Defaults when neither the user nor a preset gives a size: small enough to redraw live on a CPU.
 DEFAULT_DEPTH = {"mlp": 20, "cnn": 10, "resnet": 8}
@@ -61,8 +56,9 @@ def _choices(values) -> str:
     return ", ".join(repr(v) for v in values)
 
 
-def _check_int(name: str, value, low: int = 1, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+def check_int(name: str, value, low: int = 1, high: int | None = None) -> None:
+    """Refuse anything but a whole number in [low, high] (numpy integers count; bools do not)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be a whole number >= {low}; got {value!r}")
     if value < low:
         raise ValueError(f"{name} must be >= {low}; got {value}")
@@ -102,15 +98,16 @@ class ModelConfig:
     # weightnorm resnet: corrected ReLU after each addition (the paper's code) or inside the branch
     wn_act: str = "after_add"
     in_channels: int = 3  # input image channels
-    num_classes: int = 10  # classifier outputs; the probe's random labels use the same count
+    # classifier outputs; the probe's random labels use the same count. None: the preset's (100, as the
+    # paper's CIFAR-100) or DEFAULT_CLASSES
+    num_classes: int | None = None
 
     def __post_init__(self) -> None:
         _check_choice("normalizer (norm)", self.norm, NORM_NAMES)
         _check_choice("wn_act", self.wn_act, WN_ACT_PLACEMENTS)
         _check_bool("preact", self.preact)
         _check_bool("skipinit", self.skipinit)
-        _check_int("in_channels", self.in_channels, high=MAX_WIDTH)
-        _check_int("num_classes", self.num_classes, low=2, high=MAX_WIDTH)
+        check_int("in_channels", self.in_channels, high=MAX_WIDTH)
         preset = {}
         if self.preset is not None:
             _check_choice("preset", self.preset, tuple(PRESETS))
@@ -127,16 +124,19 @@ class ModelConfig:
                     )
             object.__setattr__(self, "arch", preset["arch"])
         _check_choice("architecture (arch)", self.arch, ARCHS)
+        if self.num_classes is None:
+            object.__setattr__(self, "num_classes", preset.get("num_classes", DEFAULT_CLASSES))
+        check_int("num_classes", self.num_classes, low=2, high=MAX_WIDTH)
         if self.depth is None:
             object.__setattr__(self, "depth", preset.get("depth", DEFAULT_DEPTH[self.arch]))
         if self.width is None:
             object.__setattr__(self, "width", preset.get("width", DEFAULT_WIDTH[self.arch]))
-        _check_int("depth", self.depth, high=MAX_DEPTH)
-        _check_int("width", self.width, high=MAX_WIDTH)
+        check_int("depth", self.depth, high=MAX_DEPTH)
+        check_int("width", self.width, high=MAX_WIDTH)
         if self.arch == "resnet":
             if self.stages is None:
                 object.__setattr__(self, "stages", preset.get("stages", 1))
-            _check_int("stages", self.stages)
+            check_int("stages", self.stages)
             if self.stages > MAX_STAGES:
                 raise ValueError(f"stages must be between 1 and {MAX_STAGES}; got {self.stages}")
         elif self.stages is not None:
@@ -152,7 +152,7 @@ class ModelConfig:
         # Malformed group settings are refused even where the normalizer ignores them.
         for name in ("groups", "group_size"):
             if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), high=MAX_WIDTH)
+                check_int(name, getattr(self, name), high=MAX_WIDTH)
         if self.norm not in GROUPED_NORMS:
             # Canonical form, so configs that build the same network compare (and cache) equal.
             object.__setattr__(self, "groups", None)
@@ -165,7 +165,7 @@ class ModelConfig:
                 f"group_size={self.group_size}"
             )
         if self.group_size is not None:
-            _check_int("group_size", self.group_size)
+            check_int("group_size", self.group_size)
             if self.group_size > min(widths):
                 raise ValueError(
                     f"group_size {self.group_size} is larger than the width {min(widths)}; "
@@ -180,13 +180,18 @@ class ModelConfig:
             return
         if self.groups is None:
             object.__setattr__(self, "groups", math.gcd(DEFAULT_GROUPS, *widths))
-        _check_int("groups", self.groups)
+        check_int("groups", self.groups)
         bad = [w for w in widths if w % self.groups]
         if bad:
             raise ValueError(
                 f"Number of groups ({self.groups}) does not divide the width ({bad[0]}); "
                 f"allowed: {_choices(common_divisors(widths))}"
             )
+
+    @property
+    def paper_head(self) -> bool:
+        """The classifier head keeps PyTorch's default nn.Linear init (the paper presets), else Kaiming."""
+        return self.preset is not None
 
     def groups_at(self, channels: int) -> int | None:
         """Group count of a normalizer over ``channels``: fixed count, or channels / group size."""
@@ -260,12 +265,12 @@ class ProbeConfig:
 
     def __post_init__(self) -> None:
         _check_choice("input", self.input, INPUTS)
-        _check_int("batch_size", self.batch_size, low=2, high=MAX_WIDTH)  # similarities need two samples
-        _check_int("image_size", self.image_size)
+        check_int("batch_size", self.batch_size, low=2, high=MAX_WIDTH)  # similarities need two samples
+        check_int("image_size", self.image_size)
         if self.image_size > MAX_IMAGE_SIZE:
             raise ValueError(f"image_size must be between 1 and {MAX_IMAGE_SIZE}; got {self.image_size}")
-        _check_int("seed", self.seed, low=0, high=MAX_SEED)
-        _check_int("seeds", self.seeds, high=MAX_SEED)
+        check_int("seed", self.seed, low=0, high=MAX_SEED)
+        check_int("seeds", self.seeds, high=MAX_SEED)
         _check_choice("device", self.device, DEVICES)
         if isinstance(self.rank_tol, bool) or not isinstance(self.rank_tol, (int, float)) or not (
             0 < self.rank_tol < 1
@@ -278,3 +283,17 @@ class ProbeConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def describe(model: ModelConfig, probe: ProbeConfig | None = None) -> str:
+    """One line naming a network (and how it is probed), for table headers and refusals."""
+    size = f"{model.preset} " if model.preset else ""
+    parts = [f"{size}{model.arch}", model.norm, f"depth {model.depth}", f"width {model.width}"]
+    parts += [f"{k} {getattr(model, k)}" for k in ("groups", "group_size", "stages")
+              if getattr(model, k) is not None]
+    parts += [k for k in ("preact", "skipinit") if getattr(model, k)]
+    text = ", ".join(parts)
+    if probe is None:
+        return text
+    seeds = f"seed {probe.seed}" if probe.seeds == 1 else f"seeds {probe.seed}..{probe.seed_list[-1]}"
+    return f"{text} | {probe.input}, batch {probe.batch_size}, image {probe.image_size}, {seeds}"

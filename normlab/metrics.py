@@ -26,28 +26,12 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-METRICS = (
-    "act_var",
-    "act_sq_mean",
-    "res_var",
-    "cos_sim",
-    "cos_sim_centered",
-    "stable_rank",
-    "effective_rank",
-    "numerical_rank",
-    "grad_norm",
-    "gram_eigenvalue",
-)
-# The metrics of an activation tensor ("act" and "block" probe points), in frame order.
-ACTIVATION_METRICS = (
-    "act_var",
-    "act_sq_mean",
-    "cos_sim",
-    "cos_sim_centered",
-    "stable_rank",
-    "effective_rank",
-    "numerical_rank",
-)
+from normlab import catalog
+
+# The metric names, in frame order, and those of an activation tensor ("act" and "block" probe points):
+# from normlab.catalog, which also holds each one's title, help and probe kinds.
+METRICS = catalog.METRICS
+ACTIVATION_METRICS = catalog.ACTIVATION_METRICS
 DEFAULT_RANK_TOL = 1e-3
 # A centered sample whose squared norm is below this fraction of its uncentered squared norm equals the
 # batch mean up to float64 rounding of the centering (about 1e-31 relative), far below float32 resolution.

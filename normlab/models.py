@@ -45,6 +45,15 @@ def make_conv(normalizer: Normalizer, c_in: int, c_out: int, stride: int = 1) ->
     return apply_weight_norm(conv) if normalizer.weights == "weightnorm" else conv
 
 
+def make_head(config: ModelConfig, f_in: int) -> nn.Linear:
+    """The classifier: PyTorch's default nn.Linear init for the paper presets (as the paper's code leaves
+    it: uniform, std 1/sqrt(3 fan_in)), else Kaiming-normal like the hidden layers (spec section 2)."""
+    head = nn.Linear(f_in, config.num_classes, bias=True)
+    if not config.paper_head:
+        _init_weights(head)
+    return head
+
+
 def make_linear(normalizer: Normalizer, f_in: int, f_out: int) -> nn.Module:
     """A linear layer whose weights are plain, weight-normalized or scaled-standardized."""
     cls = ScaledStdLinear if normalizer.weights == "sws" else nn.Linear
@@ -200,7 +209,7 @@ def _mlp(config: ModelConfig, normalizer: Normalizer, in_features: int) -> Net:
         layers.append(Layer(make_linear(normalizer, f_in, config.width), normalizer, config.width,
                             config.groups_at(config.width)))
         f_in = config.width
-    head = make_linear(get_normalizer("none"), f_in, config.num_classes)
+    head = make_head(config, f_in)
     return Net(config, nn.Sequential(nn.Flatten(), *layers), head, pool=False)
 
 
@@ -210,7 +219,7 @@ def _cnn(config: ModelConfig, normalizer: Normalizer) -> Net:
         conv = make_conv(normalizer, c_in, width, stride)
         layers.append(Layer(conv, normalizer, width, config.groups_at(width)))
         c_in = width
-    head = make_linear(get_normalizer("none"), c_in, config.num_classes)
+    head = make_head(config, c_in)
     return Net(config, nn.Sequential(*layers), head, pool=True)
 
 
@@ -230,7 +239,7 @@ def _resnet(config: ModelConfig, normalizer: Normalizer) -> Net:
         c_in = c_out
     if config.preact:  # the final norm + activation of a pre-activation net
         layers.append(_FinalNormAct(normalizer, c_in, config.groups_at(c_in)))
-    head = make_linear(get_normalizer("none"), c_in, config.num_classes)
+    head = make_head(config, c_in)
     return Net(config, nn.Sequential(*layers), head, pool=True)
 
 

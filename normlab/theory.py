@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from normlab import catalog, summary
 from normlab.config import ModelConfig
 from normlab.models import BLOCK, CONV, build_model
 
@@ -38,7 +39,7 @@ SWS_GAIN_SQ = 2 * math.pi / (math.pi - 1)  # ~2.934 (Brock et al. 2021)
 # Weight Normalization with g = 1: each filter has unit norm, so the conv keeps the second moment.
 WN_GAIN_SQ = 1.0
 # BatchNorm + ReLU: ||dL/dz|| grows by sqrt(pi / (pi - 1)) per layer toward the input (Yang et al. 2019).
-BN_GRAD_RATE = math.sqrt(math.pi / (math.pi - 1))  # ~1.2112
+BN_GRAD_RATE = summary.BN_GRAD_RATE  # ~1.2112
 
 SOURCES = {
     "de_smith_2020": "De & Smith 2020, Batch Normalization Biases Residual Blocks Towards the Identity "
@@ -49,15 +50,15 @@ SOURCES = {
     "Randomly Initialised Deep Networks (NeurIPS)",
 }
 
-# Normalizers in the norm slot, dividing by activation statistics: each branch ends at unit scale and a
-# projection shortcut (conv + norm) restarts the trunk at a fixed level.
-SLOT_NORMS = frozenset({"batchnorm", "layernorm", "instancenorm", "groupnorm", "frn"})
-# Normalizers in the activation slot: in a post-activation block they act after the addition, on the trunk.
-TRUNK_NORMS = frozenset({"evonorm_b0", "evonorm_s0"})
-# Nothing divides by activation statistics: He-style signal propagation, the trunk doubles per block.
-UNNORMALIZED = frozenset({"none", "weightnorm", "sws"})
-# Normalizers the rank bounds speak of: the GroupNorm family (LN = one group, IN = one channel) and BN.
-RANK_NORMS = frozenset({"batchnorm", "groupnorm", "layernorm", "instancenorm"})
+# The theory families, read from normlab.catalog (each normalizer's ``theory`` and ``rank_bound``):
+# SLOT_NORMS divide by activation statistics in the norm slot, so each branch ends at unit scale and a
+# projection shortcut (conv + norm) restarts the trunk at a fixed level; TRUNK_NORMS sit in the activation
+# slot and act after the addition of a post-activation block; UNNORMALIZED propagate like a He-initialised
+# net (the trunk doubles per block); RANK_NORMS are those the rank bounds speak of (BN, the GroupNorm family).
+SLOT_NORMS = catalog.SLOT_NORMS
+TRUNK_NORMS = catalog.TRUNK_NORMS
+UNNORMALIZED = catalog.UNNORMALIZED
+RANK_NORMS = catalog.RANK_NORMS
 RANK_METRICS = ("numerical_rank", "effective_rank", "stable_rank")
 
 THEORY_COLUMNS = ["layer", "index", "kind", "metric", "value", "theory", "law", "label", "source",

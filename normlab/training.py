@@ -29,10 +29,12 @@ from normlab.config import (
     NORM_NAMES,
     ModelConfig,
 )
+from normlab.config import check_int as _check_int
 from normlab.device import resolve_device
 from normlab.models import Net, build_model
 from normlab.norms import get_normalizer
 from normlab.probes import probe_module
+from normlab.summary import final_value, gradient_growth, gradient_range, rankdata, spearman
 
 Progress = Callable[[int, int, str], None]
 ShouldStop = Callable[[], bool]
@@ -46,14 +48,6 @@ DIGITS_SIZE = 8  # scikit-learn's digits are 8x8 grey images with values 0..16
 
 def _choices(values) -> str:
     return ", ".join(repr(v) for v in values)
-
-
-def _check_int(name: str, value, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be a whole number >= {low}; got {value!r}")
-    if value < low or (high is not None and value > high):
-        allowed = f">= {low}" if high is None else f"between {low} and {high}"
-        raise ValueError(f"{name} must be {allowed}; got {value}")
 
 
 def _check_real(name: str, value, low: float, high: float | None = None, *, open_low: bool = False,
@@ -264,6 +258,11 @@ class TrainResult:
         return grad_norm_range(self.probes_init)
 
     @property
+    def grad_growth_init(self) -> float:
+        """Gradient growth at initialization (first over last hidden layer, normlab.summary)."""
+        return gradient_growth(self.probes_init) if not self.probes_init.empty else math.nan
+
+    @property
     def grad_range_after(self) -> float:
         """The same after ``probe_after`` steps (NaN if the run ended before)."""
         return grad_norm_range(self.probes_after)
@@ -281,6 +280,7 @@ class TrainResult:
             "steps_to_target": self.steps_to_target,
             "cos_sim_init": self.init_cos_sim,
             "cos_sim_after": final_metric(self.probes_after, "cos_sim"),
+            "grad_growth_init": self.grad_growth_init,
             "grad_range_init": self.grad_range_init,
             "grad_range_after": self.grad_range_after,
             "seconds": self.seconds,
@@ -289,26 +289,13 @@ class TrainResult:
 
 def final_metric(probes: pd.DataFrame, metric: str) -> float:
     """The value of ``metric`` at the final features (before pooling); NaN if absent."""
-    if probes.empty:
-        return math.nan
-    rows = probes[(probes["metric"] == metric) & probes["final"].astype(bool)]
-    return float(rows["value"].mean()) if len(rows) else math.nan
+    return final_value(probes, metric) if not probes.empty else math.nan
 
 
-def grad_norm_range(probes: pd.DataFrame, exclude: Sequence[str] = ("head",)) -> float:
-    """Dynamic range max/min of grad_norm over the feature layers, skipping exact zeros and non-finite values.
-
-    The classifier ``head`` is left out by default: its dL/dz is the loss's own gradient (softmax minus
-    one-hot), not one propagated back through the normalized layers, and its scale would swamp the
-    ratio in shallow nets. SkipInit makes dL/dz exactly 0 inside every residual branch at init; those
-    layers carry no signal and would make the ratio infinite, so they are left out too (spec section 3).
-    """
-    if probes.empty:
-        return math.nan
-    rows = (probes["metric"] == "grad_norm") & ~probes["layer"].isin(list(exclude))
-    values = probes.loc[rows, "value"].to_numpy(dtype=np.float64)
-    values = values[np.isfinite(values) & (values > 0)]
-    return float(values.max() / values.min()) if len(values) else math.nan
+def grad_norm_range(probes: pd.DataFrame) -> float:
+    """The gradient range of :func:`normlab.summary.gradient_range`: max/min of grad_norm over the hidden
+    conv/linear outputs (head and exact zeros left out, as for the gradient growth); NaN on overflow."""
+    return gradient_range(probes) if not probes.empty else math.nan
 
 
 def _config_columns(model_config: ModelConfig, train_config: TrainConfig) -> dict:
@@ -429,39 +416,6 @@ def run_training(model_config: ModelConfig, train_config: TrainConfig | None = N
 
 # ---------------------------------------------------------------------------------------------
 # Rank correlation
-
-
-def rankdata(values: Sequence[float]) -> np.ndarray:
-    """Ranks 1..n of ``values``, ties sharing their average rank (scipy's 'average' method).
-
-    Infinite values rank like any other number (+inf last), which is how unreached targets enter.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    # Run boundaries of equal values in sorted order.
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    ends = np.r_[starts[1:], len(values)]
-    avg = (starts + ends + 1) / 2.0  # mean of the 1-based ranks starts+1 .. ends
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.repeat(avg, ends - starts)
-    return ranks
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rank correlation: Pearson's correlation of the average ranks.
-
-    Returns NaN for fewer than two pairs, for any NaN input, or when either side is constant.
-    """
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"spearman needs two 1-D sequences of equal length; got shapes {x.shape}, {y.shape}")
-    if len(x) < 2 or np.isnan(x).any() or np.isnan(y).any():
-        return math.nan
-    rx, ry = rankdata(x), rankdata(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = math.sqrt(float(rx @ rx) * float(ry @ ry))
-    return float(rx @ ry) / denom if denom > 0 else math.nan
 
 
 def bootstrap_ci(x: Sequence[float], y: Sequence[float], statistic: Callable = spearman,
@@ -632,6 +586,7 @@ def study_row(result: TrainResult, k_steps: int) -> dict:
         "steps_to_target": result.steps_to_target,
         "final_test_acc": result.final_test_acc,
         "diverged": result.diverged,
+        "grad_growth_init": result.grad_growth_init,
         "grad_range_init": result.grad_range_init,
         "grad_range_after": result.grad_range_after,
         "seconds": result.seconds,

@@ -17,8 +17,7 @@ frame = views.measure(selection)
 if frame is None:
     st.stop()
 stats = measures.aggregate(frame)
-growth = {s: measures.growth(p.sort_values("position")["mean"])
-          for s, p in measures.depth_rows(stats, "act_var").groupby("series", sort=False)}
+growth = measures.depth_growths(stats, "act_var")
 similarity = measures.final_value(stats, "cos_sim")
 rank = measures.final_value(stats, "stable_rank")
 gradients = measures.gradient_growth(stats)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import ast
-import base64
 import json
 from pathlib import Path
 
-import numpy as np
-import plotly.graph_objects as go
 import pytest
+from conftest import charts
 from streamlit.testing.v1 import AppTest
 
 import ui.cache
@@ -34,21 +32,6 @@ def open_app(page: str | None = None, **params) -> AppTest:
         at.switch_page(page).run()
     assert not at.exception, at.exception
     return at
-
-
-def _typed_array(obj: dict):
-    """Plotly sends numeric arrays as base64 typed arrays ({"dtype", "bdata"[, "shape"]}): decode them."""
-    if set(obj) >= {"dtype", "bdata"}:
-        values = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=obj["dtype"])
-        if "shape" in obj:
-            values = values.reshape([int(n) for n in str(obj["shape"]).split(",")])
-        return values.tolist()
-    return obj
-
-
-def charts(at: AppTest) -> list[go.Figure]:
-    """The plotly figures the run sent to the browser, decoded."""
-    return [go.Figure(json.loads(el.proto.spec, object_hook=_typed_array)) for el in at.get("plotly_chart")]
 
 
 def series_names(at: AppTest, index: int = 0) -> set[str]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import contract_frame
 from streamlit.testing.v1 import AppTest
-from test_figures import contract_frame
 
 import ui.cache
 from normlab import ModelConfig, ProbeConfig

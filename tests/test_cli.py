@@ -40,7 +40,7 @@ def test_list_shows_every_normalizer_with_its_label_and_every_metric_preset_and_
 
 
 def test_list_json_holds_the_same_catalogue(capsys):
-    code, out, _ = _run(capsys, "list", "--format", "json")
+    code, out, _ = _run(capsys, "list", "--format", "json", "--devices")
     info = json.loads(out)
     assert code == 0
     assert list(info["normalizers"]) == list(NORM_NAMES)
@@ -144,7 +144,7 @@ def test_table_shows_every_layer_with_the_seed_mean_of_each_metric(capsys):
 def test_overflowed_numbers_are_written_as_inf_and_nan(capsys, monkeypatch):
     frame = run_probes(ModelConfig(arch="mlp", depth=2, width=8), ProbeConfig(batch_size=4, image_size=8))
     frame.loc[0, "value"], frame.loc[1, "value"], frame.loc[2, "value"] = math.inf, math.nan, -math.inf
-    monkeypatch.setattr(cli, "run_probes", lambda *a, **k: frame)
+    monkeypatch.setattr("normlab.probes.run_probes", lambda *a, **k: frame)
     argv = ["probe", "--arch", "mlp", *TINY]
     _, out, _ = _run(capsys, *argv)
     first = dict(zip(out.splitlines()[0].split(","), out.splitlines()[1].split(","), strict=True))
@@ -180,7 +180,7 @@ def test_sweep_table_has_one_row_per_point(capsys):
                         "--format", "table")
     rows = [line.split() for line in out.splitlines()[2:]]
     assert code == 0 and [row[0] for row in rows] == ["1", "8"]
-    assert "grad_first/last" in out
+    assert "grad_growth" in out
 
 
 # --- bad input ---------------------------------------------------------------------------------------------
@@ -216,3 +216,15 @@ def test_bad_input_exits_2_with_one_line_naming_the_problem(capsys, monkeypatch,
 def test_help_exits_0(capsys):
     code, out, _ = _run(capsys, "probe", "--help")
     assert code == 0 and "--group-size" in out and "--format" in out
+
+
+def test_a_sweep_refuses_a_flag_that_cannot_apply_at_some_point_instead_of_dropping_it(capsys):
+    code, out, err = _run(capsys, "sweep", "--over", "arch=mlp,cnn", "--stages", "2", *TINY)
+    assert code == 2 and out == ""
+    assert "stages applies to arch 'resnet' only" in err and "--stages" in err and len(err.splitlines()) == 1
+
+
+def test_a_flag_given_beside_over_reaches_every_point(capsys):
+    code, out, _ = _run(capsys, "sweep", "--arch", "resnet", "--stages", "2", "--over", "skipinit=false,true",
+                        *TINY)
+    assert code == 0 and set(pd.read_csv(io.StringIO(out))["stages"]) == {2}

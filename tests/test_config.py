@@ -147,3 +147,30 @@ def test_divisors_are_found_in_order():
 
     assert divisors(36) == [1, 2, 3, 4, 6, 9, 12, 18, 36]
     assert divisors(1) == [1] and divisors(13) == [1, 13]
+
+
+# The paper's layer lists (spec section 2), written out in the spec's own notation: w/2 = stride 2.
+SPEC_LAYERS = {
+    "vgg10": "64, 64/2, 128, 128/2, 256, 256/2, 512, 512/2, 512, 512",
+    "vgg20": "64, 64, 64, 64/2, 128, 128, 128, 128/2, 256, 256, 256, 256/2, 256, 256, 256, 256/2, "
+             "512, 512, 512, 512",
+    # ResNet-56: three stages of 9 blocks, widths 32/64/128, stride 2 at the first block of stages 2 and 3
+    "resnet56": ", ".join(["32"] * 9 + ["64/2"] + ["64"] * 8 + ["128/2"] + ["128"] * 8),
+}
+
+
+def _spec_plan(text: str) -> list[tuple[int, int]]:
+    return [(int(w.split("/")[0]), 2 if "/" in w else 1) for w in text.split(", ")]
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_presets_layer_widths_and_strides_are_the_spec_list(preset):
+    assert list(ModelConfig(preset=preset).plan) == _spec_plan(SPEC_LAYERS[preset])
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_the_presets_classify_100_classes_with_the_paper_head_and_free_nets_10(preset):
+    cfg = ModelConfig(preset=preset)
+    assert cfg.num_classes == 100 and cfg.paper_head
+    assert ModelConfig(preset=preset, num_classes=10).num_classes == 10
+    assert ModelConfig(arch="cnn").num_classes == 10 and not ModelConfig(arch="cnn").paper_head

@@ -180,3 +180,17 @@ def test_a_group_size_holds_in_every_norm_across_stage_widths(norm, preact):
         channels = m.num_channels
         groups = getattr(m, "num_groups", getattr(m, "groups", None))
         assert channels // groups == 2
+
+
+def test_the_paper_presets_keep_pytorchs_default_head_and_free_nets_a_kaiming_one():
+    torch.manual_seed(0)
+    paper = build_model(ModelConfig(preset="resnet56", norm="batchnorm")).head  # 128 -> 100
+    torch.manual_seed(0)
+    free = build_model(ModelConfig(arch="resnet", norm="batchnorm", width=128, num_classes=100)).head
+    fan_in = paper.weight.shape[1]
+    assert paper.weight.shape == (100, 128)
+    # nn.Linear's default: uniform with std 1/sqrt(3 fan_in), a nonzero uniform bias (spec section 2)
+    assert paper.weight.std().item() == pytest.approx(1 / math.sqrt(3 * fan_in), rel=0.05)
+    assert paper.bias.abs().max().item() > 0
+    assert free.weight.std().item() == pytest.approx(math.sqrt(2 / fan_in), rel=0.05)
+    assert free.bias.abs().max().item() == 0

@@ -13,7 +13,7 @@ import pytest
 import scipy.stats
 import torch
 
-from normlab import ModelConfig
+from normlab import ModelConfig, summary
 from normlab.training import (
     SPEED_METRICS,
     StudyConfig,
@@ -239,15 +239,11 @@ def test_summary_numbers_follow_the_curve(tiny_run):
                                                         "target_accuracy": 1.0})).steps_to_target)
 
 
-def test_grad_norm_range_skips_the_head_zeros_and_non_finite_values():
-    frame = pd.DataFrame({
-        "layer": ["a", "b", "c", "d", "head", "e"],
-        "metric": ["grad_norm"] * 5 + ["cos_sim"],
-        "value": [2.0, 8.0, 0.0, np.inf, 100.0, 1e-9],
-    })
-    assert grad_norm_range(frame) == 4.0
-    assert grad_norm_range(frame, exclude=()) == 50.0
-    assert math.isnan(grad_norm_range(frame.iloc[0:0]))
+def test_grad_norm_range_is_the_summarys_gradient_range_of_the_init_probes():
+    result = run_training(TINY, TINY_TRAIN)
+    assert result.grad_range_init == summary.gradient_range(result.probes_init)
+    assert result.grad_growth_init == summary.gradient_growth(result.probes_init)
+    assert math.isnan(grad_norm_range(result.probes_init.iloc[0:0]))
 
 
 def test_gradient_range_shrinks_after_a_few_steps_in_a_deep_batchnorm_cnn():

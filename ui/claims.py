@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from normlab import ModelConfig, ProbeConfig
+from normlab import ModelConfig, ProbeConfig, summary
 from ui import controls as C
 from ui import figures, measures
 from ui.selection import build_selection
@@ -72,8 +72,7 @@ def _fmt(x: float) -> str:
 
 
 def _growths(stats: pd.DataFrame) -> dict[str, measures.Growth]:
-    return {s: measures.growth(p.sort_values("position")["mean"])
-            for s, p in measures.depth_rows(stats, "act_var").groupby("series", sort=False)}
+    return measures.depth_growths(stats, "act_var")
 
 
 # --- Verdicts -----------------------------------------------------------------------------------------------
@@ -96,7 +95,7 @@ def exponential_then_skipinit(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdi
     with_skip = {s: g for s, g in growths.items() if skip[s]}
     if not without or not with_skip:
         return Verdict(None, "needs runs with and without SkipInit")
-    exploding = all(g.shape == "exponential" for g in without.values())
+    exploding = all(g.shape == "exponential growth" for g in without.values())
     repaired = all(g.shape in ("flat", "linear") for g in with_skip.values())
     def listed(growths):
         return "; ".join(f"{s.split(' · ')[0]} {g.describe()}" for s, g in growths.items())
@@ -143,16 +142,12 @@ def _by_group_size(stats: pd.DataFrame, values: pd.Series) -> pd.Series:
     return pd.Series({sizes[s]: values[s] for s in values.index}).sort_index()
 
 
-def _spearman(x, y) -> float:
-    return float(pd.Series(list(x)).rank().corr(pd.Series(list(y)).rank()))
-
-
 def group_rank(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
     """The final stable rank falls as the group size grows; LayerNorm (one group) is lowest."""
     rank = _by_group_size(stats, measures.final_value(stats, "stable_rank"))
     if len(rank) < 3 or not np.isfinite(rank.to_numpy()).all():
         return Verdict(None, "needs at least three finite group sizes")
-    rho = _spearman(rank.index, rank.to_numpy())
+    rho = summary.spearman(rank.index, rank.to_numpy())
     holds = rho < -0.8 and rank.idxmin() == rank.index.max()
     text = ("final stable rank by group size: "
             + ", ".join(f"{size}: {_fmt(v)}" for size, v in rank.items())
@@ -186,8 +181,8 @@ def tradeoff(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
     points = measures.tradeoff_points(frame)
     if len(points) < 3 or points[["cos_sim", "grad_growth"]].isna().any().any():
         return Verdict(None, "needs at least three finite group counts")
-    rho_cos = _spearman(points["group_size"], points["cos_sim"])
-    rho_grad = _spearman(points["group_size"], points["grad_growth"])
+    rho_cos = summary.spearman(points["group_size"], points["cos_sim"])
+    rho_grad = summary.spearman(points["group_size"], points["grad_growth"])
     holds = rho_cos > 0.8 and rho_grad < -0.8
     ends = points.sort_values("group_size")
     small, large = ends.iloc[0], ends.iloc[-1]

@@ -16,12 +16,22 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from normlab import PRESETS, ModelConfig, ProbeConfig
-from normlab.cli import to_csv, to_json
+from normlab.output import to_csv, to_json
 
 # Server-side PNG/SVG needs kaleido's headless Chrome; without one the chart's camera button still
 # exports (plotly's client-side export in the browser).
 FIGURE_SCALE = 4  # publication resolution: 4x the on-screen pixels
 _CHROMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+
+def _unset_value(config, field: dataclasses.Field):
+    """What a field left unset (None) resolves to in ``config``: e.g. num_classes 10, or a preset's 100."""
+    if field.default is not None:
+        return field.default
+    try:
+        return getattr(dataclasses.replace(config, **{field.name: None}), field.name)
+    except ValueError:
+        return None
 
 
 def _non_default(config) -> dict:
@@ -30,7 +40,7 @@ def _non_default(config) -> dict:
     out = {}
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        if f.name in fixed or value == f.default:
+        if f.name in fixed or value == f.default or value == _unset_value(config, f):
             continue
         out[f.name] = value
     return out

@@ -14,48 +14,26 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from normlab import catalog, summary
 from ui.measures import (
     BN_GRADIENT_RATE,
     aggregate,
     depth_rows,
     gradient_rates,
-    growth,
     stage_starts,
 )
 
-# One fixed colour per normalizer (Tableau 10), so a normalizer looks the same on every page.
-NORM_COLORS = {
-    "batchnorm": "#1f77b4",
-    "layernorm": "#d62728",
-    "instancenorm": "#2ca02c",
-    "groupnorm": "#9467bd",
-    "frn": "#8c564b",
-    "evonorm_b0": "#17becf",
-    "evonorm_s0": "#bcbd22",
-    "weightnorm": "#ff7f0e",
-    "sws": "#e377c2",
-    "none": "#4d4d4d",
-}
-FALLBACK_COLOR = "#999999"
+# One fixed colour per normalizer (normlab.catalog), so a normalizer looks the same on every page.
+NORM_COLORS = {name: info.color for name, info in catalog.NORMALIZERS.items()}
+FALLBACK_COLOR = catalog.FALLBACK_COLOR
 # Series of the same normalizer that differ in another field (input, skipinit, ...) differ in dash.
 DASHES = ("solid", "dot", "dashdot", "longdash")
 OVERFLOW_NOTE = "▲ at the top: overflowed (inf/NaN) values"
-METRIC_TITLES = {
-    "act_var": "activation variance (act_var)",
-    "act_sq_mean": "squared channel mean (act_sq_mean)",
-    "res_var": "residual-branch variance (res_var)",
-    "cos_sim": "cosine similarity (cos_sim)",
-    "cos_sim_centered": "centered cosine similarity",
-    "stable_rank": "stable rank",
-    "effective_rank": "effective rank",
-    "numerical_rank": "numerical rank",
-    "grad_norm": "gradient norm ‖∂L/∂z‖",
-    "gram_eigenvalue": "Gram eigenvalue",
-}
+METRIC_TITLES = {name: info.title for name, info in catalog.METRIC_INFO.items()}
 
 
 def norm_color(norm: str) -> str:
-    return NORM_COLORS.get(norm, FALLBACK_COLOR)
+    return catalog.color(norm)
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -212,7 +190,7 @@ def depth_figure(frame: pd.DataFrame, metric: str, *, log_y: bool = False, theor
             part = part.sort_values("position")
             bad = part.loc[part["overflow"], "position"]
             finite = part[part["position"] < bad.min()] if len(bad) else part
-            described = growth(finite["mean"]).describe()
+            described = summary.depth_growth(finite, "mean").describe()
             if len(bad):
                 described = f"{described}, then overflow from {int(bad.min())}"
             lines.append(f"<span style='color:{styles[series][0]}'>■</span> {series}: {described}")

@@ -1,21 +1,24 @@
 """What the dashboard reads off a probe frame: seed statistics, series labels, growth and rates.
 
 Pure pandas over the tidy frames of ``normlab.run_probes`` (one row per seed, layer and metric); no
-Streamlit and no torch, so figures, verdicts and tests share one reading of the numbers.
+Streamlit and no torch. Every number with a definition (gradient growth, final value, growth per block)
+comes from ``normlab.summary``, per series, so the pages, the claims and the CLI read the same numbers.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from normlab import NORMALIZERS, ModelConfig, ProbeConfig, summarize
+from normlab import ModelConfig, ProbeConfig, catalog, summarize, summary
+from normlab.summary import Growth, growth, trunk_kind
+
+__all__ = ["Growth", "growth", "trunk_kind"]  # re-exported: the figures and claims read them from here
 
 # Yang et al. (2019): with BatchNorm + ReLU the gradient grows by this factor per layer toward the input.
-BN_GRADIENT_RATE = math.sqrt(math.pi / (math.pi - 1))
+BN_GRADIENT_RATE = summary.BN_GRAD_RATE
 # Fields that tell series apart when they vary, in the order a label names them.
 _LABEL_FIELDS = ("norm", "arch", "preset", "depth", "width", "stages", "preact", "skipinit", "wn_act",
                  "input", "batch_size", "image_size", "rank_tol", "device")
@@ -27,7 +30,7 @@ def _present(value) -> bool:
 
 def norm_label(norm: str, groups=None, group_size=None) -> str:
     """The normalizer's display name with its group setting, e.g. ``GroupNorm (G=4)``."""
-    label = NORMALIZERS[norm].label if norm in NORMALIZERS else str(norm)
+    label = catalog.label(norm)
     if _present(group_size):
         return f"{label} (group size {int(group_size)})"
     if _present(groups):
@@ -85,11 +88,6 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     return stats
 
 
-def trunk_kind(frame: pd.DataFrame) -> str:
-    """Probe kind that follows the network's depth: residual block outputs, else the act points."""
-    return "block" if (frame["kind"] == "block").any() else "act"
-
-
 def depth_rows(stats: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Rows of ``metric`` along depth per series, with a 1-based ``position`` column (block or layer).
 
@@ -106,57 +104,13 @@ def depth_rows(stats: pd.DataFrame, metric: str) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-@dataclass(frozen=True)
-class Growth:
-    """How a quantity grows along depth: the fitted step, the per-block ratio and which model fits."""
+def depth_growths(stats: pd.DataFrame, metric: str) -> dict[str, Growth]:
+    """Per series: ``normlab.summary.depth_growth`` of the seed means of ``metric`` along depth.
 
-    per_block: float  # least-squares slope of value against depth
-    ratio: float  # geometric-mean ratio between consecutive depths
-    shape: str  # "linear", "exponential", "flat", "decaying" or "unknown"
-
-    def short(self) -> str:
-        """A few characters for a metric card: ``+0.39/block`` or ``×2.1/block``."""
-        if self.shape == "unknown":
-            return "—"
-        if self.shape == "exponential":
-            return f"×{self.ratio:.2f}/block"
-        return "flat" if self.shape == "flat" else f"{self.per_block:+.2f}/block"
-
-    def describe(self) -> str:
-        if self.shape == "unknown":
-            return "growth unknown (overflow or too few points)"
-        if self.shape == "exponential":
-            return f"×{self.ratio:.2f} per block: exponential"
-        if self.shape == "flat":
-            return "flat"
-        return f"{self.per_block:+.3g} per block: {self.shape}"
-
-
-def growth(values) -> Growth:
-    """Classify the growth of a positive series along depth.
-
-    Linear and exponential growth are told apart by which fits better: a straight line through the values
-    or a straight line through their logarithms (the residuals are compared on the log scale, where both
-    fits can be judged alike). Growth whose total is under 10% of the first value reads as flat.
+    ResNets are fitted within each stage (a normalized projection shortcut resets the trunk there).
     """
-    y = np.asarray(values, dtype=float)
-    if y.size < 3 or not np.all(np.isfinite(y)) or np.any(y <= 0):
-        return Growth(math.nan, math.nan, "unknown")
-    x = np.arange(1, y.size + 1, dtype=float)
-    slope, intercept = np.polyfit(x, y, 1)
-    log_slope, log_intercept = np.polyfit(x, np.log(y), 1)
-    ratio = math.exp(log_slope)
-    if abs(y[-1] - y[0]) < 0.1 * y[0] and abs(slope) * (y.size - 1) < 0.1 * y[0]:
-        return Growth(float(slope), ratio, "flat")
-    if slope < 0:
-        return Growth(float(slope), ratio, "decaying")
-    linear_fit = intercept + slope * x
-    if np.any(linear_fit <= 0):
-        return Growth(float(slope), ratio, "exponential")
-    linear_err = np.mean((np.log(y) - np.log(linear_fit)) ** 2)
-    log_err = np.mean((np.log(y) - (log_intercept + log_slope * x)) ** 2)
-    shape = "exponential" if log_err < linear_err and ratio > 1.2 else "linear"
-    return Growth(float(slope), ratio, shape)
+    return {series: summary.depth_growth(part, "mean")
+            for series, part in depth_rows(stats, metric).groupby("series", sort=False)}
 
 
 def gradient_rates(stats: pd.DataFrame) -> pd.DataFrame:
@@ -185,37 +139,17 @@ def gradient_rates(stats: pd.DataFrame) -> pd.DataFrame:
 
 
 def gradient_growth(stats: pd.DataFrame) -> pd.Series:
-    """Per series: gradient norm at the first conv/linear output over the one at the last hidden layer.
-
-    The classifier is left out: its gradient is the loss's own scale, not the network's. Above 1 the
-    gradient grows toward the input (explodes with depth); NaN where either end is zero or overflowed.
-    """
-    out = {}
-    grads = stats[(stats["metric"] == "grad_norm") & (stats["kind"] == "conv")]
-    for series, part in grads.groupby("series", sort=False):
-        g = part.sort_values("index")["mean"].to_numpy(dtype=float)
-        out[series] = _first_over_last_hidden(g)
-    return pd.Series(out, dtype=float)
-
-
-def _first_over_last_hidden(g: np.ndarray) -> float:
-    """g[0] / g[-2] of gradient norms in forward order (g[-1] is the classifier's)."""
-    if g.size < 3:
-        return math.nan
-    first, last = g[0], g[-2]
-    ok = math.isfinite(first) and math.isfinite(last) and first > 0 and last > 0
-    return float(first / last) if ok else math.nan
+    """Per series: ``normlab.summary.gradient_growth`` (first conv/linear over the last hidden layer's
+    gradient norm, head and exact zeros left out), on the seed means. NaN where an end overflowed."""
+    return pd.Series({series: summary.gradient_growth(part, "mean")
+                      for series, part in stats.groupby("series", sort=False)}, dtype=float)
 
 
 def final_value(stats: pd.DataFrame, metric: str) -> pd.Series:
-    """Per series: the seed mean of ``metric`` at the final features (the last trunk point)."""
-    out = {}
-    for series, part in stats[stats["metric"] == metric].groupby("series", sort=False):
-        final = part[part["final"].fillna(False).astype(bool)] if "final" in part else part.iloc[0:0]
-        if final.empty:
-            final = part[part["kind"] == trunk_kind(part)].sort_values("index").tail(1)
-        out[series] = float(final["mean"].iloc[-1]) if len(final) else math.nan
-    return pd.Series(out, dtype=float)
+    """Per series: ``normlab.summary.final_value`` of ``metric``, the seed mean at the final features."""
+    return pd.Series({series: summary.final_value(part, metric, "mean")
+                      for series, part in stats.groupby("series", sort=False)
+                      if (part["metric"] == metric).any()}, dtype=float)
 
 
 def series_norms(stats: pd.DataFrame) -> dict[str, str]:
@@ -245,30 +179,19 @@ def rank_ceiling(model_config: ModelConfig, probe_config: ProbeConfig) -> int:
     return min(probe_config.batch_size, features)
 
 
-def _final_rows(part: pd.DataFrame, metric: str) -> pd.DataFrame:
-    rows = part[part["metric"] == metric]
-    final = rows[rows["final"].fillna(False).astype(bool)] if "final" in rows else rows.iloc[0:0]
-    if final.empty:  # no flag: the last trunk point is the final representation
-        trunk = rows[rows["kind"] == trunk_kind(rows)]
-        final = trunk[trunk["index"] == trunk["index"].max()]
-    return final
-
-
 def tradeoff_points(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per group count of a GroupNorm sweep: final similarity against gradient growth.
 
-    Columns: groups, group_size, cos_sim (seed mean, with cos_min/cos_max), grad_growth (first conv/linear
-    gradient norm over the last hidden layer's, per seed, then mean, grad_min/grad_max) and a label that names
-    the ends (G=1 is LayerNorm, group size 1 is InstanceNorm). Overflowed seeds give NaN.
+    Columns: groups, group_size, cos_sim (seed mean, with cos_min/cos_max), grad_growth
+    (``normlab.summary.gradient_growth``, on the seed means; grad_min/grad_max over the seeds' own) and a
+    label that names the ends (G=1 is LayerNorm, group size 1 is InstanceNorm). Overflowed seeds give NaN.
     """
     rows = []
     for groups, part in frame.groupby("groups", sort=True):
-        cos = _final_rows(part, "cos_sim").groupby("seed")["value"].mean()
-        grads = part[(part["metric"] == "grad_norm") & (part["kind"] == "conv")]
-        per_seed = []
-        for _, seed_rows in grads.groupby("seed"):
-            per_seed.append(_first_over_last_hidden(seed_rows.sort_values("index")["value"].to_numpy(dtype=float)))
-        growth_values = np.asarray(per_seed, dtype=float)
+        cos = summary.final_rows(part, "cos_sim").groupby("seed")["value"].mean()
+        # the point is the growth on the seed means, its band the spread of the seeds' own growths
+        seeds = [summary.gradient_growth(seed_rows) for _, seed_rows in part.groupby("seed")]
+        growth_values = np.asarray(seeds, dtype=float)
         cos_values = cos.to_numpy(dtype=float)
         width = int(part["width"].iloc[0])
         groups = int(groups)
@@ -281,7 +204,8 @@ def tradeoff_points(frame: pd.DataFrame) -> pd.DataFrame:
             return float(values.mean()), float(values.min()), float(values.max())
 
         cos_mean, cos_min, cos_max = stats(cos_values)
-        grad_mean, grad_min, grad_max = stats(growth_values)
+        _, grad_min, grad_max = stats(growth_values)
+        grad_mean = summary.gradient_growth(part)
         rows.append({"groups": groups, "group_size": size, "cos_sim": cos_mean, "cos_min": cos_min,
                      "cos_max": cos_max, "grad_growth": grad_mean, "grad_min": grad_min, "grad_max": grad_max,
                      "label": label})

@@ -1,0 +1,187 @@
+"""The one table of normalizers and metrics: names, labels, traits, cost terms, colours and help texts.
+
+Plain data, no torch: config, theory, budget, the CLI and every page read it, and ``normlab.norms``
+keys its factories by its names. Adding a normalizer is one ``NormInfo`` line here plus one factory
+entry in ``normlab.norms.NORMALIZERS``; a name in one table but not the other is refused when
+``normlab.norms`` is imported (and by a test). Knows nothing of modules, frames or the UI.
+
+The name collections (``NORM_NAMES``, ``GROUPED_NORMS``, ...) follow :data:`NORMALIZERS` through
+:func:`register` and :func:`unregister`, so an entry registered at run time is seen everywhere at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+FALLBACK_COLOR = "#999999"  # a normalizer without a colour of its own
+SLOTS = ("norm", "activation", "weight", "none")
+THEORY_FAMILIES = ("slot", "trunk", "unnormalized")
+
+
+@dataclass(frozen=True)
+class NormInfo:
+    """What the rest of normlab knows of a normalizer without building it."""
+
+    name: str
+    label: str  # human-readable name for plots, menus and the CLI's list
+    # where it acts: "norm" (its own slot after the conv), "activation" (replaces the activation:
+    # the EvoNorms), "weight" (inside the conv: WN, SWS) or "none"
+    slot: str
+    grouped: bool = False  # takes a group count (groups / group_size)
+    batch_dependent: bool = False  # statistics mix samples (BatchNorm, EvoNorm-B0)
+    # Theory family (normlab.theory): "slot" divides by activation statistics in the norm slot, so a
+    # normalized projection shortcut restarts the trunk; "trunk" acts after the addition of a
+    # post-activation block; "unnormalized" propagates like a He-initialised net.
+    theory: str = "unnormalized"
+    rank_bound: bool = False  # the rank bounds of spec section 4 speak of it (BN and the GroupNorm family)
+    # Cost terms (normlab.budget): activation-sized tensors autograd keeps per norm -> activation unit
+    # (measured with torch.autograd.graph.saved_tensors_hooks), and copies of each weight alive in a probe.
+    saved_per_unit: int = 1
+    weight_copies: int = 1
+    color: str = FALLBACK_COLOR  # Tableau 10, the same on every page
+
+    def __post_init__(self) -> None:
+        assert self.slot in SLOTS, f"slot {self.slot!r} of {self.name!r} is not one of {SLOTS}"
+        assert self.theory in THEORY_FAMILIES, f"theory {self.theory!r} of {self.name!r}: not a family"
+
+    @property
+    def family(self) -> str:
+        """"activation" (divides by activation statistics), "parametric" (normalizes weights) or "none"."""
+        families = {"norm": "activation", "activation": "activation", "weight": "parametric"}
+        return families.get(self.slot, "none")
+
+
+NORMALIZERS: dict[str, NormInfo] = {
+    n.name: n
+    for n in (
+        NormInfo("none", "No normalization", "none", saved_per_unit=1, color="#4d4d4d"),
+        NormInfo("batchnorm", "BatchNorm", "norm", batch_dependent=True, theory="slot", rank_bound=True,
+                 saved_per_unit=2, color="#1f77b4"),
+        NormInfo("layernorm", "LayerNorm", "norm", theory="slot", rank_bound=True, saved_per_unit=2,
+                 color="#d62728"),
+        NormInfo("instancenorm", "InstanceNorm", "norm", theory="slot", rank_bound=True, saved_per_unit=2,
+                 color="#2ca02c"),
+        NormInfo("groupnorm", "GroupNorm", "norm", grouped=True, theory="slot", rank_bound=True,
+                 saved_per_unit=2, color="#9467bd"),
+        NormInfo("frn", "Filter Response Norm + TLU", "norm", theory="slot", saved_per_unit=4,
+                 color="#8c564b"),
+        NormInfo("evonorm_b0", "EvoNorm-B0", "activation", batch_dependent=True, theory="trunk",
+                 saved_per_unit=5, color="#17becf"),
+        NormInfo("evonorm_s0", "EvoNorm-S0", "activation", grouped=True, theory="trunk", saved_per_unit=6,
+                 color="#bcbd22"),
+        NormInfo("weightnorm", "Weight Normalization", "weight", saved_per_unit=2, weight_copies=3,
+                 color="#ff7f0e"),
+        NormInfo("sws", "Scaled Weight Standardization", "weight", saved_per_unit=1, weight_copies=3,
+                 color="#e377c2"),
+    )
+}
+
+
+def normalizer(name: str) -> NormInfo:
+    """The catalog entry of ``name``; an unknown name is a ValueError listing the known ones."""
+    if name not in NORMALIZERS:
+        raise ValueError(f"Unknown normalizer {name!r}; expected one of {sorted(NORMALIZERS)}")
+    return NORMALIZERS[name]
+
+
+def label(name: str) -> str:
+    """The display name of a normalizer; an unknown name shows as itself."""
+    return NORMALIZERS[name].label if name in NORMALIZERS else str(name)
+
+
+def color(name: str) -> str:
+    return NORMALIZERS[name].color if name in NORMALIZERS else FALLBACK_COLOR
+
+
+# Name collections everything else reads. They are plain lists and sets (Streamlit, pandas and argparse
+# take them as they are), refreshed in place by register/unregister, so a normalizer registered at run
+# time (a test's toy normalizer) is seen at once by every module that imported them.
+NORM_NAMES: list[str] = []
+GROUPED_NORMS: set[str] = set()
+BATCH_DEPENDENT_NORMS: set[str] = set()
+SLOT_NORMS: set[str] = set()
+TRUNK_NORMS: set[str] = set()
+UNNORMALIZED: set[str] = set()
+RANK_NORMS: set[str] = set()
+_SETS: tuple[tuple[set[str], Callable[[NormInfo], bool]], ...] = (
+    (GROUPED_NORMS, lambda n: n.grouped),
+    (BATCH_DEPENDENT_NORMS, lambda n: n.batch_dependent),
+    (SLOT_NORMS, lambda n: n.theory == "slot"),
+    (TRUNK_NORMS, lambda n: n.theory == "trunk"),
+    (UNNORMALIZED, lambda n: n.theory == "unnormalized"),
+    (RANK_NORMS, lambda n: n.rank_bound),
+)
+
+
+def _refresh() -> None:
+    NORM_NAMES[:] = list(NORMALIZERS)
+    for names, keep in _SETS:
+        names.clear()
+        names.update(name for name, info in NORMALIZERS.items() if keep(info))
+
+
+def register(info: NormInfo) -> None:
+    """Add a normalizer to the table (its factories go in ``normlab.norms.NORMALIZERS``)."""
+    if info.name in NORMALIZERS:
+        raise ValueError(f"normalizer {info.name!r} is already in the catalog")
+    NORMALIZERS[info.name] = info
+    _refresh()
+
+
+def unregister(name: str) -> None:
+    """Remove a normalizer registered with :func:`register`."""
+    NORMALIZERS.pop(name)
+    _refresh()
+
+
+_refresh()
+
+
+# --- Metrics -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A metric of spec section 3: where it is read, how to title it, what it means, how to plot it."""
+
+    name: str
+    kinds: tuple[str, ...]  # probe-point kinds with a row of this metric ("spectrum": the final features)
+    title: str  # axis title
+    help: str  # the definition, one line
+    unit: str = ""  # "" for dimensionless quantities
+    log_y: bool = False  # a log axis reads it best (it spans orders of magnitude)
+
+
+_ACT_POINTS = ("act", "block")
+METRIC_INFO: dict[str, MetricInfo] = {
+    m.name: m
+    for m in (
+        MetricInfo("act_var", _ACT_POINTS, "activation variance (act_var)",
+                   "per-channel variance over (N,H,W), mean over channels", log_y=True),
+        MetricInfo("act_sq_mean", _ACT_POINTS, "squared channel mean (act_sq_mean)",
+                   "per-channel mean over (N,H,W), squared, mean over channels", log_y=True),
+        MetricInfo("res_var", ("res",), "residual-branch variance (res_var)",
+                   "act_var of the residual branch before the addition", log_y=True),
+        MetricInfo("cos_sim", _ACT_POINTS, "cosine similarity (cos_sim)",
+                   "mean off-diagonal cosine similarity between samples (uncentered)"),
+        MetricInfo("cos_sim_centered", _ACT_POINTS, "centered cosine similarity",
+                   "cos_sim after subtracting the batch-mean vector"),
+        MetricInfo("stable_rank", _ACT_POINTS, "stable rank",
+                   "tr(M) / ||M||_2 of the normalized Gram matrix, in [1, N]"),
+        MetricInfo("effective_rank", _ACT_POINTS, "effective rank",
+                   "exp(entropy) of the centered covariance spectrum"),
+        MetricInfo("numerical_rank", _ACT_POINTS, "numerical rank",
+                   "singular values of the centered features above rank_tol * sigma_max"),
+        MetricInfo("grad_norm", ("conv",), "gradient norm ‖∂L/∂z‖",
+                   "Frobenius norm over the batch of dL/dz at each conv/linear output z", log_y=True),
+        MetricInfo("gram_eigenvalue", ("spectrum",), "Gram eigenvalue",
+                   "eigen-spectrum of the final features' Gram matrix, largest first", log_y=True),
+    )
+}
+METRICS = tuple(METRIC_INFO)
+# The metrics of an activation tensor ("act" and "block" probe points), in frame order.
+ACTIVATION_METRICS = tuple(m for m, info in METRIC_INFO.items() if info.kinds == _ACT_POINTS)
+
+
+def metric_title(name: str) -> str:
+    return METRIC_INFO[name].title if name in METRIC_INFO else str(name)
