@@ -110,10 +110,22 @@ def find_cifar(name: str, data_dir: str | os.PathLike | None) -> tuple[Path, Cif
 # ---------------------------------------------------------------------------------------------
 # Safe unpickling
 
-# What a CIFAR python-pickle may name: numpy's array reconstruction, nothing else. The files were
-# written by Python 2's cPickle: a dict of bytes keys, lists of ints and bytes, and one uint8 ndarray.
+# What a CIFAR python-pickle may name: numpy's array reconstruction, and latin-1 bytes; nothing else.
+# The files were written by Python 2's cPickle: a dict of bytes keys, lists of ints and bytes, and one
+# uint8 ndarray (numpy.core.multiarray._reconstruct, numpy.ndarray, numpy.dtype).
 _RECONSTRUCT = np.zeros(1).__reduce__()[0]  # numpy.core / numpy._core .multiarray._reconstruct
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as Python 3 pickles bytes at protocol 2 (how a re-saved CIFAR file stores
+    its pixels); only the latin-1 codec, which maps text to bytes and does nothing else."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r} is not the latin-1 bytes form")
+    return text.encode("latin1")
+
+
 _ALLOWED = {
+    ("_codecs", "encode"): _latin1_bytes,
     ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy", "ndarray"): np.ndarray,
