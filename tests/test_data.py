@@ -106,3 +106,13 @@ def test_weights_inputs_and_labels_draw_from_different_streams():
 def test_make_inputs_refuses_a_non_probe_config():
     with pytest.raises(ValueError, match="ProbeConfig"):
         make_inputs({"input": "gaussian"}, seed=0)
+
+
+def test_the_images_input_crops_seven_bundled_colour_photographs():
+    from normlab.data import SKIMAGE_PHOTOS, _photographs
+
+    photos = _photographs()
+    assert len(photos) == 2 + len(SKIMAGE_PHOTOS) == 7  # scikit-learn's two and scikit-image's five
+    for photo in photos:
+        assert photo.shape[0] == 3 and min(photo.shape[1:]) >= 300 and 0 <= photo.min() < photo.max() <= 1
+        assert photo.std(dim=(1, 2)).min() > 0.05  # colour photographs, not flat or grey padding

@@ -228,3 +228,16 @@ def test_run_probes_measures_a_network_on_cifar_from_disk(tmp_path):
                        ProbeConfig(input="cifar100", batch_size=4, image_size=8, data_dir=str(tmp_path)))
     assert (frame["input"] == "cifar100").all() and (frame["data_dir"] == str(tmp_path)).all()
     assert np.isfinite(frame["value"]).all()
+
+
+def test_normlab_probe_reads_cifar_from_data_dir_and_names_a_missing_one(tmp_path, capsys, monkeypatch):
+    from normlab.cli import main
+
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    write_cifar(tmp_path, "cifar10", "python")
+    argv = ["probe", "--arch", "mlp", "--depth", "2", "--width", "8", "--batch-size", "4",
+            "--image-size", "8", "--input", "cifar10"]
+    assert main([*argv, "--data-dir", str(tmp_path)]) == 0
+    assert "cifar10" in capsys.readouterr().out
+    assert main(argv) == 2
+    assert "give data_dir (--data-dir DIR) or set NORMLAB_DATA_DIR" in capsys.readouterr().err
