@@ -84,7 +84,7 @@ def _digits() -> torch.Tensor:
     return torch.from_numpy(load_digits().images.astype(np.float32))[:, None]
 
 
-def _to_channels(x: torch.Tensor, in_channels: int) -> torch.Tensor:
+def to_channels(x: torch.Tensor, in_channels: int) -> torch.Tensor:
     """(N, c, H, W) with c = 1 or 3 -> (N, in_channels, H, W).
 
     RGB to one channel is the luminance mean; otherwise the source channels repeat cyclically.
@@ -144,7 +144,7 @@ def _pick(n: int, total: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randint(total, (n,), generator=gen)
 
 
-def _resized(x: torch.Tensor, size: int) -> torch.Tensor:
+def resized(x: torch.Tensor, size: int) -> torch.Tensor:
     """(N, C, h, w) -> (N, C, size, size), bilinear, antialiased when shrinking."""
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
@@ -160,7 +160,7 @@ def _disk_batch(probe_config: ProbeConfig, gen: torch.Generator) -> torch.Tensor
         idx = _pick(n, len(folder), gen).tolist()
         return datasets.normalize(datasets.load_images([folder.paths[k] for k in idx], size))
     train = datasets.load_cifar(probe_config.input, probe_config.data_dir, "train")
-    return _resized(datasets.normalize(train.images[_pick(n, len(train), gen)]), size)
+    return resized(datasets.normalize(train.images[_pick(n, len(train), gen)]), size)
 
 
 def make_inputs(probe_config: ProbeConfig, seed: int, in_channels: int = 3) -> torch.Tensor:
@@ -181,11 +181,11 @@ def make_inputs(probe_config: ProbeConfig, seed: int, in_channels: int = 3) -> t
     if probe_config.input == "gaussian":
         return torch.randn(n, in_channels, size, size, generator=gen)
     if probe_config.input == "images":
-        return standardize(_to_channels(_image_crops(n, size, gen), in_channels))
+        return standardize(to_channels(_image_crops(n, size, gen), in_channels))
     if probe_config.input == "digits":
-        return standardize(_to_channels(_digit_batch(n, size, gen), in_channels))
+        return standardize(to_channels(_digit_batch(n, size, gen), in_channels))
     if probe_config.input in DISK_INPUTS:
-        return _to_channels(_disk_batch(probe_config, gen), in_channels)
+        return to_channels(_disk_batch(probe_config, gen), in_channels)
     raise AssertionError(f"input {probe_config.input!r} is validated by ProbeConfig; "
                          f"expected {INPUTS + DISK_INPUTS}")
 

@@ -34,7 +34,7 @@ from normlab.config import (
     ModelConfig,
     ProbeConfig,
 )
-from normlab.data import derive_seed, make_inputs, make_labels
+from normlab.data import derive_seed, make_inputs, make_labels, resized, to_channels
 from normlab.device import resolve_device
 from normlab.models import Net, build_model
 from normlab.norms import get_normalizer
@@ -306,9 +306,7 @@ class TrainData:
         """Stored images -> float32 (B, in_channels, image_size, image_size) on x's device."""
         if x.dtype != torch.uint8:
             return x
-        from normlab.data import _resized, _to_channels
-
-        return _to_channels(_resized(datasets.normalize(x), self.image_size), self.in_channels)
+        return to_channels(resized(datasets.normalize(x), self.image_size), self.in_channels)
 
     def to(self, device: torch.device) -> TrainData:
         return replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
