@@ -382,7 +382,7 @@ def catalogue() -> dict:
         "normalizers": {name: {"label": n.label, "family": n.family, "grouped": n.grouped,
                                "batch_dependent": n.batch_dependent} for name, n in NORMALIZERS.items()},
         "presets": {name: {k: v for k, v in p.items() if k != "plan"} for name, p in PRESETS.items()},
-        "inputs": list(INPUTS),
+        "inputs": list(INPUTS + DISK_INPUTS),
         "archs": list(ARCHS),
         "metrics": {m: _METRIC_HELP.get(m, "") for m in METRICS},
         "devices": {"choices": list(DEVICES), "available": available_devices()},

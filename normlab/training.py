@@ -697,8 +697,7 @@ SPEED_METRICS = ("acc_at_k", "steps_to_target")
 # than a single default run: 150 steps on 12x12 digits (40% of the 16x16 cost per step), which keeps
 # the default study within 5 minutes on a 2-core CPU. Over half the runs pass 80% held-out accuracy
 # within it; the ones that do not are the slow ones, the signal.
-# The study reads the probes at init and after probe_after steps only, so it probes at those two.
-STUDY_TRAIN = TrainConfig(steps=150, image_size=12, probe_steps=())
+STUDY_TRAIN = TrainConfig(steps=150, image_size=12)
 
 
 def _as_tuple(value) -> tuple:
@@ -775,9 +774,14 @@ class StudyConfig:
         return configs
 
     def runs(self) -> list[tuple[ModelConfig, TrainConfig]]:
-        """Every (network, training) pair of the study: each network once per seed."""
+        """Every (network, training) pair of the study: each network once per seed.
+
+        The study reads the probes at init and after ``probe_after`` steps only, so unless its
+        ``train`` names probe steps, the runs probe at those two (each further probe costs about a step).
+        """
         seeds = range(self.seed, self.seed + self.seeds)
-        return [(m, replace(self.train, seed=s)) for m in self.model_configs() for s in seeds]
+        train = self.train if self.train.probe_steps is not None else replace(self.train, probe_steps=())
+        return [(m, replace(train, seed=s)) for m in self.model_configs() for s in seeds]
 
     def to_dict(self) -> dict:
         return asdict(self)
