@@ -26,6 +26,7 @@ from normlab import catalog
 from normlab.config import (
     ARCHS,
     DEVICES,
+    DISK_INPUTS,
     INPUTS,
     NORM_NAMES,
     PRESETS,
@@ -58,13 +59,14 @@ FIELD_HELP = {
     "wn_act": f"weightnorm resnet: corrected ReLU {' or '.join(WN_ACT_PLACEMENTS)}",
     "in_channels": "input image channels",
     "num_classes": "classifier outputs (random labels use the same count)",
-    "input": f"probe inputs: {', '.join(INPUTS)}",
+    "input": f"probe inputs: {', '.join(INPUTS)}; from --data-dir: {', '.join(DISK_INPUTS)}",
     "batch_size": "samples per batch (bounds every rank)",
     "image_size": "input height = width",
     "seed": "first seed",
     "seeds": "number of seeds (fresh init and batch each)",
     "device": f"{', '.join(DEVICES)} ('normlab list' says which this machine has)",
     "rank_tol": "numerical_rank counts singular values above rank_tol * sigma_max",
+    "data_dir": "folder of the cifar10/cifar100 files or of an image folder (default $NORMLAB_DATA_DIR)",
 }
 
 class UsageError(ValueError):
@@ -341,7 +343,7 @@ def catalogue(devices: bool = True) -> dict:
                                "batch_dependent": n.batch_dependent}
                         for name, n in catalog.NORMALIZERS.items()},
         "presets": {name: {k: v for k, v in p.items() if k != "plan"} for name, p in PRESETS.items()},
-        "inputs": list(INPUTS),
+        "inputs": list(INPUTS + DISK_INPUTS),
         "archs": list(ARCHS),
         "metrics": {m: {"where": list(info.kinds), "help": info.help}
                     for m, info in catalog.METRIC_INFO.items()},

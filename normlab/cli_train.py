@@ -19,13 +19,16 @@ import torch
 
 from normlab.cli import FIELD_HELP, FORMATS, TRAINING_HELP, USAGE_ERROR, field_type
 from normlab.config import ARCHS, NORM_NAMES, ModelConfig, config_from_dict
+from normlab.datasets import DATA_DIR_ENV, NUM_CLASSES
 from normlab.output import check_out, frame_text, write
 from normlab.training import (
     STUDY_NORMS,
+    TRAIN_DATASETS,
     StudyConfig,
     StudyResult,
     TrainConfig,
     TrainResult,
+    paper_recipe,
     run_study,
     run_training,
 )
@@ -46,7 +49,14 @@ _HELP = {
     "image_size": "digits are upsampled (bilinear) from 8x8 to this size",
     "seed": "seed of the init, batch order and probe batch (the held-out split is fixed)",
     "eval_every": "steps between held-out evaluations",
-    "probe_after": "re-run the probes after this many steps",
+    "probe_after": "re-run the probes after this many steps (always among the probe steps)",
+    "probe_steps": "steps to probe at, comma-separated, e.g. 0,1,2,5,10 (0 = init; default 0, 1, 2, 5, "
+                   "10, 20, 50, ... and the last step)",
+    "dataset": f"training data: {', '.join(TRAIN_DATASETS)} (the CIFARs from --data-dir)",
+    "data_dir": f"folder holding the CIFAR files (default ${DATA_DIR_ENV}); nothing is downloaded",
+    "warmup_steps": "linear learning-rate warmup over this many steps",
+    "lr_drop_step": "from this step on the learning rate is a tenth of --lr",
+    "hflip": "random horizontal flips of the training images",
     "target_accuracy": "held-out accuracy that counts as trained (steps_to_target)",
     "max_loss": "a training loss above this (or NaN/inf) ends the run as diverged",
     "device": "auto, cpu, cuda or mps",
@@ -84,12 +94,25 @@ def _add_fields(parser: argparse.ArgumentParser, cls, title: str, skip: tuple[st
             value = getattr(defaults, field.name)
             shown = " ".join(map(str, value)) if isinstance(value, tuple) else value
             text += f" (default {shown})"
-        if base is bool:
+        if field.name == "probe_steps":  # one comma-separated list, as the other tools write it
+            group.add_argument(flag, dest=field.name, type=step_list, default=None, metavar="0,1,2,...",
+                               help=text)
+        elif base is bool:
             group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
                                help=text)
         else:
             group.add_argument(flag, dest=field.name, type=base, default=None, nargs="+" if many else None,
                                metavar=base.__name__.upper(), help=text)
+
+
+def step_list(text: str) -> tuple[int, ...]:
+    """``"0,1,2,5"`` -> (0, 1, 2, 5); the range is TrainConfig's to check."""
+    try:
+        return tuple(int(part) for part in text.replace(" ", ",").split(",") if part)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"probe steps must be whole numbers separated by commas, e.g. 0,1,2,5; got {text!r}"
+        ) from None
 
 
 def _given(args: argparse.Namespace, cls, skip: tuple[str, ...] = ()) -> dict:
@@ -135,8 +158,13 @@ def _fmt(value: float, digits: int = 3) -> str:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     _add_fields(parser, ModelConfig, "model")
     _add_fields(parser, TrainConfig, "training", defaults=TrainConfig())
+    parser.add_argument("--recipe", choices=("default", "paper"), default="default",
+                        help="paper: the paper's CIFAR setup (SGD momentum 0.9, weight decay 1e-4, "
+                             "batch 256, lr 0.1 dropped to 0.01 for the last quarter, warmup for frn, flips; "
+                             "dataset cifar100 unless given); training flags override it (default: default)")
     _add_threads(parser)
-    _add_output(parser, TRAIN_SHOW, "curve (one row per step), summary (one row), probes (init and after)")
+    _add_output(parser, TRAIN_SHOW, "curve (one row per step), summary (one row), probes (every probe "
+                                    "step, with a step column)")
 
 
 def train_summary(result: TrainResult) -> str:
@@ -156,6 +184,10 @@ def train_summary(result: TrainResult) -> str:
         f"gradient range (max/min over the same layers): init {_fmt(s['grad_range_init'])}, "
         f"after {tc.probe_after} steps {_fmt(s['grad_range_after'])}",
     ]
+    ranges = result.grad_ranges()
+    if len(ranges) > 2:
+        lines.append("# grad_norm range by step: " + ", ".join(
+            f"{int(r.step)}: {_fmt(r.grad_range)}" for r in ranges.itertuples()))
     if result.diverged:
         lines.append(f"# DIVERGED: the training loss left [0, {tc.max_loss:g}] at step {s['steps_done'] + 1}")
     if result.stopped:
@@ -167,7 +199,7 @@ def _train_frame(result: TrainResult, show: str, fmt: str) -> pd.DataFrame:
     if show == "summary":
         return pd.DataFrame([result.summary()])
     if show == "probes":
-        return pd.concat([result.probes_init, result.probes_after], ignore_index=True)
+        return result.probes
     if fmt == "table":  # the evaluated steps only, without the constant config columns
         return result.curve.loc[result.curve["test_acc"].notna() | result.curve["loss"].isna(),
                                 ["step", "loss", "train_acc", "test_loss", "test_acc"]]
@@ -182,11 +214,23 @@ def _step_reporter(every: int) -> Callable[[int, int, str], None]:
     return report
 
 
+def train_config_from_fields(fields: dict, recipe: str, norm: str) -> TrainConfig:
+    """The TrainConfig of ``normlab train``: the recipe's (default or paper), the given fields on top."""
+    if recipe == "paper":
+        rest = {k: v for k, v in fields.items() if k not in ("steps", "dataset")}
+        return paper_recipe(norm, fields.get("steps"), fields.get("dataset", "cifar100"), **rest)
+    return config_from_dict(TrainConfig, fields)
+
+
 def run_train_command(args: argparse.Namespace) -> int:
     """``normlab train``: one run; the chosen frame to stdout/--out, the summary to stderr."""
     try:
-        model = config_from_dict(ModelConfig, _given(args, ModelConfig))
-        train = config_from_dict(TrainConfig, _given(args, TrainConfig))
+        model_fields, train_fields = _given(args, ModelConfig), _given(args, TrainConfig)
+        norm = model_fields.get("norm", ModelConfig.norm)
+        train = train_config_from_fields(train_fields, args.recipe, norm)
+        if train.dataset in NUM_CLASSES and "num_classes" not in model_fields:
+            model_fields["num_classes"] = NUM_CLASSES[train.dataset]  # CIFAR-100's head has 100 outputs
+        model = config_from_dict(ModelConfig, model_fields)
         check_out(args.out)
         _set_threads(args.threads)
         result = run_training(model, train, progress=_step_reporter(max(train.steps // 10, 1)))

@@ -247,7 +247,9 @@ def config_from_dict(cls, values: dict):
     return cls(**values)
 
 
-INPUTS = ("gaussian", "images", "digits")
+INPUTS = ("gaussian", "images", "digits")  # offline: what the package and its dependencies ship
+# Read from a local folder (data_dir, else $NORMLAB_DATA_DIR; see normlab.datasets): never downloaded.
+DISK_INPUTS = ("cifar10", "cifar100", "imagefolder")
 MAX_IMAGE_SIZE = 256
 
 
@@ -262,9 +264,14 @@ class ProbeConfig:
     seeds: int = 1  # how many seeds (fresh init and fresh batch each)
     device: str = "auto"  # 'auto' takes CUDA, then MPS, then the CPU
     rank_tol: float = 1e-3  # numerical_rank counts singular values above rank_tol * sigma_max
+    data_dir: str | None = None  # folder of a DISK_INPUTS input; None: $NORMLAB_DATA_DIR (read at probe time)
 
     def __post_init__(self) -> None:
-        _check_choice("input", self.input, INPUTS)
+        _check_choice("input", self.input, INPUTS + DISK_INPUTS)
+        if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir.strip()):
+            raise ValueError(f"data_dir must be a folder path or None; got {self.data_dir!r}")
+        if self.input not in DISK_INPUTS:
+            object.__setattr__(self, "data_dir", None)  # canonical: the offline inputs read no folder
         check_int("batch_size", self.batch_size, low=2, high=MAX_WIDTH)  # similarities need two samples
         check_int("image_size", self.image_size)
         if self.image_size > MAX_IMAGE_SIZE:

@@ -1,4 +1,5 @@
-"""Seeded input batches for the probes: Gaussian noise, crops of natural photographs, digits.
+"""Seeded input batches for the probes: Gaussian noise, crops of natural photographs, digits, and
+real datasets from a local folder (CIFAR-10/100, an image folder; read by normlab.datasets).
 
 Every batch comes from its own seeded generator, never from the global RNG state, so the same
 (config, seed) always gives the same tensor and probing leaves the caller's random state untouched.
@@ -8,13 +9,16 @@ Knows nothing of models or metrics.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from normlab.config import INPUTS, ProbeConfig
+from normlab import datasets
+from normlab.config import DISK_INPUTS, INPUTS, ProbeConfig
 
 # Independent random streams drawn from one user seed: weights, inputs and labels never share draws.
 STREAMS = {"init": 0, "inputs": 1, "labels": 2}
@@ -33,15 +37,43 @@ def _generator(seed: int, stream: str) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, stream))
 
 
+# The colour photographs of the "images" input: scikit-learn's two, and the five colour photographs
+# scikit-image ships inside its wheel (its other samples are grey, synthetic, microscopy or fetched
+# over the network by pooch, so unusable offline). About 2.3 MB of JPEG/PNG, decoded once.
+SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg")
+
+
+def _package_dir(package: str) -> Path:
+    """A package's folder, found without importing it (scikit-image's import costs seconds)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"the 'images' input needs the {package} package; pip install scikit-image")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _decode(path: Path) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        pixels = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0  # (H, W, 3)
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+
+
 @functools.lru_cache(maxsize=1)
 def _photographs() -> tuple[torch.Tensor, ...]:
-    """scikit-learn's two bundled photographs (china.jpg, flower.jpg) as (3, 427, 640) in [0, 1]."""
+    """The seven photographs, each (3, H, W) float32 in [0, 1], in a fixed order.
+
+    scikit-learn's china.jpg and flower.jpg (427 x 640), then :data:`SKIMAGE_PHOTOS` (300 to 741 pixels
+    a side).
+    """
     from sklearn.datasets import load_sample_images  # reads JPEGs through Pillow
 
-    return tuple(
+    sklearn_photos = tuple(
         torch.from_numpy(np.ascontiguousarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
         for im in load_sample_images().images
     )
+    skimage_data = _package_dir("skimage") / "data"
+    return sklearn_photos + tuple(_decode(skimage_data / name) for name in SKIMAGE_PHOTOS)
 
 
 @functools.lru_cache(maxsize=1)
@@ -52,7 +84,7 @@ def _digits() -> torch.Tensor:
     return torch.from_numpy(load_digits().images.astype(np.float32))[:, None]
 
 
-def _to_channels(x: torch.Tensor, in_channels: int) -> torch.Tensor:
+def to_channels(x: torch.Tensor, in_channels: int) -> torch.Tensor:
     """(N, c, H, W) with c = 1 or 3 -> (N, in_channels, H, W).
 
     RGB to one channel is the luminance mean; otherwise the source channels repeat cyclically.
@@ -98,22 +130,49 @@ def _image_crops(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
 def _digit_batch(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
     """n digits drawn without replacement (with replacement beyond 1797), upsampled bilinearly."""
     digits = _digits()
-    if n <= len(digits):
-        idx = torch.randperm(len(digits), generator=gen)[:n]
-    else:
-        idx = torch.randint(len(digits), (n,), generator=gen)
-    batch = digits[idx]  # (n, 1, 8, 8)
+    batch = digits[_pick(n, len(digits), gen)]  # (n, 1, 8, 8)
     if size != 8:
         batch = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False,
                               antialias=size < 8)
     return batch
 
 
+def _pick(n: int, total: int, gen: torch.Generator) -> torch.Tensor:
+    """n indices into a set of ``total``: without replacement, with replacement beyond ``total``."""
+    if n <= total:
+        return torch.randperm(total, generator=gen)[:n]
+    return torch.randint(total, (n,), generator=gen)
+
+
+def resized(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, C, h, w) -> (N, C, size, size), bilinear, antialiased when shrinking."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=size < x.shape[-1])
+
+
+def _disk_batch(probe_config: ProbeConfig, gen: torch.Generator) -> torch.Tensor:
+    """A batch from the local dataset, with the paper's preprocessing: (x / 255 - 0.5) / 0.5."""
+    n, size = probe_config.batch_size, probe_config.image_size
+    if probe_config.input == "imagefolder":
+        folder = datasets.list_image_folder(probe_config.data_dir)
+        idx = _pick(n, len(folder), gen).tolist()
+        return datasets.normalize(datasets.load_images([folder.paths[k] for k in idx], size))
+    train = datasets.load_cifar(probe_config.input, probe_config.data_dir, "train")
+    return resized(datasets.normalize(train.images[_pick(n, len(train), gen)]), size)
+
+
 def make_inputs(probe_config: ProbeConfig, seed: int, in_channels: int = 3) -> torch.Tensor:
     """The input batch of one seed: (batch_size, in_channels, image_size, image_size) float32 on the CPU.
 
     ``gaussian`` is i.i.d. N(0, 1). ``images`` and ``digits`` are standardized per channel over the batch
-    (zero mean, unit variance), as a data pipeline would.
+    (zero mean, unit variance), as a data pipeline would. ``cifar10``, ``cifar100`` (training split)
+    and ``imagefolder`` are read from ``probe_config.data_dir`` (else $NORMLAB_DATA_DIR) and
+    preprocessed as the paper's code does, ToTensor then Normalize(0.5, 0.5) per channel; CIFAR's
+    32x32 images are resized to ``image_size``, folder images scaled and centre-cropped to it. All
+    draw their samples from the seed's ``inputs`` stream: without replacement, with replacement when
+    the set has fewer images than ``batch_size``.
     """
     if not isinstance(probe_config, ProbeConfig):
         raise ValueError(f"probe_config must be a ProbeConfig; got {type(probe_config).__name__}")
@@ -122,10 +181,13 @@ def make_inputs(probe_config: ProbeConfig, seed: int, in_channels: int = 3) -> t
     if probe_config.input == "gaussian":
         return torch.randn(n, in_channels, size, size, generator=gen)
     if probe_config.input == "images":
-        return standardize(_to_channels(_image_crops(n, size, gen), in_channels))
+        return standardize(to_channels(_image_crops(n, size, gen), in_channels))
     if probe_config.input == "digits":
-        return standardize(_to_channels(_digit_batch(n, size, gen), in_channels))
-    raise AssertionError(f"input {probe_config.input!r} is validated by ProbeConfig; expected {INPUTS}")
+        return standardize(to_channels(_digit_batch(n, size, gen), in_channels))
+    if probe_config.input in DISK_INPUTS:
+        return to_channels(_disk_batch(probe_config, gen), in_channels)
+    raise AssertionError(f"input {probe_config.input!r} is validated by ProbeConfig; "
+                         f"expected {INPUTS + DISK_INPUTS}")
 
 
 def make_labels(batch_size: int, num_classes: int, seed: int) -> torch.Tensor:

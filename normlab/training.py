@@ -1,7 +1,10 @@
-"""Short seeded SGD runs on scikit-learn's digits, and the study of init similarity vs training speed.
+"""Seeded SGD runs (scikit-learn's digits offline, CIFAR from a local folder), and the study of init
+similarity vs training speed.
 
-Does what the probes see at initialization predict training? ``run_training`` trains one network for a
-few hundred steps and probes it at init and again after a few steps; ``run_study`` repeats that over
+Does what the probes see at initialization predict training, and does it last? ``run_training`` trains
+one network and probes it at chosen steps (0 = init, then 1, 2, 5, 10, 20, 50, ...), always on the
+batch ``run_probes`` would measure for the same seed; ``paper_recipe`` is the paper's CIFAR training
+setup (SGD, momentum 0.9, weight decay 1e-4, batch 256, warmup for FRN). ``run_study`` repeats runs over
 normalizers, group counts, architectures and seeds and rank-correlates the final-layer cosine similarity
 at init with how fast each network learns. Everything returns tidy frames. Knows nothing of the UI and
 never prints; progress goes to an optional ``progress(done, total, label)`` callback.
@@ -21,6 +24,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from normlab import datasets
 from normlab.config import (
     ARCHS,
     DEVICES,
@@ -28,8 +32,10 @@ from normlab.config import (
     MAX_IMAGE_SIZE,
     NORM_NAMES,
     ModelConfig,
+    ProbeConfig,
 )
 from normlab.config import check_int as _check_int
+from normlab.data import derive_seed, make_inputs, make_labels, resized, to_channels
 from normlab.device import resolve_device
 from normlab.models import Net, build_model
 from normlab.norms import get_normalizer
@@ -44,6 +50,11 @@ ShouldStop = Callable[[], bool]
 TEST_SIZE = 360
 SPLIT_SEED = 0
 DIGITS_SIZE = 8  # scikit-learn's digits are 8x8 grey images with values 0..16
+TRAIN_DATASETS = ("digits", "cifar10", "cifar100")  # the CIFARs are read from data_dir, never downloaded
+# Probes at 0, 1, 2, 5, 10, 20, 50, 100, ...: dense where the gradients change fastest (the first steps).
+PROBE_MANTISSAS = (1, 2, 5)
+LR_DROP = 0.1  # the paper's schedule ends at a tenth of the base rate (0.1 -> 0.01)
+EVAL_CHUNK = 1000  # held-out images per forward pass: CIFAR's 10000 at once would need GBs
 
 
 def _choices(values) -> str:
@@ -85,6 +96,14 @@ class TrainConfig:
     # 'auto' takes CUDA, then MPS, then the CPU. On the CPU a run is bit-identical for the same torch
     # thread count (a different count changes the float summation order, and so the last digits).
     device: str = "auto"
+    # Steps after which the probes run (0 = init); None: default_probe_steps(steps), 0, 1, 2, 5, 10, 20,
+    # 50, ... and the last step. probe_after is always one of them (its rows are probes_after).
+    probe_steps: tuple[int, ...] | None = None
+    dataset: str = "digits"  # one of TRAIN_DATASETS
+    data_dir: str | None = None  # the CIFAR folder (normlab.datasets); None: $NORMLAB_DATA_DIR
+    warmup_steps: int = 0  # the rate rises linearly, lr * step / warmup_steps, over the first steps
+    lr_drop_step: int | None = None  # from this step on the rate is lr * LR_DROP; None: no drop
+    hflip: bool = False  # flip each training image left-right with probability 1/2 (the paper's CIFAR runs)
 
     def __post_init__(self) -> None:
         _check_int("steps", self.steps, 1)
@@ -105,6 +124,53 @@ class TrainConfig:
         _check_real("max_loss", self.max_loss, 0.0, open_low=True)
         if self.device not in DEVICES:
             raise ValueError(f"Unknown device {self.device!r}; expected one of {_choices(DEVICES)}")
+        self._check_schedule()
+
+    def _check_schedule(self) -> None:
+        """The fields of probing at chosen steps, CIFAR data and the paper's schedule."""
+        if self.probe_steps is not None:
+            steps = self.probe_steps
+            if isinstance(steps, (int, np.integer, str)) or not hasattr(steps, "__iter__"):
+                steps = (steps,)  # one value; a string is refused by _check_int below, naming the field
+            for k in steps:
+                _check_int("probe_steps", k, 0, self.steps)
+            object.__setattr__(self, "probe_steps", tuple(sorted({int(k) for k in steps})))
+        if self.dataset not in TRAIN_DATASETS:
+            raise ValueError(f"Unknown dataset {self.dataset!r}; expected one of {_choices(TRAIN_DATASETS)}")
+        if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir.strip()):
+            raise ValueError(f"data_dir must be a folder path or None; got {self.data_dir!r}")
+        if self.dataset == "digits":
+            object.__setattr__(self, "data_dir", None)  # canonical: the digits read no folder
+        _check_int("warmup_steps", self.warmup_steps, 0)
+        if self.lr_drop_step is not None:
+            _check_int("lr_drop_step", self.lr_drop_step, 1)
+        if not isinstance(self.hflip, bool):
+            raise ValueError(f"hflip must be true or false; got {self.hflip!r}")
+
+    @property
+    def probe_schedule(self) -> tuple[int, ...]:
+        """Every step the probes run at: 0, probe_after, and probe_steps (or the default), in order."""
+        chosen = default_probe_steps(self.steps) if self.probe_steps is None else self.probe_steps
+        return tuple(sorted({0, self.probe_after, *chosen}))
+
+    @property
+    def probe_config(self) -> ProbeConfig:
+        """The ProbeConfig whose ``run_probes`` batch the run probes at every probe step.
+
+        Same dataset (digits drawn from all 1797 and standardized over the batch; CIFAR's training
+        split with the paper's preprocessing), batch_size, image_size, seed and device; its random
+        labels are ``make_labels`` of the seed. So step 0 of a run is ``run_probes(model, probe_config)``,
+        and what changes between probe steps is the weights alone.
+        """
+        return ProbeConfig(input=self.dataset, batch_size=self.batch_size, image_size=self.image_size,
+                           seed=self.seed, seeds=1, device=self.device, data_dir=self.data_dir)
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of update ``step`` (1-based): warmup, then lr, then lr * LR_DROP."""
+        rate = self.lr * (LR_DROP if self.lr_drop_step is not None and step >= self.lr_drop_step else 1.0)
+        if step <= self.warmup_steps:
+            rate *= step / self.warmup_steps
+        return rate
 
     @property
     def eval_steps(self) -> tuple[int, ...]:
@@ -113,6 +179,54 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def default_probe_steps(steps: int) -> tuple[int, ...]:
+    """0, 1, 2, 5, 10, 20, 50, ... up to ``steps``, and ``steps`` itself (the run's end)."""
+    _check_int("steps", steps, 0)
+    out, scale = {0, steps}, 1
+    while scale <= steps:
+        out |= {m * scale for m in PROBE_MANTISSAS if m * scale <= steps}
+        scale *= 10
+    return tuple(sorted(out))
+
+
+# The paper's training setup (its code's config.py and main.py): 60 epochs of CIFAR at batch 256, SGD
+# with momentum 0.9 and weight decay 1e-4, rate 0.1 (its init_lr 1 x base 0.1, scaled as 0.1 * 256 /
+# batch), dropped to 0.01 for the last quarter of the post-warmup steps; FRN alone warms up linearly over
+# the first 5 epochs; random horizontal flips; ToTensor + Normalize(0.5, 0.5).
+PAPER_EPOCHS = 60
+PAPER_WARMUP_EPOCHS = 5
+PAPER_BATCH = 256
+PAPER_LR = 0.1
+PAPER_WARMUP_NORMS = ("frn",)
+CIFAR_TRAIN_SIZE = 50_000
+
+
+def paper_recipe(norm: str, steps: int | None = None, dataset: str = "cifar100", **changes) -> TrainConfig:
+    """The paper's CIFAR training setup for normalizer ``norm``, over ``steps`` updates.
+
+    ``steps`` None: the paper's full 60 epochs (11760 steps at batch 256). A shorter run keeps the
+    schedule's shape, compressed: warmup over the first 5/60 of the steps (FRN only), the base rate
+    for 3/4 of the rest, a tenth of it after. ``changes`` override any field (batch_size rescales the
+    rate as the paper's code does: 0.1 * 256 / batch_size).
+    """
+    if norm not in NORM_NAMES:
+        raise ValueError(f"Unknown normalizer (norm) {norm!r}; expected one of {_choices(NORM_NAMES)}")
+    batch = changes.get("batch_size", PAPER_BATCH)
+    _check_int("batch_size", batch, 2, CIFAR_TRAIN_SIZE)
+    epoch = math.ceil(CIFAR_TRAIN_SIZE / batch)
+    if steps is None:
+        steps = PAPER_EPOCHS * epoch
+    _check_int("steps", steps, 1)
+    warmup = round(steps * PAPER_WARMUP_EPOCHS / PAPER_EPOCHS) if norm in PAPER_WARMUP_NORMS else 0
+    recipe = dict(
+        steps=steps, lr=PAPER_LR * PAPER_BATCH / batch, momentum=0.9, weight_decay=1e-4, batch_size=batch,
+        image_size=32, dataset=dataset, warmup_steps=warmup,
+        lr_drop_step=warmup + int(0.75 * (steps - warmup)) + 1, hflip=True,
+        eval_every=max(min(epoch, steps // 5), 1), probe_after=min(10, steps),
+    )
+    return TrainConfig(**{**recipe, **changes})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,6 +280,49 @@ def _stratified_split(labels: np.ndarray, test_size: int, seed: int) -> tuple[np
     return np.sort(train_idx), np.sort(test_idx)
 
 
+@dataclass(frozen=True)
+class TrainData:
+    """A training set and its held-out set; ``prepare`` turns stored images into network input.
+
+    The digits are stored prepared (float32); CIFAR as uint8 (150 MB rather than 600 MB as float),
+    normalized batch by batch.
+    """
+
+    x_train: torch.Tensor  # (N, C, S, S)
+    y_train: torch.Tensor  # (N,) int64
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    image_size: int
+    in_channels: int
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Stored images -> float32 (B, in_channels, image_size, image_size) on x's device."""
+        if x.dtype != torch.uint8:
+            return x
+        return to_channels(resized(datasets.normalize(x), self.image_size), self.in_channels)
+
+    def to(self, device: torch.device) -> TrainData:
+        return replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
+                       x_test=self.x_test.to(device), y_test=self.y_test.to(device))
+
+
+def train_data(train_config: TrainConfig, in_channels: int) -> TrainData:
+    """The training and held-out images of ``train_config.dataset``: the digits split, or CIFAR's
+    train and test splits read from ``data_dir``."""
+    cfg = train_config
+    if cfg.dataset == "digits":
+        d = digits_split(cfg.image_size, in_channels)
+        return TrainData(d.x_train, d.y_train, d.x_test, d.y_test, 10, cfg.image_size, in_channels)
+    train = datasets.load_cifar(cfg.dataset, cfg.data_dir, "train")
+    test = datasets.load_cifar(cfg.dataset, cfg.data_dir, "test")
+    if cfg.batch_size > len(train):
+        raise ValueError(f"batch_size must be at most the {len(train)} training images in {train.source}; "
+                         f"got {cfg.batch_size}")
+    return TrainData(train.images, train.labels, test.images, test.labels, datasets.NUM_CLASSES[cfg.dataset],
+                     cfg.image_size, in_channels)
+
+
 class _Batches:
     """Seeded epochs: a fresh permutation of the training set per epoch, cut into full batches."""
 
@@ -196,9 +353,12 @@ class TrainResult:
             before its update (NaN at step 0), ``test_loss`` and ``test_acc`` on the held-out digits
             (NaN between evaluations), plus the ``seed`` and the config columns.
         probes_init: probe rows (``probe_module`` columns plus ``step`` = 0, ``seed`` and config columns)
-            at initialization, on a fixed batch of training digits with their true labels.
+            at initialization, on the batch and random labels of ``run_probes`` for
+            ``train_config.probe_config``: the same numbers as that call.
         probes_after: the same rows after ``probe_after`` steps, on the same batch; empty if the run
             diverged or stopped before then.
+        probes: the rows of every step of ``train_config.probe_schedule`` the run reached, in one
+            frame with a ``step`` column (probes_init and probes_after are two of its steps).
         diverged: the training loss became NaN, infinite or larger than ``max_loss``; the run stopped
             there, at a step that applied no update.
         stopped: ``should_stop`` asked for an early end.
@@ -213,6 +373,15 @@ class TrainResult:
     diverged: bool
     stopped: bool
     seconds: float
+    probes: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def grad_ranges(self) -> pd.DataFrame:
+        """``step`` and ``grad_range`` (see :func:`grad_norm_range`) at every probed step."""
+        if self.probes.empty:
+            return pd.DataFrame({"step": pd.Series(dtype=np.int64), "grad_range": pd.Series(dtype=float)})
+        steps = sorted(self.probes["step"].unique())
+        ranges = [grad_norm_range(self.probes[self.probes["step"] == k]) for k in steps]
+        return pd.DataFrame({"step": np.asarray(steps, dtype=np.int64), "grad_range": ranges})
 
     @property
     def steps_done(self) -> int:
@@ -270,8 +439,8 @@ class TrainResult:
     def summary(self) -> dict:
         """The run's numbers in one flat dict (config fields included), for tables and the CLI."""
         return {
-            **self.model_config.to_dict(),
-            **self.train_config.to_dict(),
+            **_config_columns(self.model_config, self.train_config),
+            "seed": self.train_config.seed,
             "steps_done": self.steps_done,
             "diverged": self.diverged,
             "stopped": self.stopped,
@@ -299,7 +468,11 @@ def grad_norm_range(probes: pd.DataFrame) -> float:
 
 
 def _config_columns(model_config: ModelConfig, train_config: TrainConfig) -> dict:
-    return {**model_config.to_dict(), **{k: v for k, v in train_config.to_dict().items() if k != "seed"}}
+    """Config columns of the run's frames; probe_steps as text ("0,1,2,5"), one cell for the tuple."""
+    train = {k: v for k, v in train_config.to_dict().items() if k != "seed"}
+    if train["probe_steps"] is not None:
+        train["probe_steps"] = ",".join(map(str, train["probe_steps"]))
+    return {**model_config.to_dict(), **train}
 
 
 def _probe(model: Net, x: torch.Tensor, y: torch.Tensor, step: int, columns: dict, seed: int) -> pd.DataFrame:
@@ -317,30 +490,40 @@ def _probe(model: Net, x: torch.Tensor, y: torch.Tensor, step: int, columns: dic
 
 
 @torch.no_grad()
-def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """(loss, accuracy) on the held-out digits, in eval mode (batch norm uses its running statistics).
+def _evaluate(model: torch.nn.Module, data: TrainData) -> tuple[float, float]:
+    """(loss, accuracy) on the held-out set, in eval mode (batch norm uses its running statistics),
+    EVAL_CHUNK images per pass.
 
     Non-finite logits give a NaN accuracy rather than whatever argmax makes of them.
     """
     was_training = model.training
     model.eval()
-    logits = model(x)  # (N, K)
+    loss_sum, correct, n = 0.0, 0.0, len(data.y_test)
+    for start in range(0, n, EVAL_CHUNK):
+        y = data.y_test[start:start + EVAL_CHUNK]
+        logits = model(data.prepare(data.x_test[start:start + EVAL_CHUNK]))  # (n, K)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).double().sum().item()
     model.train(was_training)
-    loss = F.cross_entropy(logits, y).item()
+    loss = loss_sum / n
     if not math.isfinite(loss):
         return loss, math.nan
-    return loss, (logits.argmax(1) == y).double().mean().item()
+    return loss, correct / n
 
 
 def run_training(model_config: ModelConfig, train_config: TrainConfig | None = None,
                  progress: Progress | None = None, should_stop: ShouldStop | None = None) -> TrainResult:
-    """Train ``model_config`` on the digits with SGD + momentum and probe it at init and after a few steps.
+    """Train ``model_config`` with SGD + momentum and probe it at the steps of ``probe_schedule``.
 
+    The data is ``train_config.dataset``: the digits, or CIFAR from ``data_dir``. The weights are
+    initialized as ``run_probes`` initializes them for the same seed, and every probe measures the
+    batch of ``train_config.probe_config`` with its random labels, so step 0 equals ``run_probes``.
     Seeded: the same configs give the same curve, bit for bit on the CPU. A NaN, infinite or huge
     (> ``max_loss``) training loss ends the run with ``diverged=True``; nothing is raised for it.
 
     Args:
-        model_config: the network; its ``in_channels`` copies of the grey digits are fed to it.
+        model_config: the network; its ``in_channels`` copies of the grey digits are fed to it (CIFAR's
+            RGB channels are repeated or averaged to fit); CIFAR-100 needs ``num_classes`` 100.
         train_config: optimizer, schedule, data size and seed; default ``TrainConfig()``.
         progress: called as ``progress(step, steps, label)`` after every step.
         should_stop: polled after every step; returning True ends the run early (``stopped=True``).
@@ -355,35 +538,44 @@ def run_training(model_config: ModelConfig, train_config: TrainConfig | None = N
     cfg = train_config or TrainConfig()
     device = resolve_device(cfg.device)
     started = time.perf_counter()
-    data = digits_split(cfg.image_size, model_config.in_channels)
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
+    data = train_data(cfg, model_config.in_channels)
+    if model_config.num_classes < data.num_classes:
+        raise ValueError(f"num_classes must be at least the {data.num_classes} classes of {cfg.dataset}; "
+                         f"got {model_config.num_classes}")
+    data = data.to(device)
+    x_train, y_train = data.x_train, data.y_train
+    # The probe batch is run_probes' batch: its own stream, so probing never shifts the training batches.
+    x_probe = make_inputs(cfg.probe_config, cfg.seed, model_config.in_channels).to(device)
+    y_probe = make_labels(cfg.batch_size, model_config.num_classes, cfg.seed).to(device)
 
     # The init draws from torch's global generator (nn.init); fork it so a run leaves it as it found it.
+    # Seeded as run_probes seeds it, so a run starts from the network run_probes measures.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        model = build_model(model_config, input_shape=tuple(x_train.shape[1:])).to(device)
+        torch.manual_seed(derive_seed(cfg.seed, "init"))
+        model = build_model(model_config, input_shape=(model_config.in_channels, cfg.image_size,
+                                                       cfg.image_size)).to(device)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     batches = _Batches(len(x_train), cfg.batch_size, np.random.default_rng([cfg.seed, 0]))
-    # The probe batch has its own stream, so probing never shifts the training batches.
-    probe_idx = torch.as_tensor(np.random.default_rng([cfg.seed, 1]).choice(
-        len(x_train), size=cfg.batch_size, replace=False))
-    x_probe, y_probe = x_train[probe_idx], y_train[probe_idx]  # (B, C, S, S), (B,)
+    flips = np.random.default_rng([cfg.seed, 2])  # its own stream: hflip leaves the batch order alone
 
     columns = _config_columns(model_config, cfg)
-    probes_init = _probe(model, x_probe, y_probe, 0, columns, cfg.seed)
-    probes_after = probes_init.iloc[0:0]
+    probes = [_probe(model, x_probe, y_probe, 0, columns, cfg.seed)]
+    probe_steps = set(cfg.probe_schedule)
     eval_steps = set(cfg.eval_steps)
-    test_loss, test_acc = _evaluate(model, x_test, y_test)
+    test_loss, test_acc = _evaluate(model, data)
     rows = [(0, math.nan, math.nan, test_loss, test_acc)]
     diverged = stopped = False
     label = f"{model_config.arch} {get_normalizer(model_config.norm).label} seed {cfg.seed}"
 
     for step in range(1, cfg.steps + 1):
         idx = batches.next().to(device)
-        logits = model(x_train[idx])  # (B, K)
+        x = data.prepare(x_train[idx])  # (B, C, S, S)
+        if cfg.hflip:
+            flip = torch.as_tensor(flips.random(len(idx)) < 0.5, device=device)
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        logits = model(x)  # (B, K)
         loss = F.cross_entropy(logits, y_train[idx])
         loss_value = loss.item()
         if not loss_value <= cfg.max_loss:  # also catches NaN
@@ -392,14 +584,16 @@ def run_training(model_config: ModelConfig, train_config: TrainConfig | None = N
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr_at(step)
         optimizer.step()
         train_acc = (logits.detach().argmax(1) == y_train[idx]).double().mean().item()
         test_loss = test_acc = math.nan
         if step in eval_steps:
-            test_loss, test_acc = _evaluate(model, x_test, y_test)
+            test_loss, test_acc = _evaluate(model, data)
         rows.append((step, loss_value, train_acc, test_loss, test_acc))
-        if step == cfg.probe_after:
-            probes_after = _probe(model, x_probe, y_probe, step, columns, cfg.seed)
+        if step in probe_steps:
+            probes.append(_probe(model, x_probe, y_probe, step, columns, cfg.seed))
         if progress is not None:
             progress(step, cfg.steps, label)
         if should_stop is not None and should_stop():
@@ -410,8 +604,10 @@ def run_training(model_config: ModelConfig, train_config: TrainConfig | None = N
     curve.insert(0, "seed", cfg.seed)
     for name, value in columns.items():
         curve[name] = value
-    return TrainResult(model_config, cfg, curve, probes_init, probes_after, diverged, stopped,
-                       time.perf_counter() - started)
+    probes = pd.concat(probes, ignore_index=True)
+    return TrainResult(model_config, cfg, curve, probes[probes["step"] == 0].reset_index(drop=True),
+                       probes[probes["step"] == cfg.probe_after].reset_index(drop=True), diverged, stopped,
+                       time.perf_counter() - started, probes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,9 +728,14 @@ class StudyConfig:
         return configs
 
     def runs(self) -> list[tuple[ModelConfig, TrainConfig]]:
-        """Every (network, training) pair of the study: each network once per seed."""
+        """Every (network, training) pair of the study: each network once per seed.
+
+        The study reads the probes at init and after ``probe_after`` steps only, so unless its
+        ``train`` names probe steps, the runs probe at those two (each further probe costs about a step).
+        """
         seeds = range(self.seed, self.seed + self.seeds)
-        return [(m, replace(self.train, seed=s)) for m in self.model_configs() for s in seeds]
+        train = self.train if self.train.probe_steps is not None else replace(self.train, probe_steps=())
+        return [(m, replace(train, seed=s)) for m in self.model_configs() for s in seeds]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -665,6 +866,11 @@ def run_study(study_config: StudyConfig | None = None, progress: Progress | None
 
 __all__ = [
     "DigitsSplit",
+    "TrainData",
+    "TRAIN_DATASETS",
+    "default_probe_steps",
+    "paper_recipe",
+    "train_data",
     "StudyConfig",
     "StudyResult",
     "TrainConfig",

@@ -71,7 +71,7 @@ def test_train_summary_as_json_is_one_strict_record(capsys):
 def test_train_probes_hold_the_init_and_after_rows(capsys):
     code, out, _ = run(["train", *TINY, *TINY_TRAIN, "--show", "probes"], capsys)
     probes = pd.read_csv(io.StringIO(out))
-    assert code == 0 and set(probes["step"]) == {0, 2}
+    assert code == 0 and set(probes["step"]) == {0, 1, 2, 5, 8}  # the default probe steps and probe_after
     assert {"act", "conv", "spectrum"} <= set(probes["kind"])
 
 
@@ -142,3 +142,45 @@ def test_study_correlations_as_json(capsys):
     table = json.loads(out)
     assert code == 0 and [r["speed"] for r in table] == ["acc_at_k", "steps_to_target"]
     assert all(r["arch"] == "cnn" and r["n"] == 4 for r in table)
+
+
+# --- probes at chosen steps, CIFAR from --data-dir, --recipe paper ------------------------------------
+
+
+def test_probe_steps_take_a_comma_separated_list_and_the_probes_frame_holds_every_step(capsys):
+    code, out, err = run(["train", *TINY, *TINY_TRAIN, "--probe-steps", "0,1,5", "--show", "probes"], capsys)
+    assert code == 0
+    frame = pd.read_csv(io.StringIO(out))
+    assert sorted(frame["step"].unique()) == [0, 1, 2, 5]  # --probe-after 2 still probes
+    assert "grad_norm range by step: 0: " in err and ", 5: " in err
+
+
+def test_probe_steps_that_are_not_numbers_or_past_the_end_exit_2_naming_them(capsys):
+    with pytest.raises(SystemExit) as stop:  # argparse's own exit for a malformed value
+        run(["train", *TINY, *TINY_TRAIN, "--probe-steps", "0,x"], capsys)
+    assert stop.value.code == 2 and "probe steps must be whole numbers" in capsys.readouterr().err
+    code, _, err = run(["train", *TINY, *TINY_TRAIN, "--probe-steps", "0,99"], capsys)
+    assert code == 2 and "probe_steps must be between 0 and 8; got 99" in err
+
+
+def test_recipe_paper_trains_on_cifar_from_data_dir_with_a_head_for_its_classes(tmp_path, capsys):
+    from tests.cifar_files import write_cifar
+
+    write_cifar(tmp_path, "cifar100", "python", per_file=16)
+    code, out, err = run(["train", *TINY, "--recipe", "paper", "--steps", "2", "--batch-size", "8",
+                          "--image-size", "8", "--data-dir", str(tmp_path), "--show", "summary",
+                          "--format", "json"], capsys)
+    assert code == 0, err
+    (summary,) = json.loads(out)
+    assert summary["dataset"] == "cifar100" and summary["num_classes"] == 100
+    assert (summary["momentum"], summary["weight_decay"], summary["hflip"]) == (0.9, 1e-4, True)
+    assert summary["lr"] == 0.1 * 256 / 8 and summary["steps_done"] == 2
+
+
+def test_a_cifar_run_without_its_files_exits_2_naming_the_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("NORMLAB_DATA_DIR", raising=False)
+    code, _, err = run(["train", *TINY, *TINY_TRAIN, "--dataset", "cifar10"], capsys)
+    assert code == 2 and "--data-dir" in err and "NORMLAB_DATA_DIR" in err
+    code, _, err = run(["train", *TINY, *TINY_TRAIN, "--dataset", "cifar10", "--data-dir", str(tmp_path)],
+                       capsys)
+    assert code == 2 and f"no cifar10 files in '{tmp_path}'" in err

@@ -335,6 +335,7 @@ def small_value_text(draw, name: str):
         "num_classes": st.integers(0, 5), "batch_size": st.integers(0, 6), "image_size": st.integers(-1, 8),
         "seed": st.integers(-2, 10**6), "seeds": st.integers(-1, 2), "rank_tol": st.floats(-1, 2),
         "preact": st.sampled_from(("true", "no")), "skipinit": st.sampled_from(("yes", "off")),
+        "data_dir": st.sampled_from((".", "/nonexistent")),
     }
     return str(draw(small[name]))
 

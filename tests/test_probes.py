@@ -94,7 +94,8 @@ def test_config_columns_hold_the_config_values(frame):
         column = frame[name]
         assert column.map(lambda v, e=expected: v == e or (e is None and v is None)).all(), name
     for name in PROBE_FIELDS:
-        assert (frame[name] == getattr(TINY_PROBE, name)).all(), name
+        expected = getattr(TINY_PROBE, name)
+        assert frame[name].map(lambda v, e=expected: v == e or (e is None and v is None)).all(), name
 
 
 def test_seeds_are_seed_then_consecutive(frame):

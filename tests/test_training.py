@@ -13,15 +13,17 @@ import pytest
 import scipy.stats
 import torch
 
-from normlab import ModelConfig, summary
+from normlab import ModelConfig, run_probes, summary
 from normlab.training import (
     SPEED_METRICS,
     StudyConfig,
     TrainConfig,
     bootstrap_ci,
     correlate,
+    default_probe_steps,
     digits_split,
     grad_norm_range,
+    paper_recipe,
     rankdata,
     run_study,
     run_training,
@@ -413,3 +415,113 @@ def test_a_stopped_study_keeps_the_finished_runs_only():
     assert result.runs["norm"].tolist() == ["batchnorm"]
     empty = run_study(config, should_stop=lambda: True)
     assert empty.stopped and empty.runs.empty and empty.correlations.empty
+
+
+# --- probes at chosen steps, CIFAR from disk, the paper's recipe ------------------------------------
+
+
+@pytest.mark.parametrize("model", [
+    TINY,
+    ModelConfig(arch="resnet", depth=1, width=8, stages=2, norm="groupnorm", groups=2),
+    ModelConfig(arch="mlp", depth=3, width=16, norm="layernorm", in_channels=1),
+], ids=["cnn-bn", "resnet-gn", "mlp-ln"])
+def test_the_probes_at_step_0_are_run_probes_on_the_runs_probe_config(model):
+    train = TrainConfig(steps=2, batch_size=8, image_size=8, probe_after=1, seed=5)
+    result = run_training(model, train)
+    expected = run_probes(model, train.probe_config)
+    got = result.probes[result.probes["step"] == 0]
+    keys = ["seed", "layer", "index", "kind", "metric", "final", "overflow"]
+    pd.testing.assert_frame_equal(got[keys].reset_index(drop=True), expected[keys])
+    np.testing.assert_array_equal(got["value"].to_numpy(), expected["value"].to_numpy())
+    assert train.probe_config.input == "digits" and train.probe_config.seed == 5
+
+
+def test_probes_run_at_every_chosen_step_and_at_probe_after_in_one_frame():
+    result = run_training(TINY, TrainConfig(**{**TINY_TRAIN.to_dict(), "probe_steps": (5, 1, 12, 1)}))
+    assert result.train_config.probe_steps == (1, 5, 12)
+    assert sorted(result.probes["step"].unique()) == [0, 1, 3, 5, 12]  # 0 and probe_after always
+    per_step = result.probes.groupby("step").size()
+    assert (per_step == per_step.iloc[0]).all()  # the same rows at every step
+    pd.testing.assert_frame_equal(result.probes_after,
+                                  result.probes[result.probes["step"] == 3].reset_index(drop=True))
+    assert result.grad_ranges()["step"].tolist() == [0, 1, 3, 5, 12]
+    assert (result.probes["probe_steps"] == "1,5,12").all()
+
+
+def test_default_probe_steps_are_1_2_5_per_decade_up_to_the_runs_end():
+    assert default_probe_steps(12) == (0, 1, 2, 5, 10, 12)
+    assert default_probe_steps(200) == (0, 1, 2, 5, 10, 20, 50, 100, 200)
+    assert TrainConfig(steps=60, probe_after=7).probe_schedule == (0, 1, 2, 5, 7, 10, 20, 50, 60)
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"probe_steps": (0, 99)}, "probe_steps"),
+    ({"probe_steps": (-1,)}, "probe_steps"),
+    ({"probe_steps": "0,1"}, "probe_steps"),
+    ({"dataset": "mnist"}, "dataset"),
+    ({"dataset": "cifar10", "data_dir": ""}, "data_dir"),
+    ({"warmup_steps": -1}, "warmup_steps"),
+    ({"lr_drop_step": 0}, "lr_drop_step"),
+    ({"hflip": "yes"}, "hflip"),
+])
+def test_train_config_refuses_bad_schedule_fields_naming_them(changes, field):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{**TINY_TRAIN.to_dict(), **changes})
+
+
+def test_the_gradient_range_of_a_batchnorm_net_falls_over_the_first_steps():
+    # Gradient explosion is an init phenomenon (Yang et al. 2019): a few SGD steps shrink the range in
+    # every seed. (In this 8-wide net it may climb again later; the first steps are the claim.)
+    model = ModelConfig(arch="cnn", depth=12, width=8, norm="batchnorm")
+    init, after = [], []
+    for seed in range(5):
+        result = run_training(model, TrainConfig(steps=10, lr=0.02, batch_size=32, image_size=8,
+                                                 probe_after=10, probe_steps=(), eval_every=10, seed=seed))
+        ranges = result.grad_ranges().set_index("step")["grad_range"]
+        init.append(ranges[0])
+        after.append(ranges[10])
+    assert min(init) > 5  # it explodes at init
+    assert all(a < i for i, a in zip(init, after, strict=True))
+    assert np.mean(after) < 0.85 * np.mean(init)
+
+
+def test_lr_at_warms_up_linearly_then_drops_to_a_tenth():
+    train = TrainConfig(steps=20, lr=0.1, warmup_steps=4, lr_drop_step=15)
+    assert [train.lr_at(s) for s in (1, 2, 4, 5, 14, 15, 20)] == pytest.approx(
+        [0.025, 0.05, 0.1, 0.1, 0.1, 0.01, 0.01])
+    assert TrainConfig().lr_at(1) == TrainConfig().lr  # the default: constant
+
+
+def test_the_paper_recipe_is_sgd_momentum_wd_batch_256_with_warmup_for_frn_only():
+    full = paper_recipe("batchnorm")
+    assert (full.steps, full.batch_size, full.lr, full.momentum, full.weight_decay) == (11760, 256, 0.1, 0.9,
+                                                                                       1e-4)
+    assert full.dataset == "cifar100" and full.hflip and full.image_size == 32 and full.warmup_steps == 0
+    assert full.lr_at(8820) == pytest.approx(0.1) and full.lr_at(8821) == pytest.approx(0.01)  # last quarter
+    frn = paper_recipe("frn", steps=1200, dataset="cifar10")
+    assert frn.warmup_steps == 100 and frn.lr_at(50) == pytest.approx(0.05)
+    assert frn.lr_drop_step == 100 + 825 + 1 and frn.dataset == "cifar10"
+    assert paper_recipe("frn", steps=12, batch_size=128).lr == pytest.approx(0.2)  # the code's 0.1 * 256 / b
+    with pytest.raises(ValueError, match="norm"):
+        paper_recipe("bn")
+
+
+def test_a_run_on_cifar_from_disk_trains_with_flips_and_probes_its_training_images(tmp_path):
+    from tests.cifar_files import write_cifar
+
+    write_cifar(tmp_path, "cifar10", "binary", per_file=8)  # 40 training, 8 held-out images
+    train = paper_recipe("batchnorm", steps=4, dataset="cifar10", batch_size=16, image_size=8,
+                         data_dir=str(tmp_path), eval_every=2, probe_after=2)
+    model = ModelConfig(arch="cnn", depth=2, width=8)
+    result = run_training(model, train)
+    assert result.steps_done == 4 and not result.diverged
+    assert result.curve["test_acc"].notna().sum() == 3  # steps 0, 2, 4 over the 8 held-out images
+    assert sorted(result.probes["step"].unique()) == [0, 1, 2, 4]
+    assert (result.probes["dataset"] == "cifar10").all()
+    expected = run_probes(model, train.probe_config)  # the probe batch is CIFAR's, as run_probes draws it
+    np.testing.assert_array_equal(result.probes_init["value"].to_numpy(), expected["value"].to_numpy())
+    unflipped = run_training(model, TrainConfig(**{**train.to_dict(), "hflip": False}))
+    assert not np.allclose(result.curve["loss"].iloc[1:], unflipped.curve["loss"].iloc[1:])
+    with pytest.raises(ValueError, match="num_classes must be at least the 100 classes of cifar100"):
+        write_cifar(tmp_path, "cifar100", "binary", per_file=16)
+        run_training(model, TrainConfig(**{**train.to_dict(), "dataset": "cifar100"}))
