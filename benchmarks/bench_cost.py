@@ -102,7 +102,8 @@ def peak_rss_mb(model_kw: dict, probe_kw: dict) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (the dashboard's on 2 cores: 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (the dashboard's on 2 cores: 1)")
     parser.add_argument("--quick", action="store_true", help="a smaller grid (~1 minute)")
     parser.add_argument("--write", metavar="FILE", help="also write the calibration table here")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory rows")

@@ -105,7 +105,8 @@ class Limits:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"limit {f.name} must be a positive number; got {value!r}")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
-            raise ValueError(f"threads must be a whole number >= 0 (0: the current count); got {self.threads!r}")
+            raise ValueError(f"threads must be a whole number >= 0 (0: the current count); "
+                             f"got {self.threads!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
@@ -144,7 +145,8 @@ def _env_limits(environ: Mapping[str, str]) -> dict:
         except ValueError:
             value = None
         if value is None or not (value > 0 and math.isfinite(value)):
-            raise ValueError(f"{name} must be a positive {'whole ' if kind is int else ''}number; got {raw!r}")
+            whole = "whole " if kind is int else ""
+            raise ValueError(f"{name} must be a positive {whole}number; got {raw!r}")
         values[f.name] = value
     return values
 

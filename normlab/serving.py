@@ -122,7 +122,8 @@ class Gate:
             raise ValueError(f"queue_timeout must be a positive number of seconds; got {queue_timeout!r}")
         if hard_seconds is not None and (isinstance(hard_seconds, bool) or not (
                 isinstance(hard_seconds, (int, float)) and hard_seconds > 0)):
-            raise ValueError(f"hard_seconds must be a positive number of seconds or None; got {hard_seconds!r}")
+            raise ValueError(f"hard_seconds must be a positive number of seconds or None; "
+                             f"got {hard_seconds!r}")
         self.max_concurrent = max_concurrent
         self.queue_timeout = float(queue_timeout)
         self.hard_seconds = None if hard_seconds is None or math.isinf(hard_seconds) else float(hard_seconds)

@@ -25,18 +25,18 @@ from normlab.budget import (
     check_budget,
     check_many,
     check_study,
+    check_sweep,
+    check_sweep_points,
     check_time,
     check_training,
+    estimate_cost,
     local_limits,
+    max_width,
+    network_depth,
     save_calibration,
     server_limits,
     set_calibration,
     time_limit,
-    check_sweep,
-    check_sweep_points,
-    estimate_cost,
-    max_width,
-    network_depth,
 )
 from normlab.config import NORM_NAMES, ModelConfig, ProbeConfig
 from normlab.models import build_model
@@ -372,7 +372,8 @@ def fixed_model():
 
 
 def test_a_deep_narrow_net_costs_seconds_its_flops_do_not_show(fixed_model):
-    deep = estimate_cost(ModelConfig(arch="mlp", depth=1024, width=4), ProbeConfig(batch_size=4, image_size=8))
+    deep = estimate_cost(ModelConfig(arch="mlp", depth=1024, width=4),
+                         ProbeConfig(batch_size=4, image_size=8))
     wide = estimate_cost(ModelConfig(arch="mlp", depth=2, width=1024), ProbeConfig(batch_size=64))
     assert deep.gflop < wide.gflop / 10
     assert FIXED.predict(deep) > 5 * FIXED.predict(wide)
