@@ -100,6 +100,16 @@ def peak_rss_mb(model_kw: dict, probe_kw: dict) -> float:
     return float(out.stdout.split()[-1])
 
 
+def memory_rows() -> None:
+    """Estimated against measured peak resident memory (ru_maxrss of a fresh process), per config."""
+    print(f"{'memory: config':<46} {'estimated':>10} {'peak RSS':>10} {'ratio':>6}")
+    for model_kw, probe_kw in MEMORY_ROWS:
+        est = estimate_cost(ModelConfig(**model_kw), ProbeConfig(**probe_kw)).memory_mb
+        peak = peak_rss_mb(model_kw, probe_kw)
+        label = " ".join(f"{k}={v}" for k, v in {**model_kw, **probe_kw}.items())
+        print(f"{label:<46} {est:>8.0f}MB {peak:>8.0f}MB {est / peak:>6.2f}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1,
@@ -107,7 +117,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smaller grid (~1 minute)")
     parser.add_argument("--write", metavar="FILE", help="also write the calibration table here")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory rows")
+    parser.add_argument("--memory-only", action="store_true", help="only the peak-memory rows")
     args = parser.parse_args()
+    if args.memory_only:
+        memory_rows()
+        return 0
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     cal = calibrate(args.threads)
@@ -135,12 +149,7 @@ def main() -> int:
           f"worst {worst:.2f} (range {min(ratios):.2f}-{max(ratios):.2f}); "
           f"{'within' if max(worst, 1 / worst) <= 2 else 'OUTSIDE'} 2x either way")
     if not args.no_memory:
-        print(f"{'memory: config':<46} {'estimated':>10} {'peak RSS':>10} {'ratio':>6}")
-        for model_kw, probe_kw in MEMORY_ROWS:
-            est = estimate_cost(ModelConfig(**model_kw), ProbeConfig(**probe_kw)).memory_mb
-            peak = peak_rss_mb(model_kw, probe_kw)
-            label = " ".join(f"{k}={v}" for k, v in {**model_kw, **probe_kw}.items())
-            print(f"{label:<46} {est:>8.0f}MB {peak:>8.0f}MB {est / peak:>6.2f}", flush=True)
+        memory_rows()
     print(f"# total {time.perf_counter() - start:.0f} s")
     return 0
 
