@@ -39,6 +39,14 @@ class NormInfo:
     # (measured with torch.autograd.graph.saved_tensors_hooks), and copies of each weight alive in a probe.
     saved_per_unit: int = 1
     weight_copies: int = 1
+    # Torch operations of one norm -> activation unit's forward pass (its backward launches about as
+    # many again), counted from normlab/norms.py: a fused norm and a ReLU are one each; FRN, TLU and the
+    # EvoNorms are written out as several element-wise operations and reductions. The default costs a
+    # normalizer just registered like GroupNorm.
+    ops_per_unit: int = 2
+    # Operations on each conv/linear weight per forward pass: WN's norm, division and scale; SWS's
+    # mean, variance and scale.
+    weight_ops: int = 0
     color: str = FALLBACK_COLOR  # Tableau 10, the same on every page
 
     def __post_init__(self) -> None:
@@ -55,25 +63,25 @@ class NormInfo:
 NORMALIZERS: dict[str, NormInfo] = {
     n.name: n
     for n in (
-        NormInfo("none", "No normalization", "none", saved_per_unit=1, color="#4d4d4d"),
+        NormInfo("none", "No normalization", "none", saved_per_unit=1, ops_per_unit=1, color="#4d4d4d"),
         NormInfo("batchnorm", "BatchNorm", "norm", batch_dependent=True, theory="slot", rank_bound=True,
                  saved_per_unit=2, color="#1f77b4"),
         NormInfo("layernorm", "LayerNorm", "norm", theory="slot", rank_bound=True, saved_per_unit=2,
                  color="#d62728"),
         NormInfo("instancenorm", "InstanceNorm", "norm", theory="slot", rank_bound=True, saved_per_unit=2,
-                 color="#2ca02c"),
+                 ops_per_unit=3, color="#2ca02c"),
         NormInfo("groupnorm", "GroupNorm", "norm", grouped=True, theory="slot", rank_bound=True,
                  saved_per_unit=2, color="#9467bd"),
         NormInfo("frn", "Filter Response Norm + TLU", "norm", theory="slot", saved_per_unit=4,
-                 color="#8c564b"),
+                 ops_per_unit=7, color="#8c564b"),
         NormInfo("evonorm_b0", "EvoNorm-B0", "activation", batch_dependent=True, theory="trunk",
-                 saved_per_unit=5, color="#17becf"),
+                 saved_per_unit=5, ops_per_unit=10, color="#17becf"),
         NormInfo("evonorm_s0", "EvoNorm-S0", "activation", grouped=True, theory="trunk", saved_per_unit=6,
-                 color="#bcbd22"),
+                 ops_per_unit=9, color="#bcbd22"),
         NormInfo("weightnorm", "Weight Normalization", "weight", saved_per_unit=2, weight_copies=3,
-                 color="#ff7f0e"),
+                 ops_per_unit=3, weight_ops=4, color="#ff7f0e"),
         NormInfo("sws", "Scaled Weight Standardization", "weight", saved_per_unit=1, weight_copies=3,
-                 color="#e377c2"),
+                 ops_per_unit=1, weight_ops=7, color="#e377c2"),
     )
 }
 

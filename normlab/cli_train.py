@@ -127,9 +127,12 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
                              "lose much when another process shares the cores)")
 
 
+MAX_THREADS = 1024  # far above any machine's cores; torch itself overflows past 2**31
+
+
 def _set_threads(threads: int) -> None:
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1; got {threads}")
+    if not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be between 1 and {MAX_THREADS}; got {threads}")
     torch.set_num_threads(threads)
 
 

@@ -63,7 +63,8 @@ def check_int(name: str, value, low: int = 1, high: int | None = None) -> None:
     if value < low:
         raise ValueError(f"{name} must be >= {low}; got {value}")
     if high is not None and value > high:
-        raise ValueError(f"{name} must be between {low} and {high}; got {value}")
+        shown = "2**62" if high == MAX_SEED else f"{high:,}"
+        raise ValueError(f"{name} must be between {low} and {shown}; got {value}")
 
 
 def _check_choice(name: str, value, allowed) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from normlab.budget import check_time
 from normlab.config import ModelConfig
 from normlab.norms import (
     Normalizer,
@@ -32,6 +33,7 @@ KINDS = (ACT, BLOCK, RES, CONV)
 
 def _init_weights(layer: nn.Module) -> None:
     """Kaiming-normal fan-in init for the weights, zeros for the biases (spec section 2)."""
+    check_time()  # building a very deep net takes seconds: a computation past its hard limit stops here
     nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import stat
 import sys
 
 import numpy as np
@@ -85,13 +86,37 @@ def frame_text(frame: pd.DataFrame, fmt: str) -> str:
 
 
 def check_out(out: str | None) -> None:
-    """Refuse an --out path that cannot be written before any work is done."""
+    """Refuse an --out path that cannot be written, before any work is done.
+
+    Only a regular file (new or existing) in an existing, writable folder is accepted. The path is
+    looked at with ``os.stat``, never opened, so a FIFO cannot block and a device is not touched.
+    """
     if out is None:
         return
-    folder = os.path.dirname(os.path.abspath(out))
-    if os.path.isdir(out) or not os.path.isdir(folder):
-        problem = "is a folder" if os.path.isdir(out) else f"folder {folder!r} does not exist"
-        raise ValueError(f"cannot write --out {out!r}: {problem}")
+    if not out.strip():
+        raise ValueError("--out must name a file; got ''")
+    path = os.path.abspath(out)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        info = None
+    except OSError as err:
+        raise ValueError(f"cannot write --out {out!r}: {err.strerror or err}") from None
+    if info is not None:
+        if stat.S_ISDIR(info.st_mode):
+            raise ValueError(f"cannot write --out {out!r}: it is a folder")
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"cannot write --out {out!r}: not a regular file (a FIFO, device or socket)")
+        try:  # a regular file opens at once; appending nothing leaves it as it was
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+        except OSError as err:
+            raise ValueError(f"cannot write --out {out!r}: {err.strerror or err}") from None
+        return
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise ValueError(f"cannot write --out {out!r}: folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write --out {out!r}: folder {folder!r} is not writable")
 
 
 def write(text: str, out: str | None) -> None:

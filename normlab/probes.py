@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
-from normlab.budget import check_budget, check_sweep, check_sweep_points
+from normlab.budget import check_budget, check_sweep, check_sweep_points, check_time
 from normlab.config import DEFAULT_DEPTH, DEFAULT_GROUPS, DEFAULT_WIDTH, PRESETS, ModelConfig, ProbeConfig
 from normlab.data import derive_seed, make_inputs, make_labels
 from normlab.device import resolve_device
@@ -90,6 +90,7 @@ class _Reducer:
         self.workspace = Workspace() if workspace is None else workspace
 
     def __call__(self, output: torch.Tensor, kind: str):
+        check_time()  # a computation past its hard wall-time limit stops here, between layers
         if kind == RES:
             var, _ = channel_stats(output, self.workspace)
             return _ChannelStats(var, torch.isfinite(var))  # any inf/NaN makes a variance NaN
@@ -114,7 +115,11 @@ def _measure(
 ) -> Taps:
     """Forward, loss, backward under the hooks; the taps hold statistics on the device, nothing moved yet."""
     reducer = _Reducer(workspace)
-    grad_reduce = lambda grad: frobenius_norm(grad, reducer.workspace)  # noqa: E731
+
+    def grad_reduce(grad: torch.Tensor) -> torch.Tensor:
+        check_time()  # and between layers of the backward pass
+        return frobenius_norm(grad, reducer.workspace)
+
     with record(model, points, reduce=reducer, grad_reduce=grad_reduce, final=final) as taps:
         output = model(inputs)
         reducer.clear()  # the statistics are kept; the last activation need not be
@@ -339,6 +344,7 @@ def probe_seeds(model_config: ModelConfig, probe_config: ProbeConfig, seeds: Seq
     cols: dict[str, list] = {c: [] for c in ROW_COLUMNS}
     group: list[_Packed] = []
     for k, seed in enumerate(seeds, start=1):
+        check_time()
         group.append(_pack(_probe_pass(model_config, probe_config, seed, device, workspace), seed))
         if sum(p.gram_bytes for p in group) >= GROUP_BYTES or k == len(seeds):
             for name, values in _rows(group, probe_config.rank_tol).items():

@@ -8,9 +8,15 @@ again. Knows nothing of torch's models or of the UI; it only sets torch's thread
 
 Environment variables:
 
-    NORMLAB_MAX_CONCURRENT  probes computing at the same time (default 2)
-    NORMLAB_QUEUE_TIMEOUT   seconds a probe may wait for a slot before it is refused (default 120)
-    NORMLAB_TORCH_THREADS   torch threads per probe (default: the machine's CPUs / max concurrent)
+    NORMLAB_MAX_CONCURRENT  probes computing at the same time (default 2; 1 to 256)
+    NORMLAB_QUEUE_TIMEOUT   seconds a probe may wait for a slot before it is refused (default 120;
+                            at most a day)
+    NORMLAB_TORCH_THREADS   torch threads per probe (default: the machine's CPUs / max concurrent;
+                            1 to 1024)
+    NORMLAB_HARD_SECONDS    a computation still running after this long is stopped (normlab.budget)
+
+Each is checked when the gate is made (at the server's first request), and a value out of range is a
+ValueError naming the variable and the allowed range.
 """
 
 from __future__ import annotations
@@ -20,14 +26,24 @@ import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from normlab.budget import ENV_VARS, server_limits, time_limit
 
 T = TypeVar("T")
 
 DEFAULT_MAX_CONCURRENT = 2  # a small CPU server: two probes at once keep both cores busy
 DEFAULT_QUEUE_TIMEOUT = 120.0  # seconds; longer than any in-budget probe takes on two cores
 _POLL_S = 0.25  # how often a waiting caller re-reports its place, so a UI can show the time waited
+# Condition.wait refuses timeouts past threading.TIMEOUT_MAX (~292 years) with OverflowError: a
+# caller waits in chunks of at most this, however long its own timeout.
+_MAX_WAIT_S = 3600.0
+# Ranges of the operator's settings; beyond them a value is a typo, not a choice.
+MAX_SLOTS = 256
+MAX_QUEUE_TIMEOUT = 86_400.0  # a day
+MAX_THREADS = 1024
 
 
 class QueueTimeout(RuntimeError):
@@ -92,17 +108,25 @@ class Gate:
 
     Args:
         max_concurrent: slots, K >= 1.
-        queue_timeout: seconds a caller may wait for a slot before ``QueueTimeout``.
+        queue_timeout: seconds a caller may wait for a slot before ``QueueTimeout`` (inf: no limit).
+        hard_seconds: a computation running longer is stopped (``normlab.budget.ComputeTimeout``,
+            raised in its own thread between layers); None: never.
     """
 
     def __init__(self, max_concurrent: int = DEFAULT_MAX_CONCURRENT,
-                 queue_timeout: float = DEFAULT_QUEUE_TIMEOUT) -> None:
+                 queue_timeout: float = DEFAULT_QUEUE_TIMEOUT, hard_seconds: float | None = None) -> None:
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
             raise ValueError(f"max_concurrent must be a whole number >= 1; got {max_concurrent!r}")
-        if not (isinstance(queue_timeout, (int, float)) and queue_timeout > 0):
+        if isinstance(queue_timeout, bool) or not (isinstance(queue_timeout, (int, float))
+                                                   and queue_timeout > 0):
             raise ValueError(f"queue_timeout must be a positive number of seconds; got {queue_timeout!r}")
+        if hard_seconds is not None and (isinstance(hard_seconds, bool) or not (
+                isinstance(hard_seconds, (int, float)) and hard_seconds > 0)):
+            raise ValueError(f"hard_seconds must be a positive number of seconds or None; "
+                             f"got {hard_seconds!r}")
         self.max_concurrent = max_concurrent
         self.queue_timeout = float(queue_timeout)
+        self.hard_seconds = None if hard_seconds is None or math.isinf(hard_seconds) else float(hard_seconds)
         self._cond = threading.Condition()
         self._running = 0
         self._queue: list[_Ticket] = []  # FIFO of callers waiting for a slot
@@ -158,7 +182,10 @@ class Gate:
                     with self._cond:
                         status = self._status("running", 0, 0.0)
                     on_wait(status)
-                flight.result = fn()
+                stop = (time_limit(self.hard_seconds, ENV_VARS["hard_seconds"])
+                        if self.hard_seconds is not None else nullcontext())
+                with stop:
+                    flight.result = fn()
             finally:
                 self._release()
         except Exception as err:
@@ -216,7 +243,7 @@ class Gate:
                         )
                     status = self._status("queued", self._queue.index(ticket) + 1, now - start)
                     if on_wait is None:
-                        self._cond.wait(deadline - now)
+                        self._cond.wait(min(deadline - now, _MAX_WAIT_S))
                         continue
                 if status != last:  # report outside the lock: on_wait may be slow (a UI redraw)
                     on_wait(status)
@@ -261,7 +288,8 @@ class Gate:
                            round(waited, 0))
 
 
-def _env_number(environ: Mapping[str, str], name: str, kind: type, default):
+def env_number(environ: Mapping[str, str], name: str, kind: type, default, high: float | None = None):
+    """A positive setting from the environment, at most ``high``; unset or blank: ``default``."""
     raw = environ.get(name, "").strip()
     if not raw:
         return default
@@ -271,6 +299,9 @@ def _env_number(environ: Mapping[str, str], name: str, kind: type, default):
         value = None
     if value is None or not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{name} must be a positive {'whole ' if kind is int else ''}number; got {raw!r}")
+    if high is not None and value > high:
+        low = "1" if kind is int else "0 (exclusive)"
+        raise ValueError(f"{name} must be between {low} and {high:g}; got {raw!r}")
     return value
 
 
@@ -293,16 +324,18 @@ def available_cpus() -> int:
 def torch_threads(max_concurrent: int, environ: Mapping[str, str] | None = None) -> int:
     """Threads per computation: NORMLAB_TORCH_THREADS, else the CPUs shared among the K slots."""
     environ = os.environ if environ is None else environ
-    return _env_number(environ, "NORMLAB_TORCH_THREADS", int,
-                       max(1, available_cpus() // max_concurrent))
+    return env_number(environ, "NORMLAB_TORCH_THREADS", int,
+                       max(1, available_cpus() // max_concurrent), MAX_THREADS)
 
 
 def gate_from_env(environ: Mapping[str, str] | None = None) -> Gate:
-    """A Gate with K and the timeout from NORMLAB_MAX_CONCURRENT and NORMLAB_QUEUE_TIMEOUT."""
+    """A Gate with K, the queue timeout and the hard stop from NORMLAB_MAX_CONCURRENT,
+    NORMLAB_QUEUE_TIMEOUT and NORMLAB_HARD_SECONDS (the server's limit, default in normlab.budget)."""
     environ = os.environ if environ is None else environ
     return Gate(
-        _env_number(environ, "NORMLAB_MAX_CONCURRENT", int, DEFAULT_MAX_CONCURRENT),
-        _env_number(environ, "NORMLAB_QUEUE_TIMEOUT", float, DEFAULT_QUEUE_TIMEOUT),
+        env_number(environ, "NORMLAB_MAX_CONCURRENT", int, DEFAULT_MAX_CONCURRENT, MAX_SLOTS),
+        env_number(environ, "NORMLAB_QUEUE_TIMEOUT", float, DEFAULT_QUEUE_TIMEOUT, MAX_QUEUE_TIMEOUT),
+        server_limits(environ).hard_seconds,
     )
 
 

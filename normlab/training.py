@@ -25,11 +25,16 @@ import torch
 import torch.nn.functional as F
 
 from normlab import datasets
+from normlab.budget import check_study, check_time, check_training
 from normlab.config import (
     ARCHS,
     DEVICES,
     GROUPED_NORMS,
+    MAX_DEPTH,
     MAX_IMAGE_SIZE,
+    MAX_SEED,
+    MAX_STAGES,
+    MAX_WIDTH,
     NORM_NAMES,
     ModelConfig,
     ProbeConfig,
@@ -55,6 +60,12 @@ TRAIN_DATASETS = ("digits", "cifar10", "cifar100")  # the CIFARs are read from d
 PROBE_MANTISSAS = (1, 2, 5)
 LR_DROP = 0.1  # the paper's schedule ends at a tenth of the base rate (0.1 -> 0.01)
 EVAL_CHUNK = 1000  # held-out images per forward pass: CIFAR's 10000 at once would need GBs
+# Ceilings far above any sensible run, so a typo is refused by name before any work rather than
+# running for days or building a plan that fills the memory. The operator's limits and the machine's
+# memory (normlab.budget.check_training / check_study) bound what runs below them.
+MAX_STEPS = 100_000  # ~500 epochs of the digits at batch 64: hours for the smallest net on a CPU
+MAX_STUDY_SEEDS = 1_000
+MAX_BOOT = 1_000_000  # bootstrap resamples: ~1 minute of Spearman's rho on the default study
 
 
 def _choices(values) -> str:
@@ -106,15 +117,15 @@ class TrainConfig:
     hflip: bool = False  # flip each training image left-right with probability 1/2 (the paper's CIFAR runs)
 
     def __post_init__(self) -> None:
-        _check_int("steps", self.steps, 1)
+        _check_int("steps", self.steps, 1, MAX_STEPS)
         _check_real("lr", self.lr, 0.0, open_low=True)
         _check_real("momentum", self.momentum, 0.0, 1.0, open_high=True)
         _check_real("weight_decay", self.weight_decay, 0.0)
         # two samples at least: batch statistics and similarities need a pair
         _check_int("batch_size", self.batch_size, 2, len_train_split())
         _check_int("image_size", self.image_size, 1, MAX_IMAGE_SIZE)
-        _check_int("seed", self.seed, 0)
-        _check_int("eval_every", self.eval_every, 1)
+        _check_int("seed", self.seed, 0, MAX_SEED)
+        _check_int("eval_every", self.eval_every, 1, MAX_STEPS)
         _check_int("probe_after", self.probe_after, 1)
         if self.probe_after > self.steps:
             raise ValueError(
@@ -536,6 +547,7 @@ def run_training(model_config: ModelConfig, train_config: TrainConfig | None = N
     if train_config is not None and not isinstance(train_config, TrainConfig):
         raise ValueError(f"train_config must be a TrainConfig or None; got {type(train_config).__name__}")
     cfg = train_config or TrainConfig()
+    check_training(model_config, cfg)  # this machine's memory (and operator limits set), before any work
     device = resolve_device(cfg.device)
     started = time.perf_counter()
     data = train_data(cfg, model_config.in_channels)
@@ -570,6 +582,7 @@ def run_training(model_config: ModelConfig, train_config: TrainConfig | None = N
     label = f"{model_config.arch} {get_normalizer(model_config.norm).label} seed {cfg.seed}"
 
     for step in range(1, cfg.steps + 1):
+        check_time()  # a run past its hard wall-time limit stops between steps
         idx = batches.next().to(device)
         x = data.prepare(x_train[idx])  # (B, C, S, S)
         if cfg.hflip:
@@ -621,7 +634,7 @@ def bootstrap_ci(x: Sequence[float], y: Sequence[float], statistic: Callable = s
     Resamples on which the statistic is undefined (e.g. a constant side) are left out; with none left
     the interval is (NaN, NaN).
     """
-    _check_int("n_boot", n_boot, 1)
+    _check_int("n_boot", n_boot, 1, MAX_BOOT)
     _check_real("confidence", confidence, 0.0, 1.0, open_low=True, open_high=True)
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if len(x) != len(y):
@@ -696,17 +709,17 @@ class StudyConfig:
                     f"Unknown normalizer (norms) {norm!r}; expected some of {_choices(NORM_NAMES)}"
                 )
         for g in self.groups:
-            _check_int("groups", g, 1)
-        _check_int("seeds", self.seeds, 1)
-        _check_int("seed", self.seed, 0)
-        _check_int("width", self.width, 1)
-        _check_int("cnn_depth", self.cnn_depth, 1)
-        _check_int("resnet_depth", self.resnet_depth, 1)
-        _check_int("resnet_stages", self.resnet_stages, 1)
+            _check_int("groups", g, 1, MAX_WIDTH)
+        _check_int("seeds", self.seeds, 1, MAX_STUDY_SEEDS)
+        _check_int("seed", self.seed, 0, MAX_SEED - self.seeds)
+        _check_int("width", self.width, 1, MAX_WIDTH)
+        _check_int("cnn_depth", self.cnn_depth, 1, MAX_DEPTH)
+        _check_int("resnet_depth", self.resnet_depth, 1, MAX_DEPTH)
+        _check_int("resnet_stages", self.resnet_stages, 1, MAX_STAGES)
         if not isinstance(self.train, TrainConfig):
             raise ValueError(f"train must be a TrainConfig; got {type(self.train).__name__}")
         _check_int("k_steps", self.k_steps, 1, self.train.steps)
-        _check_int("n_boot", self.n_boot, 1)
+        _check_int("n_boot", self.n_boot, 1, MAX_BOOT)
         _check_real("confidence", self.confidence, 0.0, 1.0, open_low=True, open_high=True)
         self.runs()  # builds every ModelConfig now, so a bad group count fails here, by name
 
@@ -847,11 +860,16 @@ def run_study(study_config: StudyConfig | None = None, progress: Progress | None
         should_stop: polled after every step; True ends the study with the runs finished so far.
     """
     config = study_config or StudyConfig()
+    if not isinstance(config, StudyConfig):
+        raise ValueError(f"study_config must be a StudyConfig or None; got {type(config).__name__}")
+    check_study(config)  # every run's memory and the limits set, before the first run
     plan = config.runs()
     total = sum(tc.steps for _, tc in plan)
     results: list[TrainResult] = []
     done = 0
     for i, (mc, tc) in enumerate(plan):
+        check_time()
+
         def step_progress(step, steps, label, _done=done, _i=i):
             if progress is not None:
                 progress(_done + step, total, f"run {_i + 1}/{len(plan)}: {label}")

@@ -1,5 +1,8 @@
 """The operator's budget: limits from the environment, cost estimated on paper, refusal before allocation."""
 
+import json
+import math
+import threading
 import time
 
 import pytest
@@ -9,22 +12,50 @@ from torch.utils.flop_counter import flop_registry
 
 import normlab.models
 import normlab.probes
+from normlab import budget
 from normlab.budget import (
+    BASE_MEMORY_MB,
     ENV_VARS,
     BudgetExceeded,
+    Calibration,
+    ComputeTimeout,
     Limits,
+    calibrate,
+    calibration,
     check_budget,
+    check_many,
+    check_study,
     check_sweep,
     check_sweep_points,
+    check_time,
+    check_training,
     estimate_cost,
+    local_limits,
     max_width,
     network_depth,
+    save_calibration,
+    server_limits,
+    set_calibration,
+    time_limit,
 )
 from normlab.config import NORM_NAMES, ModelConfig, ProbeConfig
 from normlab.models import build_model
 from normlab.probes import run_probes
+from normlab.serving import Gate
+from normlab.training import StudyConfig, TrainConfig
 
 SMALL = ProbeConfig(batch_size=8, image_size=8)
+# A fixed cost model, so the tests of the time limit do not depend on how busy the machine is:
+# ~0.5 ms a probe point, 10 us an operation, 40 GFLOP/s.
+FIXED = Calibration(threads=1, fixed=0.003, flops=2.5e-11, metric_flops=3e-11, ops=1e-5, points=5e-4,
+                    points_sq=1e-7, traffic_bytes=5e-10, source="test")
+LECTURE_NORMS = ("none", "batchnorm", "layernorm", "instancenorm", "groupnorm", "frn", "evonorm_b0",
+                 "evonorm_s0", "weightnorm", "sws")
+
+
+def _clear_env(monkeypatch):
+    for name in ENV_VARS.values():
+        monkeypatch.delenv(name, raising=False)
 
 # Networks of every family and block type, small enough to run in a test.
 FAMILIES = [
@@ -134,7 +165,7 @@ def test_estimate_builds_nothing_and_needs_no_torch(monkeypatch):
 
 def test_paper_presets_fit_the_default_budget_at_batch_64():
     for preset in ("vgg10", "vgg20", "resnet56"):
-        check_budget(ModelConfig(preset=preset), ProbeConfig(batch_size=64), Limits())
+        check_budget(ModelConfig(preset=preset), ProbeConfig(batch_size=64), server_limits({}))
 
 
 def test_depth_and_width_read_the_plan_of_presets_and_stages():
@@ -182,9 +213,9 @@ def test_a_cost_over_budget_names_the_estimate_the_budget_and_the_excess():
 
 def test_memory_over_budget_is_refused_in_mib():
     cfg, probe = ModelConfig(preset="resnet56", norm="evonorm_s0"), ProbeConfig(batch_size=64)
-    with pytest.raises(BudgetExceeded, match=r"estimated peak memory 1,\d{3} MiB exceeds the budget "
-                                             r"1,000 MiB \(NORMLAB_MAX_MEMORY_MB\) by \d+%"):
-        check_budget(cfg, probe, Limits(max_memory_mb=1000))
+    with pytest.raises(BudgetExceeded, match=r"estimated peak memory 2,\d{3} MiB exceeds the budget "
+                                             r"1,500 MiB \(NORMLAB_MAX_MEMORY_MB\) by \d+%"):
+        check_budget(cfg, probe, Limits(max_memory_mb=1500))
 
 
 def test_budget_exceeded_is_a_value_error_so_every_front_end_reports_it_as_bad_input():
@@ -263,6 +294,8 @@ def test_limits_come_from_the_documented_environment_variables():
            "NORMLAB_MAX_SEEDS": "3", "NORMLAB_MAX_COST": "2.5", "NORMLAB_MAX_MEMORY_MB": "512",
            "NORMLAB_MAX_SWEEP_POINTS": "12", "NORMLAB_MAX_SWEEP_COST": "10"}
     assert Limits.from_env(env) == Limits(40, 128, 32, 3, 2.5, 512.0, 12, 10.0)
+    env.update(NORMLAB_MAX_SECONDS="12", NORMLAB_HARD_SECONDS="40")
+    assert Limits.from_env(env) == Limits(40, 128, 32, 3, 2.5, 512.0, 12, 10.0, 12.0, 40.0)
     assert Limits.from_env({}) == Limits()
     assert Limits.from_env({"NORMLAB_MAX_WIDTH": " "}) == Limits()  # empty means unset
 
@@ -274,6 +307,219 @@ def test_a_malformed_limit_is_a_value_error_naming_the_variable(raw):
 
 
 def test_check_budget_reads_the_environment_when_no_limits_are_given(monkeypatch):
+    _clear_env(monkeypatch)
     monkeypatch.setenv("NORMLAB_MAX_BATCH", "16")
     with pytest.raises(BudgetExceeded, match="batch_size 32 exceeds NORMLAB_MAX_BATCH=16 by 2x"):
         check_budget(ModelConfig(arch="mlp", depth=2, width=8), ProbeConfig(batch_size=32))
+
+
+# ---------------------------------------------------------------------------------------------
+# Server limits and local limits
+
+
+def test_the_server_limits_are_the_defaults_and_the_predictions_assume_the_gates_threads(monkeypatch):
+    monkeypatch.setattr("normlab.serving.available_cpus", lambda: 8)
+    limits = server_limits({})
+    assert (limits.max_width, limits.max_seconds, limits.hard_seconds) == (1024, 60.0, 240.0)
+    assert limits.threads == 4  # 8 CPUs shared by the default 2 slots
+    assert server_limits({"NORMLAB_MAX_SECONDS": "5", "NORMLAB_MAX_CONCURRENT": "8"}).max_seconds == 5
+    assert server_limits({"NORMLAB_MAX_CONCURRENT": "8"}).threads == 1
+
+
+def test_local_limits_apply_only_what_the_environment_sets_and_the_machines_memory(monkeypatch):
+    monkeypatch.setattr(budget, "machine_memory_mb", lambda: 8000.0)
+    local = local_limits({})
+    assert local.max_width == local.max_depth == local.max_seconds == local.max_cost_gflop == math.inf
+    assert local.max_memory_mb == 8000.0 and local.machine_memory
+    set_width = local_limits({"NORMLAB_MAX_WIDTH": "64", "NORMLAB_MAX_MEMORY_MB": "512"})
+    assert set_width.max_width == 64 and set_width.max_memory_mb == 512 and not set_width.machine_memory
+
+
+def test_check_budget_without_limits_runs_the_papers_setups_that_the_server_refuses(monkeypatch):
+    _clear_env(monkeypatch)
+    resnet56 = ModelConfig(preset="resnet56", norm="frn"), ProbeConfig(batch_size=128, seeds=4)
+    cnn = ModelConfig(arch="cnn", depth=20, width=64), ProbeConfig(batch_size=128)
+    for pair in (resnet56, cnn):
+        with pytest.raises(BudgetExceeded, match="NORMLAB_MAX_COST"):
+            check_budget(*pair, Limits())
+        assert check_budget(*pair).gflop > 300  # local: only this machine's memory bounds it
+
+
+def test_a_probe_larger_than_the_machine_is_refused_by_its_memory_locally(monkeypatch):
+    _clear_env(monkeypatch)
+    monkeypatch.setattr(budget, "machine_memory_mb", lambda: 1000.0)
+    with pytest.raises(BudgetExceeded, match=r"estimated peak memory [\d,]+ MiB exceeds the memory this "
+                                             r"machine has free, 1,000 MiB \(MemAvailable less 10%\)"):
+        check_budget(ModelConfig(preset="resnet56"), ProbeConfig(batch_size=256))
+
+
+def test_the_memory_estimate_covers_the_whole_process_its_base_included():
+    cost = estimate_cost(ModelConfig(), SMALL)
+    parts = cost.activation_bytes + cost.workspace_bytes + cost.parameter_bytes
+    assert cost.memory_mb == pytest.approx(BASE_MEMORY_MB + parts / 2**20)
+
+
+# ---------------------------------------------------------------------------------------------
+# Predicted seconds
+
+
+@pytest.fixture
+def fixed_model():
+    set_calibration(FIXED)
+    set_calibration(FIXED, threads=torch.get_num_threads())  # Cost.seconds: this process's threads
+    yield FIXED
+    set_calibration(None)
+
+
+def test_a_deep_narrow_net_costs_seconds_its_flops_do_not_show(fixed_model):
+    deep = estimate_cost(ModelConfig(arch="mlp", depth=1024, width=4),
+                         ProbeConfig(batch_size=4, image_size=8))
+    wide = estimate_cost(ModelConfig(arch="mlp", depth=2, width=1024), ProbeConfig(batch_size=64))
+    assert deep.gflop < wide.gflop / 10
+    assert FIXED.predict(deep) > 5 * FIXED.predict(wide)
+    assert deep.seconds == FIXED.predict(deep)
+
+
+def test_a_probe_predicted_over_the_time_limit_is_refused_with_the_prediction(fixed_model):
+    cfg, probe = ModelConfig(arch="resnet", depth=256, width=4, stages=4), ProbeConfig(batch_size=4,
+                                                                                        image_size=8, seeds=8)
+    predicted = FIXED.predict(estimate_cost(cfg, probe))
+    with pytest.raises(BudgetExceeded) as err:
+        check_budget(cfg, probe, Limits(max_seconds=5, threads=1))
+    assert str(err.value).startswith(f"predicted {predicted:.3g} s (8 seeds) exceeds the limit 5 s "
+                                     f"(NORMLAB_MAX_SECONDS) by ")
+
+
+def test_a_page_is_checked_as_a_whole_before_anything_queues(fixed_model):
+    probe = ProbeConfig(batch_size=16, image_size=8, seeds=2)
+    pairs = [(ModelConfig(arch="mlp", depth=64, width=8, norm=n), probe) for n in LECTURE_NORMS]
+    each = [FIXED.predict(estimate_cost(m, p)) for m, p in pairs]
+    limit = (max(each) + sum(each)) / 2  # every network fits alone, not all of them
+    with pytest.raises(BudgetExceeded, match=r"for the 10 networks of this view x 2 seeds exceeds the limit "
+                                             r".* \(NORMLAB_MAX_SECONDS\)"):
+        check_many(pairs, Limits(max_seconds=limit, threads=1))
+    costs = check_many(pairs[:1], Limits(max_seconds=limit, threads=1))
+    assert len(costs) == 1 and costs[0].seeds == 2
+
+
+def test_the_lecture_hall_link_is_refused_and_resnet56_admitted_by_this_machines_model():
+    limits = server_limits({})
+    link = ProbeConfig(batch_size=4, image_size=8, seeds=8)
+    pairs = [(ModelConfig(arch="resnet", depth=256, width=4, stages=4, norm=n), link) for n in LECTURE_NORMS]
+    with pytest.raises(BudgetExceeded, match="NORMLAB_MAX_SECONDS"):
+        check_many(pairs, limits)
+    check_budget(ModelConfig(preset="resnet56"), ProbeConfig(batch_size=64), limits)
+
+
+def test_calibration_is_quick_and_predicts_a_measured_probe_within_a_small_factor():
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    cal = calibrate(1)
+    assert time.perf_counter() - start < 12.0  # ~1.5 s on a quiet core; 5-9 s with 6 engineers on 2 cores
+    assert all(getattr(cal, name) > 0 for name in ("fixed", *budget.TERMS))
+    cfg, probe = ModelConfig(arch="mlp", depth=384, width=4), ProbeConfig(batch_size=4, image_size=8)
+    start = time.perf_counter()
+    run_probes(cfg, probe)
+    measured = time.perf_counter() - start
+    assert 1 / 3 < cal.predict(estimate_cost(cfg, probe)) / measured < 3  # a busy machine adds noise
+
+
+def test_a_calibration_table_kept_with_the_deployment_is_used_instead_of_measuring(tmp_path, monkeypatch):
+    path = tmp_path / "calibration.json"
+    save_calibration(str(path), [FIXED])
+    monkeypatch.setenv("NORMLAB_CALIBRATION", str(path))
+    monkeypatch.setattr(budget, "calibrate", lambda threads=None: pytest.fail("measured despite the table"))
+    set_calibration(None)
+    try:
+        loaded = calibration(1)
+        assert loaded.to_dict() == FIXED.to_dict() and loaded.source == str(path)
+        path.write_text(json.dumps({"rows": []}))
+        set_calibration(None)
+        with pytest.raises(ValueError, match="NORMLAB_CALIBRATION"):
+            calibration(1)
+    finally:
+        set_calibration(None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The hard stop
+
+SLOW = ModelConfig(arch="mlp", depth=3000, width=4), ProbeConfig(batch_size=4, image_size=4)  # ~10 s
+
+
+def test_a_probe_past_its_time_limit_is_stopped_between_layers():
+    start = time.perf_counter()
+    with pytest.raises(ComputeTimeout, match=r"stopped: it ran past its wall-time limit of 0.2 s"):
+        with time_limit(0.2):
+            run_probes(*SLOW)
+    assert time.perf_counter() - start < 2.0
+    check_time()  # the limit ended with its block
+
+
+def test_the_time_limit_belongs_to_its_thread():
+    other = []
+    worker = threading.Thread(target=lambda: other.append(run_probes(ModelConfig(arch="mlp", depth=200,
+                                                                                width=4), SMALL)))
+    with time_limit(0.05):
+        worker.start()
+        worker.join(60)
+        time.sleep(0.06)
+        with pytest.raises(ComputeTimeout):
+            check_time()
+    assert len(other) == 1 and len(other[0])  # the other thread ran to its end
+
+
+def test_the_gates_hard_limit_stops_a_computation_and_frees_its_slot():
+    gate = Gate(max_concurrent=1, queue_timeout=30, hard_seconds=0.2)
+    start = time.perf_counter()
+    with pytest.raises(ComputeTimeout, match="NORMLAB_HARD_SECONDS"):
+        gate.compute("slow", lambda: run_probes(*SLOW))
+    assert time.perf_counter() - start < 2.0
+    assert gate.running == 0 and gate.waiting == 0
+    assert gate.compute("next", lambda: "ran") == "ran"
+
+
+@pytest.mark.parametrize("seconds", [0, -1, math.nan, "5", True])
+def test_a_time_limit_must_be_a_positive_number(seconds):
+    with pytest.raises(ValueError, match="time_limit seconds"):
+        with time_limit(seconds):
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Training inside the same limits
+
+
+def test_training_is_refused_by_memory_and_by_predicted_time_before_any_work(monkeypatch, fixed_model):
+    monkeypatch.setattr("normlab.training.digits_split", lambda *a: pytest.fail("loaded data first"))
+    huge = ModelConfig(arch="mlp", depth=2, width=65536)
+    with pytest.raises(BudgetExceeded, match=r"estimated peak memory [\d,]+ MiB for training exceeds the "
+                                             r"budget 8,192 MiB"):
+        check_training(huge, TrainConfig(steps=1, probe_after=1, image_size=8),
+                       Limits(max_width=65536, max_memory_mb=8192))
+    with pytest.raises(BudgetExceeded, match=r"for 100000 training steps exceeds the limit 60 s"):
+        check_training(ModelConfig(arch="cnn"), TrainConfig(steps=100_000), Limits(threads=1))
+    with pytest.raises(BudgetExceeded, match=r"width 65536 exceeds NORMLAB_MAX_WIDTH=1024"):
+        check_training(huge, TrainConfig(), Limits())
+    assert check_training(ModelConfig(arch="cnn", depth=2, width=8), TrainConfig(steps=20, probe_after=5),
+                          Limits(threads=1)).seconds < 60
+
+
+def test_a_study_is_refused_by_its_seeds_and_its_total_time(fixed_model):
+    with pytest.raises(BudgetExceeded, match="seeds 40 exceeds NORMLAB_MAX_SEEDS=16"):
+        check_study(StudyConfig(seeds=40), Limits())
+    with pytest.raises(BudgetExceeded, match=r"for the study's 84 runs exceeds the limit 60 s"):
+        check_study(StudyConfig(), Limits(threads=1))
+    small = check_study(StudyConfig(norms=("batchnorm",), seeds=2, width=8, cnn_depth=2, resnet_depth=1,
+                                    k_steps=5, train=TrainConfig(steps=10, probe_after=2)), Limits(threads=1))
+    assert small.runs == 4 and small.seconds < 60
+
+
+def test_run_training_checks_the_machines_memory_first(monkeypatch):
+    _clear_env(monkeypatch)
+    monkeypatch.setattr(budget, "machine_memory_mb", lambda: 400.0)
+    monkeypatch.setattr("normlab.training.digits_split", lambda *a: pytest.fail("loaded data first"))
+    from normlab.training import run_training
+
+    with pytest.raises(BudgetExceeded, match="memory this machine has free"):
+        run_training(ModelConfig(arch="mlp", depth=2, width=4096), TrainConfig(steps=1, probe_after=1))

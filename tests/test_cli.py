@@ -4,6 +4,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from normlab import cli
+from normlab.budget import ENV_VARS
 from normlab.cli import build_parser, main, parse_over
 from normlab.config import NORM_NAMES, PRESETS, ModelConfig, ProbeConfig
 from normlab.metrics import METRICS
@@ -197,6 +199,10 @@ def test_sweep_table_has_one_row_per_point(capsys):
     (["probe", "--depth", "x"], "--depth"),
     (["probe", "--format", "xml"], "--format"),
     (["probe", "--out", "/no/such/folder/x.csv"], "--out"),
+    (["probe", *TINY, "--out", ""], "--out must name a file"),
+    (["probe", *TINY, "--out", "/"], "it is a folder"),
+    (["probe", *TINY, "--out", "/dev/full"], "not a regular file"),
+    (["probe", *TINY, "--out", "/dev/null"], "not a regular file"),
     (["sweep", "--over", "bogus=1"], "bogus"),
     (["sweep", "--over", "depth=2,x"], "depth"),
     (["sweep", "--over", "norm"], "--over"),
@@ -228,3 +234,38 @@ def test_a_flag_given_beside_over_reaches_every_point(capsys):
     code, out, _ = _run(capsys, "sweep", "--arch", "resnet", "--stages", "2", "--over", "skipinit=false,true",
                         *TINY)
     assert code == 0 and set(pd.read_csv(io.StringIO(out))["stages"]) == {2}
+
+
+def test_a_fifo_out_is_refused_at_once_before_probing(capsys, tmp_path, monkeypatch):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    monkeypatch.setattr("normlab.probes.run_probes", lambda *a, **k: pytest.fail("probed before checking --out"))
+    code, out, err = _run(capsys, "probe", *TINY, "--out", str(fifo))  # opening it would block forever
+    assert code == 2 and "not a regular file" in err
+
+
+def test_an_unwritable_out_is_refused_before_probing(capsys, monkeypatch, tmp_path):
+    path = tmp_path / "read-only.csv"
+    path.write_text("kept\n")
+    path.chmod(0o444)
+    if os.geteuid() == 0:  # root writes any mode; sysctl files refuse even root
+        path = "/proc/sys/kernel/version"
+    monkeypatch.setattr("normlab.probes.run_probes", lambda *a, **k: pytest.fail("probed before checking --out"))
+    code, _, err = _run(capsys, "probe", *TINY, "--out", str(path))
+    assert code == 2 and f"cannot write --out '{path}'" in err
+
+
+def test_without_the_variables_the_cli_applies_no_operator_limit_and_with_them_it_does(capsys, monkeypatch):
+    for name in ENV_VARS.values():
+        monkeypatch.delenv(name, raising=False)
+    wide = ["probe", "--arch", "mlp", "--depth", "1", "--width", "2048", "--batch-size", "4",
+            "--image-size", "4", "--seeds", "20"]  # over the server's width 1024 and 16 seeds
+    code, out, err = _run(capsys, *wide)
+    assert code == 0 and len(out.splitlines()) > 1
+    monkeypatch.setenv("NORMLAB_MAX_WIDTH", "1024")
+    code, out, err = _run(capsys, *wide)
+    assert code == 2 and out == "" and "width 2048 exceeds NORMLAB_MAX_WIDTH=1024 by 2x" in err
+    monkeypatch.delenv("NORMLAB_MAX_WIDTH")
+    monkeypatch.setenv("NORMLAB_MAX_SECONDS", "0.001")
+    code, out, err = _run(capsys, *wide)
+    assert code == 2 and "exceeds the limit 0.001 s (NORMLAB_MAX_SECONDS)" in err

@@ -100,6 +100,11 @@ def test_a_diverging_run_exits_0_and_says_diverged(capsys):
     (["study", "--norms", "batchnorm", "rmsnorm"], "norms"),
     (["study", "--k-steps", "900"], "k_steps"),
     (["study", "--archs", "cnn", "--groups", "5"], "groups"),
+    (["train", "--seed", "18446744073709551616"], "seed must be between 0 and 2**62"),
+    (["train", "--threads", "1099511627776"], "threads must be between 1 and 1024"),
+    (["train", "--steps", "1000000000"], "steps must be between 1 and 100,000"),
+    (["study", "--seeds", "1000000000"], "seeds must be between 1 and 1,000"),
+    (["study", "--n-boot", "10000000000"], "n_boot must be between 1 and 1,000,000"),
 ])
 def test_bad_values_exit_2_with_one_line_naming_the_field(argv, field, capsys):
     code, out, err = run(argv, capsys)
@@ -184,3 +189,12 @@ def test_a_cifar_run_without_its_files_exits_2_naming_the_folder(tmp_path, capsy
     code, _, err = run(["train", *TINY, *TINY_TRAIN, "--dataset", "cifar10", "--data-dir", str(tmp_path)],
                        capsys)
     assert code == 2 and f"no cifar10 files in '{tmp_path}'" in err
+
+
+def test_a_training_larger_than_the_machine_is_refused_by_its_memory_before_any_work(capsys, monkeypatch):
+    monkeypatch.setattr("normlab.budget.machine_memory_mb", lambda: 16384.0)  # a 16 GiB machine's free memory
+    monkeypatch.setattr("normlab.training.digits_split", lambda *a: pytest.fail("loaded data first"))
+    code, out, err = run(["train", "--arch", "mlp", "--depth", "2", "--width", "65536", "--steps", "1",
+                          "--probe-after", "1", "--image-size", "8"], capsys)
+    assert code == 2 and out == ""
+    assert "estimated peak memory" in err and "exceeds the memory this machine has free, 16,384 MiB" in err

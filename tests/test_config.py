@@ -126,8 +126,8 @@ def test_config_from_dict_refuses_unknown_fields_by_name():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(depth=10**12), r"depth must be between 1 and 10000; got 1000000000000"),
-        (dict(width=10**9), r"width must be between 1 and 65536"),
+        (dict(depth=10**12), r"depth must be between 1 and 10,000; got 1000000000000"),
+        (dict(width=10**9), r"width must be between 1 and 65,536"),
         (dict(norm="batchnorm", groups="abc"), r"groups must be a whole number >= 1; got 'abc'"),
         (dict(norm="layernorm", group_size=-3), r"group_size must be >= 1; got -3"),
     ],

@@ -1,5 +1,6 @@
 """The serving gate: at most K computations at once, a fair queue with a visible place, shared results."""
 
+import re
 import threading
 import time
 
@@ -291,3 +292,44 @@ def test_a_queued_status_inside_a_cached_function_replays_without_error(monkeypa
     app.run()  # a cache hit replays the recorded status messages
     assert not app.exception
     assert [m.value for m in app.markdown] == ["result 42"] and not app.info
+
+
+# ---------------------------------------------------------------------------------------------
+# Operator settings out of range, and a huge timeout
+
+
+@pytest.mark.parametrize(("name", "raw", "allowed"), [
+    ("NORMLAB_QUEUE_TIMEOUT", "1e10", "between 0 (exclusive) and 86400"),
+    ("NORMLAB_MAX_CONCURRENT", "100000", "between 1 and 256"),
+    ("NORMLAB_TORCH_THREADS", "1099511627776", "between 1 and 1024"),
+    ("NORMLAB_HARD_SECONDS", "-5", "positive number"),
+])
+def test_an_absurd_operator_setting_is_refused_by_name_with_its_range(name, raw, allowed):
+    with pytest.raises(ValueError, match=rf"{name} must be .*{re.escape(allowed)}.*got '{raw}'"):
+        gate_from_env({name: raw})
+        torch_threads(2, {name: raw})
+
+
+def test_a_huge_queue_timeout_lets_a_caller_without_on_wait_wait_without_error():
+    gate = Gate(max_concurrent=1, queue_timeout=1e10)  # Condition.wait(1e10) raises OverflowError
+    holder = Holder(gate)
+    result, errors = [], []
+
+    def caller():
+        try:
+            result.append(gate.compute("second", lambda: "done"))
+        except Exception as err:  # noqa: BLE001 - the test reports any error
+            errors.append(err)
+
+    second = _start(caller)
+    _wait_until(lambda: gate.waiting == 1)
+    time.sleep(0.1)
+    assert second.is_alive() and not errors  # still waiting, nothing raised
+    holder.release.set()
+    second.join(5)
+    assert result == ["done"] and not errors
+
+
+def test_the_gate_takes_its_hard_stop_from_the_server_limits():
+    assert gate_from_env({}).hard_seconds == 240.0
+    assert gate_from_env({"NORMLAB_HARD_SECONDS": "9"}).hard_seconds == 9.0

@@ -104,6 +104,8 @@ def test_train_config_accepts(changes):
     ({"image_size": 0}, "image_size"),
     ({"image_size": 1000}, "image_size"),
     ({"seed": -1}, "seed"),
+    ({"seed": 2**64}, r"seed must be between 0 and 2\*\*62"),
+    ({"steps": 1_000_000_000}, "steps must be between 1 and 100,000"),
     ({"eval_every": 0}, "eval_every"),
     ({"probe_after": 0}, "probe_after"),
     ({"steps": 4, "probe_after": 5}, "probe_after"),
@@ -378,8 +380,14 @@ def test_study_config_expands_grouped_normalizers_per_group_count_and_seeds():
     ({"groups": (3,)}, "groups"),  # does not divide width 16
     ({"groups": (0,)}, "groups"),
     ({"seeds": 0}, "seeds"),
+    ({"seeds": 1_000_000_000}, "seeds must be between 1 and 1,000"),
+    ({"seed": 2**62}, "seed"),
+    ({"width": 10**6}, "width"),
+    ({"cnn_depth": 10**6}, "cnn_depth"),
+    ({"resnet_stages": 99}, "resnet_stages"),
     ({"k_steps": 500}, "k_steps"),
     ({"n_boot": 0}, "n_boot"),
+    ({"n_boot": 10_000_000_000}, "n_boot must be between 1 and 1,000,000"),
     ({"confidence": 1.0}, "confidence"),
     ({"train": {"steps": 10}}, "train"),
 ])
