@@ -72,7 +72,8 @@ def test_default_view_compares_three_normalizers_with_metrics():
     assert series_names(at) == {"BatchNorm", "GroupNorm (G=4)", "No normalization"}
     growth = [m.label for m in at.metric if m.label.startswith("1 · variance growth")]
     # BatchNorm and GroupNorm grow linearly, the unnormalized ResNet exponentially (property 1)
-    assert growth == [f"1 · variance growth ({shape})" for shape in ("linear", "linear", "exponential")]
+    shapes = ("linear", "linear", "exponential growth")
+    assert growth == [f"1 · variance growth ({shape})" for shape in shapes]
 
 
 def test_changing_the_normalizers_changes_the_chart():
