@@ -239,7 +239,8 @@ def test_a_flag_given_beside_over_reaches_every_point(capsys):
 def test_a_fifo_out_is_refused_at_once_before_probing(capsys, tmp_path, monkeypatch):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    monkeypatch.setattr("normlab.probes.run_probes", lambda *a, **k: pytest.fail("probed before checking --out"))
+    monkeypatch.setattr("normlab.probes.run_probes",
+                        lambda *a, **k: pytest.fail("probed before checking --out"))
     code, out, err = _run(capsys, "probe", *TINY, "--out", str(fifo))  # opening it would block forever
     assert code == 2 and "not a regular file" in err
 
@@ -250,7 +251,8 @@ def test_an_unwritable_out_is_refused_before_probing(capsys, monkeypatch, tmp_pa
     path.chmod(0o444)
     if os.geteuid() == 0:  # root writes any mode; sysctl files refuse even root
         path = "/proc/sys/kernel/version"
-    monkeypatch.setattr("normlab.probes.run_probes", lambda *a, **k: pytest.fail("probed before checking --out"))
+    monkeypatch.setattr("normlab.probes.run_probes",
+                        lambda *a, **k: pytest.fail("probed before checking --out"))
     code, _, err = _run(capsys, "probe", *TINY, "--out", str(path))
     assert code == 2 and f"cannot write --out '{path}'" in err
 
