@@ -240,7 +240,7 @@ def test_overflow_is_drawn_as_markers_at_the_top_with_a_note():
     markers = [t for t in fig.data if t.marker.symbol == "triangle-up"]
     assert markers and all(list(t.x) == [4, 5] for t in markers)
     assert min(min(t.y) for t in markers) > 10.0 ** 3 * 1.04  # above every finite value
-    assert any(figures.OVERFLOW_NOTE in a.text for a in fig.layout.annotations)
+    assert figures.OVERFLOW_NOTE in figures.figure_text(fig)
     line = mean_traces(fig)[0]
     assert math.isnan(line.y[3]) and math.isnan(line.y[4])  # the line breaks, it does not reach inf
 
@@ -255,14 +255,14 @@ def test_an_all_overflowed_frame_still_draws():
 def test_growth_per_block_is_written_on_the_variance_plot():
     fig = figures.depth_figure(compare("batchnorm", "none", var=lambda b: 0.7 + 0.35 * (b - 1)), "act_var",
                                annotate_growth=True)
-    text = " ".join(a.text for a in fig.layout.annotations)
+    text = figures.figure_text(fig)
     assert "BatchNorm: +0.357 per block: linear" in text  # the seed mean of 0.35 * (1, 1.04)
 
 
 def test_overflow_after_growth_is_named_in_the_growth_note():
     fig = figures.depth_figure(contract_frame(var=lambda b: 2.0 ** b if b < 5 else math.inf), "act_var",
                                annotate_growth=True)
-    assert "then overflow from 5" in " ".join(a.text for a in fig.layout.annotations)
+    assert "then overflow from 5" in figures.figure_text(fig)
 
 
 def test_theory_is_drawn_dashed_in_the_series_colour():
@@ -290,7 +290,7 @@ def test_rank_figure_draws_similarities_ranks_and_the_ceiling():
     names = {t.name for t in mean_traces(fig)}
     assert {"BatchNorm", "BatchNorm · stable rank", "BatchNorm · numerical rank"} <= names
     assert any(s.y0 == 8 and s.y1 == 8 for s in fig.layout.shapes)
-    assert any("min(batch, features) = 8" in a.text for a in fig.layout.annotations)
+    assert "min(batch, features) = 8" in figures.figure_text(fig)
 
 
 def test_spectrum_is_drawn_by_rank_from_one_with_the_ceiling():
@@ -307,7 +307,7 @@ def test_gradient_figure_draws_norms_rates_and_the_reference_line():
     rate = next(t for t in fig.data if t.name == "BatchNorm: rate")
     assert np.allclose(rate.y, 1.25)
     assert any(s.y0 == pytest.approx(measures.BN_GRADIENT_RATE) for s in fig.layout.shapes)
-    assert any("Yang et al. 2019" in a.text for a in fig.layout.annotations)
+    assert "Yang et al. 2019" in figures.figure_text(fig)
 
 
 def test_tradeoff_figure_draws_one_labelled_point_per_group_count():
