@@ -22,6 +22,7 @@ theory, skipped = overlays.gradient_overlay(stats, selection.models)
 fig = figures.gradient_figure(stats, log_y=scale == "log", theory=theory,
                               reference_rate=measures.BN_GRADIENT_RATE if not theory.empty else None,
                               uirevision=f"gradients-{scale}")
+fig = figures.grow_with_depth(fig, "layer ")  # ▶ Play draws the layers one at a time, input first
 views.chart(fig, "gradients", selection)
 growth = measures.gradient_growth(stats)
 st.caption("Gradient growth, first layer over last hidden layer: "

@@ -7,9 +7,10 @@ from ui import figures, measures, overlays, views
 selection = views.header(
     "Property 1 · Variance growth with depth",
     "**Look for:** with an activation-based normalizer a ResNet's variance grows *linearly* with depth "
-    "(about +0.34 per post-activation block); without one (or with weight-based ones) it *doubles* per "
-    "block. SkipInit (α = 0) keeps it flat. A normalized projection shortcut resets it at each new stage "
-    "(dotted lines).",
+    "(about +0.34 per post-activation block); without one (or with weight-based ones) it grows "
+    "*exponentially* (×2 per block in the wide-network theory, a little less at small widths). SkipInit "
+    "(α = 0) keeps it flat. A normalized projection shortcut resets it at each new stage (dotted lines). "
+    "▶ Play grows the network one block at a time.",
     "act_var: per-channel variance over (N,H,W), averaged over channels · act_sq_mean: per-channel mean, "
     "squared, averaged over channels · res_var: act_var of the residual branch before the addition. "
     "ResNets are read at their block outputs, plain nets after every layer's activation.",
@@ -28,6 +29,7 @@ theory, skipped = (overlays.variance_overlay(stats, selection.models) if show_th
                    else (None, []))
 fig = figures.depth_figure(stats, metric, log_y=scale == "log", theory=theory, annotate_growth=True,
                            uirevision=f"variance-{metric}-{scale}")
+fig = figures.grow_with_depth(fig, "depth ")  # ▶ Play draws the curve block by block
 views.chart(fig, "variance", selection)
 if skipped:
     st.caption("No theory curve for " + "; ".join(skipped) + ".")

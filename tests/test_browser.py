@@ -113,7 +113,7 @@ def test_changing_normalizer_and_depth_redraws_the_chart(server, page, artifacts
 
     depth = sidebar.get_by_role("slider", name="Depth (blocks per stage)")
     depth.focus()
-    for _ in range(3):
+    for _ in range(2):  # the depth stops run 1, 2, 3, 4, 5, 6, 8, ...
         depth.press("ArrowLeft")
     page.wait_for_function(f"() => JSON.stringify(({CHART_X_JS})('BatchNorm')) === '[1,2,3,4,5]'",
                            timeout=REDRAW_MS)

@@ -163,7 +163,7 @@ def test_load_puts_the_claims_setup_into_the_sidebar(index):
     assert at.selectbox(key="net").value == values["net"]
     assert at.multiselect(key="norms").value == list(values["norms"])
     if values["net"] in ("resnet", "cnn", "mlp"):
-        assert at.slider(key="depth").value == values["depth"]
+        assert at.select_slider(key="depth").value == values["depth"]
     selection = at.session_state["_selection"]
     assert {m.norm for m in selection.models} == set(values["norms"])
     assert selection.probe == claim.runs()[0][1] or len(claim.variants) > 1

@@ -89,7 +89,8 @@ def test_final_rank_falls_with_group_size_on_images():
     probe = ProbeConfig(input="images", batch_size=32, image_size=8)
     ranks = {}
     for size in (1, 4, 16):
-        frame = run_probes(ModelConfig(arch="cnn", depth=6, width=16, norm="groupnorm", group_size=size), probe)
+        config = ModelConfig(arch="cnn", depth=6, width=16, norm="groupnorm", group_size=size)
+        frame = run_probes(config, probe)
         ranks[size] = frame[frame["final"] & (frame["metric"] == "effective_rank")]["value"].item()
     assert ranks[1] > ranks[4] > ranks[16]
 

@@ -615,8 +615,10 @@ def grow_with_depth(fig: go.Figure, label: str = "depth ") -> go.Figure:
         data = []
         for trace in fig.data:
             x = np.asarray(trace.x, dtype=float) if trace.x is not None else None
-            keep = x <= k if x is not None else None
-            y = None if trace.y is None else [v if ok else None for v, ok in zip(trace.y, keep, strict=True)]
+            if x is None or trace.y is None:
+                data.append({"x": trace.x, "y": trace.y, "type": trace.type})
+                continue
+            y = [v if ok else None for v, ok in zip(trace.y, x <= k, strict=True)]
             data.append({"x": trace.x, "y": y, "type": trace.type})
         frames.append(go.Frame(data=data, name=str(k)))
     fig.frames = frames
