@@ -27,9 +27,10 @@ BOUND_WIDTHS = (8, 16, 32, 64, 128)
 
 selection = views.header(
     "Property 2 · Rank collapse",
-    "**Look for:** the matrix of cosine similarities between the samples filling toward 1 (red) with depth "
-    "without normalization, while BatchNorm keeps it near the diagonal: different inputs stay different. "
-    "Press ▶ Play to walk through the layers.",
+    "**Look for:** the matrix of cosine similarities between the samples filling toward 1 (yellow) with "
+    "depth without normalization, while BatchNorm keeps it lower: different inputs stay different. Below, "
+    "the batch on its two main directions shrinks toward a point as it collapses. Press ▶ Play to walk "
+    "through the layers.",
     "Cosine matrix M: flatten each sample, L2-normalize, all pairwise dot products (N×N). Principal plane: "
     "the centered samples on their top two principal directions, in units of the typical sample norm.",
 )

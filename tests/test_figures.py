@@ -391,7 +391,7 @@ def test_collapsing_and_non_collapsing_batches_give_visibly_different_matrices()
     assert spread[0] < 0.5 * spread[1]
     # one colour scale for every matrix, with a Play control and a slider over the frames
     assert all(t.coloraxis == "coloraxis" for t in fig.data if t.type == "heatmap")
-    assert fig.layout.coloraxis.cmin == -1 and fig.layout.coloraxis.cmax == 1
+    assert fig.layout.coloraxis.cmin in (0, -1) and fig.layout.coloraxis.cmax == 1
     assert fig.layout.updatemenus[0].buttons[0].method == "animate"
     assert len(fig.layout.sliders[0].steps) == 6
 
@@ -492,9 +492,10 @@ def test_no_note_or_label_box_is_drawn_over_the_data(name):
         # anything tied to data coordinates would sit among the traces
         assert annotation.xref in ("paper", None) or "domain" in str(annotation.xref), annotation.text
         assert _outside(annotation, domains, fig), f"{name}: {annotation.text!r} lies over a plotting area"
-    if fig.layout.title.text:  # the note block lives in the top margin, above every plotting area
-        assert fig.layout.title.yref == "container" and fig.layout.title.yanchor == "top"
-        assert fig.layout.margin.t >= 20 * (fig.layout.title.text.count("<br>") + 1)
+    for note in [a for a in fig.layout.annotations if a.name == figures.NOTES_META]:
+        # the note block lives in the top margin, which is made tall enough for its lines
+        assert note.y == 1 and note.yanchor == "bottom"
+        assert fig.layout.margin.t >= 20 * (note.text.count("<br>") + 1)
 
 
 def test_log_axes_get_clean_power_ticks_and_no_bars():

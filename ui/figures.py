@@ -8,6 +8,7 @@ same colour on every page), shows exact values on hover, keeps the zoom across r
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping
 
 import numpy as np
@@ -146,8 +147,13 @@ def _add_overflow(fig, overflow, x, styles, top, *, row=None, col=None) -> bool:
 NOTES_META = "notes"  # layout.meta key of the lines written above the plot (see _finish)
 
 
-def add_note(fig: go.Figure, line: str) -> None:
-    """A line of text for the figure's note block, which sits in the top margin, never over the data."""
+def add_note(fig: go.Figure, line: str, width: int = 110) -> None:
+    """A line of text for the figure's note block, which sits in the top margin, never over the data.
+
+    Plain text longer than ``width`` characters is wrapped, so a note is never cut at the figure's edge.
+    """
+    if "<" not in line and len(line) > width:
+        line = "<br>".join(textwrap.wrap(line, width))
     meta = dict(fig.layout.meta or {})
     notes = list(meta.get(NOTES_META, []))
     if line not in notes:
@@ -158,8 +164,7 @@ def add_note(fig: go.Figure, line: str) -> None:
 
 def figure_text(fig: go.Figure) -> str:
     """Every note and annotation a figure writes, joined: what a reader sees besides the axes."""
-    parts = [a.text or "" for a in fig.layout.annotations]
-    return " ".join([fig.layout.title.text or "", *parts])
+    return " ".join(a.text or "" for a in fig.layout.annotations)
 
 
 def _note_overflow(fig) -> None:
@@ -221,17 +226,18 @@ def clean_log_axes(fig: go.Figure) -> go.Figure:
 def _finish(fig, uirevision: str, height: int = 460) -> go.Figure:
     """Shared layout: the note block in the top margin (above subplot titles), the legend below."""
     notes = list((fig.layout.meta or {}).get(NOTES_META, []))
+    lines = sum(n.count("<br>") + 1 for n in notes)
     titled = any(a.yref == "paper" and (a.y or 0) >= 1 for a in fig.layout.annotations)  # subplot titles
-    top = 40 + 20 * len(notes) + (24 if titled else 0)
+    top = 40 + 20 * lines + (24 if titled else 0)
     fig.update_layout(
-        uirevision=uirevision, height=height + 20 * len(notes), hovermode="closest",
+        uirevision=uirevision, height=height + 20 * lines, hovermode="closest",
         margin={"t": top, "r": 20, "b": 50},
         legend={"orientation": "h", "y": -0.18, "x": 0, "yanchor": "top"},
     )
-    if notes:
-        fig.update_layout(title={"text": "<br>".join(notes), "x": 0, "xanchor": "left", "xref": "paper",
-                                 "y": 1, "yanchor": "top", "yref": "container", "pad": {"t": 8},
-                                 "font": {"size": 13}})
+    if notes:  # above the plotting area (and above subplot titles), so it never covers a trace
+        fig.add_annotation(text="<br>".join(notes), showarrow=False, xref="paper", yref="paper", x=0,
+                           y=1, xanchor="left", yanchor="bottom", yshift=26 if titled else 4, align="left",
+                           font={"size": 13}, name=NOTES_META)
     return clean_log_axes(fig)
 
 
@@ -568,7 +574,7 @@ def _play_controls(fig: go.Figure, names: list[str], labels: list[str], prefix: 
             ],
         }],
         sliders=[{
-            "active": active, "x": 0.16, "len": 0.84, "y": 0, "yanchor": "top", "pad": {"t": 60},
+            "active": active, "x": 0.22, "len": 0.78, "y": 0, "yanchor": "top", "pad": {"t": 60},
             "currentvalue": {"prefix": prefix, "visible": True, "xanchor": "left"},
             "steps": [{"label": label, "method": "animate", "args": [[name], step_args]}
                       for name, label in zip(names, labels, strict=True)],
@@ -631,7 +637,7 @@ def grow_with_depth(fig: go.Figure, label: str = "depth ") -> go.Figure:
 # The samples themselves: cosine matrices, the principal plane, distributions (from probe_detail)
 
 HEATMAP_SAMPLES = 32  # samples shown per matrix: the collapse reads as well at 32 x 32 as at 256 x 256
-COSINE_SCALE = "RdBu_r"  # one diverging scale for every matrix: white 0, red 1 (collapsed), blue -1
+COSINE_SCALE = "RdBu_r"  # for signed outputs: white 0, red 1 (collapsed), blue -1
 
 
 def _positions_of(details: Mapping) -> list[int]:
@@ -697,14 +703,18 @@ def collapse_figure(details: Mapping, norms: Mapping[str, str], *, samples: int 
         fig.update_xaxes(range=[-extent, extent], title="PC1", row=2, col=col, zeroline=True)
         fig.update_yaxes(range=[-extent, extent], title="PC2" if col == 1 else None, row=2, col=col,
                          zeroline=True)
-    fig.update_layout(coloraxis={"colorscale": COSINE_SCALE, "cmin": -1, "cmax": 1,
+    # ReLU outputs have cosines in [0, 1]: a sequential scale over [0, 1] separates 0.5 from 0.8 well;
+    # signed outputs (FRN, EvoNorm) get the diverging scale over [-1, 1].
+    signed = any(np.nanmin(d.cosine) < -1e-6 for d in details.values() if np.isfinite(d.cosine).any())
+    scale = {"colorscale": COSINE_SCALE, "cmin": -1} if signed else {"colorscale": "Viridis", "cmin": 0}
+    fig.update_layout(coloraxis={**scale, "cmax": 1,
                                  "colorbar": {"title": "cosine", "len": 0.55, "y": 1, "yanchor": "top"}})
     unit = "block" if len(steps) and any("features." in layer and "." not in layer[9:]
                                          for d in details.values() for layer in d.layers) else "layer"
     _play_controls(fig, [str(k) for k in steps], [str(k) for k in steps], f"{unit} ", steps.index(first))
-    add_note(fig, f"top: cosine between the first {samples} samples (red = the same direction) · bottom: "
+    add_note(fig, f"top: cosine between the first {samples} samples (1 = the same direction) · bottom: "
                   "all samples on their top two principal directions, in units of the typical sample norm "
-                  "(a collapsed batch shrinks onto a line or a point)")
+                  "(a collapsed batch shrinks onto a line or a point)", width=130)
     fig = _finish(fig, uirevision, height=640)
     fig.update_layout(margin={"b": 130}, showlegend=False)
     return fig
@@ -819,8 +829,15 @@ def rank_scaling_figure(points: pd.DataFrame, over: str, metric: str, *, ceiling
     if ceiling:
         fig.add_hline(y=ceiling, line={"dash": "dot", "color": "#888"})
         add_note(fig, f"grey dotted: ceiling min(batch, features) = {ceiling}")
-    add_note(fig, "Lubana et al. 2021 bound the rank from below by Ω(√(width / group size)): "
-                  "a shape, its constant unknown, so it is scaled to the measured points")
+    add_note(fig, "Lubana et al. 2021 bound the rank from below by Ω(√(width / group size)): a shape, its "
+                  "constant unknown, so it is scaled to the measured points", width=70)
+    if np.isfinite(c):
+        ok = np.isfinite(y) & (y > 0)
+        misfit = float(np.sqrt(np.mean((y[ok] / (c * shape[ok]) - 1) ** 2))) if ok.any() else math.nan
+        if misfit > 0.25:
+            add_note(fig, f"here the measurement does not follow the shape (typical misfit {misfit:.0%}): "
+                          "the bound only says the rank cannot fall below it; something else limits it",
+                     width=70)
     fig.update_xaxes(type="log", title=f"{over.replace('_', ' ')}" + (f" ({fixed})" if fixed else ""),
                      tickvals=list(x), ticktext=[f"{int(v)}" for v in x])
     fig.update_yaxes(title=METRIC_TITLES.get(metric, metric), rangemode="tozero")
@@ -847,9 +864,11 @@ def lecture_style(fig: go.Figure, scale: float = 1.5) -> go.Figure:
     fig.update_traces(line_width=3, selector={"mode": "lines+markers"})
     fig.update_traces(textfont_size=size, selector={"type": "scatter"})
     fig.update_annotations(font_size=size)  # subplot titles
-    if fig.layout.title.text:  # the note block above the plot grows with its lines
-        lines = fig.layout.title.text.count("<br>") + 1
-        fig.update_layout(title_font_size=18, margin_t=(fig.layout.margin.t or 40) + 10 * lines)
+    notes = [a for a in fig.layout.annotations if a.name == NOTES_META]
+    for note in notes:  # the note block above the plot: its margin grows with its type
+        lines = (note.text or "").count("<br>") + 1
+        note.update(font_size=18, yshift=(note.yshift or 0) + 8)
+        fig.update_layout(margin_t=(fig.layout.margin.t or 40) + 8 * lines + 8)
     if fig.layout.coloraxis.colorbar is not None:
         fig.update_layout(coloraxis_colorbar={"tickfont": {"size": size}, "title": {"font": {"size": size}}})
     for slider in fig.layout.sliders or ():
