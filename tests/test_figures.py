@@ -528,3 +528,19 @@ def test_lecture_style_makes_ticks_and_legends_readable_from_the_back():
         assert fig.layout.legend.font.size >= 18
         axes = [k for k in fig.layout.to_plotly_json() if k.startswith(("xaxis", "yaxis"))]
         assert axes and all(fig.layout[k].tickfont.size >= 18 for k in axes)
+
+
+def test_theory_lines_are_withheld_in_plain_words_where_their_assumptions_fail():
+    from ui import overlays
+
+    models = [ModelConfig(arch="resnet", norm=n, depth=5, width=8, **({"groups": 2} if n == "groupnorm" else {}))
+              for n in ("batchnorm", "layernorm", "groupnorm")]
+    frame = pd.concat([contract_frame(m) for m in models], ignore_index=True)
+    curves, skipped = overlays.variance_overlay(measures.aggregate(frame), models)
+    assert set(curves["series"]) == {"BatchNorm"}  # the +0.34 slope is exact for BatchNorm only
+    assert len(skipped) == 2 and all("more slowly" in s for s in skipped)
+    vgg = ModelConfig(preset="vgg20", norm="batchnorm")
+    _, skipped = overlays.gradient_overlay(measures.aggregate(contract_frame()), [vgg])
+    assert skipped and "VGG" in skipped[0]
+    _, skipped = overlays.gradient_overlay(measures.aggregate(contract_frame()), [models[1]])
+    assert skipped and "got norm" not in skipped[0] and "'" not in skipped[0]
