@@ -533,7 +533,8 @@ def test_lecture_style_makes_ticks_and_legends_readable_from_the_back():
 def test_theory_lines_are_withheld_in_plain_words_where_their_assumptions_fail():
     from ui import overlays
 
-    models = [ModelConfig(arch="resnet", norm=n, depth=5, width=8, **({"groups": 2} if n == "groupnorm" else {}))
+    models = [ModelConfig(arch="resnet", norm=n, depth=5, width=8,
+                          **({"groups": 2} if n == "groupnorm" else {}))
               for n in ("batchnorm", "layernorm", "groupnorm")]
     frame = pd.concat([contract_frame(m) for m in models], ignore_index=True)
     curves, skipped = overlays.variance_overlay(measures.aggregate(frame), models)
