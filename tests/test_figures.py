@@ -545,3 +545,13 @@ def test_theory_lines_are_withheld_in_plain_words_where_their_assumptions_fail()
     assert skipped and "VGG" in skipped[0]
     _, skipped = overlays.gradient_overlay(measures.aggregate(contract_frame()), [models[1]])
     assert skipped and "got norm" not in skipped[0] and "'" not in skipped[0]
+
+
+def test_rank_scaling_says_so_where_the_measurement_leaves_the_shape():
+    widths = np.array([8, 16, 32, 64])
+    flat = pd.DataFrame({"width": widths, "group_size": 4, "mean": [20.0, 18.0, 19.0, 17.0],
+                         "min": 17.0, "max": 21.0})
+    fig = figures.rank_scaling_figure(flat, "width", "effective_rank")
+    assert "does not follow the shape" in figures.figure_text(fig)
+    rising = flat.assign(mean=2.0 * np.sqrt(widths / 4))
+    assert "does not follow" not in figures.figure_text(figures.rank_scaling_figure(rising, "width", "x"))

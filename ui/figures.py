@@ -738,19 +738,27 @@ def distribution_figure(details: Mapping, norms: Mapping[str, str], position: in
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=(
         "activation values at this depth (a fixed random sample)",
         "per-sample gradient norm ‖∂L/∂z_i‖ at this conv/linear output"))
+    def bins(arrays, count):  # one set of bins for every normalizer, so the bars compare
+        values = np.concatenate([a for a in arrays if a.size] or [np.zeros(1)])
+        low, high = float(values.min()), float(values.max())
+        return {"start": low, "end": high, "size": (high - low) / count or 1.0}
+
+    act_bins = bins([_rms_ok(d.activations[_at(d, position)].astype(float)) for d in details.values()], 60)
+    grad_bins = bins([_rms_ok(d.grad_norms[min(grad_layer, d.grad_norms.shape[0] - 1)].astype(float))
+                      for d in details.values() if d.grad_norms.shape[0]], 30)
     for name, d in details.items():
         color = norm_color(norms.get(name, ""))
         k = _at(d, position)
         acts = _rms_ok(d.activations[k].astype(float))
         fig.add_trace(go.Histogram(x=acts, name=name, legendgroup=name, marker_color=color, opacity=0.55,
-                                   histnorm="probability density", nbinsx=60,
+                                   histnorm="probability density", xbins=act_bins,
                                    hovertemplate=f"<b>{name}</b><br>%{{x}}: density %{{y:.3g}}"
                                                  "<extra></extra>"),
                       row=1, col=1)
         if d.grad_norms.shape[0]:
             g = _rms_ok(d.grad_norms[min(grad_layer, d.grad_norms.shape[0] - 1)].astype(float))
             fig.add_trace(go.Histogram(x=g, name=name, legendgroup=name, showlegend=False, marker_color=color,
-                                       opacity=0.55, nbinsx=30, hovertemplate=(
+                                       opacity=0.55, xbins=grad_bins, hovertemplate=(
                                            f"<b>{name}</b><br>%{{x}}: %{{y}} samples<extra></extra>")),
                           row=1, col=2)
         if acts.size < d.activations[k].size:
@@ -831,13 +839,12 @@ def rank_scaling_figure(points: pd.DataFrame, over: str, metric: str, *, ceiling
         add_note(fig, f"grey dotted: ceiling min(batch, features) = {ceiling}")
     add_note(fig, "Lubana et al. 2021 bound the rank from below by Ω(√(width / group size)): a shape, its "
                   "constant unknown, so it is scaled to the measured points", width=70)
-    if np.isfinite(c):
-        ok = np.isfinite(y) & (y > 0)
-        misfit = float(np.sqrt(np.mean((y[ok] / (c * shape[ok]) - 1) ** 2))) if ok.any() else math.nan
-        if misfit > 0.25:
-            add_note(fig, f"here the measurement does not follow the shape (typical misfit {misfit:.0%}): "
-                          "the bound only says the rank cannot fall below it; something else limits it",
-                     width=70)
+    ok = np.isfinite(y) & np.isfinite(shape)
+    if ok.sum() >= 3 and np.ptp(y[ok]) > 0 and np.ptp(shape[ok]) > 0:
+        follows = float(np.corrcoef(y[ok], shape[ok])[0, 1])  # does the rank move the way the shape does?
+        if follows < 0.5:
+            add_note(fig, f"here the measurement does not follow the shape (correlation {follows:+.2f}): the "
+                          "bound only says the rank cannot fall below it; something else limits it", width=70)
     fig.update_xaxes(type="log", title=f"{over.replace('_', ' ')}" + (f" ({fixed})" if fixed else ""),
                      tickvals=list(x), ticktext=[f"{int(v)}" for v in x])
     fig.update_yaxes(title=METRIC_TITLES.get(metric, metric), rangemode="tozero")
