@@ -14,7 +14,8 @@ from ui.lecture import current_claim, load_claim
 from ui.sidebar import current_selection
 
 TITLE = "The paper's claims, measured live"
-if current_selection().lecture:
+if current_selection().lecture:  # the title alone: the claim's chart must start on the first screen
+    st.title(TITLE)
     selection = current_selection()
 else:
     selection = views.header(
