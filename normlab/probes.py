@@ -36,6 +36,7 @@ from normlab.metrics import (
     frobenius_norm,
     gram_stats,
     metrics_from_stats,
+    normalized_gram,
     stack_stats,
 )
 from normlab.models import ACT, BLOCK, CONV, RES, build_model
@@ -636,3 +637,140 @@ def _loss_for(targets: torch.Tensor | None, seed: int) -> Callable[[torch.Tensor
 
     return loss_fn
 
+
+
+# ---------------------------------------------------------------------------------------------
+# What the pictures need: per-point cosine matrices, projections and bounded samples (one pass)
+
+# Bounds of a detail: the N x N matrices of at most this many trunk points (evenly spaced, the final
+# one always kept) and this many activation values per point, so a detail stays a few MB at batch 256.
+DETAIL_POINTS = 48
+DETAIL_SAMPLES = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeDetail:
+    """One seed's samples as the pictures see them, at the trunk points along depth; plain numpy only.
+
+    P points (block outputs of a ResNet, else every layer's activation), N samples, C conv/linear outputs.
+    """
+
+    layers: tuple[str, ...]  # (P,) probe point names in forward order
+    positions: np.ndarray  # (P,) 1-based depth (block or layer), as ``ui.measures.depth_rows`` counts it
+    cosine: np.ndarray  # (P, N, N) float32 cosine similarity of the flattened samples (the cos_sim matrix)
+    projection: np.ndarray  # (P, N, 2) float32 centered samples on their top two principal directions,
+    # in units of the root-mean-square sample norm (a collapsed batch sits near the origin)
+    activations: np.ndarray  # (P, S) float32 a fixed random sample of the activation values
+    grad_layers: tuple[str, ...]  # (C,) conv/linear outputs in forward order
+    grad_norms: np.ndarray  # (C, N) float64 per-sample norms of dL/dz (rows sum in squares to grad_norm)
+
+
+class _DetailReducer(_Reducer):
+    """The probes' reducer that also keeps a bounded sample of each activation's values."""
+
+    def __init__(self, samples: int, seed: int) -> None:
+        super().__init__()
+        self.samples = samples
+        # its own stream of the user seed (3: after data.py's init, inputs and labels streams)
+        state = np.random.SeedSequence([int(seed), 3]).generate_state(1, dtype=np.uint64)
+        self.generator = torch.Generator().manual_seed(int(state[0]) >> 1)
+        self.values: dict[int, torch.Tensor] = {}  # id(GramStats) -> (S,) float32
+
+    def __call__(self, output: torch.Tensor, kind: str):
+        stats = super().__call__(output, kind)
+        if isinstance(stats, GramStats) and id(stats) not in self.values:
+            flat = output.detach().reshape(-1)
+            at = torch.randint(flat.numel(), (min(self.samples, flat.numel()),), generator=self.generator)
+            self.values[id(stats)] = flat[at.to(flat.device)].float().cpu()
+        return stats
+
+
+def _principal_plane(gram_centered: torch.Tensor, sq_norms: torch.Tensor) -> torch.Tensor:
+    """(P, N, 2) coordinates on the top two principal directions from the centered Gram (P, N, N).
+
+    X_c = U S V^T gives X_c V = U S: the eigenvectors of G_c = X_c X_c^T scaled by the square roots of
+    their eigenvalues, no D x D covariance needed. Signs are fixed so that the largest coordinate is
+    positive (eigh's sign is arbitrary); units are the batch's root-mean-square sample norm.
+    """
+    ok = torch.isfinite(gram_centered).all(-1).all(-1)  # (P,)
+    eye = torch.eye(gram_centered.shape[-1], dtype=gram_centered.dtype)
+    eig, vec = torch.linalg.eigh(torch.where(ok[:, None, None], gram_centered, eye))
+    top = vec[..., -2:].flip(-1) * eig[:, None, -2:].flip(-1).clamp_min(0.0).sqrt()  # (P, N, 2)
+    sign = torch.sign(top.gather(1, top.abs().argmax(1, keepdim=True)))
+    top = top * torch.where(sign == 0, 1.0, sign)
+    rms = sq_norms.mean(-1).sqrt().clamp_min(torch.finfo(torch.float64).tiny)  # (P,)
+    return torch.where(ok[:, None, None], top / rms[:, None, None], torch.nan)
+
+
+def _spread(count: int, keep: int) -> list[int]:
+    """At most ``keep`` indices of ``range(count)``, evenly spaced, first and last included."""
+    if count <= keep:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (keep - 1)) for i in range(keep)})
+
+
+def probe_detail(model_config: ModelConfig, probe_config: ProbeConfig, *, points: int = DETAIL_POINTS,
+                 samples: int = DETAIL_SAMPLES) -> ProbeDetail:
+    """The first seed's pass of :func:`run_probes`, keeping what the pictures of the samples need.
+
+    The same hooks reduce every activation to its Gram statistics; the cosine matrices and the principal
+    plane come from those N x N matrices, so no activation outlives the pass. Alongside, each trunk point
+    keeps ``samples`` of its values and every conv/linear output the per-sample norms of dL/dz.
+
+    Args:
+        model_config: the network.
+        probe_config: inputs, batch size, device; only its first seed is used.
+        points: at most this many trunk points are kept (evenly spaced along depth, the last included).
+        samples: activation values kept per point, drawn with a seeded generator.
+    """
+    _check_configs(model_config, probe_config)
+    for name, value in (("points", points), ("samples", samples)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            raise ValueError(f"{name} must be a whole number >= 2; got {value!r}")
+    check_budget(model_config, dataclasses.replace(probe_config, seeds=1))
+    seed = probe_config.seed
+    device = resolve_device(probe_config.device)
+    size = probe_config.image_size
+    with torch.random.fork_rng(devices=[]):  # the same network and batch as run_probes' first seed
+        torch.manual_seed(derive_seed(seed, "init"))
+        model = build_model(model_config, (model_config.in_channels, size, size))
+    model.train().to(device)
+    x = make_inputs(probe_config, seed, model_config.in_channels).to(device).requires_grad_(True)
+    labels = make_labels(probe_config.batch_size, model_config.num_classes, seed).to(device)
+    reducer = _DetailReducer(samples, seed)
+    per_sample: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(grad_norm) -> (it, (N,) norms)
+
+    def grad_reduce(grad: torch.Tensor) -> torch.Tensor:
+        total = frobenius_norm(grad, reducer.workspace)
+        rows = torch.linalg.vector_norm(grad.reshape(grad.shape[0], -1), dim=1, dtype=torch.float64)
+        per_sample[id(total)] = (total, rows)  # the tap holds this very tensor
+        return total
+
+    with record(model, model.probe_points(), reduce=reducer, grad_reduce=grad_reduce,
+                final=model.final) as taps:
+        output = model(x)
+        reducer.clear()
+        loss = F.cross_entropy(output.float(), labels)
+        torch.autograd.grad(loss, [x], allow_unused=True)
+    trunk_kind = BLOCK if any(t.kind == BLOCK for t in taps.taps) else ACT
+    trunk = [t for t in taps.taps if t.kind == trunk_kind and isinstance(t.value, GramStats)]
+    kept = [trunk[i] for i in _spread(len(trunk), points)]
+    convs = [t for t in taps.taps if t.kind == CONV and t.grad_norm is not None]
+    if not kept:
+        raise ValueError(f"{describe(model_config)} has no activation probe points to picture")
+    stats = stack_stats([t.value for t in kept])  # (P, ...)
+    host = to_host([stats.gram_centered, stats.proj, stats.mean_sq, stats.sq_norms, stats.finite,
+                    *[per_sample[id(t.grad_norm)][1] for t in convs]])
+    host_stats = GramStats(stats.act_var.cpu(), stats.act_sq_mean.cpu(), *host[:5])
+    cosine = normalized_gram(host_stats.gram, host_stats.sq_norms, host_stats.zero)  # (P, N, N)
+    cosine = torch.where(host_stats.finite[:, None, None], cosine, torch.nan)
+    return ProbeDetail(
+        layers=tuple(t.name for t in kept),
+        positions=np.asarray([t.index + 1 for t in kept], dtype=np.int64),
+        cosine=cosine.to(torch.float32).numpy(),
+        projection=_principal_plane(host_stats.gram_centered, host_stats.sq_norms).to(torch.float32).numpy(),
+        activations=np.stack([reducer.values[id(t.value)].numpy() for t in kept]),
+        grad_layers=tuple(t.name for t in convs),
+        grad_norms=(torch.stack(host[5:]).numpy() if convs
+                    else np.zeros((0, probe_config.batch_size))),
+    )

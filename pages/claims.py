@@ -1,4 +1,8 @@
-"""Paper claims: one card per claim, each with its setup, picture and a verdict measured live."""
+"""Paper claims: one card per claim, each with its setup, picture and a verdict measured live.
+
+In lecture mode one claim fills the screen: its title, then its chart (inside the first screen at
+1920×1080), then the verdict and the sentence below it.
+"""
 
 import pandas as pd
 import streamlit as st
@@ -7,26 +11,29 @@ from normlab.serving import QueueTimeout
 from ui import cache, measures, views
 from ui.claims import CLAIMS
 from ui.lecture import current_claim, load_claim
+from ui.sidebar import current_selection
 
-selection = views.header(
-    "The paper's claims, measured live",
-    "Each card states one claim of *Beyond BatchNorm* (Lubana, Dick & Tanaka, NeurIPS 2021) or the work it "
-    "builds on, probes the networks it needs and says whether the measurement agrees. **Load** puts the "
-    "setup into the sidebar so every page shows it.",
-    "Verdicts are computed from the probe frames (seed means): growth shapes from line fits on linear and "
-    "log scales, similarities and ranks at the final features, gradient growth as ‖∂L/∂z‖ at the first "
-    "layer over the last hidden layer.",
-)
+TITLE = "The paper's claims, measured live"
+if current_selection().lecture:  # the title alone: the claim's chart must start on the first screen
+    st.title(TITLE)
+    selection = current_selection()
+else:
+    selection = views.header(
+        TITLE,
+        "Each card states one claim of *Beyond BatchNorm* (Lubana, Dick & Tanaka, NeurIPS 2021) or the work "
+        "it builds on, probes the networks it needs and says whether the measurement agrees. **Load** puts "
+        "the setup into the sidebar so every page shows it.",
+        "Verdicts are computed from the probe frames (seed means): growth shapes from line fits on linear "
+        "and log scales, similarities and ranks at the final features, gradient growth as ‖∂L/∂z‖ at the "
+        "first layer over the last hidden layer.",
+    )
 shown = [current_claim()] if selection.lecture else range(len(CLAIMS))
 for index in shown:
     claim = CLAIMS[index]
     with st.container(border=True):
         st.subheader(f"{index + 1}. {claim.title}")
-        st.markdown(claim.sentence)
-        load, see = st.columns([1, 2])
-        load.button("Load into the sidebar", key=f"load-{claim.key}", icon=":material/input:",
-                    on_click=load_claim, args=(index,))
-        see.page_link(f"pages/{claim.page}.py", icon=":material/arrow_forward:")  # labelled with its title
+        if not selection.lecture:
+            st.markdown(claim.sentence)
         try:
             with st.spinner("Measuring…", show_time=True):
                 frame = pd.concat([cache.probe(m, p) for m, p in claim.runs()], ignore_index=True)
@@ -36,5 +43,13 @@ for index in shown:
         stats = measures.aggregate(frame)
         verdict = claim.verdict(frame, stats)
         show = {True: st.success, False: st.warning, None: st.info}[verdict.holds]
-        show(f"**Verdict: {verdict.label}.** {verdict.text}", icon=":material/fact_check:")
+        if not selection.lecture:
+            show(f"**Verdict: {verdict.label}.** {verdict.text}", icon=":material/fact_check:")
         views.chart(claim.picture(frame, stats), f"claim-{claim.key}", selection)
+        if selection.lecture:  # the words under the picture, so the chart starts on the first screen
+            show(f"**Verdict: {verdict.label}.** {verdict.text}", icon=":material/fact_check:")
+            st.markdown(claim.sentence)
+        load, see = st.columns([1, 2])
+        load.button("Load into the sidebar", key=f"load-{claim.key}", icon=":material/input:",
+                    on_click=load_claim, args=(index,))
+        see.page_link(f"pages/{claim.page}.py", icon=":material/arrow_forward:")  # labelled with its title

@@ -3,6 +3,8 @@
 import streamlit as st
 
 from ui import figures, measures, overlays, views
+from ui.claims import CLAIMS
+from ui.lecture import load_claim
 
 selection = views.header(
     "Property 3 · Gradient explosion at initialization",
@@ -12,8 +14,15 @@ selection = views.header(
     "grad_norm: Frobenius norm over the batch of ∂L/∂z at every conv/linear output z (not the weight "
     "gradient), cross-entropy against random labels. Rates skip exact zeros (SkipInit branches).",
 )
-scale = st.segmented_control("Axis", ("log", "linear"), key="grad_scale", persist_state="session",
-                             required=True)
+cols = st.columns([2, 2, 3])
+scale = cols[0].segmented_control("Axis", ("log", "linear"), key="grad_scale", persist_state="session",
+                                  required=True)
+motion = cols[1].toggle("▶ Depth in motion", key="grad_motion", persist_state="session",
+                        help="Adds a Play button and a slider that draw the layers one at a time.")
+# Property 3 shows best in a plain CNN on real images with InstanceNorm and small groups (the claim's setup).
+example = next(i for i, c in enumerate(CLAIMS) if c.key == "gradients")
+cols[2].button("Show property 3: plain CNN, InstanceNorm and small groups, real images",
+               icon=":material/input:", on_click=load_claim, args=(example,), key="grad_example")
 frame = views.measure(selection)
 if frame is None:
     st.stop()
@@ -22,6 +31,8 @@ theory, skipped = overlays.gradient_overlay(stats, selection.models)
 fig = figures.gradient_figure(stats, log_y=scale == "log", theory=theory,
                               reference_rate=measures.BN_GRADIENT_RATE if not theory.empty else None,
                               uirevision=f"gradients-{scale}")
+if motion:  # ▶ Play draws the layers one at a time, input first
+    fig = figures.grow_with_depth(fig, "layer ")
 views.chart(fig, "gradients", selection)
 growth = measures.gradient_growth(stats)
 st.caption("Gradient growth, first layer over last hidden layer: "

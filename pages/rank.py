@@ -1,33 +1,127 @@
-"""Rank collapse (property 2): similarity and rank of the representations along depth."""
+"""Rank collapse (property 2): the samples' cosine matrices in motion, one rank measure along depth,
+distributions per layer and GroupNorm's rank bound measured."""
 
+import pandas as pd
 import streamlit as st
 
-from ui import figures, measures, views
+from normlab import ModelConfig, ProbeConfig
+from normlab.serving import QueueTimeout
+from ui import cache, figures, measures, views
+
+# One measure at a time, each with its definition (spec section 3).
+MEASURES = {
+    "stable_rank": "tr(M)/‖M‖₂ of the cosine matrix M: about 1 when every sample points the same way, N "
+                   "when all are orthogonal.",
+    "effective_rank": "exp of the entropy of the centered covariance's normalized eigenvalues: how many "
+                      "directions the batch really spreads over.",
+    "numerical_rank": "singular values of the centered features above tol·σ_max: counts even tiny spread, so "
+                      "it sits at the ceiling N − 1 unless features are exactly degenerate.",
+    "cos_sim": "mean off-diagonal entry of M (the paper's code): 1 = all samples have the same direction.",
+}
+# GroupNorm's rank result is read on a plain CNN over natural images (residual nets keep more rank and
+# the trend is flatter), at sizes that compute in a few seconds on a CPU.
+BOUND_NET = {"arch": "cnn", "depth": 10}
+BOUND_PROBE = ProbeConfig(input="images", batch_size=64, image_size=8)
+BOUND_SIZES = (1, 2, 4, 8, 16, 32)
+BOUND_WIDTHS = (8, 16, 32, 64, 128)
 
 selection = views.header(
     "Property 2 · Rank collapse",
-    "**Look for:** cosine similarity creeping toward 1 and ranks falling with depth mean the network maps "
-    "different inputs to nearly the same features. BatchNorm avoids it; in GroupNorm the rank shrinks "
-    "as the groups grow (LayerNorm, one group, collapses most). No rank can exceed min(batch, features): "
-    "the dashed line.",
-    "cos_sim: flatten each sample, L2-normalize, Gram matrix M (N×N), mean off-diagonal entry; centered: "
-    "after subtracting the batch mean · stable_rank: tr(M)/‖M‖₂ · effective_rank: exp of the entropy of "
-    "the normalized eigenvalues of the centered covariance · numerical_rank: singular values of the "
-    "centered features above tol·σ_max.",
+    "**Look for:** the matrix of cosine similarities between the samples filling toward 1 (yellow) with "
+    "depth without normalization, while BatchNorm keeps it lower: different inputs stay different. Below, "
+    "the batch on its two main directions shrinks toward a point as it collapses. Press ▶ Play to walk "
+    "through the layers.",
+    "Cosine matrix M: flatten each sample, L2-normalize, all pairwise dot products (N×N). Principal plane: "
+    "the centered samples on their top two principal directions, in units of the typical sample norm.",
 )
 ceiling = measures.rank_ceiling(selection.base, selection.probe)
 frame = views.measure(selection)
 if frame is None:
     st.stop()
 stats = measures.aggregate(frame)
-fig = figures.rank_figure(stats, ceiling=ceiling, uirevision="rank")
+labels = measures.series_labels(pd.DataFrame([m.to_dict() for m in selection.models]))
+norms = {label: m.norm for label, m in zip(labels, selection.models, strict=True)}
+try:
+    with st.spinner("Picturing the samples…", show_time=True):
+        details = {label: cache.probe_detail(m, selection.probe)
+                   for label, m in zip(labels, selection.models, strict=True)}
+except (ValueError, QueueTimeout) as err:
+    st.error(f"Cannot picture this choice: {err}", icon=":material/error:")
+    details = {}
+collapse = figures.collapse_figure(details, norms, uirevision="collapse")
+views.chart(collapse, "collapse", selection)
+
+st.subheader("One rank measure along depth")
+measure = st.segmented_control("Measure", tuple(MEASURES), key="rank_measure", required=True,
+                               default="stable_rank", persist_state="session",
+                               format_func=lambda m: figures.METRIC_TITLES[m].split(" (")[0])
+st.caption(MEASURES[measure])
+fig = figures.depth_figure(stats, measure, ceiling=None if measure == "cos_sim" else ceiling,
+                           uirevision=f"rank-{measure}")
 views.chart(fig, "rank", selection)
-st.subheader("Eigen-spectrum of the final features")
-scale = st.segmented_control("Axis", ("log", "linear"), key="spec_scale", persist_state="session",
-                             required=True)
-spectrum = figures.spectrum_figure(stats, ceiling=ceiling, log_y=scale == "log",
-                                   uirevision=f"spectrum-{scale}")
-views.chart(spectrum, "spectrum", selection)
-st.caption(f"Rank ceiling min(batch, features) = {ceiling}: batch {selection.probe.batch_size}; a collapsed "
-           "network concentrates the spectrum in its first few eigenvalues.")
-views.export(frame, {"rank": fig, "spectrum": spectrum}, selection, "rank")
+with st.expander("Centered cosine similarity: why it is not drawn"):
+    st.markdown(
+        "The centered cosine subtracts the batch-mean sample first. The centered samples sum to zero, so "
+        "their mean pairwise cosine is about −1/(N−1) for *any* network: a flat line that says nothing "
+        "about collapse. What remains of it, at the final features:")
+    centered = measures.final_value(stats, "cos_sim_centered")
+    st.dataframe(pd.DataFrame({"final centered cosine": centered,
+                               "−1/(N−1)": -1 / (selection.probe.batch_size - 1)}), width="content")
+
+st.subheader("Distributions at one layer")
+if details:
+    first = next(iter(details.values()))
+    positions = [int(p) for p in first.positions]
+    cols = st.columns(2)
+    position = cols[0].select_slider("Depth of the activations", positions, value=positions[-1],
+                                     key="dist_depth")
+    grad = cols[1].select_slider("Conv/linear output of the gradients", range(len(first.grad_layers)),
+                                 value=0, key="dist_grad",
+                                 format_func=lambda k: f"{k + 1} · {first.grad_layers[k]}")
+    views.chart(figures.distribution_figure(details, norms, position, grad), "distributions", selection)
+    st.caption("From the first seed's pass: a fixed random sample of the activation values at that depth and "
+               "each sample's own gradient norm, per normalizer.")
+
+st.subheader("GroupNorm's rank bound: Ω(√(width / group size))")
+cols = st.columns(2)
+width = cols[0].select_slider("Width (for the group-size sweep)", (16, 32, 64), value=32, key="bound_width")
+size = cols[1].select_slider("Group size (for the width sweep)", (1, 2, 4, 8), value=4, key="bound_size")
+try:
+    with st.spinner("Sweeping group sizes and widths…", show_time=True):
+        base = ModelConfig(**BOUND_NET, width=width, norm="groupnorm", group_size=1)
+        sizes = tuple(s for s in BOUND_SIZES if s <= width)
+        by_size = cache.sweep(base, BOUND_PROBE, (("group_size", sizes),))
+        base = ModelConfig(**BOUND_NET, width=max(size, 8), norm="groupnorm", group_size=size)
+        by_width = cache.sweep(base, BOUND_PROBE, (("width", tuple(w for w in BOUND_WIDTHS if w >= size)),))
+except (ValueError, QueueTimeout) as err:
+    st.error(f"Cannot sweep: {err}", icon=":material/error:")
+else:
+    bound_ceiling = BOUND_PROBE.batch_size
+    left, right = st.columns(2)
+    with left:
+        points = figures.final_points(by_size, "effective_rank")
+        views.chart(figures.rank_scaling_figure(points, "group_size", "effective_rank",
+                                                fixed=f"width {width}",
+                                                ceiling=bound_ceiling, uirevision="bound-size"),
+                    "bound-size", selection)
+    with right:
+        points = figures.final_points(by_width, "effective_rank")
+        views.chart(figures.rank_scaling_figure(points, "width", "effective_rank", fixed=f"group size {size}",
+                                                ceiling=bound_ceiling, uirevision="bound-width"),
+                    "bound-width", selection)
+    st.caption(f"Plain CNN of depth {BOUND_NET['depth']}, batch {BOUND_PROBE.batch_size} of "
+               f"{BOUND_PROBE.image_size}×{BOUND_PROBE.image_size} natural-image crops, one seed. Why the "
+               "effective rank: the numerical rank counts every direction above a tolerance and stays at "
+               "N − 1 here for every group size, and the stable rank is dominated by the top eigenvalue "
+               "(1.2–2); the effective rank weighs how evenly the batch spreads, and it falls with the "
+               "group size as the bound says. The dashed curve is the bound's shape scaled by least squares.")
+
+with st.expander("Eigen-spectrum of the final features"):
+    scale = st.segmented_control("Axis", ("log", "linear"), key="spec_scale", persist_state="session",
+                                 required=True)
+    spectrum = figures.spectrum_figure(stats, ceiling=ceiling, log_y=scale == "log",
+                                       uirevision=f"spectrum-{scale}")
+    views.chart(spectrum, "spectrum", selection)
+    st.caption(f"Rank ceiling min(batch, features) = {ceiling}: batch {selection.probe.batch_size}; a "
+               "collapsed network concentrates the spectrum in its first few eigenvalues.")
+views.export(frame, {"collapse": collapse, "rank": fig, "spectrum": spectrum}, selection, "rank")

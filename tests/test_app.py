@@ -11,6 +11,7 @@ from conftest import charts
 from streamlit.testing.v1 import AppTest
 
 import ui.cache
+from ui import figures
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
@@ -64,7 +65,7 @@ def test_every_page_runs_without_exception_and_draws(page):
     at = open_app(page)
     assert not at.error, [e.value for e in at.error]
     assert charts(at), f"{page} draws no chart"
-    assert at.sidebar.multiselect(key="norms"), f"{page} ran without the shared sidebar"
+    assert at.sidebar.toggle(key="lecture"), f"{page} ran without the shared sidebar"
 
 
 def test_default_view_compares_three_normalizers_with_metrics():
@@ -92,7 +93,7 @@ def test_changing_the_group_count_changes_the_chart():
 
 def test_changing_the_depth_changes_the_chart():
     at = open_app("pages/variance.py", norms=["batchnorm"])
-    at.slider(key="depth").set_value(5).run()
+    at.select_slider(key="depth").set_value(5).run()
     line = next(t for t in charts(at)[0].data if t.name == "BatchNorm" and t.mode == "lines+markers")
     assert list(line.x) == [1, 2, 3, 4, 5]
 
@@ -118,7 +119,7 @@ def test_plot_options_redraw_without_recomputing(probe_calls):
     assert charts(at)[0].layout.yaxis.type == "linear"
     at.segmented_control(key="var_metric").set_value("act_sq_mean").run()
     assert len(probe_calls) == runs
-    at.slider(key="depth").set_value(4).run()
+    at.select_slider(key="depth").set_value(4).run()
     assert len(probe_calls) == runs + 1  # a config change does run the engine
 
 
@@ -148,7 +149,7 @@ def test_tradeoff_sweeps_every_group_count():
 
 def test_rank_page_draws_the_rank_ceiling():
     at = open_app("pages/rank.py", norms=["batchnorm"], depth="3", batch="8")
-    annotations = " ".join(a.text or "" for a in charts(at)[0].layout.annotations)
+    annotations = " ".join(figures.figure_text(c) for c in charts(at))
     assert "min(batch, features) = 8" in annotations
 
 

@@ -163,7 +163,7 @@ def test_load_puts_the_claims_setup_into_the_sidebar(index):
     assert at.selectbox(key="net").value == values["net"]
     assert at.multiselect(key="norms").value == list(values["norms"])
     if values["net"] in ("resnet", "cnn", "mlp"):
-        assert at.slider(key="depth").value == values["depth"]
+        assert at.select_slider(key="depth").value == values["depth"]
     selection = at.session_state["_selection"]
     assert {m.norm for m in selection.models} == set(values["norms"])
     assert selection.probe == claim.runs()[0][1] or len(claim.variants) > 1
@@ -197,3 +197,16 @@ def test_probe_config_for_claims_is_built_like_the_sidebars():
     probes = {p.input for _, p in claim.runs()}
     assert probes == {"gaussian", "images"}
     assert all(isinstance(p, ProbeConfig) and p.seeds == 2 for _, p in claim.runs())
+
+
+def test_depth_in_motion_adds_play_frames_to_the_variance_and_gradient_charts():
+    for page, key in (("pages/variance.py", "var_motion"), ("pages/gradients.py", "grad_motion")):
+        at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+        at.query_params.update(norms="batchnorm", depth="4")
+        at.run()
+        at.switch_page(page).run()
+        assert '"frames"' not in at.get("plotly_chart")[0].proto.spec  # off by default: a light redraw
+        at.toggle(key=key).set_value(True).run()
+        assert not at.exception
+        spec = at.get("plotly_chart")[0].proto.spec
+        assert '"frames"' in spec and "Play" in spec

@@ -11,6 +11,7 @@ import pytest
 from conftest import contract_frame
 
 from normlab import NORM_NAMES, ModelConfig, ProbeConfig
+from normlab.probes import ProbeDetail
 from ui import figures, measures
 
 
@@ -194,7 +195,7 @@ def test_overflow_is_drawn_as_markers_at_the_top_with_a_note():
     markers = [t for t in fig.data if t.marker.symbol == "triangle-up"]
     assert markers and all(list(t.x) == [4, 5] for t in markers)
     assert min(min(t.y) for t in markers) > 10.0 ** 3 * 1.04  # above every finite value
-    assert any(figures.OVERFLOW_NOTE in a.text for a in fig.layout.annotations)
+    assert figures.OVERFLOW_NOTE in figures.figure_text(fig)
     line = mean_traces(fig)[0]
     assert math.isnan(line.y[3]) and math.isnan(line.y[4])  # the line breaks, it does not reach inf
 
@@ -209,14 +210,14 @@ def test_an_all_overflowed_frame_still_draws():
 def test_growth_per_block_is_written_on_the_variance_plot():
     fig = figures.depth_figure(compare("batchnorm", "none", var=lambda b: 0.7 + 0.35 * (b - 1)), "act_var",
                                annotate_growth=True)
-    text = " ".join(a.text for a in fig.layout.annotations)
+    text = figures.figure_text(fig)
     assert "BatchNorm: +0.357 per block: linear" in text  # the seed mean of 0.35 * (1, 1.04)
 
 
 def test_overflow_after_growth_is_named_in_the_growth_note():
     fig = figures.depth_figure(contract_frame(var=lambda b: 2.0 ** b if b < 5 else math.inf), "act_var",
                                annotate_growth=True)
-    assert "then overflow from 5" in " ".join(a.text for a in fig.layout.annotations)
+    assert "then overflow from 5" in figures.figure_text(fig)
 
 
 def test_theory_is_drawn_dashed_in_the_series_colour():
@@ -244,7 +245,7 @@ def test_rank_figure_draws_similarities_ranks_and_the_ceiling():
     names = {t.name for t in mean_traces(fig)}
     assert {"BatchNorm", "BatchNorm · stable rank", "BatchNorm · numerical rank"} <= names
     assert any(s.y0 == 8 and s.y1 == 8 for s in fig.layout.shapes)
-    assert any("min(batch, features) = 8" in a.text for a in fig.layout.annotations)
+    assert "min(batch, features) = 8" in figures.figure_text(fig)
 
 
 def test_spectrum_is_drawn_by_rank_from_one_with_the_ceiling():
@@ -261,7 +262,7 @@ def test_gradient_figure_draws_norms_rates_and_the_reference_line():
     rate = next(t for t in fig.data if t.name == "BatchNorm: rate")
     assert np.allclose(rate.y, 1.25)
     assert any(s.y0 == pytest.approx(measures.BN_GRADIENT_RATE) for s in fig.layout.shapes)
-    assert any("Yang et al. 2019" in a.text for a in fig.layout.annotations)
+    assert "Yang et al. 2019" in figures.figure_text(fig)
 
 
 def test_tradeoff_figure_draws_one_labelled_point_per_group_count():
@@ -301,3 +302,211 @@ def test_lecture_style_enlarges_fonts_and_the_plot():
     height = fig.layout.height
     figures.lecture_style(fig)
     assert fig.layout.font.size >= 20 and fig.layout.height > height
+
+
+# --- The samples pictured: cosine matrices, principal plane, distributions -----------------------------
+
+
+def synthetic_detail(collapse: bool, n: int = 12, depth: int = 6, seed: int = 0) -> ProbeDetail:
+    """A detail whose samples drift toward one direction with depth (``collapse``) or stay orthogonal."""
+    rng = np.random.default_rng(seed)
+    common = rng.normal(size=64)
+    cosine, projection = [], []
+    for b in range(1, depth + 1):
+        mix = 1 - 0.8 ** b if collapse else 0.0  # the share of the common direction
+        x = mix * common + (1 - mix) * rng.normal(size=(n, 64))  # (N, D)
+        u = x / np.linalg.norm(x, axis=1, keepdims=True)
+        cosine.append(u @ u.T)
+        c = x - x.mean(0)
+        left, s, _ = np.linalg.svd(c, full_matrices=False)
+        projection.append(left[:, :2] * s[:2] / np.sqrt((x ** 2).sum(1).mean()))
+    return ProbeDetail(
+        layers=tuple(f"features.{b}" for b in range(1, depth + 1)), positions=np.arange(1, depth + 1),
+        cosine=np.asarray(cosine, np.float32), projection=np.asarray(projection, np.float32),
+        activations=rng.normal(size=(depth, 200)).astype(np.float32),
+        grad_layers=("features.0.conv", "head"), grad_norms=np.abs(rng.normal(size=(2, n))))
+
+
+def _heatmaps(fig, frame_name: str) -> list[np.ndarray]:
+    frame = next(f for f in fig.frames if f.name == frame_name)
+    return [np.asarray(t.z, dtype=float) for t in frame.data if t.type == "heatmap"]
+
+
+def test_collapsing_and_non_collapsing_batches_give_visibly_different_matrices():
+    details = {"collapses": synthetic_detail(True), "stays apart": synthetic_detail(False)}
+    fig = figures.collapse_figure(details, {"collapses": "none", "stays apart": "batchnorm"})
+    assert [f.name for f in fig.frames] == [str(b) for b in range(1, 7)]  # one frame per depth
+    first, last = _heatmaps(fig, "1"), _heatmaps(fig, "6")
+    off = ~np.eye(12, dtype=bool)
+    assert last[0][off].mean() > 0.8 and abs(last[1][off].mean()) < 0.3  # filled toward 1 vs near diagonal
+    assert last[0][off].mean() > first[0][off].mean() + 0.3  # the collapse grows with depth
+    # the principal plane: a collapsed batch shrinks toward the origin
+    spread = [np.hypot(np.asarray(t.x, float), np.asarray(t.y, float)).mean()
+              for t in fig.frames[-1].data if t.type == "scatter"]
+    assert spread[0] < 0.5 * spread[1]
+    # one colour scale for every matrix, with a Play control and a slider over the frames
+    assert all(t.coloraxis == "coloraxis" for t in fig.data if t.type == "heatmap")
+    assert fig.layout.coloraxis.cmin in (0, -1) and fig.layout.coloraxis.cmax == 1
+    assert fig.layout.updatemenus[0].buttons[0].method == "animate"
+    assert len(fig.layout.sliders[0].steps) == 6
+
+
+def test_collapse_figure_is_bounded_in_samples_and_frames():
+    detail = synthetic_detail(True, n=40, depth=90)
+    fig = figures.collapse_figure({"a": detail}, {"a": "none"}, samples=16)
+    assert len(fig.frames) <= figures.MAX_FRAMES
+    assert np.asarray(fig.data[0].z).shape == (16, 16)
+
+
+def test_distribution_figure_draws_one_histogram_pair_per_normalizer():
+    details = {"A": synthetic_detail(True), "B": synthetic_detail(False, seed=1)}
+    fig = figures.distribution_figure(details, {"A": "none", "B": "batchnorm"}, position=3, grad_layer=1)
+    hists = [t for t in fig.data if t.type == "histogram"]
+    assert len(hists) == 4
+    np.testing.assert_allclose(hists[0].x, details["A"].activations[2])  # depth 3 = the third point
+    np.testing.assert_allclose(hists[1].x, details["A"].grad_norms[1])
+
+
+def test_rank_scaling_draws_the_square_root_shape_through_the_measured_scale():
+    sizes = np.array([1, 2, 4, 8, 16])
+    measured = 3.0 * np.sqrt(32 / sizes) * np.array([1.1, 0.95, 1.0, 1.05, 0.9])  # c = 3 with noise
+    points = pd.DataFrame({"width": 32, "group_size": sizes, "mean": measured, "min": measured - 0.5,
+                           "max": measured + 0.5})
+    fig = figures.rank_scaling_figure(points, "group_size", "effective_rank", fixed="width 32")
+    shape = next(t for t in fig.data if "shape" in t.name)
+    c = figures.shape_scale(measured, np.sqrt(32 / sizes))
+    assert c == pytest.approx(np.dot(measured, np.sqrt(32 / sizes)) / np.dot(32 / sizes, np.ones(5)))
+    assert 2.8 < c < 3.2 and "least squares" in shape.name
+    # the curve passes through the measured points' scale: at every measured size within the noise
+    curve = np.interp(np.log(sizes), np.log(np.asarray(shape.x, float)), np.asarray(shape.y, float))
+    np.testing.assert_allclose(curve, measured, rtol=0.2)
+    assert np.all(np.diff(np.asarray(shape.y, float)) < 0)  # falls with the group size
+
+
+def test_final_points_read_rank_per_network_of_a_sweep():
+    parts = [contract_frame(ModelConfig(arch="resnet", norm="groupnorm", depth=5, width=8, group_size=g),
+                            rank=lambda b, g=g: 8.0 / g) for g in (1, 2, 4)]
+    points = figures.final_points(pd.concat(parts, ignore_index=True), "stable_rank")
+    assert list(points["group_size"]) == [1, 2, 4] and list(points["width"]) == [8, 8, 8]
+    np.testing.assert_allclose(points["mean"], [8.0, 4.0, 2.0])
+
+
+def _domains(fig) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """The (x, y) paper-domain rectangle of every subplot that holds data."""
+    layout = fig.layout
+    out = []
+    for trace in fig.data:
+        xa = layout[f"xaxis{(trace.xaxis or 'x')[1:]}"]
+        ya = layout[f"yaxis{(trace.yaxis or 'y')[1:]}"]
+        out.append((tuple(xa.domain or (0, 1)), tuple(ya.domain or (0, 1))))
+    return list(dict.fromkeys(out))
+
+
+def _outside(annotation, domains, fig) -> bool:
+    """Whether a paper-anchored annotation's box (its lines of text) lies outside every plotting area."""
+    layout = fig.layout
+    plot_px = (layout.height or 450) - (layout.margin.t or 0) - (layout.margin.b or 0)
+    lines = (annotation.text or "").count("<br>") + 1
+    h = lines * 1.3 * (annotation.font.size or 12) / plot_px  # the box's height in paper units
+    x, y = annotation.x, annotation.y
+    low, high = {"bottom": (y, y + h), "top": (y - h, y)}.get(annotation.yanchor, (y - h / 2, y + h / 2))
+    for (x0, x1), (y0, y1) in domains:
+        if x0 - 1e-9 <= x <= x1 + 1e-9 and low < y1 - 1e-9 and high > y0 + 1e-9:
+            return False
+    return True
+
+
+def _all_figures():
+    none = contract_frame(ModelConfig(arch="resnet", norm="none", depth=5, width=8),
+                          var=lambda b: 10.0 ** b if b < 4 else math.inf)
+    frame = pd.concat([contract_frame(), none], ignore_index=True)
+    stats = measures.aggregate(frame)
+    details = {"A": synthetic_detail(True), "B": synthetic_detail(False)}
+    sizes = np.array([1, 2, 4])
+    points = pd.DataFrame({"width": 8, "group_size": sizes, "mean": 4 / sizes, "min": 4 / sizes,
+                           "max": 4 / sizes})
+    return {
+        "depth": figures.depth_figure(stats, "act_var", log_y=True, annotate_growth=True, ceiling=None),
+        "rank": figures.depth_figure(stats, "stable_rank", ceiling=8),
+        "rank panels": figures.rank_figure(stats, ceiling=8),
+        "spectrum": figures.spectrum_figure(stats, ceiling=8),
+        "gradients": figures.gradient_figure(stats, reference_rate=measures.BN_GRADIENT_RATE),
+        "overview": figures.overview_figure(stats),
+        "bars": figures.bar_figure(measures.gradient_growth(stats), stats, "growth", log_y=True),
+        "collapse": figures.collapse_figure(details, {"A": "none", "B": "batchnorm"}),
+        "distributions": figures.distribution_figure(details, {}, 2, 0),
+        "scaling": figures.rank_scaling_figure(points, "group_size", "stable_rank", ceiling=8),
+    }
+
+
+@pytest.mark.parametrize("name", list(_all_figures()))
+def test_no_note_or_label_box_is_drawn_over_the_data(name):
+    fig = _all_figures()[name]
+    domains = _domains(fig)
+    for annotation in fig.layout.annotations:
+        # anything tied to data coordinates would sit among the traces
+        assert annotation.xref in ("paper", None) or "domain" in str(annotation.xref), annotation.text
+        assert _outside(annotation, domains, fig), f"{name}: {annotation.text!r} lies over a plotting area"
+    for note in [a for a in fig.layout.annotations if a.name == figures.NOTES_META]:
+        # the note block lives in the top margin, which is made tall enough for its lines
+        assert note.y == 1 and note.yanchor == "bottom"
+        assert fig.layout.margin.t >= 20 * (note.text.count("<br>") + 1)
+
+
+def test_log_axes_get_clean_power_ticks_and_no_bars():
+    frame = contract_frame(var=lambda b: 10.0 ** (3 * b))
+    fig = figures.depth_figure(measures.aggregate(frame), "act_var", log_y=True)
+    assert fig.layout.yaxis.exponentformat == "power" and fig.layout.yaxis.dtick >= 1
+    assert fig.layout.yaxis.minor.ticks == "outside"  # minor ticks drawn, not labelled
+    narrow = figures.depth_figure(measures.aggregate(contract_frame()), "act_var", log_y=True)
+    assert narrow.layout.yaxis.tickmode == "array"
+    assert all(t in ("0.5", "1", "2", "5") for t in narrow.layout.yaxis.ticktext)  # written out in full
+    bars = figures.bar_figure(pd.Series({"BatchNorm": 3.0}), measures.aggregate(contract_frame()), "g",
+                              log_y=True)
+    assert not any(t.type == "bar" for t in bars.data)
+
+
+def test_grow_with_depth_reveals_the_curve_one_block_at_a_time():
+    stats = measures.aggregate(contract_frame())
+    fig = figures.grow_with_depth(figures.depth_figure(stats, "act_var"))
+    assert [f.name for f in fig.frames] == ["1", "2", "3", "4", "5"]
+    line = next(i for i, t in enumerate(fig.data) if t.mode == "lines+markers")
+    shown = [sum(v is not None for v in f.data[line].y) for f in fig.frames]
+    assert shown == [1, 2, 3, 4, 5]
+    assert fig.layout.yaxis.range is not None  # a fixed frame to grow into
+
+
+def test_lecture_style_makes_ticks_and_legends_readable_from_the_back():
+    details = {"A": synthetic_detail(True)}
+    for fig in (figures.lecture_style(figures.collapse_figure(details, {})),
+                figures.lecture_style(figures.depth_figure(measures.aggregate(contract_frame()), "act_var"))):
+        assert fig.layout.legend.font.size >= 18
+        axes = [k for k in fig.layout.to_plotly_json() if k.startswith(("xaxis", "yaxis"))]
+        assert axes and all(fig.layout[k].tickfont.size >= 18 for k in axes)
+
+
+def test_theory_lines_are_withheld_in_plain_words_where_their_assumptions_fail():
+    from ui import overlays
+
+    models = [ModelConfig(arch="resnet", norm=n, depth=5, width=8,
+                          **({"groups": 2} if n == "groupnorm" else {}))
+              for n in ("batchnorm", "layernorm", "groupnorm")]
+    frame = pd.concat([contract_frame(m) for m in models], ignore_index=True)
+    curves, skipped = overlays.variance_overlay(measures.aggregate(frame), models)
+    assert set(curves["series"]) == {"BatchNorm"}  # the +0.34 slope is exact for BatchNorm only
+    assert len(skipped) == 2 and all("more slowly" in s for s in skipped)
+    vgg = ModelConfig(preset="vgg20", norm="batchnorm")
+    _, skipped = overlays.gradient_overlay(measures.aggregate(contract_frame()), [vgg])
+    assert skipped and "VGG" in skipped[0]
+    _, skipped = overlays.gradient_overlay(measures.aggregate(contract_frame()), [models[1]])
+    assert skipped and "got norm" not in skipped[0] and "'" not in skipped[0]
+
+
+def test_rank_scaling_says_so_where_the_measurement_leaves_the_shape():
+    widths = np.array([8, 16, 32, 64])
+    flat = pd.DataFrame({"width": widths, "group_size": 4, "mean": [20.0, 18.0, 19.0, 17.0],
+                         "min": 17.0, "max": 21.0})
+    fig = figures.rank_scaling_figure(flat, "width", "effective_rank")
+    assert "does not follow the shape" in figures.figure_text(fig)
+    rising = flat.assign(mean=2.0 * np.sqrt(widths / 4))
+    assert "does not follow" not in figures.figure_text(figures.rank_scaling_figure(rising, "width", "x"))

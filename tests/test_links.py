@@ -98,7 +98,7 @@ def test_a_link_restores_the_controls_and_the_page():
     assert at.title[0].value == "Property 3 · Gradient explosion at initialization"
     assert at.selectbox(key="net").value == "cnn"
     assert at.multiselect(key="norms").value == ["layernorm", "batchnorm"]
-    assert at.slider(key="depth").value == 5 and at.select_slider(key="width").value == 8
+    assert at.select_slider(key="depth").value == 5 and at.select_slider(key="width").value == 8
     assert at.select_slider(key="batch").value == 16 and at.slider(key="seeds").value == 2
     assert at.segmented_control(key="grad_scale").value == "linear"
     selection = at.session_state["_selection"]
@@ -113,7 +113,7 @@ def test_a_link_with_bad_parameters_falls_back_to_defaults_with_a_notice():
     notice = at.sidebar.warning[0].value
     for named in ("depth=999", "nonsense", "groups=5", "unknown page 'nowhere'"):
         assert named in notice
-    assert at.slider(key="depth").value == C.DEFAULTS["depth"]
+    assert at.select_slider(key="depth").value == C.DEFAULTS["depth"]
     assert at.multiselect(key="norms").value == list(C.DEFAULTS["norms"])
     assert at.title[0].value.startswith("Normalization at initialization")  # the default page
     assert not at.error
@@ -122,10 +122,10 @@ def test_a_link_with_bad_parameters_falls_back_to_defaults_with_a_notice():
 def test_the_url_follows_every_control_change():
     at = open_link(norms="batchnorm", depth="3")
     assert at.query_params == {"norms": "batchnorm", "depth": "3"}
-    at.slider(key="depth").set_value(4).run()
+    at.select_slider(key="depth").set_value(4).run()
     at.checkbox(key="skipinit").check().run()
     assert at.query_params == {"norms": "batchnorm", "depth": "4", "skipinit": "1"}
-    at.slider(key="depth").set_value(C.DEFAULTS["depth"]).run()
+    at.select_slider(key="depth").set_value(C.DEFAULTS["depth"]).run()
     assert "depth" not in at.query_params  # defaults keep the link short
 
 

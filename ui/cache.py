@@ -16,6 +16,7 @@ import streamlit as st
 
 from normlab import ModelConfig, ProbeConfig, run_probes, run_sweep
 from normlab.budget import estimate_cost
+from normlab.probes import probe_detail as detail_pass
 from normlab.serving import compute
 from ui.cost import record
 
@@ -58,5 +59,23 @@ def sweep(model_config: ModelConfig, probe_config: ProbeConfig, over: tuple[tupl
         return compute(("sweep", model_config, probe_config, over),
                        lambda: run_sweep(model_config, probe_config, dict(over), progress=_progress),
                        on_wait=_queue_status(status))
+    finally:
+        status.empty()
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def probe_detail(model_config: ModelConfig, probe_config: ProbeConfig):
+    """``normlab.probes.probe_detail`` (the first seed's cosine matrices, projections and samples)."""
+    status = st.empty()
+
+    def timed():
+        start = time.perf_counter()
+        detail = detail_pass(model_config, probe_config)
+        one_seed = estimate_cost(model_config, probe_config).gflop / probe_config.seeds
+        record(one_seed, time.perf_counter() - start)
+        return detail
+
+    try:
+        return compute(("detail", model_config, probe_config), timed, on_wait=_queue_status(status))
     finally:
         status.empty()

@@ -27,6 +27,9 @@ BATCHES = (4, 8, 16, 32, 64, 128, 256)
 IMAGE_SIZES = (8, 16, 32, 64)
 RANK_TOLS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 MAX_DEPTH = 320  # deep enough for an unnormalized ResNet to overflow float32 (~270 blocks)
+# The depth slider's stops: roughly logarithmic, so 8 sits near the middle rather than at the far left
+# of 1..320 (a link's depth outside this list is added to it, so every depth stays reachable).
+DEPTHS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, MAX_DEPTH)
 MAX_STAGES = 4
 MAX_SEEDS = 8
 MAX_SEED = 10_000

@@ -8,6 +8,8 @@ same colour on every page), shows exact values on hover, keeps the zoom across r
 from __future__ import annotations
 
 import math
+import textwrap
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -120,17 +122,101 @@ def _add_overflow(fig, overflow, x, styles, top, *, row=None, col=None) -> bool:
     return True
 
 
+NOTES_META = "notes"  # layout.meta key of the lines written above the plot (see _finish)
+
+
+def add_note(fig: go.Figure, line: str, width: int = 110) -> None:
+    """A line of text for the figure's note block, which sits in the top margin, never over the data.
+
+    Plain text longer than ``width`` characters is wrapped, so a note is never cut at the figure's edge.
+    """
+    if "<" not in line and len(line) > width:
+        line = "<br>".join(textwrap.wrap(line, width))
+    meta = dict(fig.layout.meta or {})
+    notes = list(meta.get(NOTES_META, []))
+    if line not in notes:
+        notes.append(line)
+    meta[NOTES_META] = notes
+    fig.update_layout(meta=meta)
+
+
+def figure_text(fig: go.Figure) -> str:
+    """Every note and annotation a figure writes, joined: what a reader sees besides the axes."""
+    return " ".join(a.text or "" for a in fig.layout.annotations)
+
+
 def _note_overflow(fig) -> None:
-    fig.add_annotation(text=OVERFLOW_NOTE, showarrow=False, xref="paper", yref="paper", x=1, y=1.08,
-                       xanchor="right", font={"color": "#b00020"})
+    add_note(fig, f"<span style='color:#b00020'>{OVERFLOW_NOTE}</span>")
+
+
+def _axis_values(fig: go.Figure, axis: str, letter: str) -> np.ndarray:
+    """Every finite value the traces plot on ``axis`` ('y', 'y2', ...), frames included."""
+    out = []
+    traces = list(fig.data) + [t for frame in (fig.frames or ()) for t in frame.data]
+    for trace in traces:
+        ref = getattr(trace, f"{letter}axis", None) or letter
+        if ref != axis:
+            continue
+        values = getattr(trace, letter, None)
+        if values is None:
+            continue
+        flat = pd.Series(np.asarray(values, dtype=object).ravel())
+        arr = pd.to_numeric(flat, errors="coerce").to_numpy(float)
+        out.append(arr[np.isfinite(arr)])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _nice_log_ticks(low: float, high: float) -> tuple[list[float], list[str]]:
+    """1-2-5 ticks written out in full ("0.2", "30") for a log axis spanning under two decades."""
+    vals = []
+    for k in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1):
+        vals += [m * 10.0**k for m in (1, 2, 5)]
+    inside = [v for v in vals if low / 1.5 <= v <= high * 1.5]
+    return inside, [f"{v:.6g}" for v in inside]
+
+
+def clean_log_axes(fig: go.Figure) -> go.Figure:
+    """Log axes with clean major ticks: 10ⁿ every decade (unlabelled minor ticks between) over a wide
+    range, 1-2-5 values written in full over a narrow one; never "5 4 3 2" or a mix of "10T" and "10²⁶"."""
+    for key in list(fig.layout.to_plotly_json()):
+        if not (key.startswith("yaxis") or key.startswith("xaxis")):
+            continue
+        axis = fig.layout[key]
+        if axis.type != "log":
+            continue
+        letter = key[0]
+        values = _axis_values(fig, letter + key[5:], letter)
+        values = values[values > 0]
+        if not values.size:
+            continue
+        low, high = float(values.min()), float(values.max())
+        span = math.log10(high) - math.log10(low)
+        if span >= 2:
+            axis.update(tickmode="linear", tick0=0, dtick=max(1, math.ceil(span / 10)),
+                        exponentformat="power", showexponent="all",
+                        minor={"ticks": "outside", "ticklen": 3, "dtick": "D1", "showgrid": False})
+        else:
+            tickvals, ticktext = _nice_log_ticks(low, high)
+            axis.update(tickmode="array", tickvals=tickvals, ticktext=ticktext)
+    return fig
 
 
 def _finish(fig, uirevision: str, height: int = 460) -> go.Figure:
+    """Shared layout: the note block in the top margin (above subplot titles), the legend below."""
+    notes = list((fig.layout.meta or {}).get(NOTES_META, []))
+    lines = sum(n.count("<br>") + 1 for n in notes)
+    titled = any(a.yref == "paper" and (a.y or 0) >= 1 for a in fig.layout.annotations)  # subplot titles
+    top = 40 + 20 * lines + (24 if titled else 0)
     fig.update_layout(
-        uirevision=uirevision, height=height, hovermode="closest", margin={"t": 60, "r": 20, "b": 50},
-        legend={"orientation": "h", "y": -0.18, "x": 0},
+        uirevision=uirevision, height=height + 20 * lines, hovermode="closest",
+        margin={"t": top, "r": 20, "b": 50},
+        legend={"orientation": "h", "y": -0.18, "x": 0, "yanchor": "top"},
     )
-    return fig
+    if notes:  # above the plotting area (and above subplot titles), so it never covers a trace
+        fig.add_annotation(text="<br>".join(notes), showarrow=False, xref="paper", yref="paper", x=0,
+                           y=1, xanchor="left", yanchor="bottom", yshift=26 if titled else 4, align="left",
+                           font={"size": 13}, name=NOTES_META)
+    return clean_log_axes(fig)
 
 
 def _whole_ticks(fig, largest: float, **sub) -> None:
@@ -159,7 +245,8 @@ def _theory_traces(fig, theory, styles, *, row=None, col=None) -> None:
 
 
 def depth_figure(frame: pd.DataFrame, metric: str, *, log_y: bool = False, theory: pd.DataFrame | None = None,
-                 annotate_growth: bool = False, uirevision: str = "depth") -> go.Figure:
+                 annotate_growth: bool = False, ceiling: int | None = None,
+                 uirevision: str = "depth") -> go.Figure:
     """``metric`` along depth per series (block outputs of a ResNet, else every layer's activation).
 
     Args:
@@ -167,7 +254,8 @@ def depth_figure(frame: pd.DataFrame, metric: str, *, log_y: bool = False, theor
         metric: one of the probe metrics measured at act/block/res points.
         log_y: logarithmic y axis.
         theory: optional dashed curves, columns series, x, y, source.
-        annotate_growth: write each series' growth per block on the plot.
+        annotate_growth: write each series' growth per block above the plot.
+        ceiling: min(batch, features) for a rank metric, drawn dashed (no rank can exceed it).
         uirevision: zoom is kept across reruns while this string stays the same.
     """
     stats = frame if "mean" in frame else aggregate(frame)
@@ -184,8 +272,10 @@ def depth_figure(frame: pd.DataFrame, metric: str, *, log_y: bool = False, theor
     if _add_overflow(fig, pd.concat(overflow), "position", styles, _top(rows["max"].to_numpy(float), log_y)):
         _note_overflow(fig)
     _stage_lines(fig, rows)
+    if ceiling:
+        fig.add_hline(y=ceiling, line={"dash": "dash", "color": "#444"})
+        add_note(fig, f"grey dashed: ceiling min(batch, features) = {ceiling}")
     if annotate_growth:
-        lines = []
         for series, part in rows.groupby("series", sort=False):
             part = part.sort_values("position")
             bad = part.loc[part["overflow"], "position"]
@@ -193,10 +283,7 @@ def depth_figure(frame: pd.DataFrame, metric: str, *, log_y: bool = False, theor
             described = summary.depth_growth(finite, "mean").describe()
             if len(bad):
                 described = f"{described}, then overflow from {int(bad.min())}"
-            lines.append(f"<span style='color:{styles[series][0]}'>■</span> {series}: {described}")
-        fig.add_annotation(text="<br>".join(lines), showarrow=False, xref="paper", yref="paper", x=0.01,
-                           y=0.99, xanchor="left", yanchor="top", align="left",
-                           bgcolor="rgba(255,255,255,0.8)")
+            add_note(fig, f"<span style='color:{styles[series][0]}'>■</span> {series}: {described}")
     fig.update_xaxes(title="depth (block)" if (rows["kind"] != "act").any() else "depth (layer)")
     _whole_ticks(fig, rows["position"].max())
     fig.update_yaxes(title=METRIC_TITLES.get(metric, metric), type="log" if log_y else "linear")
@@ -237,9 +324,8 @@ def rank_figure(frame: pd.DataFrame, *, ceiling: int | None = None, uirevision: 
                              row=1, col=col):
                 _note_overflow(fig)
     if ceiling:
-        fig.add_hline(y=ceiling, line={"dash": "dash", "color": "#444"}, row=1, col=2,
-                      annotation_text=f"ceiling min(batch, features) = {ceiling}",
-                      annotation_position="bottom right")
+        fig.add_hline(y=ceiling, line={"dash": "dash", "color": "#444"}, row=1, col=2)
+        add_note(fig, f"grey dashed: ceiling min(batch, features) = {ceiling}")
     fig.update_yaxes(title="cos_sim", range=[-0.05, 1.05], row=1, col=1)
     fig.update_yaxes(title="rank", row=1, col=2)
     fig.update_xaxes(title="depth")
@@ -262,8 +348,8 @@ def spectrum_figure(frame: pd.DataFrame, *, ceiling: int | None = None, log_y: b
     if _add_overflow(fig, pd.concat(overflow), "k", styles, _top(rows["max"].to_numpy(float), log_y)):
         _note_overflow(fig)
     if ceiling:
-        fig.add_vline(x=ceiling, line={"dash": "dash", "color": "#444"},
-                      annotation_text=f"min(batch, features) = {ceiling}", annotation_position="top left")
+        fig.add_vline(x=ceiling, line={"dash": "dash", "color": "#444"})
+        add_note(fig, f"grey dashed: min(batch, features) = {ceiling}")
     fig.update_xaxes(title="eigenvalue rank k (1 = largest)")
     _whole_ticks(fig, rows["k"].max())
     fig.update_yaxes(title="eigenvalue of the final features' Gram matrix", type="log" if log_y else "linear")
@@ -305,10 +391,10 @@ def gradient_figure(frame: pd.DataFrame, *, log_y: bool = True, theory: pd.DataF
                 f"<b>{series}</b><br>layer %{{x}} · %{{customdata}}<br>rate %{{y:.6g}}<extra></extra>"),
         ), row=2, col=1)
     if reference_rate is not None:
-        fig.add_hline(y=reference_rate, line={"dash": "dash", "color": "#1f77b4"}, row=2, col=1,
-                      annotation_text=f"√(π/(π−1)) ≈ {reference_rate:.3f} (Yang et al. 2019)"
-                      if math.isclose(reference_rate, BN_GRADIENT_RATE) else f"{reference_rate:.3g}",
-                      annotation_position="top left")
+        fig.add_hline(y=reference_rate, line={"dash": "dash", "color": "#1f77b4"}, row=2, col=1)
+        add_note(fig, "blue dashed (rate panel): " + (
+            f"√(π/(π−1)) ≈ {reference_rate:.3f} per layer, BatchNorm + ReLU (Yang et al. 2019)"
+            if math.isclose(reference_rate, BN_GRADIENT_RATE) else f"{reference_rate:.3g}"))
     fig.add_hline(y=1, line={"dash": "dot", "color": "#888", "width": 1}, row=2, col=1)
     fig.update_yaxes(title="‖∂L/∂z‖", type="log" if log_y else "linear", row=1, col=1)
     fig.update_yaxes(title="rate", row=2, col=1)
@@ -331,7 +417,8 @@ def tradeoff_figure(points: pd.DataFrame, *, log_y: bool = True, uirevision: str
     finite = points[np.isfinite(points["grad_growth"]) & np.isfinite(points["cos_sim"])]
     fig.add_trace(go.Scatter(
         x=finite["cos_sim"], y=finite["grad_growth"], mode="lines+markers+text", text=finite["label"],
-        textposition="top center", name="GroupNorm, one point per group count",
+        textposition=[("top right", "bottom left")[k % 2] for k in range(len(finite))], cliponaxis=False,
+        name="GroupNorm, one point per group count",
         line={"color": norm_color("groupnorm"), "width": 1.5},
         marker={"size": 12, "color": np.log2(finite["group_size"].astype(float)), "colorscale": "Viridis",
                 "showscale": True, "colorbar": {"title": "log₂ group size"}},
@@ -343,6 +430,10 @@ def tradeoff_figure(points: pd.DataFrame, *, log_y: bool = True, uirevision: str
         hovertemplate=("G=%{customdata[0]} (group size %{customdata[1]})<br>final cos_sim %{x:.6g}"
                        "<br>gradient growth %{y:.6g}<extra></extra>"),
     ))
+    if len(finite):  # room for the labels at both ends
+        low, high = float(finite["cos_sim"].min()), float(finite["cos_sim"].max())
+        pad = 0.2 * (high - low or 0.1)
+        fig.update_xaxes(range=[low - pad, high + pad])
     bad = points.drop(finite.index)
     if not bad.empty:
         fig.add_trace(go.Scatter(
@@ -353,8 +444,7 @@ def tradeoff_figure(points: pd.DataFrame, *, log_y: bool = True, uirevision: str
             hovertemplate="%{text}: overflow (inf/NaN)<extra></extra>",
         ))
         _note_overflow(fig)
-    fig.add_annotation(text="← more informative features · more stable gradients ↓", showarrow=False,
-                       xref="paper", yref="paper", x=0, y=-0.16, xanchor="left")
+    add_note(fig, "← more informative features · more stable gradients ↓")
     fig.update_xaxes(title="final-layer cosine similarity (higher = representations collapse)")
     fig.update_yaxes(title="gradient growth: ‖g‖ first layer / ‖g‖ last hidden layer",
                      type="log" if log_y else "linear")
@@ -373,12 +463,21 @@ def bar_figure(values: pd.Series, stats: pd.DataFrame, title: str, *, log_y: boo
         return _empty("Nothing to compare.", uirevision)
     styles = _styles(stats[stats["series"].isin(values.index)])
     finite = values[np.isfinite(values.to_numpy(dtype=float))]
-    fig = go.Figure(go.Bar(
-        x=list(finite.index), y=finite.to_numpy(dtype=float),
-        marker={"color": [styles.get(s, (FALLBACK_COLOR, ""))[0] for s in finite.index]},
-        text=[f"{v:.3g}" for v in finite], textposition="outside", name=title,
-        hovertemplate="<b>%{x}</b><br>%{y:.6g}<extra></extra>",
-    ))
+    colors = [styles.get(s, (FALLBACK_COLOR, ""))[0] for s in finite.index]
+    text = [f"{v:.3g}" for v in finite]
+    hover = "<b>%{x}</b><br>%{y:.6g}<extra></extra>"
+    if log_y:  # a bar's length means nothing on a log axis: one point per series, and the ratio 1 marked
+        fig = go.Figure(go.Scatter(
+            x=list(finite.index), y=finite.to_numpy(dtype=float), mode="markers+text", name=title,
+            marker={"color": colors, "size": 16, "line": {"width": 1, "color": "black"}}, text=text,
+            textposition="middle right", cliponaxis=False, hovertemplate=hover,
+        ))
+        fig.add_hline(y=1, line={"dash": "dot", "color": "#888", "width": 1})
+    else:
+        fig = go.Figure(go.Bar(
+            x=list(finite.index), y=finite.to_numpy(dtype=float), marker={"color": colors}, text=text,
+            textposition="outside", cliponaxis=False, name=title, hovertemplate=hover,
+        ))
     bad = values.drop(finite.index)
     if not bad.empty:
         fig.add_trace(go.Scatter(
@@ -431,10 +530,334 @@ def overview_figure(frame: pd.DataFrame, *, uirevision: str = "overview") -> go.
     return _finish(fig, uirevision, height=430)
 
 
+# ---------------------------------------------------------------------------------------------
+# Motion: Play / slider controls over plotly animation frames (no recomputation per frame)
+
+MAX_FRAMES = 40  # frames per animation: enough to watch depth grow, small enough to ship quickly
+FRAME_MS = 450
+
+
+def _play_controls(fig: go.Figure, names: list[str], labels: list[str], prefix: str, active: int) -> None:
+    """A Play / Pause pair and a slider over the frames ``names`` (labelled ``labels``)."""
+    step_args = {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}}
+    fig.update_layout(
+        updatemenus=[{
+            "type": "buttons", "direction": "left", "showactive": False, "x": 0, "y": 0, "xanchor": "left",
+            "yanchor": "top", "pad": {"t": 70, "r": 10},
+            "buttons": [
+                {"label": "▶ Play", "method": "animate",
+                 "args": [None, {"frame": {"duration": FRAME_MS, "redraw": True}, "fromcurrent": False,
+                                 "transition": {"duration": 0}, "mode": "immediate"}]},
+                {"label": "❚❚ Pause", "method": "animate", "args": [[None], step_args]},
+            ],
+        }],
+        sliders=[{
+            "active": active, "x": 0.22, "len": 0.78, "y": 0, "yanchor": "top", "pad": {"t": 60},
+            "currentvalue": {"prefix": prefix, "visible": True, "xanchor": "left"},
+            "steps": [{"label": label, "method": "animate", "args": [[name], step_args]}
+                      for name, label in zip(names, labels, strict=True)],
+        }],
+    )
+
+
+def _frame_positions(positions, cap: int = MAX_FRAMES) -> list[int]:
+    """At most ``cap`` of the sorted distinct positions, evenly spread, first and last kept."""
+    values = sorted({int(p) for p in positions if np.isfinite(p)})
+    if len(values) <= cap:
+        return values
+    return [values[round(i * (len(values) - 1) / (cap - 1))] for i in range(cap)]
+
+
+def grow_with_depth(fig: go.Figure, label: str = "depth ") -> go.Figure:
+    """Animation frames that draw every trace up to depth k, k growing: the network built block by block.
+
+    The frames reuse the figure's own traces (their x is the depth), so nothing is measured again; the
+    axes keep the full figure's ranges so the curve grows into a fixed frame. Stage lines and notes stay.
+    """
+    xs = np.concatenate([np.asarray(t.x, dtype=float) for t in fig.data if t.x is not None] or [np.zeros(0)])
+    steps = _frame_positions(xs)
+    if len(steps) < 2:
+        return fig
+    for key in list(fig.layout.to_plotly_json()):  # freeze every axis at the whole figure's extent
+        if key.startswith(("xaxis", "yaxis")):
+            letter, ref = key[0], key[0] + key[5:]
+            values = _axis_values(fig, ref, letter)
+            axis = fig.layout[key]
+            if not values.size or axis.range is not None:
+                continue
+            log = axis.type == "log"
+            values = values[values > 0] if log else values
+            if not values.size:
+                continue
+            low, high = values.min(), values.max()
+            if log:
+                low, high = np.log10(low), np.log10(high)
+            pad = 0.05 * (high - low or 1.0)
+            axis.update(range=[low - pad, high + pad], autorange=False)
+    frames = []
+    for k in steps:
+        data = []
+        for trace in fig.data:
+            x = np.asarray(trace.x, dtype=float) if trace.x is not None else None
+            if x is None or trace.y is None:
+                data.append({"x": trace.x, "y": trace.y, "type": trace.type})
+                continue
+            y = [v if ok else None for v, ok in zip(trace.y, x <= k, strict=True)]
+            data.append({"x": trace.x, "y": y, "type": trace.type})
+        frames.append(go.Frame(data=data, name=str(k)))
+    fig.frames = frames
+    _play_controls(fig, [str(k) for k in steps], [str(k) for k in steps], label, len(steps) - 1)
+    fig.update_layout(margin={"b": 150})
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# The samples themselves: cosine matrices, the principal plane, distributions (from probe_detail)
+
+HEATMAP_SAMPLES = 32  # samples shown per matrix: the collapse reads as well at 32 x 32 as at 256 x 256
+COSINE_SCALE = "RdBu_r"  # for signed outputs: white 0, red 1 (collapsed), blue -1
+
+
+def _positions_of(details: Mapping) -> list[int]:
+    return sorted({int(p) for d in details.values() for p in d.positions})
+
+
+def _at(detail, position: int) -> int:
+    """Index of ``detail``'s point nearest to ``position`` (at or below it when there is one)."""
+    pos = np.asarray(detail.positions)
+    below = np.flatnonzero(pos <= position)
+    return int(below[-1]) if below.size else int(np.argmin(np.abs(pos - position)))
+
+
+def collapse_figure(details: Mapping, norms: Mapping[str, str], *, samples: int = HEATMAP_SAMPLES,
+                    start: int | None = None, uirevision: str = "collapse") -> go.Figure:
+    """Per normalizer, the batch's cosine matrix (top) and its principal plane (bottom), one frame a depth.
+
+    Args:
+        details: series label -> a ``normlab.probes.ProbeDetail`` (or anything with its fields).
+        norms: series label -> normalizer name, for the colours.
+        samples: the first this many samples are drawn in each matrix (all of them in the plane).
+        start: the depth shown before Play (default the deepest).
+    """
+    if not details:
+        return _empty("Nothing to picture.", uirevision)
+    names = list(details)
+    fig = make_subplots(rows=2, cols=len(names), subplot_titles=names + [""] * len(names),
+                        vertical_spacing=0.1, horizontal_spacing=0.06, row_heights=[0.58, 0.42])
+    steps = _frame_positions(_positions_of(details))
+    extent = max((float(np.nanmax(np.abs(d.projection))) for d in details.values()
+                  if np.isfinite(d.projection).any()), default=1.0) * 1.1 or 1.0
+
+    def traces(position: int) -> list:
+        out = []
+        for name in names:
+            d = details[name]
+            k = _at(d, position)
+            m = np.round(d.cosine[k, :samples, :samples].astype(float), 3)
+            out.append(go.Heatmap(
+                z=m, coloraxis="coloraxis", hovertemplate=(
+                    f"<b>{name}</b><br>samples %{{y}} · %{{x}}<br>cosine %{{z:.3f}}"
+                    f"<extra>{d.layers[k]}</extra>")))
+        for name in names:
+            d = details[name]
+            k = _at(d, position)
+            p = d.projection[k]
+            out.append(go.Scatter(
+                x=np.round(p[:, 0].astype(float), 4), y=np.round(p[:, 1].astype(float), 4), mode="markers",
+                marker={"color": norm_color(norms.get(name, "")), "size": 7, "opacity": 0.8},
+                showlegend=False, name=name,
+                hovertemplate=(f"<b>{name}</b><br>PC1 %{{x:.3f}} · PC2 %{{y:.3f}}"
+                               f"<extra>{d.layers[k]}</extra>")))
+        return out
+
+    first = steps[-1] if start is None else min(steps, key=lambda s: abs(s - start))
+    for col, trace in enumerate(traces(first)):
+        fig.add_trace(trace, row=1 + col // len(names), col=1 + col % len(names))
+    fig.frames = [go.Frame(data=traces(k), name=str(k)) for k in steps]
+    for col in range(1, len(names) + 1):
+        fig.update_xaxes(showticklabels=False, ticks="", row=1, col=col)
+        fig.update_yaxes(autorange="reversed", showticklabels=False, ticks="", scaleanchor=f"x{col}",
+                         row=1, col=col)
+        fig.update_xaxes(range=[-extent, extent], title="PC1", row=2, col=col, zeroline=True)
+        fig.update_yaxes(range=[-extent, extent], title="PC2" if col == 1 else None, row=2, col=col,
+                         zeroline=True)
+    # ReLU outputs have cosines in [0, 1]: a sequential scale over [0, 1] separates 0.5 from 0.8 well;
+    # signed outputs (FRN, EvoNorm) get the diverging scale over [-1, 1].
+    signed = any(np.nanmin(d.cosine) < -1e-6 for d in details.values() if np.isfinite(d.cosine).any())
+    scale = {"colorscale": COSINE_SCALE, "cmin": -1} if signed else {"colorscale": "Viridis", "cmin": 0}
+    fig.update_layout(coloraxis={**scale, "cmax": 1,
+                                 "colorbar": {"title": "cosine", "len": 0.55, "y": 1, "yanchor": "top"}})
+    unit = "block" if len(steps) and any("features." in layer and "." not in layer[9:]
+                                         for d in details.values() for layer in d.layers) else "layer"
+    _play_controls(fig, [str(k) for k in steps], [str(k) for k in steps], f"{unit} ", steps.index(first))
+    add_note(fig, f"top: cosine between the first {samples} samples (1 = the same direction) · bottom: "
+                  "all samples on their top two principal directions, in units of the typical sample norm "
+                  "(a collapsed batch shrinks onto a line or a point)", width=130)
+    fig = _finish(fig, uirevision, height=640)
+    fig.update_layout(margin={"b": 130}, showlegend=False)
+    return fig
+
+
+def _rms_ok(values: np.ndarray) -> np.ndarray:
+    return values[np.isfinite(values)]
+
+
+def distribution_figure(details: Mapping, norms: Mapping[str, str], position: int, grad_layer: int, *,
+                        uirevision: str = "distributions") -> go.Figure:
+    """Histograms at one layer per normalizer: activation values (left), per-sample ‖∂L/∂z‖ (right).
+
+    Args:
+        details: series label -> ProbeDetail.
+        position: the depth (block or layer) whose activations are drawn.
+        grad_layer: index of the conv/linear output whose per-sample gradient norms are drawn.
+    """
+    if not details:
+        return _empty("Nothing to picture.", uirevision)
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=(
+        "activation values at this depth (a fixed random sample)",
+        "per-sample gradient norm ‖∂L/∂z_i‖ at this conv/linear output"))
+    def bins(arrays, count):  # one set of bins for every normalizer, so the bars compare
+        values = np.concatenate([a for a in arrays if a.size] or [np.zeros(1)])
+        low, high = float(values.min()), float(values.max())
+        return {"start": low, "end": high, "size": (high - low) / count or 1.0}
+
+    act_bins = bins([_rms_ok(d.activations[_at(d, position)].astype(float)) for d in details.values()], 60)
+    grad_bins = bins([_rms_ok(d.grad_norms[min(grad_layer, d.grad_norms.shape[0] - 1)].astype(float))
+                      for d in details.values() if d.grad_norms.shape[0]], 30)
+    for name, d in details.items():
+        color = norm_color(norms.get(name, ""))
+        k = _at(d, position)
+        acts = _rms_ok(d.activations[k].astype(float))
+        fig.add_trace(go.Histogram(x=acts, name=name, legendgroup=name, marker_color=color, opacity=0.55,
+                                   histnorm="probability density", xbins=act_bins,
+                                   hovertemplate=f"<b>{name}</b><br>%{{x}}: density %{{y:.3g}}"
+                                                 "<extra></extra>"),
+                      row=1, col=1)
+        if d.grad_norms.shape[0]:
+            g = _rms_ok(d.grad_norms[min(grad_layer, d.grad_norms.shape[0] - 1)].astype(float))
+            fig.add_trace(go.Histogram(x=g, name=name, legendgroup=name, showlegend=False, marker_color=color,
+                                       opacity=0.55, xbins=grad_bins, hovertemplate=(
+                                           f"<b>{name}</b><br>%{{x}}: %{{y}} samples<extra></extra>")),
+                          row=1, col=2)
+        if acts.size < d.activations[k].size:
+            add_note(fig, f"{name}: {d.activations[k].size - acts.size} sampled values overflowed (inf/NaN)")
+    fig.update_layout(barmode="overlay")
+    fig.update_xaxes(title="activation value", row=1, col=1)
+    fig.update_yaxes(title="density", row=1, col=1)
+    fig.update_xaxes(title="‖∂L/∂z_i‖ of one sample", row=1, col=2)
+    fig.update_yaxes(title="samples", row=1, col=2)
+    return _finish(fig, uirevision, height=440)
+
+
+# ---------------------------------------------------------------------------------------------
+# GroupNorm's rank bound, measured
+
+
+def shape_scale(measured: np.ndarray, shape: np.ndarray) -> float:
+    """The least-squares c of measured ≈ c · shape over the finite points (the bound's unknown constant)."""
+    ok = np.isfinite(measured) & np.isfinite(shape)
+    denom = float(np.dot(shape[ok], shape[ok]))
+    return float(np.dot(measured[ok], shape[ok]) / denom) if denom > 0 else math.nan
+
+
+def final_points(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per network of a sweep: ``metric`` at its final features (seed mean, min, max), with the
+    network's width and group size (a GroupNorm net set by group count gets width / groups)."""
+    stats = frame if "mean" in frame else aggregate(frame)
+    rows = stats[(stats["metric"] == metric) & stats["final"].astype(bool) & (stats["kind"] != "spectrum")]
+    sizes = rows["group_size"].where(rows["group_size"].notna(),
+                                     rows["width"].astype(float) / rows["groups"].astype(float))
+    return pd.DataFrame({"width": rows["width"].astype(int).to_numpy(),
+                         "group_size": sizes.astype(int).to_numpy(),
+                         "mean": rows["mean"].to_numpy(float), "min": rows["min"].to_numpy(float),
+                         "max": rows["max"].to_numpy(float)})
+
+
+def rank_scaling_figure(points: pd.DataFrame, over: str, metric: str, *, ceiling: int | None = None,
+                        fixed: str = "", uirevision: str = "rank-scaling") -> go.Figure:
+    """Final-feature rank against group size or width, with the √(width / group size) shape fitted over it.
+
+    Args:
+        points: one row per measured network, columns width, group_size, mean, min, max (seed statistics).
+        over: "group_size" or "width": the x axis.
+        metric: the rank measure the points hold (axis title).
+        ceiling: min(batch, features), drawn dashed.
+        fixed: the other parameter, said in the x title (e.g. "width 32").
+    """
+    if points.empty:
+        return _empty("No rank measured.", uirevision)
+    points = points.sort_values(over)
+    x = points[over].to_numpy(float)
+    y = points["mean"].to_numpy(float)
+    shape = np.sqrt(points["width"].to_numpy(float) / points["group_size"].to_numpy(float))
+    c = shape_scale(y, shape)
+    color = norm_color("groupnorm")
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=x, y=y, mode="markers+lines", name=f"measured {METRIC_TITLES.get(metric, metric)}",
+        line={"color": color, "width": 2}, marker={"size": 11, "color": color},
+        error_y={"type": "data", "symmetric": False, "array": points["max"] - points["mean"],
+                 "arrayminus": points["mean"] - points["min"], "thickness": 1},
+        hovertemplate=f"{over.replace('_', ' ')} %{{x}}<br>{metric} %{{y:.4g}}<extra></extra>",
+    ))
+    if np.isfinite(c):
+        dense = np.geomspace(x.min(), x.max(), 50) if len(x) > 1 else x
+        if over == "group_size":
+            curve = c * np.sqrt(float(points["width"].iloc[0]) / dense)
+        else:
+            curve = c * np.sqrt(dense / float(points["group_size"].iloc[0]))
+        fig.add_trace(go.Scatter(
+            x=dense, y=curve, mode="lines",
+            name=f"shape c·√(width / group size), c = {c:.3g} (least squares)",
+            line={"color": "#444", "dash": "dash", "width": 2},
+            hovertemplate="shape %{y:.4g}<extra>c·√(width / group size)</extra>",
+        ))
+    if ceiling:
+        fig.add_hline(y=ceiling, line={"dash": "dot", "color": "#888"})
+        add_note(fig, f"grey dotted: ceiling min(batch, features) = {ceiling}")
+    add_note(fig, "Lubana et al. 2021 bound the rank from below by Ω(√(width / group size)): a shape, its "
+                  "constant unknown, so it is scaled to the measured points", width=70)
+    ok = np.isfinite(y) & np.isfinite(shape)
+    if ok.sum() >= 3 and np.ptp(y[ok]) > 0 and np.ptp(shape[ok]) > 0:
+        follows = float(np.corrcoef(y[ok], shape[ok])[0, 1])  # does the rank move the way the shape does?
+        if follows < 0.5:
+            add_note(fig, f"here the measurement does not follow the shape (correlation {follows:+.2f}): the "
+                          "bound only says the rank cannot fall below it; something else limits it", width=70)
+    fig.update_xaxes(type="log", title=f"{over.replace('_', ' ')}" + (f" ({fixed})" if fixed else ""),
+                     tickvals=list(x), ticktext=[f"{int(v)}" for v in x])
+    fig.update_yaxes(title=METRIC_TITLES.get(metric, metric), rangemode="tozero")
+    fig = _finish(fig, uirevision, height=420)
+    fig.update_layout(legend={"y": -0.25})
+    return fig
+
+
+LECTURE_FONT = 20  # px of ticks, legends and axis titles in lecture mode: readable from the back of a room
+
+
 def lecture_style(fig: go.Figure, scale: float = 1.5) -> go.Figure:
-    """Larger fonts, thicker lines and a taller plot for a room: the same figure, restyled."""
-    fig.update_layout(font={"size": round(14 * scale)}, height=round((fig.layout.height or 460) * 1.3))
+    """Larger type (ticks, legends, titles >= 18 px), thicker lines and a taller plot for a room.
+
+    Sizes are set on every axis and on the legend explicitly: a theme's own tick size would otherwise win
+    over the layout font.
+    """
+    size = max(LECTURE_FONT, round(13 * scale))
+    fig.update_layout(font={"size": size}, legend={"font": {"size": size}},
+                      height=round((fig.layout.height or 460) * 1.25),
+                      hoverlabel={"font_size": size})
+    fig.update_xaxes(tickfont_size=size, title_font_size=size)
+    fig.update_yaxes(tickfont_size=size, title_font_size=size)
     fig.update_traces(line_width=3, selector={"mode": "lines+markers"})
-    # Notes on the plot grow less than the axes, so they do not cover the lines.
-    fig.update_annotations(font_size=round(12 * (1 + (scale - 1) / 2)))
+    fig.update_traces(textfont_size=size, selector={"type": "scatter"})
+    fig.update_annotations(font_size=size)  # subplot titles
+    notes = [a for a in fig.layout.annotations if a.name == NOTES_META]
+    for note in notes:  # the note block above the plot: its margin grows with its type
+        lines = (note.text or "").count("<br>") + 1
+        note.update(font_size=18, yshift=(note.yshift or 0) + 8)
+        fig.update_layout(margin_t=(fig.layout.margin.t or 40) + 8 * lines + 8)
+    if fig.layout.coloraxis.colorbar is not None:
+        fig.update_layout(coloraxis_colorbar={"tickfont": {"size": size}, "title": {"font": {"size": size}}})
+    for slider in fig.layout.sliders or ():
+        slider.update(font={"size": size}, currentvalue={"font": {"size": size}})
+    for menu in fig.layout.updatemenus or ():
+        menu.update(font={"size": size})
     return fig

@@ -7,14 +7,40 @@ same network and anchored on a measured point, so the dashed curve compares shap
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import pandas as pd
 
 from normlab import ModelConfig, theory
+from ui import measures
 from ui.measures import depth_rows
 
 OVERLAY_COLUMNS = ["series", "x", "y", "source"]
+# Normalizers for which the linear law's slope (+0.34 per post-activation block) is exact: the batch
+# statistics give every channel unit variance. Per-sample ones (LayerNorm, large groups, FRN) grow
+# linearly too but with a smaller slope that no law here predicts, so no line is drawn for them.
+EXACT_SLOPE_NORMS = ("batchnorm", "instancenorm")
+PLAIN_WORDS = {  # one line each, for a student, where a theory curve is withheld
+    "per_sample": "normalizes each sample, so its variance grows linearly but more slowly than the "
+                  "+0.34 per block of the law, which is exact for BatchNorm only",
+    "vgg": "the per-layer rate assumes one width and resolution throughout; VGG halves the resolution and "
+           "doubles the width in stages, so the line would not match the layers",
+}
+
+
+def _exact_slope(model: ModelConfig) -> bool:
+    return model.norm in EXACT_SLOPE_NORMS or (model.norm == "groupnorm" and model.group_size == 1)
+
+
+def _label(model: ModelConfig) -> str:
+    return measures.norm_label(model.norm, model.groups, model.group_size)
+
+
+def plain(model: ModelConfig, why: str) -> str:
+    """A theory's reason in plain words for ``model``: its name first, no code names or repr quotes."""
+    why = re.sub(r";? ?got (norm|arch|depth) .*$", "", why).replace("_", " ")
+    return f"{_label(model)}: {why}"
 
 
 def _series_of(stats: pd.DataFrame, model: ModelConfig) -> str | None:
@@ -33,8 +59,11 @@ def variance_overlay(stats: pd.DataFrame, models: Sequence[ModelConfig]) -> tupl
     for model in models:
         ok, why = theory.variance_applies(model)
         series = _series_of(measured, model)
+        if ok and theory.variance_law(model).law == "linear" and not _exact_slope(model):
+            skipped.append(f"{_label(model)}: {PLAIN_WORDS['per_sample']}")
+            continue
         if not ok or series is None:
-            skipped.append(f"{model.norm}: {why}")
+            skipped.append(plain(model, why))
             continue
         first = measured[(measured["series"] == series) & (measured["position"] == 1)]["mean"]
         start = float(first.iloc[0]) if len(first) and math.isfinite(first.iloc[0]) else None
@@ -56,13 +85,17 @@ def gradient_overlay(stats: pd.DataFrame, models: Sequence[ModelConfig]) -> tupl
     for model in models:
         ok, why = theory.gradient_applies(model)
         series = _series_of(grads, model)
+        if ok and model.preset in ("vgg10", "vgg20"):
+            skipped.append(f"{_label(model)}: {PLAIN_WORDS['vgg']}")
+            continue
         if not ok or series is None:
-            skipped.append(f"{model.norm}: {why}")
+            skipped.append(plain(model, why))
             continue
         mine = grads[grads["series"] == series].sort_values("index")
         last_hidden = mine.iloc[-2]  # the classifier head is last; the curve starts one before it
         if not math.isfinite(last_hidden["mean"]):
-            skipped.append(f"{model.norm}: the measured gradient overflowed")
+            skipped.append(f"{_label(model)}: the measured gradient overflowed, so there is nothing "
+                           "to anchor the line on")
             continue
         curve = theory.gradient_theory(model, last_grad_norm=float(last_hidden["mean"]))
         parts.append(pd.DataFrame({"series": series, "x": curve["index"] + 1, "y": curve["value"],

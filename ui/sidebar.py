@@ -17,6 +17,9 @@ from ui.cost import cost_summary
 from ui.selection import Selection, build_selection, is_resnet
 
 SELECTION_KEY = "_selection"  # the last valid Selection, read by the pages
+# Controls a page does not read, hidden there (their values are kept): the group-size page sweeps every
+# group count of one GroupNorm net, the training page runs its own study.
+IGNORED = {"groups": {"norms", "groups"}, "training": {"network"}}
 KEEP = "session"  # widget values survive being hidden and page switches
 
 
@@ -75,6 +78,44 @@ def _probe_controls() -> None:
                      format_func=lambda t: f"{t:g} · σ_max")
 
 
+def _network_controls(lecture: bool, ignored: set[str]) -> None:
+    """Network, normalizers, sizes and GroupNorm's setting (those in ``ignored`` are not drawn)."""
+    state = st.session_state
+    net = st.selectbox("Network", C.NETS, format_func=C.NET_LABELS.get, key="net", persist_state=KEEP,
+                       on_change=_on_net_change)
+    if "norms" in ignored:
+        norms = list(state.get("norms", C.DEFAULTS["norms"]))
+    else:
+        norms = st.multiselect("Normalizers to compare", NORM_NAMES, key="norms", persist_state=KEEP,
+                               format_func=_norm_label,
+                               help="One network per normalizer, same sizes and inputs; one colour each.")
+    if net in PRESETS:
+        fixed = PRESETS[net]
+        st.caption(f"Sizes fixed by the preset: depth {fixed['depth']}, width {fixed['width']}"
+                   + (f", {fixed['stages']} stages" if "stages" in fixed else ""))
+    else:
+        depths = sorted({*C.DEPTHS, int(state.get("depth", C.DEFAULTS["depth"]))})
+        st.select_slider("Depth (blocks per stage)" if net == "resnet" else "Depth (layers)", depths,
+                         key="depth", persist_state=KEEP)
+        st.select_slider("Width (channels)" if net != "mlp" else "Width (units)", C.WIDTHS, key="width",
+                         persist_state=KEEP)
+    if net == "resnet":
+        st.slider("Stages (width doubles, stride 2)", 1, C.MAX_STAGES, key="stages", persist_state=KEEP)
+    if is_resnet(net):
+        cols = st.columns(2)
+        cols[0].checkbox("Pre-activation", key="preact", persist_state=KEEP)
+        cols[1].checkbox("SkipInit (α = 0)", key="skipinit", persist_state=KEEP)
+        if "weightnorm" in norms and not lecture:
+            st.radio("Weight Normalization: corrected ReLU", C.WN_ACTS, key="wn_act", persist_state=KEEP,
+                     horizontal=True, format_func={"after_add": "after the addition (paper's code)",
+                                                   "in_branch": "inside the branch"}.get)
+    if "groups" not in ignored and any(NORMALIZERS[n].grouped for n in norms):
+        try:
+            _group_controls(net, int(state["width"]), int(state["stages"]), lecture)
+        except ValueError as err:
+            st.error(f"Groups: {err}")
+
+
 def _share(page_name: str | None, url_path: str | None) -> None:
     with st.expander("Share this view", icon=":material/link:"):
         st.caption("The link holds every control and the page; copy it with the button on the right.")
@@ -100,37 +141,13 @@ def sidebar(page_name: str | None = None, url_path: str | None = None) -> Select
         lecture = st.toggle("Lecture mode", key="lecture", persist_state=KEEP,
                             help="Hides the probe plumbing, enlarges type and plots, steps through the "
                                  "claims.")
-        net = st.selectbox("Network", C.NETS, format_func=C.NET_LABELS.get, key="net", persist_state=KEEP,
-                           on_change=_on_net_change)
-        norms = st.multiselect("Normalizers to compare", NORM_NAMES, key="norms", persist_state=KEEP,
-                               format_func=_norm_label,
-                               help="One network per normalizer, same sizes and inputs; one colour each.")
-        if net in PRESETS:
-            fixed = PRESETS[net]
-            st.caption(f"Sizes fixed by the preset: depth {fixed['depth']}, width {fixed['width']}"
-                       + (f", {fixed['stages']} stages" if "stages" in fixed else ""))
+        ignored = IGNORED.get(page_name or "", set())
+        if "network" in ignored:
+            st.caption("This page trains its own networks: the network controls apply to the other pages.")
         else:
-            st.slider("Depth (blocks per stage)" if net == "resnet" else "Depth (layers)", 1, C.MAX_DEPTH,
-                      key="depth", persist_state=KEEP)
-            st.select_slider("Width (channels)" if net != "mlp" else "Width (units)", C.WIDTHS, key="width",
-                             persist_state=KEEP)
-        if net == "resnet":
-            st.slider("Stages (width doubles, stride 2)", 1, C.MAX_STAGES, key="stages", persist_state=KEEP)
-        if is_resnet(net):
-            cols = st.columns(2)
-            cols[0].checkbox("Pre-activation", key="preact", persist_state=KEEP)
-            cols[1].checkbox("SkipInit (α = 0)", key="skipinit", persist_state=KEEP)
-            if "weightnorm" in norms and not lecture:
-                st.radio("Weight Normalization: corrected ReLU", C.WN_ACTS, key="wn_act", persist_state=KEEP,
-                         horizontal=True, format_func={"after_add": "after the addition (paper's code)",
-                                                       "in_branch": "inside the branch"}.get)
-        if any(NORMALIZERS[n].grouped for n in norms):
-            try:
-                _group_controls(net, int(state["width"]), int(state["stages"]), lecture)
-            except ValueError as err:
-                st.error(f"Groups: {err}")
-        if not lecture:
-            _probe_controls()
+            _network_controls(lecture, ignored)
+            if not lecture:
+                _probe_controls()
         try:
             selection = build_selection(links.current_values())
         except ValueError as err:
