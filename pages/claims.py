@@ -1,10 +1,10 @@
 """Paper claims: one card per claim, each with its setup, picture and a verdict measured live."""
 
-import pandas as pd
+from functools import partial
+
 import streamlit as st
 
-from normlab.serving import QueueTimeout
-from ui import cache, measures, views
+from ui import measures, views
 from ui.claims import CLAIMS
 from ui.lecture import current_claim, load_claim
 
@@ -27,11 +27,9 @@ for index in shown:
         load.button("Load into the sidebar", key=f"load-{claim.key}", icon=":material/input:",
                     on_click=load_claim, args=(index,))
         see.page_link(f"pages/{claim.page}.py", icon=":material/arrow_forward:")  # labelled with its title
-        try:
-            with st.spinner("Measuring…", show_time=True):
-                frame = pd.concat([cache.probe(m, p) for m, p in claim.runs()], ignore_index=True)
-        except (ValueError, QueueTimeout) as err:
-            st.error(f"Cannot measure this claim: {err}")
+        with st.spinner("Measuring…", show_time=True):
+            frame = views.attempt("measure this claim", partial(views.probe_runs, claim.runs()), claim.key)
+        if frame is None:
             continue
         stats = measures.aggregate(frame)
         verdict = claim.verdict(frame, stats)
