@@ -446,9 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_arguments(cmd)
         cmd.set_defaults(run=command.run)
     # Training commands live beside the training engine; imported here so `probe` stays light to load.
-    from normlab import cli_train
+    from normlab import cli_train, cli_warm
 
     cli_train.add_parsers(sub)
+    cli_warm.add_parsers(sub)
     return parser
 
 
