@@ -377,3 +377,16 @@ def test_the_load_report_percentiles_are_nearest_rank(load_test):
     values = [float(v) for v in range(1, 11)]
     assert [load_test.percentile(values, q) for q in (50, 90, 95, 100)] == [5.0, 9.0, 10.0, 10.0]
     assert math.isnan(load_test.percentile([], 50))
+
+
+def test_the_lecture_hall_mix_holds_every_kind_of_visitor_and_the_issue_link(load_test):
+    import argparse
+
+    args = argparse.Namespace(same=False, depth=4, width=16, batch=32, image=16)
+    mixed = [load_test.mixed_params(k, args) for k in range(30)]
+    kinds = {kind for kind, _ in mixed}
+    assert {"cheap", "expensive", "over_budget", "hostile", "huge_token", "point1"} <= kinds
+    assert dict(mixed[load_test.KINDS.index("point1")][1]) == load_test.POINT1
+    hostile = next(params for kind, params in mixed if kind == "hostile")
+    assert any("](" in key for key in hostile) and "](" in hostile["net"] + hostile["page"]
+    assert max(len(v) for _, params in mixed for v in params.values()) == 16_000
