@@ -10,8 +10,9 @@ A sweep is a list of probe records, so sweeps and single probes share their resu
 is stored as its frames (``normlab.warm``).
 
 ``admit`` checks everything a page is about to compute against the operator's limits before any of it
-takes a place in the queue. The budget's own checks are called in ``admit``, ``admit_sweep``,
-``admit_training`` and the hard time limit in ``_limited``: the only places that name them.
+takes a place in the queue. The budget is named in five places only: ``_limits`` (the server's limits),
+``admit`` and ``admit_sweep`` (probes and sweeps still to compute), ``_check_training`` (one run) and
+``_limited`` (the hard wall-time limit around a running computation).
 """
 
 from __future__ import annotations
