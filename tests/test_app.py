@@ -30,6 +30,8 @@ def registered_pages() -> list[str]:
 def open_app(page: str | None = None, **params) -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.query_params.update(params)
+    if page == "pages/training.py":
+        at.session_state["training_study"] = tiny_study()  # seconds, not the page's ten-network study
     at.run()
     if page:
         at.switch_page(page).run()
