@@ -19,7 +19,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     MALLOC_MMAP_THRESHOLD_=1048576 \
-    STREAMLIT_SERVER_FILE_WATCHER_TYPE=none
+    STREAMLIT_SERVER_FILE_WATCHER_TYPE=none \
+    NORMLAB_STORE=/app/results
 
 WORKDIR /app
 
@@ -31,10 +32,15 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" --constraint requirements.txt t
     && pip install --requirement requirements.txt
 
 COPY . .
-# The server runs as an unprivileged user, numeric so that the host can resolve it too.
+# The server runs as an unprivileged user, numeric so that the host can resolve it too. `normlab warm`
+# computes the paper claims and every page's default view into the image's result store (NORMLAB_STORE),
+# owned by that user: a lecture's claims open at once for every visitor, and never compute again after
+# a restart.
 RUN pip install --no-deps . \
     && groupadd --gid 1000 normlab \
-    && useradd --create-home --uid 1000 --gid 1000 normlab
+    && useradd --create-home --uid 1000 --gid 1000 normlab \
+    && normlab warm \
+    && chown -R 1000:1000 /app/results
 USER 1000:1000
 
 EXPOSE 8501

@@ -27,10 +27,9 @@ class PageSpec:
     default: bool = False
 
 
-# The navigation, in menu order. A new page is one line here (and its file in pages/).
-# URL paths differ from the file names on purpose: Streamlit also registers every file in pages/ under
-# its own name (the older pages-directory mode), and a URL equal to a file name would run that page
-# without this entry script, so without the sidebar.
+# The navigation, in menu order. A new page is one line here (and its file in pages/). A page's
+# address is its URL path, whether typed, clicked or shared (with st.navigation, Streamlit no longer
+# registers the files of pages/ on their own).
 PAGES = (
     PageSpec("pages/overview.py", "Overview", ":material/dashboard:", "home", default=True),
     PageSpec("pages/variance.py", "Variance growth", ":material/trending_up:", "variance-growth"),
@@ -40,19 +39,20 @@ PAGES = (
     PageSpec("pages/claims.py", "Paper claims", ":material/fact_check:", "paper-claims"),
     PageSpec("pages/training.py", "Training speed", ":material/school:", "training-speed"),
 )
+# A file shipped with the app, served by this server: a viewer's browser contacts no other host.
+ICON = Path(__file__).parent / "ui" / "static" / "favicon.png"
 
-st.set_page_config(page_title="normlab: normalization at initialization",
-                   page_icon=":material/stacked_line_chart:", layout="wide")
+st.set_page_config(page_title="normlab: normalization at initialization", page_icon=str(ICON), layout="wide")
 page = st.navigation([
     st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path, default=p.default) for p in PAGES
 ])
 spec = next(p for p in PAGES if p.title == page.title)
-asked = links.restore_once()  # a link's ?page=... (its path already chose the page)
+asked = links.restore_once()  # an old link's ?page=...: honoured once, then the path names the page
 if asked and asked != spec.url_path:
     target = next((p for p in PAGES if p.url_path == asked), None)
     if target is not None:
         st.switch_page(target.path)
-    st.session_state[links.NOTICE_KEY].append(f"unknown page {asked!r}")
+    st.session_state[links.NOTICE_KEY].append(f"unknown page {links.shorten(asked)!r}")
 name = Path(spec.path).stem
 lecture_mode(page)  # first in the sidebar: the claim stepper, when lecture mode is on
 sidebar(name, spec.url_path)

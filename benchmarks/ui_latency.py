@@ -74,7 +74,7 @@ def main(argv=None) -> int:
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             start = time.perf_counter()
-            page.goto(f"http://127.0.0.1:{port}/?page=variance-growth")
+            page.goto(f"http://127.0.0.1:{port}/variance-growth")
             page.wait_for_function(f"() => ({SIGNATURE_JS})() !== null", timeout=300_000)
             print(f"first load (cold server: imports, three probes): {time.perf_counter() - start:.1f} s")
             sidebar = page.get_by_test_id("stSidebar")

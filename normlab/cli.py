@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 USAGE_ERROR = 2  # exit status for bad input, as argparse uses
 FORMATS = ("csv", "json", "table")
 SUMMARY_STATS = ("mean", "min", "max", "n")  # normlab.probes.summarize's columns
-TRAINING_COMMANDS = ("train", "study")  # in normlab.cli_train, loaded only when one of them runs
+TRAINING_COMMANDS = ("train", "study", "warm")  # in cli_train / cli_warm, loaded only when one runs
 
 FIELD_HELP = {
     "arch": f"network family: {', '.join(ARCHS)} (a preset fixes it)",
@@ -401,6 +401,7 @@ COMMANDS: list[Command] = [
 TRAINING_HELP = {
     "train": "train one network on the digits; loss, accuracy and probes at init and after a few steps",
     "study": "does init similarity predict training speed? train many networks, rank-correlate",
+    "warm": "compute the paper claims and each page's default view into the result store, ahead of a lecture",
 }
 
 
@@ -415,9 +416,10 @@ def build_parser(training: bool = True) -> argparse.ArgumentParser:
         command.add_arguments(cmd)
         cmd.set_defaults(run=command.run)
     if training:  # their flags come from the training configs, which live beside torch
-        from normlab import cli_train
+        from normlab import cli_train, cli_warm
 
         cli_train.add_parsers(sub)
+        cli_warm.add_parsers(sub)
     else:
         for name in TRAINING_COMMANDS:
             sub.add_parser(name, help=TRAINING_HELP[name])

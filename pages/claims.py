@@ -4,11 +4,11 @@ In lecture mode one claim fills the screen: its title, then its chart (inside th
 1920×1080), then the verdict and the sentence below it.
 """
 
-import pandas as pd
+from functools import partial
+
 import streamlit as st
 
-from normlab.serving import QueueTimeout
-from ui import cache, measures, views
+from ui import measures, views
 from ui.claims import CLAIMS
 from ui.lecture import current_claim, load_claim
 from ui.sidebar import current_selection
@@ -34,11 +34,9 @@ for index in shown:
         st.subheader(f"{index + 1}. {claim.title}")
         if not selection.lecture:
             st.markdown(claim.sentence)
-        try:
-            with st.spinner("Measuring…", show_time=True):
-                frame = pd.concat([cache.probe(m, p) for m, p in claim.runs()], ignore_index=True)
-        except (ValueError, QueueTimeout) as err:
-            st.error(f"Cannot measure this claim: {err}")
+        with st.spinner("Measuring…", show_time=True):
+            frame = views.attempt("measure this claim", partial(views.probe_runs, claim.runs()), claim.key)
+        if frame is None:
             continue
         stats = measures.aggregate(frame)
         verdict = claim.verdict(frame, stats)

@@ -4,7 +4,6 @@ import dataclasses
 
 import streamlit as st
 
-from normlab.serving import QueueTimeout
 from ui import cache, controls, figures, measures, views
 
 selection = views.header(
@@ -26,15 +25,14 @@ base = selection.base
 net = base.preset or base.arch
 counts = controls.group_choices(net, base.width, base.stages or 1)
 model = dataclasses.replace(base, norm=norm, groups=counts[0], group_size=None)
-bar = st.progress(0.0, text=f"Sweeping {len(counts)} group counts…")
-try:
-    frame = cache.sweep(model, selection.probe, (("groups", tuple(counts)),),
-                        _progress=lambda done, total, label: bar.progress(done / total, text=label))
-except (ValueError, QueueTimeout) as err:
-    bar.empty()
-    st.error(f"Cannot run the sweep: {err}", icon=":material/error:")
-    st.stop()
+slot, bar = st.empty(), st.empty()
+frame = views.attempt("run the sweep", lambda: cache.sweep(
+    model, selection.probe, "groups", counts, on_wait=views.queue_status(slot),
+    progress=lambda done, total, label: bar.progress(done / total, text=f"Sweeping: {label}")), "sweep")
+slot.empty()
 bar.empty()
+if frame is None:
+    st.stop()
 points = measures.tradeoff_points(frame)
 fig = figures.tradeoff_figure(points, log_y=scale == "log", uirevision=f"tradeoff-{scale}")
 views.chart(fig, "tradeoff", selection)

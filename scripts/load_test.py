@@ -6,11 +6,15 @@ Run (the dashboard already serving on the loopback interface):
     .venv/bin/python scripts/load_test.py --start --sessions 8        # starts `streamlit run app.py` itself
 
 Each session is a fresh Chromium context (its own Streamlit session) that opens a dashboard page with a
-link to a different network (query parameters: normalizer, depth and seed differ), and waits until the
-page shows its chart, an error, or the timeout. Meanwhile a thread polls /_stcore/health and samples the
-server's resident memory from /proc. The report: completions, latency percentiles, whether a session
-ever saw a "queued" status, the server's peak memory, and whether the health endpoint stayed up (never
-3 unanswered polls in a row: what makes the Dockerfile's HEALTHCHECK call the container unhealthy).
+link to a different network, and waits until the page shows its chart, a message, or the timeout. With
+``--mix`` (a lecture hall) the sessions cycle through cheap, expensive, over-budget and hostile links
+(markup and a 16,000-character token in the parameters) and the deep-narrow link of the lecture-hall
+issue; every one must end with a chart, a refusal naming the limit or a clear busy message, never an
+error box, and a hostile link must render nothing it holds as markup. Meanwhile a thread polls
+/_stcore/health and samples the server's resident memory from /proc. The report: completions, latency
+percentiles, whether a session ever saw a "queued" status, the server's peak memory against the memory
+limit, and how many health polls went unanswered (3 in a row make the Dockerfile's HEALTHCHECK call the
+container unhealthy; a lecture hall wants none).
 
 Only loopback addresses are accepted, the number of sessions is capped and every wait is bounded, so the
 script always stops by itself. Needs Playwright (requirements-dev.txt) and Debian's chromium.
@@ -45,6 +49,17 @@ NORMS = ("batchnorm", "groupnorm", "layernorm", "none", "instancenorm", "frn", "
 # What the page shows when it is done: its chart, an error (budget, queue timeout) or an exception.
 # Info and warning alerts (a "queued" status, a link notice) are not an end.
 DONE = '[data-testid="stPlotlyChart"], [data-testid="stAlertContentError"], [data-testid="stException"]'
+# How an error alert reads: a refusal by the budget, a busy server, a computation stopped at its limit.
+ENDINGS = {"refused": "over this server's limits", "busy": "server is busy",
+           "stopped": "stopped at this server's time limit"}
+GOOD = ("chart", "refused", "busy", "stopped")  # what a lecture hall accepts as the end of a session
+KINDS = ("cheap", "cheap", "expensive", "over_budget", "hostile", "cheap", "point1", "huge_token", "cheap",
+         "expensive")
+# The lecture-hall issue's point 1: deep and narrow, ten normalizers, eight seeds; cheap in FLOPs only.
+POINT1 = {"net": "resnet", "depth": "256", "stages": "4", "width": "4", "batch": "4", "image": "8",
+          "seeds": "8",
+          "norms": "none,batchnorm,layernorm,instancenorm,groupnorm,frn,evonorm_b0,evonorm_s0,weightnorm,sws"}
+BAIT_PORT = 8662  # the markup payloads point here; nothing should ever ask for it
 
 
 @dataclass
@@ -55,6 +70,8 @@ class SessionResult:
     seconds: float = math.nan
     message: str = ""
     queued_seen: bool = False  # the page showed a "queued, position n" status at some point
+    kind: str = "cheap"
+    markup_leaked: bool = False  # a hostile link's content rendered as an image, a link or a request
 
 
 # The Dockerfile's HEALTHCHECK marks the container unhealthy after this many failed checks in a row.
@@ -84,6 +101,27 @@ def loopback_only(url: str) -> str:
     if not ok:
         raise SystemExit(f"load_test: error: only loopback addresses are allowed; got host {host!r}")
     return url.rstrip("/")
+
+
+def mixed_params(k: int, args: argparse.Namespace) -> tuple[str, dict[str, str]]:
+    """Session k of a lecture hall: (kind, link parameters), cycling through ``KINDS``."""
+    kind = KINDS[k % len(KINDS)]
+    base = session_params(k, args)
+    bait = f"http://127.0.0.1:{BAIT_PORT}"
+    if kind == "expensive":  # in budget, seconds of compute
+        return kind, {**base, "depth": str(24 + k), "width": "32", "batch": "64", "seeds": "2"}
+    if kind == "over_budget":  # 512 channels doubled over 4 stages: refused by NORMLAB_MAX_WIDTH at once
+        return kind, {**base, "width": "512", "stages": "4"}
+    if kind == "hostile":
+        payloads = [f"![x]({bait}/v.png)", f"[Log in]({bait}/phish)", ":red[**Server compromised**]",
+                    f"<img src={bait}/i.png onerror=alert(1)>"]
+        return kind, {**base, "net": payloads[k % 4], payloads[(k + 1) % 4]: "1",
+                      "page": payloads[(k + 2) % 4]}
+    if kind == "huge_token":
+        return kind, {**base, "norms": "A" * 16_000}
+    if kind == "point1":
+        return kind, dict(POINT1)
+    return kind, base
 
 
 def session_params(k: int, args: argparse.Namespace) -> dict[str, str]:
@@ -174,11 +212,12 @@ def watch(url: str, pid: int | None, log: HealthLog, stop: threading.Event, ever
 # The sessions
 
 
-async def run_session(browser, k: int, url: str, timeout: float) -> SessionResult:
-    result = SessionResult(session=k, url=url)
+async def run_session(browser, k: int, url: str, timeout: float, kind: str = "cheap") -> SessionResult:
+    result = SessionResult(session=k, url=url[:200], kind=kind)
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         page = await context.new_page()
+        page.on("request", lambda r: _bait_request(result, r.url))
         start = time.monotonic()
         await page.goto(url, wait_until="domcontentloaded", timeout=timeout * 1000)
         deadline = start + timeout
@@ -193,8 +232,12 @@ async def run_session(browser, k: int, url: str, timeout: float) -> SessionResul
                 if test_id == "stPlotlyChart":
                     result.outcome = "chart"
                 else:
-                    result.outcome = "exception" if test_id == "stException" else "error"
                     result.message = " ".join((await first.inner_text()).split())[:300]
+                    result.outcome = "exception" if test_id == "stException" else next(
+                        (end for end, said in ENDINGS.items() if said in result.message), "error")
+                if kind in ("hostile", "huge_token"):
+                    leaked = await page.locator(f"img[src*=':{BAIT_PORT}'], a[href*=':{BAIT_PORT}']").count()
+                    result.markup_leaked = result.markup_leaked or leaked > 0
                 break
             await asyncio.sleep(0.2)
     except Exception as err:  # a browser-side failure is a result to report, not a crash of the script
@@ -204,7 +247,13 @@ async def run_session(browser, k: int, url: str, timeout: float) -> SessionResul
     return result
 
 
-async def run_sessions(urls: list[str], timeout: float, stagger: float) -> list[SessionResult]:
+def _bait_request(result: SessionResult, url: str) -> None:
+    if f":{BAIT_PORT}/" in url:
+        result.markup_leaked = True
+
+
+async def run_sessions(urls: list[str], timeout: float, stagger: float,
+                       kinds: list[str] | None = None) -> list[SessionResult]:
     from playwright.async_api import async_playwright
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -215,7 +264,8 @@ async def run_sessions(urls: list[str], timeout: float, stagger: float) -> list[
         try:
             tasks = []
             for k, url in enumerate(urls):
-                tasks.append(asyncio.create_task(run_session(browser, k, url, timeout)))
+                kind = kinds[k] if kinds else "cheap"
+                tasks.append(asyncio.create_task(run_session(browser, k, url, timeout, kind)))
                 await asyncio.sleep(stagger)  # students do not click within the same millisecond
             return await asyncio.gather(*tasks)
         finally:
@@ -240,7 +290,12 @@ def summarize(results: list[SessionResult], log: HealthLog, wall: float, pid: in
         "sessions": len(results),
         "completed": len(done),
         "outcomes": {o: sum(r.outcome == o for r in results)
-                     for o in ("chart", "error", "exception", "timeout", "failed")},
+                     for o in (*GOOD, "error", "exception", "timeout", "failed")},
+        "ended_well": sum(r.outcome in GOOD for r in results),
+        "by_kind": {k: {o: sum(r.outcome == o for r in results if r.kind == k)
+                        for o in {r.outcome for r in results if r.kind == k}}
+                    for k in dict.fromkeys(r.kind for r in results)},
+        "markup_leaked": sum(r.markup_leaked for r in results),
         "latency_s": {"p50": percentile(done, 50), "p90": percentile(done, 90), "p95": percentile(done, 95),
                       "max": max(done, default=math.nan),
                       "mean": statistics.fmean(done) if done else math.nan},
@@ -269,8 +324,12 @@ def _hwm(pid: int | None) -> float:
 def format_report(report: dict) -> str:
     lat, h = report["latency_s"], report["health"]
     lines = [
-        f"sessions {report['sessions']}: {report['completed']} completed with a chart; outcomes "
+        f"sessions {report['sessions']}: {report['completed']} completed with a chart, "
+        f"{report['ended_well']} ended with a chart, a refusal or a busy message; outcomes "
         + ", ".join(f"{k} {v}" for k, v in report["outcomes"].items() if v),
+        "by kind: " + "; ".join(f"{k}: " + ", ".join(f"{o} {n}" for o, n in sorted(v.items()))
+                                for k, v in report["by_kind"].items()),
+        f"hostile links that rendered markup or fetched the bait URL: {report['markup_leaked']}",
         f"latency (s, completed sessions): p50 {lat['p50']:.1f}  p90 {lat['p90']:.1f}  p95 {lat['p95']:.1f}  "
         f"max {lat['max']:.1f}  mean {lat['mean']:.1f}   wall {report['wall_s']:.1f}",
         f"sessions that saw a 'queued' status: {report['queued_seen']}",
@@ -278,7 +337,8 @@ def format_report(report: dict) -> str:
         f"({report['server_cpu_s'] / max(1, report['sessions']):.1f} s a session)",
         f"server memory (pid {report['server_pid']}): resident {report['server_rss_start_mib']:.0f} MiB "
         f"at start, peak {report['server_rss_peak_mib']:.0f} MiB sampled, "
-        f"VmHWM {report['server_vmhwm_mib']:.0f} MiB",
+        f"VmHWM {report['server_vmhwm_mib']:.0f} MiB, limit {report['memory_limit_mib']:.0f} MiB "
+        f"-> {'under' if report['server_vmhwm_mib'] < report['memory_limit_mib'] else 'OVER'}",
         f"health endpoint: {h['polls']} polls every 0.5 s, {h['failures']} unanswered within 5 s "
         f"(at most {h['most_failures_in_a_row']} in a row), slowest {h['worst_s']:.2f} s, longest without "
         f"an answer {h['longest_gap_s']:.1f} s -> "
@@ -286,7 +346,7 @@ def format_report(report: dict) -> str:
     ]
     for r in report["results"]:
         if r["outcome"] != "chart":
-            lines.append(f"  session {r['session']}: {r['outcome']} {r['message']}")
+            lines.append(f"  session {r['session']} ({r['kind']}): {r['outcome']} {r['message'][:160]}")
     return "\n".join(lines)
 
 
@@ -305,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-warmup", dest="warmup", action="store_false",
                         help="skip the first, uncounted session that loads torch and the app")
     parser.add_argument("--same", action="store_true", help="every session asks for the same config")
+    parser.add_argument("--mix", action="store_true",
+                        help="a lecture hall: cheap, expensive, over-budget and hostile links (see KINDS)")
+    parser.add_argument("--memory-limit", type=float, default=None, metavar="MIB",
+                        help="the server's memory limit (default $NORMLAB_MAX_MEMORY_MB, else 2048)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds a session may take")
     parser.add_argument("--stagger", type=float, default=0.1, help="seconds between session starts")
     parser.add_argument("--pid", type=int, help="the server's process id (default: found from the port)")
@@ -327,7 +391,13 @@ def main(argv: list[str] | None = None) -> int:
         wait_healthy(url, proc, 120)
         pid = proc.pid if proc is not None else (args.pid or pid_listening_on(port))
         page = f"{url}/{args.page.strip('/')}"
-        urls = [f"{page}?{urlencode(session_params(k, args))}" for k in range(args.sessions)]
+        if args.mix:
+            mixed = [mixed_params(k, args) for k in range(args.sessions)]
+            kinds = [kind for kind, _ in mixed]
+            urls = [f"{page}?{urlencode(params)}" for _, params in mixed]
+        else:
+            kinds = ["cheap"] * args.sessions
+            urls = [f"{page}?{urlencode(session_params(k, args))}" for k in range(args.sessions)]
         if args.warmup:  # a server that has served once: imports done, nothing of the test cached
             warm = {**session_params(0, args), "depth": "1", "seed": str(MAX_SESSIONS + 1)}
             asyncio.run(run_sessions([f"{page}?{urlencode(warm)}"], args.timeout, 0))
@@ -338,18 +408,24 @@ def main(argv: list[str] | None = None) -> int:
         watcher.start()
         start, cpu_start = time.monotonic(), cpu_seconds(pid)
         try:
-            results = asyncio.run(run_sessions(urls, args.timeout, args.stagger))
+            results = asyncio.run(run_sessions(urls, args.timeout, args.stagger, kinds))
         finally:
             stop.set()
             watcher.join(10)
         report = summarize(results, log, time.monotonic() - start, pid, cpu_seconds(pid) - cpu_start)
+        report["memory_limit_mib"] = (args.memory_limit
+                                      or float(os.environ.get("NORMLAB_MAX_MEMORY_MB") or 2048))
     finally:
         if proc is not None:
             stop_server(proc)
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str) + "\n")
-    ok = report["completed"] == report["sessions"] and report["health"]["stayed_up"]
+    if args.mix:  # a lecture hall: every session ends well, no poll missed, memory under the limit
+        ok = (report["ended_well"] == report["sessions"] and report["health"]["failures"] == 0
+              and report["markup_leaked"] == 0 and report["server_vmhwm_mib"] < report["memory_limit_mib"])
+    else:
+        ok = report["completed"] == report["sessions"] and report["health"]["stayed_up"]
     return 0 if ok else 1
 
 

@@ -1,5 +1,6 @@
-"""Helpers and fixtures shared by the test files: synthetic probe frames, decoded dashboard charts, and a
-toy normalizer registered for the length of one test."""
+"""Helpers and fixtures shared by the test files: a result store of the session's own (so no test writes
+into ~/.cache), synthetic probe frames, decoded dashboard charts, and a toy normalizer registered for the
+length of one test."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ from normlab.probes import FRAME_COLUMNS
 
 SIMILARITY = ("act_var", "act_sq_mean", "cos_sim", "cos_sim_centered", "stable_rank", "effective_rank",
               "numerical_rank")
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_store(tmp_path_factory):
+    """NORMLAB_STORE for the whole session: the dashboard's results persist across tests, not runs."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NORMLAB_STORE", str(tmp_path_factory.mktemp("store")))
+        yield
 
 
 def contract_frame(model: ModelConfig | None = None, probe: ProbeConfig | None = None, *,
@@ -64,7 +72,6 @@ def contract_frame(model: ModelConfig | None = None, probe: ProbeConfig | None =
     return frame
 
 
-
 def _typed_array(obj: dict):
     """Plotly sends numeric arrays as base64 typed arrays ({"dtype", "bdata"[, "shape"]}): decode them."""
     if set(obj) >= {"dtype", "bdata"}:
@@ -78,7 +85,6 @@ def _typed_array(obj: dict):
 def charts(at: AppTest) -> list[go.Figure]:
     """The plotly figures the run sent to the browser, decoded."""
     return [go.Figure(json.loads(el.proto.spec, object_hook=_typed_array)) for el in at.get("plotly_chart")]
-
 
 
 # --- A toy normalizer, registered in the catalog and the registry alone ------------------------------------

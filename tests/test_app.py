@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,8 @@ def registered_pages() -> list[str]:
 def open_app(page: str | None = None, **params) -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.query_params.update(params)
+    if page == "pages/training.py":
+        at.session_state["training_study"] = tiny_study()  # seconds, not the page's ten-network study
     at.run()
     if page:
         at.switch_page(page).run()
@@ -180,3 +183,150 @@ def test_overflow_cases_render_without_exception(params):
         markers = [t for t in fig.data if t.mode == "markers" and len(t.x)]
         assert markers, "overflowed blocks are drawn as markers"
         assert "overflow" in json.dumps(fig.to_plotly_json()["layout"]), "the note names the overflow"
+
+
+# ---------------------------------------------------------------------------------------------
+# A lecture hall: every page in a second fresh session, and every engine outcome as the page's message
+
+def tiny_study():
+    """A two-run study, so a test trains in seconds."""
+    from normlab.training import StudyConfig, TrainConfig
+
+    return StudyConfig(archs=("cnn",), norms=("batchnorm", "layernorm"), groups=(4,), seeds=1, width=8,
+                       cnn_depth=2, train=TrainConfig(steps=20, image_size=8, batch_size=16, probe_after=5,
+                                                      eval_every=10), k_steps=10, n_boot=50)
+
+
+def shown(at: AppTest) -> list[str]:
+    """The error messages as a viewer reads them (the page escapes engine text for markdown)."""
+    return [re.sub(r"\\(.)", r"\1", e.value) for e in at.error]
+
+
+def open_fresh(page: str, **params) -> AppTest:
+    """A new session on ``page`` with small sizes (and a two-run study on the training page)."""
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update({"norms": ["batchnorm", "groupnorm"], "depth": "2", "width": "8", **params})
+    at.session_state["training_study"] = tiny_study()
+    at.run()
+    at.switch_page(page).run()
+    return at
+
+
+@pytest.fixture
+def fresh_store(monkeypatch, tmp_path):
+    """An empty result store and an empty in-process memory: a server that has computed nothing."""
+    monkeypatch.setenv("NORMLAB_STORE", str(tmp_path / "store"))
+    ui.cache.clear()
+    yield tmp_path / "store"
+    ui.cache.clear()
+
+
+@pytest.fixture
+def engine_calls(monkeypatch):
+    """Counts every probe and training run the dashboard starts."""
+    calls = []
+    real_probe, real_train = ui.cache.run_probes, ui.cache.run_training
+
+    def probe(model, probe, progress=None):
+        calls.append(("probe", model))
+        return real_probe(model, probe, progress)
+
+    def train(model, train, progress=None):
+        calls.append(("train", model))
+        return real_train(model, train, progress=progress)
+
+    monkeypatch.setattr(ui.cache, "run_probes", probe)
+    monkeypatch.setattr(ui.cache, "run_training", train)
+    return calls
+
+
+@pytest.mark.parametrize("drop_memory", [False, True], ids=["same process", "restarted process"])
+@pytest.mark.parametrize("page", registered_pages())
+def test_every_page_renders_in_a_second_fresh_session_from_the_first_ones_results(
+        page, drop_memory, fresh_store, engine_calls):
+    first = open_fresh(page)
+    assert not first.exception, first.exception
+    assert engine_calls, f"{page}: the first session computed nothing"
+    engine_calls.clear()
+    if drop_memory:
+        ui.cache.clear()  # only the store on disk is left, as after a restart
+    second = open_fresh(page)
+    assert not second.exception, second.exception
+    assert not second.error, [e.value for e in second.error]
+    assert charts(second), f"{page} draws no chart in the second session"
+    assert engine_calls == [], f"{page}: the second session computed again"
+
+
+class ComputeTimeout(RuntimeError):
+    """Stands for the engine's hard time limit: the page knows it by its name."""
+
+
+def _outcomes():
+    from normlab.budget import BudgetExceeded
+    from normlab.serving import QueueTimeout
+
+    return {
+        "refusal": (BudgetExceeded("estimated 9 GFLOP exceeds the budget 1 GFLOP (NORMLAB_MAX_COST)"),
+                    "over this server's limits"),
+        "bad config": (ValueError("depth must be at least 1"), "depth must be at least 1"),
+        "queue timeout": (QueueTimeout("the server is busy: waited 120 s"), "the server is busy"),
+        "stopped": (ComputeTimeout("ran past 60 s"), "stopped at this server's time limit"),
+        "overflow": (OverflowError("cannot convert float infinity to integer"), "beyond this machine"),
+        "unexpected": (KeyError("boom"), "something went wrong on the server"),
+    }
+
+
+OUTCOMES = list(_outcomes())
+# Every page meets every outcome across the table (a page per outcome, and the overview all of them).
+PAGE_OUTCOMES = sorted({("pages/overview.py", o) for o in OUTCOMES}
+                       | {(p, OUTCOMES[i % len(OUTCOMES)]) for i, p in enumerate(registered_pages())})
+
+
+@pytest.mark.parametrize(("page", "outcome"), PAGE_OUTCOMES)
+def test_a_page_whose_computation_raises_shows_its_own_message_and_a_retry(page, outcome, fresh_store,
+                                                                           monkeypatch, caplog):
+    err, said = _outcomes()[outcome]
+
+    def fail(*args, **kwargs):
+        raise err
+
+    monkeypatch.setattr(ui.cache, "run_probes", fail)
+    monkeypatch.setattr(ui.cache, "run_training", fail)
+    at = open_fresh(page)
+    assert not at.exception, at.exception
+    assert any(said in e for e in shown(at)), shown(at)
+    assert any(b.label == "Retry" for b in at.button)
+    assert "Traceback" not in " ".join(shown(at))
+    if outcome == "unexpected":
+        assert any(r.exc_info for r in caplog.records), "the traceback goes to the server log"
+    next(b for b in at.button if b.label == "Retry").click().run()
+    assert not at.exception and any(said in e for e in shown(at))
+
+
+def test_an_over_budget_page_is_refused_before_it_takes_a_place_in_a_full_queue(fresh_store, monkeypatch):
+    from normlab import serving
+
+    gate = serving.Gate(max_concurrent=1, queue_timeout=30)
+    monkeypatch.setattr(serving, "_default_gate", gate)
+    monkeypatch.setenv("NORMLAB_MAX_COST", "0.001")
+    release = __import__("threading").Event()
+    holder = __import__("threading").Thread(target=gate.compute, args=("hold", release.wait), daemon=True)
+    holder.start()
+    try:
+        while gate.running < 1:
+            __import__("time").sleep(0.01)
+        at = open_fresh("pages/variance.py")
+        assert gate.waiting == 0 and gate.computed == 1, "the refused page never queued"
+        assert any("NORMLAB_MAX_COST" in e and "over this server's limits" in e for e in shown(at)), shown(at)
+        assert not at.exception
+    finally:
+        release.set()
+        holder.join(10)
+
+
+def test_the_training_page_obeys_the_budget(fresh_store, engine_calls, monkeypatch):
+    monkeypatch.setenv("NORMLAB_MAX_WIDTH", "4")
+    at = open_fresh("pages/training.py")
+    assert not at.exception
+    assert any("NORMLAB_MAX_WIDTH" in e for e in shown(at)), shown(at)
+    assert engine_calls == [], "nothing trained before the refusal"

@@ -157,7 +157,9 @@ def test_a_shared_link_restores_the_view_then_lecture_mode_steps_through_claims(
     sidebar = page.get_by_test_id("stSidebar")
     sidebar.get_by_text("Share this view").click()
     shared = sidebar.get_by_test_id("stCode").inner_text()
-    assert "page=rank-collapse" in shared and "norms=batchnorm%2Clayernorm" in shared and "depth=4" in shared
+    # an old ?page= link opens its page once; the share link names the page by its path
+    assert "/rank-collapse?" in shared and "page=" not in shared
+    assert "norms=batchnorm%2Clayernorm" in shared and "depth=4" in shared
 
     sidebar.get_by_text("Lecture mode").click()
     next_claim = sidebar.get_by_role("button", name="Next")
@@ -173,7 +175,7 @@ def test_a_shared_link_restores_the_view_then_lecture_mode_steps_through_claims(
 
 
 def test_rank_page_play_walks_the_cosine_matrices_through_the_depths(server, page, artifacts):
-    page.goto(f"{server}/?page=rank-collapse")
+    page.goto(f"{server}/rank-collapse")
     page.get_by_role("heading", name="Property 2 · Rank collapse").wait_for(timeout=LOAD_MS)
     page.wait_for_function(f"() => ({HEATMAP_JS})() !== null", timeout=LOAD_MS)
     page.screenshot(path=artifacts / "rank-collapse.png")
@@ -207,7 +209,7 @@ def test_lecture_mode_at_1920x1080_shows_every_claims_chart_on_the_first_screen_
 
     page = browser.new_page(viewport={"width": 1920, "height": 1080})
     try:
-        page.goto(f"{server}/?page=paper-claims&lecture=1")
+        page.goto(f"{server}/paper-claims?lecture=1")
         sidebar = page.get_by_test_id("stSidebar")
         for k, claim in enumerate(CLAIMS, start=1):
             page.get_by_role("heading", name=f"{k}. {claim.title}").wait_for(timeout=LOAD_MS)
@@ -226,3 +228,126 @@ def test_lecture_mode_at_1920x1080_shows_every_claims_chart_on_the_first_screen_
                 sidebar.get_by_role("button", name="Next").click()
     finally:
         page.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# A lecture hall: a second visitor on the first one's link, links as plain text, no outside requests
+
+TRAIN_MS = 540_000  # the training page's first study, cold, on a busy 2-core machine
+ERROR_BOX = "[data-testid='stException']"
+# Every page by its path, with small sizes so a cold page answers quickly.
+SMALL = "norms=batchnorm,groupnorm&depth=2&width=8"
+PATHS = {"home": "Normalization at initialization", "variance-growth": "Property 1",
+         "rank-collapse": "Property 2", "gradient-explosion": "Property 3", "group-size": "The group-size",
+         "paper-claims": "The paper's claims", "training-speed": "Training speed"}
+
+
+def _settled(page, timeout: int = LOAD_MS) -> None:
+    """Wait until the page drew a chart or its own message, and no script is running."""
+    page.locator(".js-plotly-plot .main-svg, [data-testid='stAlertContentError']").first.wait_for(
+        timeout=timeout)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                           timeout=timeout)
+
+
+def _opened(browser, url: str, requests: list | None = None):
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    page = context.new_page()
+    if requests is not None:
+        page.on("request", lambda r: requests.append(r.url))
+    page.goto(url)
+    return context, page
+
+
+@pytest.mark.parametrize("path", [
+    "group-size",
+    pytest.param("training-speed", marks=pytest.mark.slow),  # its first study trains ten networks
+])
+def test_a_second_visitor_opens_the_first_ones_share_link(server, browser, path, artifacts):
+    first, page = _opened(browser, f"{server}/{path}?{SMALL}")
+    try:
+        page.get_by_role("heading", name=PATHS[path]).wait_for(timeout=LOAD_MS)
+        page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=TRAIN_MS)
+        wait_for_chart(page)
+        sidebar = page.get_by_test_id("stSidebar")
+        sidebar.get_by_text("Share this view").click()
+        shared = sidebar.get_by_test_id("stCode").inner_text().strip()
+        assert shared.startswith(f"{server}/{path}?"), shared
+    finally:
+        first.close()
+    second, page = _opened(browser, shared)
+    try:
+        page.get_by_role("heading", name=PATHS[path]).wait_for(timeout=LOAD_MS)
+        wait_for_chart(page)
+        assert page.locator(ERROR_BOX).count() == 0
+        assert page.get_by_text("This app has encountered an error").count() == 0
+        page.screenshot(path=artifacts / f"second-visitor-{path}.png")
+    finally:
+        second.close()
+
+
+def test_a_session_through_every_page_requests_only_the_server(server, browser):
+    requests: list[str] = []
+    context, page = _opened(browser, f"{server}/?{SMALL}", requests)
+    try:
+        _settled(page)
+        for path, heading in PATHS.items():
+            if path == "training-speed":
+                continue  # its first study trains ten networks; its page shell is checked below
+            page.goto(f"{server}/{path}?{SMALL}")
+            page.get_by_role("heading", name=heading).first.wait_for(timeout=LOAD_MS)
+            _settled(page)
+        page.goto(f"{server}/training-speed")
+        page.get_by_role("heading", name=PATHS["training-speed"]).wait_for(timeout=LOAD_MS)
+        icon = page.evaluate("() => document.querySelector('link[rel*=icon]')?.href")
+        assert icon and icon.startswith(server), icon  # the favicon is served by the app itself
+    finally:
+        context.close()
+    outside = sorted({url for url in requests if not url.startswith(("http://127.0.0.1:", "data:", "blob:"))})
+    assert requests and outside == []
+
+
+HOSTILE = ["![x]({bait}/v.png)", "[Log in]({bait}/phish)", ":red[**Server compromised**]",
+           "<img src={bait}/i.png onerror=alert(1)>"]
+
+
+@pytest.mark.parametrize("where", ["value", "key", "page"])
+def test_markup_in_a_link_renders_as_plain_text_and_fetches_nothing(server, browser, where):
+    from urllib.parse import quote
+
+    bait = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    payloads = [p.format(bait=bait) for p in HOSTILE]
+    if where == "value":
+        keys = ("net", "norms", "depth", "width")
+        query = "&".join(f"{k}={quote(v)}" for k, v in zip(keys, payloads, strict=True))
+    elif where == "key":
+        query = "&".join(f"{quote(v)}=1" for v in payloads)
+    else:
+        query = f"page={quote(payloads[0])}"
+    requests: list[str] = []
+    context, page = _opened(browser, f"{server}/?{query}", requests)
+    try:
+        _settled(page)
+        page.get_by_test_id("stSidebar").get_by_text("fell back to defaults").wait_for(timeout=LOAD_MS)
+        html = page.content()
+        assert page.locator(f"img[src^='{bait}']").count() == 0
+        assert page.locator(f"a[href^='{bait}']").count() == 0
+        assert "Server compromised" not in page.locator("strong, b, [class*='red']").all_inner_texts()
+        assert "onerror" not in html.replace("onerror=alert", "") or page.locator("img[onerror]").count() == 0
+        shown = page.get_by_test_id("stSidebar").get_by_test_id("stText").all_inner_texts()
+        assert any(bait[:20] in text or "Log in" in text or "red[" in text for text in shown), shown
+    finally:
+        context.close()
+    assert not [url for url in requests if url.startswith(bait)]
+
+
+def test_a_huge_token_in_a_link_leaves_the_tab_responsive(server, browser):
+    token = "A" * 16_000
+    context, page = _opened(browser, f"{server}/?net={token}&{'B' * 16_000}=1")
+    try:
+        _settled(page)
+        notice = "\n".join(page.get_by_test_id("stSidebar").get_by_test_id("stText").all_inner_texts())
+        assert "A" * 50 not in notice and len(notice) < 400, notice[:400]
+        assert page.evaluate("() => 1 + 1") == 2  # the page still answers
+    finally:
+        context.close()

@@ -170,6 +170,29 @@ def test_the_deployment_config_hides_errors_and_developer_tools_from_viewers():
     assert config["client"]["toolbarMode"] == "viewer"
 
 
+def test_the_start_command_as_written_watches_no_files():
+    """`streamlit run app.py` must not watch the virtual environment or the result store."""
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["fileWatcherType"] == "none"
+    assert config["server"]["runOnSave"] is False
+    readme = (ROOT / "README.md").read_text()
+    assert "--server.fileWatcherType=auto" in readme, "the README says how a developer turns watching on"
+
+
+def test_the_image_warms_its_result_store_at_build_time_for_the_server_user():
+    env = " ".join(rest for word, rest in instructions() if word == "ENV")
+    store = re.search(r"NORMLAB_STORE=(\S+)", env)
+    assert store and store.group(1).startswith("/app/"), env
+    words = [word for word, _ in instructions()]
+    runs = [rest for word, rest in instructions() if word == "RUN"]
+    warm = next(r for r in runs if "normlab warm" in r)
+    # after the package is installed, and the store handed to the unprivileged user that serves
+    assert warm.index("pip install --no-deps .") < warm.index("normlab warm")
+    assert f"chown -R 1000:1000 {store.group(1)}" in warm
+    assert words.index("USER") > words.index("RUN")
+
+
 # ---------------------------------------------------------------------------------------------
 # The build context, the install and the start command
 
@@ -217,6 +240,7 @@ def test_the_build_context_holds_the_app_and_leaves_out_the_rest():
     for dropped in (".git/", ".venv/", "tests/", ".ci/", "__pycache__/", ".pytest_cache/"):
         assert not any(f.startswith(dropped) or f"/{dropped}" in f for f in files), dropped
     assert ".streamlit/secrets.toml" not in files
+    assert "ui/static/favicon.png" in files, "the page icon is served by the app itself"
 
 
 @pytest.fixture(scope="module")
@@ -353,3 +377,16 @@ def test_the_load_report_percentiles_are_nearest_rank(load_test):
     values = [float(v) for v in range(1, 11)]
     assert [load_test.percentile(values, q) for q in (50, 90, 95, 100)] == [5.0, 9.0, 10.0, 10.0]
     assert math.isnan(load_test.percentile([], 50))
+
+
+def test_the_lecture_hall_mix_holds_every_kind_of_visitor_and_the_issue_link(load_test):
+    import argparse
+
+    args = argparse.Namespace(same=False, depth=4, width=16, batch=32, image=16)
+    mixed = [load_test.mixed_params(k, args) for k in range(30)]
+    kinds = {kind for kind, _ in mixed}
+    assert {"cheap", "expensive", "over_budget", "hostile", "huge_token", "point1"} <= kinds
+    assert dict(mixed[load_test.KINDS.index("point1")][1]) == load_test.POINT1
+    hostile = next(params for kind, params in mixed if kind == "hostile")
+    assert any("](" in key for key in hostile) and "](" in hostile["net"] + hostile["page"]
+    assert max(len(v) for _, params in mixed for v in params.values()) == 16_000

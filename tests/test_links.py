@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -92,7 +94,13 @@ def open_link(**params) -> AppTest:
     return at
 
 
-def test_a_link_restores_the_controls_and_the_page():
+def notice_text(at: AppTest) -> str:
+    """The link notice as shown: a fixed warning, then the link's problems as plain text."""
+    assert at.sidebar.warning, "no link notice"
+    return "\n".join(t.value for t in at.sidebar.text)
+
+
+def test_an_old_page_parameter_still_opens_its_page_once():
     at = open_link(page="gradient-explosion", net="cnn", norms="layernorm,batchnorm", depth="5", width="8",
                    batch="16", seeds="2", grad_scale="linear")
     assert at.title[0].value == "Property 3 · Gradient explosion at initialization"
@@ -110,7 +118,7 @@ def test_a_link_restores_the_controls_and_the_page():
 
 def test_a_link_with_bad_parameters_falls_back_to_defaults_with_a_notice():
     at = open_link(depth="999", norms="batchnorm,nonsense", width="16", groups="5", page="nowhere")
-    notice = at.sidebar.warning[0].value
+    notice = notice_text(at)
     for named in ("depth=999", "nonsense", "groups=5", "unknown page 'nowhere'"):
         assert named in notice
     assert at.select_slider(key="depth").value == C.DEFAULTS["depth"]
@@ -130,11 +138,90 @@ def test_the_url_follows_every_control_change():
 
 
 def test_the_share_box_holds_a_link_that_reopens_the_same_view():
-    at = open_link(page="rank-collapse", norms="batchnorm", depth="3", spec_scale="linear")
+    at = open_link(norms="batchnorm", depth="3", spec_scale="linear")
+    at.switch_page("pages/rank.py").run()
     shared = next(c.value for c in at.sidebar.code)
-    assert shared.startswith("http") and "?page=rank-collapse" in shared
-    query = dict(part.split("=", 1) for part in shared.split("?", 1)[1].split("&"))
-    again = open_link(**{k: v.replace("%2C", ",") for k, v in query.items()})
+    path, _, query = shared.partition("?")
+    assert path.startswith("http") and path.endswith("/rank-collapse"), shared  # the page is the path
+    assert "page=" not in query
+    params = dict(part.split("=", 1) for part in query.split("&"))
+    again = open_link(**{k: v.replace("%2C", ",") for k, v in params.items()})
+    again.switch_page("pages/rank.py").run()  # what the path opens (AppTest cannot type a path)
     assert again.title[0].value == "Property 2 · Rank collapse"
     assert again.session_state["_selection"] == at.session_state["_selection"]
     assert again.segmented_control(key="spec_scale").value == "linear"
+
+
+# --- a link is data, never markup ---------------------------------------------------------------------
+
+PAYLOADS = {
+    "image": "![x](http://127.0.0.1:8662/v.png)",
+    "link": "[Log in](http://x/phish)",
+    "colour": ":red[**Server compromised**]",
+    "html": "<img src=x onerror=alert(1)>",
+}
+WHERE = ["value", "key", "page"]
+
+
+def _link_with(payload: str, where: str) -> dict:
+    if where == "value":
+        return {"net": payload, "norms": payload, "depth": payload}
+    if where == "key":
+        return {payload: "1"}
+    return {"page": payload}
+
+
+def _markup_elements(at: AppTest) -> list[str]:
+    """Everything the run sent that Streamlit renders as markdown or HTML."""
+    kinds = ("markdown", "caption", "warning", "error", "info", "success", "title", "subheader", "header")
+    return [el.value for kind in kinds for el in at.get(kind)] + [el.value for el in at.get("html")]
+
+
+@pytest.mark.parametrize("where", WHERE)
+@pytest.mark.parametrize("payload", PAYLOADS.values(), ids=PAYLOADS)
+def test_markup_in_a_link_is_shown_as_plain_text(payload, where):
+    at = open_link(**_link_with(payload, where))
+    markup = _markup_elements(at)
+    for needle in (payload, "http://127.0.0.1:8662", "http://x/phish", ":red[", "<img", "](", "![x"):
+        assert not any(needle in text for text in markup), (needle, [t for t in markup if needle in t])
+    text = notice_text(at)
+    assert payload[:20] in text, text  # the viewer sees what the link held, as text
+
+
+def test_link_values_are_shown_cut_to_a_short_length():
+    at = open_link(net="n" * 150)
+    text = notice_text(at)
+    assert "n" * 150 not in text and "n" * (links.SHOWN_CHARS - 1) + "…" in text
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_a_huge_token_is_refused_by_its_length_quickly(where, monkeypatch):
+    token = "A" * 16_000
+    calls = []
+    monkeypatch.setattr(C, "parse_params", lambda *a, **k: calls.append(a) or ({}, []))
+    start = time.perf_counter()
+    values, notices = links.check_link({k: [v] for k, v in _link_with(token, where).items()})
+    assert time.perf_counter() - start < 0.05
+    assert values == {}
+    assert calls == [], "refused before any parsing"
+    assert len(" ".join(notices)) < 200 and token[:50] not in " ".join(notices)
+
+
+def test_a_huge_token_in_the_app_leaves_a_short_notice_and_the_default_view():
+    at = open_link(net="A" * 16_000, **{"B" * 16_000: "1"}, page="C" * 16_000)
+    text = notice_text(at)
+    assert len(text) < 400 and "A" * 50 not in text
+    assert at.selectbox(key="net").value == C.DEFAULTS["net"]
+
+
+def test_too_many_parameters_are_refused_by_their_count():
+    params = {f"p{i}": ["1"] for i in range(links.MAX_PARAMS + 1)}
+    values, notices = links.check_link(params)
+    assert values == {} and len(notices) == 1 and str(links.MAX_PARAMS) in notices[0]
+
+
+@pytest.mark.parametrize("text", [*PAYLOADS.values(), "a_b*c*", "`code`", "<b>x</b>", ":smile:"])
+def test_escaped_text_reads_the_same_once_markdown_unescapes_it(text):
+    escaped = links.markdown_text(text)
+    assert re.sub(r"\\(.)", r"\1", escaped) == text
+    assert not re.search(r"(?<!\\)[\[\]<>:*_`!]", escaped), escaped

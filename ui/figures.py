@@ -861,3 +861,81 @@ def lecture_style(fig: go.Figure, scale: float = 1.5) -> go.Figure:
     for menu in fig.layout.updatemenus or ():
         menu.update(font={"size": size})
     return fig
+
+
+# --- The training page: its runs' similarity at init against their training speed -----------------------
+
+ARCH_SYMBOLS = {"cnn": "circle", "resnet": "diamond", "mlp": "square"}
+ARCH_LABELS = {"cnn": "plain CNN", "resnet": "ResNet", "mlp": "MLP", "all": "both nets pooled"}
+SPEEDS = {"acc_at_k": "held-out accuracy after k steps", "steps_to_target": "steps to the target accuracy"}
+
+
+def similarity_speed_figure(runs: pd.DataFrame, correlations: pd.DataFrame, speed: str, steps: int,
+                            uirevision: str = "training") -> go.Figure:
+    """cos_sim at init (x) against training speed (y), one point per run, coloured by normalizer.
+
+    Diverged runs (acc_at_k) sit at 0 and runs that never reach the target (steps_to_target) on a line
+    above the last step, both drawn as open markers; the correlations are written on the figure.
+    """
+    fig = go.Figure()
+    level = steps * 1.08  # a row above the last step for runs that never reach the target
+    for (arch, norm, label), part in runs.groupby(["arch", "norm", "label"], sort=False):
+        y = part[speed].to_numpy(dtype=float)
+        missing = np.isnan(y)
+        shown = np.where(missing, 0.0 if speed == "acc_at_k" else level, y)
+        fig.add_trace(go.Scatter(
+            x=part["cos_sim_init"], y=shown, mode="markers", name=f"{label} · {ARCH_LABELS[arch]}",
+            legendgroup=label,
+            marker={"color": norm_color(norm), "size": 11,
+                    "symbol": [ARCH_SYMBOLS.get(arch, "circle") + ("-open" if m else "") for m in missing],
+                    "line": {"width": 1, "color": "white"}},
+            customdata=np.stack([part["seed"], part["final_test_acc"], part["diverged"]], axis=1),
+            hovertemplate=(f"<b>{label}</b> ({ARCH_LABELS[arch]}), seed %{{customdata[0]}}<br>"
+                           "cos_sim at init %{x:.3f}<br>" + SPEEDS[speed] + " %{y:.3g}<br>"
+                           "final accuracy %{customdata[1]:.3f}<br>diverged %{customdata[2]}<extra></extra>"),
+        ))
+    text = []
+    for row in correlations[correlations["speed"] == speed].itertuples():
+        name = ARCH_LABELS.get(row.arch, row.arch)
+        if not math.isnan(row.rho):
+            text.append(f"{name}: Spearman ρ = {row.rho:+.2f} [{row.lo:+.2f}, {row.hi:+.2f}], n = {row.n}")
+        else:  # fewer than two runs, or one side constant (e.g. no run reached the target)
+            text.append(f"{name}: no rank correlation (n = {row.n}; one side does not vary)")
+    fig.add_annotation(text="<br>".join(text) or "no finished run", showarrow=False,
+                       xref="paper", yref="paper", x=0.01, y=0.99, xanchor="left", yanchor="top",
+                       align="left", bgcolor="rgba(255,255,255,0.85)", bordercolor="#999", borderwidth=1)
+    if speed == "steps_to_target" and runs[speed].isna().any():
+        fig.add_hline(y=level, line_dash="dot", line_color="#999",
+                      annotation_text="never reached (open markers)", annotation_position="bottom right")
+    if speed == "acc_at_k" and runs[speed].isna().any():
+        fig.add_annotation(text="open markers at 0: diverged", showarrow=False, xref="paper", yref="paper",
+                           x=0.99, y=0.01, xanchor="right", yanchor="bottom")
+    fig.update_layout(
+        xaxis_title="final-layer cosine similarity at init (cos_sim)",
+        yaxis_title=SPEEDS[speed], height=520, uirevision=uirevision, legend_title_text="normalizer · net",
+        margin={"t": 30},
+    )
+    return fig
+
+
+def curves_figure(curves: pd.DataFrame, y: str, uirevision: str = "training-curves") -> go.Figure:
+    """Held-out accuracy or training loss against step, one line per run, one panel per architecture."""
+    archs = list(dict.fromkeys(curves["arch"]))
+    fig = make_subplots(rows=1, cols=len(archs), shared_yaxes=True,
+                        subplot_titles=[ARCH_LABELS.get(a, a) for a in archs])
+    legend_seen = set()
+    for col, arch in enumerate(archs, start=1):
+        for (label, norm, seed), run in curves[curves["arch"] == arch].groupby(["label", "norm", "seed"],
+                                                                              sort=False):
+            run = run.dropna(subset=[y])
+            fig.add_trace(go.Scatter(
+                x=run["step"], y=run[y], mode="lines", name=label, legendgroup=label,
+                showlegend=label not in legend_seen, line={"color": norm_color(norm), "width": 1.5},
+                hovertemplate=f"{label}, seed {seed}<br>step %{{x}}<br>{y} %{{y:.3g}}<extra></extra>",
+            ), row=1, col=col)
+            legend_seen.add(label)
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text={"test_acc": "held-out accuracy", "loss": "training loss (batch)"}[y],
+                     type="log" if y == "loss" else "linear", row=1, col=1)
+    fig.update_layout(height=420, uirevision=uirevision, margin={"t": 40})
+    return fig

@@ -1,16 +1,18 @@
 """Shareable links: every control in the URL's query string, restored when a link is opened.
 
 The query string holds each control that differs from its default, in plain values
-(``?norms=batchnorm,layernorm&depth=12``). The page is the URL's path while browsing; a shared link
-names it with ``page=`` on the app's root URL instead, because Streamlit resolves a path typed into
-the address bar against the files in pages/ before the app's own navigation, and shows a
-"page not found" notice for every custom path (the right page still opens). A link is read once, when
-a session starts: values the controls cannot take fall back to their defaults and are listed in a
-notice, never raised.
+(``?norms=batchnorm,layernorm&depth=12``); the page is the URL's path (``/variance-growth``), the
+same whether typed, clicked or shared. A link is read once, when a session starts: values the controls
+cannot take fall back to their defaults and are listed in a notice, never raised.
+
+A link is data, never markup: whatever it holds is shown as plain text (``st.text``) cut to
+``SHOWN_CHARS``, and a link with more than ``MAX_PARAMS`` parameters, or a parameter (key or value)
+longer than ``MAX_PARAM_CHARS``, is refused by its length before anything parses it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from urllib.parse import urlencode
 
@@ -20,6 +22,38 @@ from ui import controls as C
 
 RESTORED_KEY = "_link_restored"  # set once the session's opening link has been read
 NOTICE_KEY = "_link_notices"  # what was wrong with that link
+SHOWN_CHARS = 40  # a link's value is shown cut to this many characters
+MAX_PARAM_CHARS = 200  # longer than any valid value (every normalizer listed is ~90 characters)
+MAX_PARAMS = 2 * len(C.CONTROLS) + 2  # every control, repeated multi-choice values and an old page=
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|:<>~$&=])")
+
+
+def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, with "…" when it was longer."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def markdown_text(text: str) -> str:
+    """``text`` escaped so that markdown shows it literally: no link, image, colour, emoji or HTML."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
+
+
+def _screen(params: Mapping[str, list[str]]) -> tuple[dict[str, list[str]], list[str]]:
+    """Drop what is too long or too many by length alone, before any parsing; notices say what went."""
+    notices = []
+    if len(params) > MAX_PARAMS:
+        return {}, [f"the link has {len(params)} parameters; at most {MAX_PARAMS} are read, so none was"]
+    kept = {}
+    for key, values in params.items():
+        if len(key) > MAX_PARAM_CHARS:
+            notices.append(f"a parameter name of {len(key)} characters (at most {MAX_PARAM_CHARS})")
+            continue
+        if len(values) > MAX_PARAMS or any(len(v) > MAX_PARAM_CHARS for v in values):
+            notices.append(f"{shorten(key)}: a value over {MAX_PARAM_CHARS} characters")
+            continue
+        kept[key] = values
+    return kept, notices
 
 
 def widget_value(control: C.Control, value):
@@ -32,7 +66,20 @@ def check_link(params: Mapping[str, list[str]]) -> tuple[dict, list[str]]:
 
     Besides each control's own range, group settings must divide every width of the linked network.
     """
-    values, notices = C.parse_params(params)
+    params, notices = _screen(params)
+    values = {}
+    for key, raw in params.items():
+        if key == C.PAGE_PARAM:
+            continue
+        value, said = C.parse_params({key: raw})
+        values.update(value)
+        # The controls quote the link's text in full; a notice shows it cut, like every link value.
+        texts = [key, *raw, ",".join(raw)]
+        for notice in said:
+            for text in sorted(set(texts), key=len, reverse=True):
+                if len(text) > SHOWN_CHARS:
+                    notice = notice.replace(repr(text), repr(shorten(text))).replace(text, shorten(text))
+            notices.append(notice)
     v = {**C.DEFAULTS, **values}
     for key in ("groups", "group_size"):
         if key not in values:
@@ -58,7 +105,8 @@ def restore_once() -> str | None:
     """On a session's first run, load the link's values into the controls.
 
     Returns:
-        The page the link asks for with ``page=`` (a URL path), if any, so the app can go there.
+        The page an old link names with ``page=`` (before pages were addressed by their path), if any,
+        so the app can open it once; a current link names its page by its path alone.
     """
     state = st.session_state
     if state.get(RESTORED_KEY):
@@ -70,7 +118,9 @@ def restore_once() -> str | None:
         state[key] = widget_value(C.BY_KEY[key], value)
     state[NOTICE_KEY] = notices
     page = params.get(C.PAGE_PARAM)
-    return page[-1] if page else None
+    if not page or len(page[-1]) > MAX_PARAM_CHARS:
+        return None
+    return page[-1]
 
 
 def init_state() -> None:
@@ -89,16 +139,15 @@ def current_values() -> dict:
     return out
 
 
-def link_params(page_name: str | None, url_path: str | None = None) -> dict[str, str]:
+def link_params(page_name: str | None) -> dict[str, str]:
     """Query parameters of the current view: sidebar controls and the shown page's own options.
 
     Args:
         page_name: the shown page's file stem (which page options belong to it).
-        url_path: the shown page's URL path, written as ``page=`` (a shared link's page).
     """
     values = {k: v for k, v in current_values().items()
               if C.BY_KEY[k].page is None or C.BY_KEY[k].page == page_name}
-    return C.to_params(values, page=url_path)
+    return C.to_params(values)
 
 
 def sync_url(page_name: str | None) -> None:
@@ -109,12 +158,22 @@ def sync_url(page_name: str | None) -> None:
 
 
 def share_url(page_name: str | None, url_path: str | None) -> str:
-    """The full link to this view, for the "copy link" box: the app's root URL, page and controls."""
-    url = (st.context.url or "http://localhost:8501/").rstrip("/")
+    """The full link to this view, for the "copy link" box: the page's own path and its controls."""
+    url = (st.context.url or "http://localhost:8501/").split("?")[0].rstrip("/")
     if url_path and url.endswith("/" + url_path):
         url = url[: -len(url_path) - 1]
-    return f"{url}/?{urlencode(link_params(page_name, url_path))}"
+    path = f"/{url_path}" if url_path else "/"
+    query = urlencode(link_params(page_name))
+    return f"{url}{path}" + (f"?{query}" if query else "")
 
 
 def notices() -> list[str]:
     return st.session_state.get(NOTICE_KEY, [])
+
+
+def show_notices() -> None:
+    """What was wrong with the opening link, as plain text: a link's content is never markup."""
+    if notices():
+        st.warning("Some link parameters were not valid and fell back to defaults:",
+                   icon=":material/link_off:")
+        st.text("\n".join(notices()))

@@ -135,9 +135,7 @@ def sidebar(page_name: str | None = None, url_path: str | None = None) -> Select
     state = st.session_state
     links.init_state()
     with st.sidebar:
-        if links.notices():
-            st.warning("Some link parameters were not valid and fell back to defaults: "
-                       + "; ".join(links.notices()), icon=":material/link_off:")
+        links.show_notices()
         lecture = st.toggle("Lecture mode", key="lecture", persist_state=KEEP,
                             help="Hides the probe plumbing, enlarges type and plots, steps through the "
                                  "claims.")

@@ -1,19 +1,30 @@
-"""The Streamlit pieces every page shares: header, measuring with errors shown, the chart, the export.
+"""The Streamlit pieces every page shares: header, measuring with every outcome shown, the chart, the export.
 
-Pages stay descriptions of their UI; what they have in common lives here.
+Pages stay descriptions of their UI; what they have in common lives here. ``attempt`` is the one place
+that turns what the engine can raise into a page's own message with a Retry button: nothing reaches
+Streamlit's error box, and tracebacks go to the server's log, never to the page.
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from normlab.budget import BudgetExceeded
 from normlab.serving import QueueTimeout
 from ui import cache
 from ui.export import export_panel
 from ui.figures import lecture_style
+from ui.links import markdown_text
 from ui.sidebar import Selection, current_selection
+
+T = TypeVar("T")
+log = logging.getLogger("normlab.dashboard")
 
 # Plotly's own export (the camera button): PNG at 4x the on-screen size, for papers and slides.
 EXPORT_SCALE = 4
@@ -27,14 +38,73 @@ def header(title: str, look_for: str, definition: str) -> Selection:
     return current_selection()
 
 
-def measure(selection: Selection) -> pd.DataFrame | None:
-    """Probe every compared network (cached); an engine refusal becomes an error naming the field."""
+def is_stopped(err: BaseException) -> bool:
+    """The engine stopped a computation at the operator's hard time limit (the budget's ComputeTimeout)."""
+    return isinstance(err, RuntimeError) and type(err).__name__ == "ComputeTimeout"
+
+
+def outcome_message(what: str, err: Exception) -> str:
+    """The page's words for an engine outcome; engine text is escaped, never rendered as markdown."""
+    detail = markdown_text(str(err))
+    if isinstance(err, BudgetExceeded):
+        return f"Cannot {what}: over this server's limits. {detail}"
+    if isinstance(err, QueueTimeout):
+        return f"Cannot {what} now: {detail}"
+    if is_stopped(err):
+        return f"Cannot {what}: the computation was stopped at this server's time limit. {detail}"
+    if isinstance(err, ValueError):
+        return f"Cannot {what}: {detail}"
+    if isinstance(err, (OverflowError, MemoryError)):
+        return f"Cannot {what}: the numbers or the memory this needs are beyond this machine."
+    return (f"Cannot {what}: something went wrong on the server (it is logged). "
+            "Try again, or change the choice.")
+
+
+def attempt(what: str, fn: Callable[[], T], key: str) -> T | None:
+    """``fn()``, or its failure shown as this page's message with a Retry button (then None).
+
+    Args:
+        what: what the page was doing, as a verb phrase ("probe this choice").
+        key: a key unique on the page, for the Retry button.
+    """
     try:
-        with st.spinner("Probing at initialization…", show_time=True):
-            return cache.probe_all(selection.models, selection.probe)
-    except (ValueError, QueueTimeout) as err:
-        st.error(f"Cannot probe this choice: {err}", icon=":material/error:")
+        return fn()
+    except Exception as err:  # Streamlit's stop and rerun are BaseExceptions: they pass through
+        if not isinstance(err, (ValueError, QueueTimeout)) and not is_stopped(err):
+            log.exception("%s failed", what)  # the traceback goes to the server log only
+        st.error(outcome_message(what, err), icon=":material/error:")
+        st.button("Retry", key=f"retry-{key}", icon=":material/refresh:")  # a click reruns the page
         return None
+
+
+def queue_status(slot) -> cache.OnWait:
+    """``on_wait`` for the serving gate: this session's place in the queue, drawn in ``slot``."""
+    return lambda status: slot.info(status.message, icon=":material/hourglass_top:")
+
+
+def probe_runs(runs) -> pd.DataFrame:
+    """Probe (network, probe) pairs, admitted together first; queue places drawn here, then cleared."""
+    slot = st.empty()
+    try:
+        cache.admit(runs)
+        return pd.concat([cache.probe(m, p, on_wait=queue_status(slot)) for m, p in runs], ignore_index=True)
+    finally:
+        slot.empty()
+
+
+def measure(selection: Selection) -> pd.DataFrame | None:
+    """Probe every compared network (admitted together, then each from the store or computed)."""
+    slot = st.empty()
+
+    def run() -> pd.DataFrame:
+        cache.admit([(m, selection.probe) for m in selection.models])  # refused before any queueing
+        with st.spinner("Probing at initialization…", show_time=True):
+            return cache.probe_all(selection.models, selection.probe, on_wait=queue_status(slot))
+
+    try:
+        return attempt("probe this choice", run, "measure")
+    finally:
+        slot.empty()
 
 
 def chart_config(filename: str, image_format: str = "png") -> dict:
