@@ -6,6 +6,7 @@ its result with ``ui.sidebar.current_selection()``. Knows nothing of torch.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,4 +58,9 @@ name = Path(spec.path).stem
 lecture_mode(page)  # first in the sidebar: the claim stepper, when lecture mode is on
 sidebar(name, spec.url_path)
 links.sync_url(name)
-page.run()
+try:
+    page.run()
+except Exception:  # a fault no page anticipated: logged with its traceback, shown as words, never the box
+    logging.getLogger("normlab.app").exception("page %s failed", spec.url_path)
+    st.error("This view failed on the server (the details are in its log). Reload the page, or change the "
+             "choice in the sidebar.", icon=":material/error:")

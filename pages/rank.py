@@ -5,7 +5,6 @@ import pandas as pd
 import streamlit as st
 
 from normlab import ModelConfig, ProbeConfig
-from normlab.serving import QueueTimeout
 from ui import cache, figures, measures, views
 
 # One measure at a time, each with its definition (spec section 3).
@@ -41,13 +40,11 @@ if frame is None:
 stats = measures.aggregate(frame)
 labels = measures.series_labels(pd.DataFrame([m.to_dict() for m in selection.models]))
 norms = {label: m.norm for label, m in zip(labels, selection.models, strict=True)}
-try:
-    with st.spinner("Picturing the samples…", show_time=True):
-        details = {label: cache.probe_detail(m, selection.probe)
-                   for label, m in zip(labels, selection.models, strict=True)}
-except (ValueError, QueueTimeout) as err:
-    st.error(f"Cannot picture this choice: {err}", icon=":material/error:")
-    details = {}
+with st.spinner("Picturing the samples…", show_time=True):
+    details = views.attempt("picture this choice", lambda: {
+        label: cache.probe_detail(m, selection.probe)
+        for label, m in zip(labels, selection.models, strict=True)
+    }, "detail") or {}
 collapse = figures.collapse_figure(details, norms, uirevision="collapse")
 views.chart(collapse, "collapse", selection)
 
@@ -86,16 +83,21 @@ st.subheader("GroupNorm's rank bound: Ω(√(width / group size))")
 cols = st.columns(2)
 width = cols[0].select_slider("Width (for the group-size sweep)", (16, 32, 64), value=32, key="bound_width")
 size = cols[1].select_slider("Group size (for the width sweep)", (1, 2, 4, 8), value=4, key="bound_size")
-try:
-    with st.spinner("Sweeping group sizes and widths…", show_time=True):
-        base = ModelConfig(**BOUND_NET, width=width, norm="groupnorm", group_size=1)
-        sizes = tuple(s for s in BOUND_SIZES if s <= width)
-        by_size = cache.sweep(base, BOUND_PROBE, (("group_size", sizes),))
-        base = ModelConfig(**BOUND_NET, width=max(size, 8), norm="groupnorm", group_size=size)
-        by_width = cache.sweep(base, BOUND_PROBE, (("width", tuple(w for w in BOUND_WIDTHS if w >= size)),))
-except (ValueError, QueueTimeout) as err:
-    st.error(f"Cannot sweep: {err}", icon=":material/error:")
-else:
+
+
+def bound_sweeps() -> tuple:
+    """Final-feature ranks of GroupNorm over group sizes (at ``width``) and over widths (at ``size``)."""
+    base = ModelConfig(**BOUND_NET, width=width, norm="groupnorm", group_size=1)
+    by_size = cache.sweep(base, BOUND_PROBE, "group_size", tuple(s for s in BOUND_SIZES if s <= width))
+    base = ModelConfig(**BOUND_NET, width=max(size, 8), norm="groupnorm", group_size=size)
+    by_width = cache.sweep(base, BOUND_PROBE, "width", tuple(w for w in BOUND_WIDTHS if w >= size))
+    return by_size, by_width
+
+
+with st.spinner("Sweeping group sizes and widths…", show_time=True):
+    sweeps = views.attempt("sweep group sizes and widths", bound_sweeps, "bound")
+if sweeps is not None:
+    by_size, by_width = sweeps
     bound_ceiling = BOUND_PROBE.batch_size
     left, right = st.columns(2)
     with left:

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from normlab.budget import BudgetExceeded
+from normlab.budget import BudgetExceeded, ComputeTimeout
 from normlab.serving import QueueTimeout
 from ui import cache
 from ui.export import export_panel
@@ -39,8 +39,8 @@ def header(title: str, look_for: str, definition: str) -> Selection:
 
 
 def is_stopped(err: BaseException) -> bool:
-    """The engine stopped a computation at the operator's hard time limit (the budget's ComputeTimeout)."""
-    return isinstance(err, RuntimeError) and type(err).__name__ == "ComputeTimeout"
+    """The engine stopped a computation at the operator's hard time limit."""
+    return isinstance(err, ComputeTimeout)
 
 
 def outcome_message(what: str, err: Exception) -> str:
