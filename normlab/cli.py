@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from normlab.backends import BACKENDS, RAY_INSTALL, check_backend, import_ray
 from normlab.config import (
     ARCHS,
     DEVICES,
@@ -38,6 +39,7 @@ from normlab.device import available_devices, resolve_device
 from normlab.metrics import ACTIVATION_METRICS, METRICS
 from normlab.norms import NORMALIZERS
 from normlab.probes import SUMMARY_STATS, run_probes, run_sweep, summarize
+from normlab.store import DEFAULT_ROOT, ENV_VAR, ResultStore, default_store
 
 USAGE_ERROR = 2  # exit status for bad input, as argparse uses
 FORMATS = ("csv", "json", "table")
@@ -327,6 +329,36 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"csv/json: {', '.join(SUMMARY_STATS)} over seeds instead of one row per seed")
 
 
+def add_execution_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """--backend, --address and --store: where the points run and where finished ones are kept."""
+    run = parser.add_argument_group("execution")
+    run.add_argument("--backend", choices=BACKENDS, default="local",
+                     help=f"local: every {what} in this process; ray: one Ray task per {what}, on a local "
+                          f"Ray or the cluster at --address; needs Ray: {RAY_INSTALL}. Default local")
+    run.add_argument("--address", metavar="ADDR",
+                     help="with --backend ray: the Ray cluster to join, e.g. auto or ray://head:10001 "
+                          "(default: start a local Ray)")
+    run.add_argument("--store", metavar="DIR|off",
+                     help=f"keep each finished {what} in DIR and skip those already there, so a rerun "
+                          f"resumes (default ${ENV_VAR}, else {DEFAULT_ROOT}); off keeps nothing")
+
+
+def execution_from_args(args: argparse.Namespace) -> dict:
+    """The backend, address and store keyword arguments of run_sweep / run_study."""
+    check_backend(args.backend, args.address)
+    if args.store is None:
+        store = default_store()
+    elif args.store.strip().lower() == "off":
+        store = None
+    elif not args.store.strip():
+        raise ValueError("--store must be a folder or off; got an empty value")
+    else:
+        store = ResultStore(args.store)
+    if args.backend == "ray":
+        import_ray()  # say what to install before anything runs
+    return {"backend": args.backend, "address": args.address, "store": store}
+
+
 # --- Commands ----------------------------------------------------------------------------------------------
 
 
@@ -350,6 +382,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sweep a config field over values (repeat for a cartesian product), "
                              "e.g. --over norm=batchnorm,layernorm --over groups=1,2,4")
     add_config_arguments(parser)
+    add_execution_arguments(parser, "point")
     _add_output_arguments(parser)
 
 
@@ -358,13 +391,14 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     model, probe = configs_from_args(args)
     _check_devices(over.get("device", [probe.device]))
     check_out(args.out)
+    execution = execution_from_args(args)
     # A flag the base config dropped as unused (e.g. --groups with batchnorm) must still reach the
     # sweep points where it matters (groupnorm): pass it along as a one-value sweep.
     given = _given(args, ModelConfig)
     for name, value in given.items():
         if name not in over and getattr(model, name) != value:
             over[name] = [value]
-    frame = run_sweep(model, probe, over, progress=_progress("sweep"))
+    frame = run_sweep(model, probe, over, progress=_progress("sweep"), **execution)
     write(_format(frame, args, lambda: sweep_table(frame, over)), args.out)
     return 0
 

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +51,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def describe(kind: str, *configs: Any, engine_version: str = ENGINE_VERSION) -> dict:
-    """What a record is: its kind, its configs as plain data and the engine version that computed it."""
+def describe(kind: str, *configs: Any, engine_version: str | None = None) -> dict:
+    """What a record is: its kind, its configs as plain data and the engine version (default: this one)."""
+    engine_version = ENGINE_VERSION if engine_version is None else engine_version  # read now, not at import
     if not kind or not all(c.isalnum() or c in "-_" for c in kind):
         raise ValueError(f"record kind must be letters, digits, '-' or '_'; got {kind!r}")
     return {"kind": kind, "configs": [_plain(c) for c in configs], "engine_version": engine_version}
 
 
-def record_key(kind: str, *configs: Any, engine_version: str = ENGINE_VERSION) -> str:
+def record_key(kind: str, *configs: Any, engine_version: str | None = None) -> str:
     """The key of a computation: a hash of its kind, its configs and the engine version."""
     text = json.dumps(describe(kind, *configs, engine_version=engine_version), sort_keys=True,
                       separators=(",", ":"), allow_nan=True)
@@ -114,6 +115,43 @@ class ResultStore:
         finally:
             tmp.unlink(missing_ok=True)
         return path
+
+    def put_frames(self, kind: str, key: str, frames: Mapping[str, pd.DataFrame],
+                   description: dict | None = None) -> Path:
+        """Write a record of several frames: the first is the record, the others lie beside it.
+
+        The others go to ``_<name>.parquet`` in the record's folder (dataset readers skip names
+        starting with '_', so the kind still reads as one table of main frames), each atomically and
+        before the main frame: a record that exists is whole.
+        """
+        (main, first), *others = frames.items()
+        path = self.path(kind, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for name, frame in others:
+            assert name.isidentifier() and name != main, f"side frame name {name!r}"
+            tmp = path.parent / f".{uuid.uuid4().hex}.tmp"
+            try:
+                pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+                os.replace(tmp, path.parent / f"_{name}.parquet")
+            finally:
+                tmp.unlink(missing_ok=True)
+        return self.put(kind, key, first, description)
+
+    def get_frames(self, kind: str, key: str, names: Sequence[str]) -> dict[str, pd.DataFrame] | None:
+        """A record written by :meth:`put_frames` with ``names`` (the record's own first), as frames.
+
+        None when the record is absent, of another engine version, or lacks one of ``names``.
+        """
+        main = self.get(kind, key)
+        if main is None:
+            return None
+        out = {names[0]: main}
+        for name in names[1:]:
+            try:
+                out[name] = pq.read_table(self.path(kind, key).parent / f"_{name}.parquet").to_pandas()
+            except FileNotFoundError:
+                return None
+        return out
 
     def keys(self, kind: str) -> set[str]:
         """Keys of every record of ``kind`` in the store."""
