@@ -44,7 +44,7 @@ x = cols[0].selectbox("x axis", fields, index=fields.index("depth") if "depth" i
                       key=f"explorer_x_{kind}")
 facets = [explorer.NONE, *[f for f in fields if f != x and f != "norm"]]
 facet = cols[1].selectbox("One column per", facets, key=f"explorer_facet_{kind}")
-default_metric = "cos_sim" if "cos_sim" in metrics else metrics[0]
+default_metric = next((m for m in ("cos_sim", "final_test_acc") if m in metrics), metrics[0])
 metric = cols[2].selectbox("Metric", metrics, index=metrics.index(default_metric),
                           key=f"explorer_metric_{kind}")
 band = cols[3].segmented_control("Seed band", list(explorer.BANDS), default="min–max", required=True,

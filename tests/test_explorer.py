@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 
 import numpy as np
@@ -12,7 +13,19 @@ import pytest
 from normlab import ModelConfig, ProbeConfig, run_probes
 from normlab.store import ResultStore, record_key
 from normlab.training import final_metric
+from scripts.server import free_port, start_server, stop_server, wait_healthy
 from tests.test_app import charts, open_app
+from tests.test_browser import (  # noqa: F401 (fixtures: browser, chromium_path, page, artifacts)
+    CHART_X_JS,
+    LOAD_MS,
+    REDRAW_MS,
+    artifacts,
+    browser,
+    chromium_path,
+    page,
+    wait_for_chart,
+    wait_for_names,
+)
 from ui import explorer
 from ui.figures import norm_color
 
@@ -61,7 +74,7 @@ def test_the_figure_has_a_line_and_band_per_normalizer_in_its_colour(tables):
     assert {t.name for t in lines} == {"BatchNorm", "LayerNorm", "No normalization"}
     for norm, label in (("batchnorm", "BatchNorm"), ("none", "No normalization")):
         assert next(t for t in lines if t.name == label).line.color == norm_color(norm)
-    assert len([t for t in fig.data if t.fill == "toself"]) == 3
+    assert len([t for t in fig.data if t.fill == "toself" and t.mode == "lines"]) == 3
     assert not [t for t in explorer.sweep_figure(tables["probe"], "depth", None, "cos_sim", band="none").data
                 if t.fill == "toself"]
 
@@ -77,7 +90,8 @@ def test_overflowed_seeds_are_counted_not_drawn():
                           "metric": "act_var", "value": [1.0, 2.0, math.inf, 3.0]})
     stats = explorer.seed_stats(table, "depth", None, "act_var")
     assert list(stats["overflow"]) == [0, 1] and list(stats["mean"]) == [1.5, 3.0]
-    assert "1 seed values overflowed" in explorer.sweep_figure(table, "depth", None, "act_var").layout.title.text
+    title = explorer.sweep_figure(table, "depth", None, "act_var").layout.title.text
+    assert "1 seed values overflowed" in title
 
 
 def test_an_unknown_band_or_field_is_refused_by_name(tables):
@@ -136,3 +150,35 @@ def test_a_record_with_no_final_rows_does_not_break_the_page(tmp_path, monkeypat
     monkeypatch.setenv("NORMLAB_EXPLORER_STORE", str(tmp_path))
     at = open_app(PAGE)
     assert not at.exception
+
+
+# --- in a real browser ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def explorer_server(chromium_path, artifacts, results_root):  # noqa: F811 (imported fixtures)
+    """The dashboard served with the small stored sweep as its explorer dataset."""
+    port = free_port()
+    env = {**os.environ, "NORMLAB_EXPLORER_STORE": str(results_root)}
+    proc = start_server(port, artifacts / "streamlit-explorer.log", env=env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_server(proc)
+
+
+@pytest.mark.browser
+def test_the_explorer_draws_the_stored_sweep_in_a_browser(explorer_server, page, artifacts):  # noqa: F811
+    page.goto(explorer_server)
+    wait_for_chart(page)  # the overview
+    page.get_by_test_id("stSidebar").get_by_role("link", name="Sweep explorer").click()
+    page.get_by_role("heading", name="Sweep explorer").wait_for(timeout=LOAD_MS)
+    wait_for_chart(page)
+    wait_for_names(page, {"BatchNorm", "LayerNorm", "No normalization"})
+    page.wait_for_function(f"() => JSON.stringify(({CHART_X_JS})('BatchNorm')) === '[2,4,8]'",
+                           timeout=REDRAW_MS)
+    page.get_by_text("Training runs", exact=True).click()
+    wait_for_names(page, {"BatchNorm", "LayerNorm"})
+    page.screenshot(path=artifacts / "explorer.png")
+    assert (artifacts / "explorer.png").stat().st_size > 10_000

@@ -160,7 +160,7 @@ def sweep_figure(table: pd.DataFrame, x: str, facet: str | None, metric: str, *,
             xs = rows[x].astype(str) if x == "norm" or not _numeric(stats[x]) else rows[x]
             if BANDS[band] is not None:
                 band_y = list(rows["hi"]) + list(rows["lo"])[::-1]  # upper edge out, lower edge back
-                fig.add_trace(go.Scatter(x=list(xs) + list(xs)[::-1], y=band_y, fill="toself",
+                fig.add_trace(go.Scatter(x=list(xs) + list(xs)[::-1], y=band_y, mode="lines", fill="toself",
                                          fillcolor=_rgba(color, 0.18), line={"width": 0}, hoverinfo="skip",
                                          showlegend=False, legendgroup=norm, name=f"{name} band"),
                               row=1, col=col)
