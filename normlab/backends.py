@@ -188,6 +188,13 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
                  log_to_driver=False)
 
 
+def task_resources(device: str, cluster_has_gpus: bool) -> dict[str, int]:
+    """What a point's Ray task asks for: a GPU when it runs on CUDA ('auto' does where there are GPUs)."""
+    if device == "cuda" or (device == "auto" and cluster_has_gpus):
+        return {"num_gpus": 1, "num_cpus": 0}  # the GPU is the scarce part; the host thread rides along
+    return {"num_cpus": 1}
+
+
 def _call(run: Callable, configs: tuple):
     """A Ray task's body: one point with one torch thread."""
     import torch
@@ -217,8 +224,7 @@ def _ray(points: Sequence[tuple[int, Point]], address: str | None, should_stop) 
         task = ray.remote(_call)
         pending = {}
         for i, point in points:
-            on_gpu = point.device == "cuda" or (point.device == "auto" and gpus)
-            options = {"num_gpus": 1, "num_cpus": 0} if on_gpu else {"num_cpus": 1}
+            options = task_resources(point.device, gpus)
             pending[task.options(**options).remote(KINDS[point.kind].run, point.configs)] = i
         try:
             while pending:

@@ -707,6 +707,7 @@ def run_study(study_config: StudyConfig | None = None, progress: Progress | None
     # A stop keeps the runs finished before it (on Ray, those that happened to finish first).
     return assemble_study(config, [r for r in results if r is not None], stopped=stopped)
 
+
 __all__ = [
     "DigitsSplit",
     "StudyConfig",

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from normlab import ModelConfig, ProbeConfig, StudyConfig, TrainConfig, run_study, run_sweep
-from normlab.backends import check_backend, import_ray, start_ray
+from normlab.backends import check_backend, import_ray, start_ray, task_resources
 from normlab.cli import main
 from normlab.store import ResultStore
 
@@ -63,6 +63,17 @@ def test_bad_backends_and_addresses_are_refused_by_name(backend, address, messag
 def test_a_store_that_is_not_a_result_store_is_refused():
     with pytest.raises(ValueError, match="store must be a normlab ResultStore"):
         run_sweep(MODEL, PROBE, {"depth": [1]}, store="/tmp/somewhere")
+
+
+@pytest.mark.parametrize("device, gpus, asks", [
+    ("cuda", False, {"num_gpus": 1, "num_cpus": 0}),
+    ("auto", True, {"num_gpus": 1, "num_cpus": 0}),
+    ("auto", False, {"num_cpus": 1}),
+    ("cpu", True, {"num_cpus": 1}),
+    ("mps", False, {"num_cpus": 1}),
+])
+def test_a_point_asks_ray_for_a_gpu_only_when_it_runs_on_cuda(device, gpus, asks):
+    assert task_resources(device, gpus) == asks
 
 
 # --- with a local Ray of two CPUs ----------------------------------------------------------------------
