@@ -17,14 +17,14 @@ selection = views.header(
     "whether a second field (one column each) changes the picture. The band shows how much the seeds "
     "disagree: a gap between normalizers narrower than their bands is not a difference.",
     "Results of `normlab sweep` and `normlab study` (and the dashboard's own probes) kept in the results "
-    f"store that the server's operator chose (${explorer.ENV_VAR}, else the server's store). Probes: the "
+    f"store that the server's operator chose (`{explorer.ENV_VAR}`, else the server's store). Probes: the "
     "metric at the final features (mean over its final rows), per seed. Training runs: the run's summary. "
     "Lines: mean over seeds (and over any other field that varies); band: the seeds' spread.",
 )
 store = explorer.explorer_store()
 if store is None:
-    st.info(f"No results store is configured on this server (set ${explorer.ENV_VAR} or NORMLAB_STORE).",
-            icon=":material/info:")
+    st.info(f"No results store is configured on this server (set `{explorer.ENV_VAR}` or "
+            "`NORMLAB_STORE`).", icon=":material/info:")
     st.stop()
 data = load(str(store.root), store, explorer.fingerprint(store))
 present = [name for name, table in data.items() if not table.empty]
@@ -51,6 +51,13 @@ band = cols[3].segmented_control("Seed band", list(explorer.BANDS), default="min
                                  key="explorer_band")
 log_y = st.toggle("Log y axis", key="explorer_log")
 facet = None if facet == explorer.NONE else facet
+others = [f for f in fields if f not in (x, facet, "norm")]
+if others:  # what the lines average over unless narrowed here
+    with st.expander(f"Filter the other fields ({', '.join(others)})"):
+        values = {f: explorer.field_values(table, f) for f in others}
+        chosen = {f: st.multiselect(f, values[f], default=values[f], key=f"explorer_keep_{kind}_{f}")
+                  for f in others}
+    table = explorer.keep(table, chosen)
 try:
     fig = explorer.sweep_figure(table, x, facet, metric, band=band, log_y=log_y)
 except ValueError as err:

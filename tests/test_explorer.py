@@ -85,6 +85,14 @@ def test_a_second_field_gives_one_column_per_value(tables):
     assert fig.layout.xaxis.type == "category"
 
 
+def test_filters_keep_only_the_chosen_values(tables):
+    probes = tables["probe"]
+    assert explorer.field_values(probes, "depth") == ["2", "4", "8"]
+    kept = explorer.keep(probes, {"depth": ["2", "8"], "norm": ["none"]})
+    assert set(kept["depth"]) == {2, 8} and set(kept["norm"]) == {"none"}
+    assert len(kept) == len(probes[probes["depth"].isin([2, 8]) & (probes["norm"] == "none")])
+
+
 def test_overflowed_seeds_are_counted_not_drawn():
     table = pd.DataFrame({"norm": ["none"] * 4, "depth": [1, 1, 2, 2], "seed": [0, 1, 0, 1],
                           "metric": "act_var", "value": [1.0, 2.0, math.inf, 3.0]})
@@ -128,6 +136,9 @@ def test_the_page_opens_the_stored_sweep_and_draws_it(explorer_results):
     at.selectbox(key="explorer_metric_probe").set_value("stable_rank").run()
     assert charts(at)[0].layout.yaxis.title.text == "stable_rank"
     at.selectbox(key="explorer_x_probe").set_value("norm").run()
+    at.multiselect(key="explorer_keep_probe_depth").set_value(["2", "8"]).run()
+    line = next(t for t in charts(at)[0].data if t.name == "BatchNorm" and t.mode == "lines+markers")
+    assert list(line.x) == ["batchnorm"] and line.customdata[0][0] == 6  # 3 seeds x the 2 depths kept
     at.selectbox(key="explorer_facet_probe").set_value("depth").run()
     assert len(charts(at)[0].layout.annotations) == 3
     at.segmented_control(key="explorer_kind").set_value("train").run()

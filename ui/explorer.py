@@ -88,6 +88,20 @@ def config_fields(table: pd.DataFrame) -> list[str]:
     return [c for c in fields if table[c].astype(str).nunique() > 1]
 
 
+def field_values(table: pd.DataFrame, field: str) -> list[str]:
+    """The values ``field`` takes, as the text the filters show, in numeric order where they are numbers."""
+    values = table[field].drop_duplicates()
+    return list(values.iloc[np.argsort(_sort_key(values).to_numpy(), kind="stable")].astype(str))
+
+
+def keep(table: pd.DataFrame, chosen: Mapping[str, list[str]]) -> pd.DataFrame:
+    """The rows whose fields take one of the chosen values (compared as text, as the filters show them)."""
+    mask = np.ones(len(table), dtype=bool)
+    for field, values in chosen.items():
+        mask &= table[field].astype(str).isin(values).to_numpy()
+    return table[mask]
+
+
 def metrics(table: pd.DataFrame) -> list[str]:
     return sorted(table["metric"].unique()) if "metric" in table else []
 
