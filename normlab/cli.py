@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from normlab import catalog
+from normlab.backends import BACKENDS, RAY_INSTALL
 from normlab.config import (
     ARCHS,
     DEVICES,
@@ -36,6 +37,7 @@ from normlab.config import (
     config_from_dict,
     describe,
 )
+from normlab.store import DEFAULT_ROOT, ENV_VAR
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -265,6 +267,39 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"csv/json: {', '.join(SUMMARY_STATS)} over seeds instead of one row per seed")
 
 
+def add_execution_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """--backend, --address and --store: where the points run and where finished ones are kept."""
+    run = parser.add_argument_group("execution")
+    run.add_argument("--backend", choices=BACKENDS, default="local",
+                     help=f"local: every {what} in this process; ray: one Ray task per {what}, on a local "
+                          f"Ray or the cluster at --address; needs Ray: {RAY_INSTALL}. Default local")
+    run.add_argument("--address", metavar="ADDR",
+                     help="with --backend ray: the Ray cluster to join, e.g. auto or ray://head:10001 "
+                          "(default: start a local Ray)")
+    run.add_argument("--store", metavar="DIR|off",
+                     help=f"keep each finished {what} in DIR and skip those already there, so a rerun "
+                          f"resumes (default ${ENV_VAR}, else {DEFAULT_ROOT}); off keeps nothing")
+
+
+def execution_from_args(args: argparse.Namespace) -> dict:
+    """The backend, address and store keyword arguments of run_sweep / run_study."""
+    from normlab.backends import check_backend, import_ray
+    from normlab.store import ResultStore, default_store
+
+    check_backend(args.backend, args.address)
+    if args.store is None:
+        store = default_store()
+    elif args.store.strip().lower() == "off":
+        store = None
+    elif not args.store.strip():
+        raise ValueError("--store must be a folder or off; got an empty value")
+    else:
+        store = ResultStore(args.store)
+    if args.backend == "ray":
+        import_ray()  # say what to install before anything runs
+    return {"backend": args.backend, "address": args.address, "store": store}
+
+
 # --- Commands ----------------------------------------------------------------------------------------------
 
 
@@ -291,6 +326,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sweep a config field over values (repeat for a cartesian product), "
                              "e.g. --over norm=batchnorm,layernorm --over groups=1,2,4")
     add_config_arguments(parser)
+    add_execution_arguments(parser, "point")
     _add_output_arguments(parser)
 
 
@@ -302,6 +338,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     model, probe = configs_from_args(args)
     _check_devices(over.get("device", [probe.device]))
     check_out(args.out)
+    execution = execution_from_args(args)
     # Every model flag given reaches every sweep point as a one-value sweep: one the base config dropped
     # as unused (--groups with batchnorm) still counts where it matters (groupnorm), and a point it
     # cannot apply to (--stages at arch=mlp) is refused by name instead of run without it.
@@ -309,7 +346,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     for name, value in _given(args, ModelConfig).items():
         points.setdefault(name, [value])
     try:
-        frame = run_sweep(model, probe, points, progress=_progress("sweep"))
+        frame = run_sweep(model, probe, points, progress=_progress("sweep"), **execution)
     except ValueError as err:
         flags = [f"--{n.replace('_', '-')}" for n in points if n not in over]
         if not flags or "is invalid" not in str(err):

@@ -17,7 +17,15 @@ from collections.abc import Callable
 import pandas as pd
 import torch
 
-from normlab.cli import FIELD_HELP, FORMATS, TRAINING_HELP, USAGE_ERROR, field_type
+from normlab.cli import (
+    FIELD_HELP,
+    FORMATS,
+    TRAINING_HELP,
+    USAGE_ERROR,
+    add_execution_arguments,
+    execution_from_args,
+    field_type,
+)
 from normlab.config import ARCHS, NORM_NAMES, ModelConfig, config_from_dict
 from normlab.datasets import DATA_DIR_ENV, NUM_CLASSES
 from normlab.output import check_out, frame_text, write
@@ -263,6 +271,7 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
     _add_fields(parser, StudyConfig, "study", defaults=defaults, help_text=_STUDY_HELP)
     _add_fields(parser, TrainConfig, "training of every run", skip=_STUDY_TRAIN_SKIP, defaults=defaults.train)
     _add_threads(parser)
+    add_execution_arguments(parser, "run")
     _add_output(parser, STUDY_SHOW, "runs (one row per arch, normalizer, groups, seed), correlations, "
                                     "curves (every run's training curve)")
 
@@ -317,8 +326,9 @@ def run_study_command(args: argparse.Namespace) -> int:
         config = study_config_from_args(args)
         check_out(args.out)
         _set_threads(args.threads)
+        execution = execution_from_args(args)
         _say(f"study: {len(config.runs())} runs of {config.train.steps} steps")
-        result = run_study(config, progress=_run_reporter(config.train.steps))
+        result = run_study(config, progress=_run_reporter(config.train.steps), **execution)
         write(frame_text(_study_frame(result, args.show, args.format), args.format), args.out)
         _say(correlation_text(result))
     except ValueError as err:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
+from normlab.backends import Point, check_backend, run_points
 from normlab.budget import check_budget, check_sweep, check_sweep_points, check_time
 from normlab.config import DEFAULT_DEPTH, DEFAULT_GROUPS, DEFAULT_WIDTH, PRESETS, ModelConfig, ProbeConfig
 from normlab.data import derive_seed, make_inputs, make_labels
@@ -41,6 +42,7 @@ from normlab.metrics import (
 )
 from normlab.models import ACT, BLOCK, CONV, RES, build_model
 from normlab.norms import EvoNormB0, EvoNormS0, FilterResponseNorm
+from normlab.store import ResultStore
 
 Progress = Callable[[int, int, str], None]
 
@@ -518,7 +520,8 @@ def _sweep_configs(model_config, probe_config, over) -> list[tuple[dict, ModelCo
 
 
 def run_sweep(model_config: ModelConfig, probe_config: ProbeConfig, over: Mapping[str, Sequence],
-              progress: Progress | None = None) -> pd.DataFrame:
+              progress: Progress | None = None, backend: str = "local", address: str | None = None,
+              store: ResultStore | None = None) -> pd.DataFrame:
     """Probe the cartesian product of field values in ``over``; one concatenated frame.
 
     Args:
@@ -527,29 +530,27 @@ def run_sweep(model_config: ModelConfig, probe_config: ProbeConfig, over: Mappin
         over: field name -> list of values, fields of ModelConfig or ProbeConfig, for example
             ``{"norm": ["batchnorm", "groupnorm"], "depth": [4, 8]}``. Every combination is
             validated before anything runs.
-        progress: called as ``progress(done, total, label)`` after each seed of each combination.
+        progress: called as ``progress(done, total, label)`` after each seed of each combination
+            (on Ray, after each combination).
+        backend: ``"local"`` runs the combinations here one by one, ``"ray"`` one Ray task each
+            (see normlab.backends); the frame is the same.
+        address: the Ray cluster to join; None starts a local Ray.
+        store: a ResultStore that keeps each finished combination (a probe record) and supplies
+            those it already holds, so a rerun resumes; None keeps nothing.
 
     Returns:
-        The frames of :func:`run_probes` for every combination, concatenated.
+        The frames of :func:`run_probes` for every combination, concatenated in the sweep's order.
     """
     _check_configs(model_config, probe_config)
     _check_progress(progress)
+    check_backend(backend, address)
     configs = _sweep_configs(model_config, probe_config, over)
     check_sweep([(mc, pc) for _, mc, pc in configs])  # every point and the total, before any runs
-    total = sum(pc.seeds for _, _, pc in configs)
-    done = 0
-    frames = []
-    for changes, mc, pc in configs:
-        shown = ", ".join(f"{k}={v}" for k, v in changes.items())
-
-        def step(k: int, n: int, label: str, _done=done, _shown=shown) -> None:
-            if progress is not None:
-                progress(_done + k, total, f"{_shown} ({label})")
-
-        frames.append(run_probes(mc, pc, progress=step))
-        done += pc.seeds
-    frame = pd.concat(frames, ignore_index=True)
-    return frame
+    points = [Point("probe", (mc, pc), pc.seeds, name=describe(mc), suffix=")",
+                    prefix=", ".join(f"{k}={v}" for k, v in changes.items()) + " (")
+              for changes, mc, pc in configs]
+    frames, _ = run_points(points, backend, address, store, progress)
+    return pd.concat(frames, ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------------

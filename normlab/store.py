@@ -22,13 +22,9 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from normlab.version import ENGINE_VERSION
 
@@ -37,6 +33,20 @@ DEFAULT_ROOT = Path("~/.cache/normlab/results")
 FILE_NAME = "part-0.parquet"
 _META_KEY = b"normlab"  # the record's kind, configs and engine version, as JSON in the Parquet metadata
 KEY_LENGTH = 24  # hex digits of sha256: 96 bits, no collision among any number of records one could store
+
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+
+def _arrow():
+    """pyarrow and its Parquet module, loaded with the first record read or written (about a second of
+    imports the command line's --help need not wait for)."""
+    import pyarrow
+    import pyarrow.parquet
+
+    return pyarrow, pyarrow.parquet
 
 
 def _plain(value: Any) -> Any:
@@ -51,14 +61,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def describe(kind: str, *configs: Any, engine_version: str = ENGINE_VERSION) -> dict:
-    """What a record is: its kind, its configs as plain data and the engine version that computed it."""
+def describe(kind: str, *configs: Any, engine_version: str | None = None) -> dict:
+    """What a record is: its kind, its configs as plain data and the engine version (default: this one)."""
+    engine_version = ENGINE_VERSION if engine_version is None else engine_version  # read now, not at import
     if not kind or not all(c.isalnum() or c in "-_" for c in kind):
         raise ValueError(f"record kind must be letters, digits, '-' or '_'; got {kind!r}")
     return {"kind": kind, "configs": [_plain(c) for c in configs], "engine_version": engine_version}
 
 
-def record_key(kind: str, *configs: Any, engine_version: str = ENGINE_VERSION) -> str:
+def record_key(kind: str, *configs: Any, engine_version: str | None = None) -> str:
     """The key of a computation: a hash of its kind, its configs and the engine version."""
     text = json.dumps(describe(kind, *configs, engine_version=engine_version), sort_keys=True,
                       separators=(",", ":"), allow_nan=True)
@@ -90,6 +101,7 @@ class ResultStore:
     def get(self, kind: str, key: str) -> pd.DataFrame | None:
         """The record's frame; None when it was never written (or another engine version wrote it)."""
         path = self.path(kind, key)
+        _, pq = _arrow()
         try:
             table = pq.read_table(path)
         except FileNotFoundError:
@@ -103,6 +115,7 @@ class ResultStore:
         """Write a record atomically; the description (see :func:`describe`) goes into its metadata."""
         path = self.path(kind, key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        pa, pq = _arrow()
         table = pa.Table.from_pandas(frame, preserve_index=False)
         meta = {**(description or {"kind": kind}), "key": key, "engine_version": ENGINE_VERSION}
         table = table.replace_schema_metadata({**(table.schema.metadata or {}),
@@ -115,6 +128,45 @@ class ResultStore:
             tmp.unlink(missing_ok=True)
         return path
 
+    def put_frames(self, kind: str, key: str, frames: Mapping[str, pd.DataFrame],
+                   description: dict | None = None) -> Path:
+        """Write a record of several frames: the first is the record, the others lie beside it.
+
+        The others go to ``_<name>.parquet`` in the record's folder (dataset readers skip names
+        starting with '_', so the kind still reads as one table of main frames), each atomically and
+        before the main frame: a record that exists is whole.
+        """
+        pa, pq = _arrow()
+        (main, first), *others = frames.items()
+        path = self.path(kind, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for name, frame in others:
+            assert name.isidentifier() and name != main, f"side frame name {name!r}"
+            tmp = path.parent / f".{uuid.uuid4().hex}.tmp"
+            try:
+                pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+                os.replace(tmp, path.parent / f"_{name}.parquet")
+            finally:
+                tmp.unlink(missing_ok=True)
+        return self.put(kind, key, first, description)
+
+    def get_frames(self, kind: str, key: str, names: Sequence[str]) -> dict[str, pd.DataFrame] | None:
+        """A record written by :meth:`put_frames` with ``names`` (the record's own first), as frames.
+
+        None when the record is absent, of another engine version, or lacks one of ``names``.
+        """
+        main = self.get(kind, key)
+        if main is None:
+            return None
+        _, pq = _arrow()
+        out = {names[0]: main}
+        for name in names[1:]:
+            try:
+                out[name] = pq.read_table(self.path(kind, key).parent / f"_{name}.parquet").to_pandas()
+            except FileNotFoundError:
+                return None
+        return out
+
     def keys(self, kind: str) -> set[str]:
         """Keys of every record of ``kind`` in the store."""
         folder = self.root / f"kind={kind}"
@@ -125,7 +177,7 @@ class ResultStore:
     def records(self, kind: str) -> Iterator[tuple[str, dict]]:
         """(key, description) of every record of ``kind`` written by this engine version."""
         for key in sorted(self.keys(kind)):
-            meta = _meta(pq.read_schema(self.path(kind, key)))
+            meta = _meta(_arrow()[1].read_schema(self.path(kind, key)))
             if meta.get("engine_version") == ENGINE_VERSION:
                 yield key, meta
 
@@ -137,6 +189,8 @@ class ResultStore:
                 frame = self.get(kind, key)
                 if frame is not None:
                     frames.append(frame.assign(key=key))
+        import pandas as pd
+
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from normlab import datasets
+from normlab.backends import Point, run_points
 from normlab.budget import check_study, check_time, check_training
 from normlab.config import (
     ARCHS,
@@ -45,6 +46,7 @@ from normlab.device import resolve_device
 from normlab.models import Net, build_model
 from normlab.norms import get_normalizer
 from normlab.probes import probe_module
+from normlab.store import ResultStore
 from normlab.summary import final_value, gradient_growth, gradient_range, rankdata, spearman
 
 Progress = Callable[[int, int, str], None]
@@ -851,35 +853,31 @@ def assemble_study(config: StudyConfig, results: Sequence[TrainResult], stopped:
 
 
 def run_study(study_config: StudyConfig | None = None, progress: Progress | None = None,
-              should_stop: ShouldStop | None = None) -> StudyResult:
+              should_stop: ShouldStop | None = None, backend: str = "local", address: str | None = None,
+              store: ResultStore | None = None) -> StudyResult:
     """Train every network of the study and rank-correlate init similarity with training speed.
 
     Args:
         study_config: networks, seeds, schedule; default ``StudyConfig()``.
-        progress: called as ``progress(done_steps, total_steps, label)`` as training advances.
-        should_stop: polled after every step; True ends the study with the runs finished so far.
+        progress: called as ``progress(done_steps, total_steps, label)`` as training advances
+            (on Ray, as each run finishes).
+        should_stop: polled as the runs train; True ends the study with the runs finished so far.
+        backend, address: ``"local"`` trains here, run after run; ``"ray"`` one Ray task per run, on the
+            cluster at ``address`` (None: a local Ray). See normlab.backends.
+        store: a ResultStore that keeps each finished run (a train record) and supplies those it
+            already holds, so a rerun resumes; None keeps nothing.
     """
     config = study_config or StudyConfig()
     if not isinstance(config, StudyConfig):
         raise ValueError(f"study_config must be a StudyConfig or None; got {type(config).__name__}")
     check_study(config)  # every run's memory and the limits set, before the first run
     plan = config.runs()
-    total = sum(tc.steps for _, tc in plan)
-    results: list[TrainResult] = []
-    done = 0
-    for i, (mc, tc) in enumerate(plan):
-        check_time()
-
-        def step_progress(step, steps, label, _done=done, _i=i):
-            if progress is not None:
-                progress(_done + step, total, f"run {_i + 1}/{len(plan)}: {label}")
-
-        result = run_training(mc, tc, step_progress, should_stop)
-        if result.stopped:
-            return assemble_study(config, results, stopped=True)
-        results.append(result)
-        done += tc.steps
-    return assemble_study(config, results)
+    points = [Point("train", (mc, tc), tc.steps, prefix=f"run {i + 1}/{len(plan)}: ",
+                    name=f"{mc.arch} {get_normalizer(mc.norm).label} seed {tc.seed}")
+              for i, (mc, tc) in enumerate(plan)]
+    results, stopped = run_points(points, backend, address, store, progress, should_stop)
+    # A stop keeps the runs finished before it (on Ray, those that happened to finish first).
+    return assemble_study(config, [r for r in results if r is not None], stopped=stopped)
 
 
 __all__ = [

@@ -1,11 +1,11 @@
 """The records the dashboard and ``normlab warm`` share, and the table of setups a lecture opens with.
 
 A probe is stored as its frame (kind ``probe``, keyed by its model and probe configs); a sweep is a list
-of probe records, so a sweep point and the same single probe share one record. A training run is four
-records under one key (kind ``train`` keyed by its model and train configs): the curve, the probes at
-init and after a few steps, and a one-row summary written last, so a summary's presence means the run
-is whole. ``SETUPS`` holds the claim setups and each page's default view as plain configs; ``warm``
-computes them into the store ahead of a lecture. Imports torch only when something must be computed.
+of probe records, so a sweep point and the same single probe share one record. A training run is one
+record (kind ``train``, keyed by its model and train configs): its one-row summary, with its curve and
+probe frames beside it, written first, so a record that exists is whole (``normlab.backends.put_train``;
+the CLI's studies write the same records). ``SETUPS`` holds the claim setups and each page's default
+view as plain configs; ``warm`` computes them into the store ahead of a lecture. Imports torch only when something must be computed.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 PROBE = "probe"
 TRAIN = "train"
-_TRAIN_PARTS = ("train_curve", "train_init", "train_after")  # written before the summary (kind TRAIN)
 
 
 # --- Records ----------------------------------------------------------------------------------------
@@ -64,40 +63,27 @@ def save_probe(store: ResultStore | None, model: ModelConfig, probe: ProbeConfig
 
 
 def load_training(store: ResultStore | None, model: ModelConfig, train: TrainConfig) -> TrainResult | None:
-    """The stored run, or None. A stored run equals the computed one (frames through Parquet)."""
+    """The stored run, or None. A stored run equals the computed one (frames through Parquet); the record
+    is the sweeps' and studies' own (``normlab.backends.put_train``), whoever wrote it."""
     if store is None:
         return None
-    key = train_key(model, train)
+    from normlab.backends import get_train  # torch: only when a stored run is actually read
+
     try:
-        summary = store.get(TRAIN, key)
-        if summary is None:
-            return None
-        curve, init, after = (store.get(kind, key) for kind in _TRAIN_PARTS)
+        return get_train(store, model, train)
     except Exception:
         log.warning("unreadable training record in %s; training again", store, exc_info=True)
         return None
-    if curve is None or init is None or after is None:
-        return None
-    from normlab.training import TrainResult  # torch: only when a stored run is actually read
-
-    row = summary.iloc[0]
-    return TrainResult(model, train, curve, init, after, bool(row["diverged"]), bool(row["stopped"]),
-                       float(row["seconds"]))
 
 
 def save_training(store: ResultStore | None, result: TrainResult) -> None:
     """Write a finished run (a run stopped early is not a result of its configs and is never written)."""
     if store is None or result.stopped:
         return
-    key = train_key(result.model_config, result.train_config)
-    description = describe(TRAIN, result.model_config, result.train_config)
+    from normlab.backends import put_train
+
     try:
-        for kind, frame in zip(_TRAIN_PARTS, (result.curve, result.probes_init, result.probes_after),
-                               strict=True):
-            store.put(kind, key, frame, description)
-        summary = pd.DataFrame({"diverged": [result.diverged], "stopped": [result.stopped],
-                                "seconds": [result.seconds]})
-        store.put(TRAIN, key, summary, description)  # last: its presence marks the run whole
+        put_train(store, result)
     except Exception:
         log.warning("could not write a training record to %s", store, exc_info=True)
 

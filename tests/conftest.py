@@ -1,6 +1,6 @@
-"""Helpers and fixtures shared by the test files: a result store of the session's own (so no test writes
-into ~/.cache), synthetic probe frames, decoded dashboard charts, and a toy normalizer registered for the
-length of one test."""
+"""Helpers and fixtures shared by the test files: an empty result store for every test (so no test writes
+into ~/.cache or resumes another's points), a small stored sweep and study, synthetic probe frames, decoded
+dashboard charts, and a toy normalizer registered for the length of one test."""
 
 from __future__ import annotations
 
@@ -19,14 +19,6 @@ from normlab.probes import FRAME_COLUMNS
 
 SIMILARITY = ("act_var", "act_sq_mean", "cos_sim", "cos_sim_centered", "stable_rank", "effective_rank",
               "numerical_rank")
-
-@pytest.fixture(scope="session", autouse=True)
-def _session_store(tmp_path_factory):
-    """NORMLAB_STORE for the whole session: the dashboard's results persist across tests, not runs."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("NORMLAB_STORE", str(tmp_path_factory.mktemp("store")))
-        yield
-
 
 def contract_frame(model: ModelConfig | None = None, probe: ProbeConfig | None = None, *,
                    var=lambda b: 0.7 + 0.35 * (b - 1), grad=lambda k: 1.25 ** k, res_var=lambda b: 1.0,

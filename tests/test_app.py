@@ -64,7 +64,7 @@ def test_navigation_lists_every_page_file_it_runs():
 
 
 @pytest.mark.parametrize("page", registered_pages())
-def test_every_page_runs_without_exception_and_draws(page):
+def test_every_page_runs_without_exception_and_draws(page, explorer_results):
     at = open_app(page)
     assert not at.error, [e.value for e in at.error]
     assert charts(at), f"{page} draws no chart"

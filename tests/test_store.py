@@ -65,7 +65,7 @@ def test_a_failed_write_leaves_no_file_behind(tmp_path, monkeypatch):
         open(where, "wb").write(b"half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(store_module.pq, "write_table", broken)
+    monkeypatch.setattr("pyarrow.parquet.write_table", broken)
     with pytest.raises(OSError, match="disk full"):
         store.put("probe", key, pd.DataFrame({"value": [1.0]}))
     assert not store.has("probe", key)

@@ -1,0 +1,203 @@
+"""The Sweep explorer's data and figure: a results store as per-seed final values, drawn over config fields.
+
+Pure pandas and plotly over the records of ``normlab.store`` (probe records of sweeps and the dashboard,
+train records of studies); no Streamlit and no torch, so the page and the tests share one reading.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from normlab.probes import MODEL_FIELDS, PROBE_FIELDS
+from normlab.store import ResultStore, default_store
+from normlab.training import TrainConfig
+from ui.figures import _rgba, norm_color
+from ui.measures import norm_label
+
+ENV_VAR = "NORMLAB_EXPLORER_STORE"  # the operator's choice of dataset; a visitor never types a path
+DATASETS = {"probe": "Probes at initialization", "train": "Training runs"}
+# Seed bands: the quantiles of the seeds' values a band spans (min–max is 0 to 1).
+BANDS = {"min–max": (0.0, 1.0), "quartiles": (0.25, 0.75), "none": None}
+TRAIN_FIELDS = tuple(f for f in TrainConfig.__dataclass_fields__ if f != "seed")
+# What a training record's summary row measures; the rest of its columns are config fields.
+TRAIN_METRICS = ("final_test_acc", "best_test_acc", "steps_to_target", "steps_done", "cos_sim_init",
+                 "cos_sim_after", "grad_range_init", "grad_range_after")
+MAX_FACETS = 8  # subplot columns; a field with more values is better put on the x axis
+NONE = "(none)"
+
+
+def explorer_store(environ: Mapping[str, str] | None = None) -> ResultStore | None:
+    """The dataset the operator configured: ``NORMLAB_EXPLORER_STORE``, else the server's own store."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get(ENV_VAR, "").strip()
+    return ResultStore(raw) if raw else default_store(environ)
+
+
+def fingerprint(store: ResultStore) -> tuple[int, int]:
+    """(records, newest write) of the store: changes whenever a record is added, so caches refresh."""
+    files = list(store.root.glob("kind=*/key=*/part-0.parquet")) if store.root.is_dir() else []
+    return len(files), max((f.stat().st_mtime_ns for f in files), default=0)
+
+
+def _per_seed_final(frame: pd.DataFrame) -> pd.DataFrame:
+    """One probe record's final values: per seed and metric, the mean over the final-features rows.
+
+    The same reading as ``normlab.training.final_metric`` (the engine's definition of a final value).
+    """
+    final = frame[frame["final"].astype(bool)]
+    keys = ["seed", "metric"]
+    values = final.groupby(keys, sort=True)["value"].mean().reset_index()
+    config = {c: frame[c].iloc[0] for c in (*MODEL_FIELDS, *PROBE_FIELDS) if c in frame}
+    return values.assign(**config)
+
+
+def load_results(store: ResultStore | None) -> dict[str, pd.DataFrame]:
+    """Every record of this engine version as a long table per dataset: config fields, seed, metric, value."""
+    out = {name: pd.DataFrame() for name in DATASETS}
+    if store is None or not store.root.is_dir():
+        return out
+    probes = [_per_seed_final(f) for _, f in _frames(store, "probe")]
+    if probes:
+        out["probe"] = pd.concat(probes, ignore_index=True)
+    runs = [f for _, f in _frames(store, "train")]
+    if runs:
+        rows = pd.concat(runs, ignore_index=True)
+        config = [c for c in (*MODEL_FIELDS, *TRAIN_FIELDS) if c in rows]
+        metrics = [m for m in TRAIN_METRICS if m in rows]
+        out["train"] = rows.melt(id_vars=[*config, "seed"], value_vars=metrics, var_name="metric")
+    return out
+
+
+def _frames(store: ResultStore, kind: str):
+    for key, _ in store.records(kind):
+        frame = store.get(kind, key)
+        if frame is not None and not frame.empty:
+            yield key, frame
+
+
+def config_fields(table: pd.DataFrame) -> list[str]:
+    """The config fields that take more than one value in the table: the ones worth an axis."""
+    fields = [c for c in table.columns if c not in ("seed", "metric", "value")]
+    return [c for c in fields if table[c].astype(str).nunique() > 1]
+
+
+def field_values(table: pd.DataFrame, field: str) -> list[str]:
+    """The values ``field`` takes, as the text the filters show, in numeric order where they are numbers."""
+    values = table[field].drop_duplicates()
+    return list(values.iloc[np.argsort(_sort_key(values).to_numpy(), kind="stable")].astype(str))
+
+
+def keep(table: pd.DataFrame, chosen: Mapping[str, list[str]]) -> pd.DataFrame:
+    """The rows whose fields take one of the chosen values (compared as text, as the filters show them)."""
+    mask = np.ones(len(table), dtype=bool)
+    for field, values in chosen.items():
+        mask &= table[field].astype(str).isin(values).to_numpy()
+    return table[mask]
+
+
+def metrics(table: pd.DataFrame) -> list[str]:
+    return sorted(table["metric"].unique()) if "metric" in table else []
+
+
+def _sort_key(values: pd.Series) -> pd.Series:
+    numbers = pd.to_numeric(values, errors="coerce")
+    return numbers if numbers.notna().all() else values.astype(str)
+
+
+def seed_stats(table: pd.DataFrame, x: str, facet: str | None, metric: str,
+               band: str = "min–max") -> pd.DataFrame:
+    """Per (normalizer, facet value, x value): mean over seeds, the band's ends, seeds and overflowed seeds.
+
+    Other fields that vary are averaged over with the seeds (``n`` counts them all). A seed whose value
+    is not finite counts in ``overflow`` and leaves the mean, band and ``n`` of the finite ones.
+    """
+    if band not in BANDS:
+        raise ValueError(f"Unknown seed band {band!r}; expected one of {', '.join(BANDS)}")
+    for name in (x, facet):
+        if name is not None and name not in table:
+            raise ValueError(f"Unknown field {name!r}; expected one of {config_fields(table)}")
+    part = table[table["metric"] == metric]
+    keys = list(dict.fromkeys(["norm", *([facet] if facet else []), x]))
+    lo_q, hi_q = BANDS[band] or (math.nan, math.nan)
+    rows = []
+    for values, group in part.groupby(keys, sort=False, dropna=False):
+        v = group["value"].to_numpy(dtype=np.float64)
+        finite = v[np.isfinite(v)]
+        ok = finite.size > 0
+        row = dict(zip(keys, values if isinstance(values, tuple) else (values,), strict=True))
+        row.update(mean=float(finite.mean()) if ok else math.nan,
+                   lo=float(np.quantile(finite, lo_q)) if ok and BANDS[band] else math.nan,
+                   hi=float(np.quantile(finite, hi_q)) if ok and BANDS[band] else math.nan,
+                   n=int(finite.size), overflow=int(v.size - finite.size))
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=[*keys, "mean", "lo", "hi", "n", "overflow"])
+    if out.empty:
+        return out
+    order = out[keys].apply(_sort_key)
+    return out.loc[order.sort_values(keys).index].reset_index(drop=True)
+
+
+def _empty(message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    fig.update_layout(xaxis_visible=False, yaxis_visible=False, height=420)
+    return fig
+
+
+def sweep_figure(table: pd.DataFrame, x: str, facet: str | None, metric: str, *, band: str = "min–max",
+                 log_y: bool = False) -> go.Figure:
+    """``metric`` over config field ``x``: a line per normalizer in its colour, a column per ``facet`` value.
+
+    Lines are the seed mean; the shaded band spans the seeds (min–max or quartiles). Seeds that
+    overflowed are left out of the line and counted in the title.
+    """
+    stats = seed_stats(table, x, facet, metric, band)
+    if stats.empty:
+        return _empty(f"No {metric} values in these results")
+    facets = list(dict.fromkeys(stats[facet])) if facet else [None]
+    if len(facets) > MAX_FACETS:
+        raise ValueError(f"{facet} takes {len(facets)} values; split by a field with at most {MAX_FACETS}")
+    fig = make_subplots(rows=1, cols=len(facets), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[f"{facet} = {v}" for v in facets] if facet else None)
+    shown = set()
+    for col, value in enumerate(facets, start=1):
+        part = stats if facet is None else stats[stats[facet].astype(str) == str(value)]
+        for norm, rows in part.groupby("norm", sort=False):
+            color, name = norm_color(norm), norm_label(norm)
+            xs = rows[x].astype(str) if x == "norm" or not _numeric(stats[x]) else rows[x]
+            if BANDS[band] is not None:
+                band_y = list(rows["hi"]) + list(rows["lo"])[::-1]  # upper edge out, lower edge back
+                fig.add_trace(go.Scatter(x=list(xs) + list(xs)[::-1], y=band_y, mode="lines", fill="toself",
+                                         fillcolor=_rgba(color, 0.18), line={"width": 0}, hoverinfo="skip",
+                                         showlegend=False, legendgroup=norm, name=f"{name} band"),
+                              row=1, col=col)
+            fig.add_trace(go.Scatter(x=xs, y=rows["mean"], mode="lines+markers", name=name, legendgroup=norm,
+                                     line={"color": color}, showlegend=norm not in shown,
+                                     customdata=np.stack([rows["n"], rows["overflow"]], axis=-1),
+                                     hovertemplate=f"{name}<br>{x}=%{{x}}<br>{metric}=%{{y:.4g}}"
+                                                   "<br>seeds %{customdata[0]} (overflowed %{customdata[1]})"
+                                                   "<extra></extra>"),
+                          row=1, col=col)
+            shown.add(norm)
+        fig.update_xaxes(title_text=x, row=1, col=col,
+                         type="category" if x == "norm" or not _numeric(stats[x]) else None)
+    overflowed = int(stats["overflow"].sum())
+    title = f"{metric} against {x}" + (f", by {facet}" if facet else "")
+    if overflowed:
+        title += f" · {overflowed} seed values overflowed (not drawn)"
+    fig.update_yaxes(title_text=metric, type="log" if log_y else "linear", row=1, col=1)
+    fig.update_layout(title=title, height=460, legend_title_text="normalizer",
+                      uirevision=f"explorer-{x}-{facet}")
+    return fig
+
+
+def _numeric(values: pd.Series) -> bool:
+    return bool(pd.to_numeric(values, errors="coerce").notna().all())
+
