@@ -5,7 +5,8 @@ of probe records, so a sweep point and the same single probe share one record. A
 record (kind ``train``, keyed by its model and train configs): its one-row summary, with its curve and
 probe frames beside it, written first, so a record that exists is whole (``normlab.backends.put_train``;
 the CLI's studies write the same records). ``SETUPS`` holds the claim setups and each page's default
-view as plain configs; ``warm`` computes them into the store ahead of a lecture. Imports torch only when something must be computed.
+view as plain configs; ``warm`` computes them into the store ahead of a lecture. Imports torch only
+when something must be computed.
 """
 
 from __future__ import annotations
