@@ -97,7 +97,7 @@ def test_a_toy_normalizer_runs_on_every_page(toy_normalizer, page):
     at.run()
     at.switch_page(page).run()
     assert not at.exception, at.exception
-    assert toy_normalizer in at.sidebar.multiselect(key="norms").value
+    assert toy_normalizer in at.session_state["norms"]  # some pages hide the normalizer box they ignore
 
 
 # --- fast start ---------------------------------------------------------------------------------------------
