@@ -433,11 +433,24 @@ def test_the_first_probe_of_natural_images_pays_for_decoding_the_photographs(mon
     assert images.dataset == "images" and gaussian.dataset == ""
     normlab.data._photographs()  # decoded now in this process: later probes do not decode again
     assert budget.dataset_loaded("images")
-    assert FIXED.predict(images) == pytest.approx(FIXED.predict(gaussian))
+    warm = FIXED.fixed + FIXED.per_seed(images)
+    assert FIXED.predict(images) == pytest.approx(warm)
     monkeypatch.delitem(sys.modules, "normlab.data")  # a process that has not read them yet
     assert not budget.dataset_loaded("images")
-    assert FIXED.predict(images) == pytest.approx(FIXED.predict(gaussian) + FIXED.data_load)
+    assert FIXED.predict(images) == pytest.approx(warm + FIXED.data_load)
     assert FIXED.predict(gaussian) == pytest.approx(FIXED.fixed + FIXED.per_seed(gaussian))
+
+
+def test_natural_images_cost_their_crops_per_sample_and_gaussian_noise_almost_nothing():
+    cfg = ModelConfig(arch="mlp", depth=3, width=64)
+
+    def extra(batch: int) -> float:  # per seed: images over gaussian, the same network and batch
+        images, gaussian = (estimate_cost(cfg, ProbeConfig(input=kind, batch_size=batch, image_size=32))
+                            for kind in ("images", "gaussian"))
+        return FIXED.per_seed(images) - FIXED.per_seed(gaussian)
+
+    assert extra(128) == pytest.approx(4 * extra(32), rel=0.01)  # one crop and resize per sample
+    assert extra(128) > 0.05  # ~90 ms for 128 crops of 32x32 on one core: as much as the network
 
 
 def test_calibration_is_quick_and_predicts_a_measured_probe_within_a_small_factor():
