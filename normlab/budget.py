@@ -217,6 +217,8 @@ class Cost:
     ops: float = 0.0  # torch operations launched, forward and backward (each has a fixed overhead)
     points: float = 0.0  # probe points: hooks and the small reductions each one runs
     traffic_bytes: float = 0.0  # bytes the element-wise operations read and write
+    # The input's data set ("images": the photographs, decoded once per process on first use), or "".
+    dataset: str = ""
     base_bytes: float = BASE_MEMORY_MB * MIB  # the process before it probes: interpreter, torch, app
 
     @property
@@ -394,6 +396,23 @@ def _walk(m: ModelConfig, batch: int, image_size: int) -> _Tally:
     return t
 
 
+# Natural images are cut from the photographs one sample at a time (normlab.data._image_crops): a crop
+# at a random scale up to 4x, an antialiased resize and a flip, ~20 small operations a sample, and a
+# resize that costs as much as ~280 bytes of element-wise traffic per output value (measured on one
+# core: 92 ms for 128 crops of 32x32, 51 ms for 128 of 16x16; the probe of a wide-shallow mlp at
+# batch 128 ran twice its prediction without this).
+IMAGE_OPS_PER_SAMPLE = 20
+IMAGE_BYTES_PER_VALUE = 280
+
+
+def _input_terms(m: ModelConfig, probe_config: ProbeConfig) -> tuple[float, float]:
+    """(operations, traffic bytes) of making one seed's input batch; gaussian noise is one draw."""
+    if probe_config.input != "images":
+        return 1.0, BYTES_PER_VALUE * probe_config.batch_size * m.in_channels * probe_config.image_size**2
+    values = probe_config.batch_size * 3 * probe_config.image_size**2
+    return IMAGE_OPS_PER_SAMPLE * probe_config.batch_size, IMAGE_BYTES_PER_VALUE * values
+
+
 def estimate_cost(model_config: ModelConfig, probe_config: ProbeConfig) -> Cost:
     """Estimate a probe's compute, memory and cost-model terms from the config alone, allocating nothing.
 
@@ -416,6 +435,7 @@ def estimate_cost(model_config: ModelConfig, probe_config: ProbeConfig) -> Cost:
     # Every Gram point keeps two float64 N x N matrices; the batched metrics stack, normalize and
     # eigensolve all of them at once, about twelve copies more (measured: peak resident memory).
     workspace += 14 * 8 * t.grams * t.n * t.n
+    input_ops, input_bytes = _input_terms(m, probe_config)
     return Cost(
         forward_flops=t.forward,
         backward_flops=t.backward,
@@ -424,17 +444,23 @@ def estimate_cost(model_config: ModelConfig, probe_config: ProbeConfig) -> Cost:
         activation_bytes=BYTES_PER_VALUE * t.saved,
         workspace_bytes=workspace,
         parameter_bytes=BYTES_PER_VALUE * t.params * _param_copies(m.norm),
-        ops=2 * t.ops,  # backward launches about as many as forward
+        ops=2 * t.ops + input_ops,  # backward launches about as many as forward
         points=t.points,
-        traffic_bytes=2 * BYTES_PER_VALUE * t.traffic,  # each value read and written, forward and back
+        # each value read and written, forward and back
+        traffic_bytes=2 * BYTES_PER_VALUE * t.traffic + input_bytes,
+        dataset="images" if probe_config.input == "images" else "",
     )
 
 
 # ---------------------------------------------------------------------------------------------
 # The time model: seconds = c0 + seeds * (a flops + m metric_flops + b ops + c points + e points^2
 #                                         + d traffic)
-# Building and hooking a network of thousands of modules grows faster than its depth (measured: 0.29 s
-# to build an mlp of 250 layers, 4.1 s for 2000), hence the squared term.
+#                                         (+ data_load, once per process, for the photographs)
+# Building, initializing and hooking a network costs about 1 ms a probe point on one busy core, nearly
+# in proportion to the depth (measured here, width 4: 0.9 ms a point at 128 mlp layers, 1.1-1.4 ms at
+# 1024-2048, resnets of 16-256 blocks x 4 stages 0.9-1.1 ms): a small squared term covers the growth.
+# The first probe of natural images in a process also decodes the photographs (sklearn's JPEGs,
+# ~1.5-3 s); that, not the network, made the first deep-narrow resnet on images run 5-10x its prediction.
 
 TERMS = ("flops", "metric_flops", "ops", "points", "points_sq", "traffic_bytes")
 
@@ -459,17 +485,31 @@ class Calibration:
     points: float  # seconds per probe point (its hook and reductions)
     points_sq: float  # seconds per squared probe point (deep nets: module bookkeeping)
     traffic_bytes: float  # seconds per byte of element-wise traffic
+    data_load: float = 0.0  # seconds to decode the photographs, paid by the first probe of "images"
     source: str = "measured"  # "measured" here, or the table's path
 
     def per_seed(self, cost: Cost) -> float:
         return sum(getattr(self, name) * x for name, x in zip(TERMS, _terms(cost), strict=True))
 
     def predict(self, cost: Cost) -> float:
-        """Predicted wall time of a probe of ``cost``, all its seeds."""
-        return self.fixed + cost.seeds * self.per_seed(cost)
+        """Predicted wall time of a probe of ``cost``, all its seeds (and its data set's first load)."""
+        load = self.data_load if cost.dataset and not dataset_loaded(cost.dataset) else 0.0
+        return self.fixed + load + cost.seeds * self.per_seed(cost)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "source"}
+
+
+def dataset_loaded(name: str) -> bool:
+    """Whether this process has already decoded data set ``name`` ("images": normlab.data's photographs).
+
+    Reads the loader's cache without importing it (the budget needs no torch): a process that never
+    imported normlab.data has loaded nothing.
+    """
+    data = sys.modules.get("normlab.data")
+    loader = getattr(data, "_photographs", None) if name == "images" else None
+    info = getattr(loader, "cache_info", None)
+    return info is not None and info().currsize > 0
 
 
 # Tiny probes that span the cost model's terms, each dominated by a different one: deep and narrow
@@ -511,17 +551,20 @@ def _time_probe(model_config: ModelConfig, probe_config: ProbeConfig) -> float:
 # Coefficients measured on this project's 2-core CPU at one torch thread (the dashboard's), fitted over
 # the calibration probes and the deep nets of benchmarks/bench_cost.py. A calibration rescales them.
 REFERENCE = Calibration(threads=1, fixed=0.004, flops=2.4e-11, metric_flops=3.3e-11, ops=1.6e-5,
-                        points=4.6e-4, points_sq=2.5e-7, traffic_bytes=5e-10, source="reference")
+                        points=4.6e-4, points_sq=6e-8, traffic_bytes=5e-10, data_load=1.5,
+                        source="reference")
 # The terms paid per operation launched (interpreter and dispatch) and those paid per FLOP or byte
 # (the cores and memory): a machine differs from the reference by one factor for each.
-OVERHEAD_TERMS = ("fixed", "ops", "points", "points_sq")
+# (the photographs' decoding is interpreter and library work too: it scales with the overheads)
+OVERHEAD_TERMS = ("fixed", "ops", "points", "points_sq", "data_load")
+PER_SEED_OVERHEADS = ("ops", "points", "points_sq")
 THROUGHPUT_TERMS = ("flops", "metric_flops", "traffic_bytes")
 
 
 def _split(cost: Cost, ref: Calibration) -> tuple[float, float]:
     """(overhead, throughput) seconds of ``cost`` under ``ref``."""
     values = dict(zip(TERMS, _terms(cost), strict=True))
-    overhead = ref.fixed + cost.seeds * sum(getattr(ref, t) * values[t] for t in OVERHEAD_TERMS[1:])
+    overhead = ref.fixed + cost.seeds * sum(getattr(ref, t) * values[t] for t in PER_SEED_OVERHEADS)
     throughput = cost.seeds * sum(getattr(ref, t) * values[t] for t in THROUGHPUT_TERMS)
     return overhead, throughput
 
@@ -578,7 +621,8 @@ def load_calibration(path: str, threads: int) -> Calibration | None:
         entry = next((e for e in entries if e["threads"] == threads), None)
         if entry is None:
             return None
-        return Calibration(**{k: float(entry.get(k, 0.0)) for k in ("fixed", *TERMS)}, threads=threads,
+        return Calibration(**{k: float(entry.get(k, 0.0)) for k in ("fixed", *TERMS, "data_load")},
+                           threads=threads,
                            source=path)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(f"NORMLAB_CALIBRATION {path!r} is not a calibration table written by "

@@ -2,6 +2,7 @@
 
 import json
 import math
+import sys
 import threading
 import time
 
@@ -48,7 +49,7 @@ SMALL = ProbeConfig(batch_size=8, image_size=8)
 # A fixed cost model, so the tests of the time limit do not depend on how busy the machine is:
 # ~0.5 ms a probe point, 10 us an operation, 40 GFLOP/s.
 FIXED = Calibration(threads=1, fixed=0.003, flops=2.5e-11, metric_flops=3e-11, ops=1e-5, points=5e-4,
-                    points_sq=1e-7, traffic_bytes=5e-10, source="test")
+                    points_sq=1e-7, traffic_bytes=5e-10, data_load=1.5, source="test")
 LECTURE_NORMS = ("none", "batchnorm", "layernorm", "instancenorm", "groupnorm", "frn", "evonorm_b0",
                  "evonorm_s0", "weightnorm", "sws")
 
@@ -411,12 +412,53 @@ def test_the_lecture_hall_link_is_refused_and_resnet56_admitted_by_this_machines
     check_budget(ModelConfig(preset="resnet56"), ProbeConfig(batch_size=64), limits)
 
 
+def test_a_deeper_network_is_predicted_to_cost_more_per_layer_in_proportion():
+    probe = ProbeConfig(batch_size=4, image_size=8)
+    # up to the server's NORMLAB_MAX_DEPTH of 1024 layers or blocks (a resnet's depth is per stage)
+    for arch, kw, depths in (("mlp", dict(width=4), (64, 256, 1024)),
+                             ("resnet", dict(width=4, stages=4), (16, 64, 256))):
+        seconds = [budget.REFERENCE.predict(estimate_cost(ModelConfig(arch=arch, depth=d, **kw), probe))
+                   - budget.REFERENCE.fixed for d in depths]
+        per_layer = [s / d for s, d in zip(seconds, depths, strict=True)]
+        # building, hooking and reducing ~1 ms a probe point whatever the depth; a little more when deep
+        assert per_layer[0] <= per_layer[1] <= per_layer[2] <= 2 * per_layer[0], (arch, per_layer)
+
+
+def test_the_first_probe_of_natural_images_pays_for_decoding_the_photographs(monkeypatch):
+    import normlab.data
+
+    cfg = ModelConfig(arch="mlp", depth=4, width=8)
+    images = estimate_cost(cfg, ProbeConfig(input="images", batch_size=8, image_size=8))
+    gaussian = estimate_cost(cfg, ProbeConfig(batch_size=8, image_size=8))
+    assert images.dataset == "images" and gaussian.dataset == ""
+    normlab.data._photographs()  # decoded now in this process: later probes do not decode again
+    assert budget.dataset_loaded("images")
+    warm = FIXED.fixed + FIXED.per_seed(images)
+    assert FIXED.predict(images) == pytest.approx(warm)
+    monkeypatch.delitem(sys.modules, "normlab.data")  # a process that has not read them yet
+    assert not budget.dataset_loaded("images")
+    assert FIXED.predict(images) == pytest.approx(warm + FIXED.data_load)
+    assert FIXED.predict(gaussian) == pytest.approx(FIXED.fixed + FIXED.per_seed(gaussian))
+
+
+def test_natural_images_cost_their_crops_per_sample_and_gaussian_noise_almost_nothing():
+    cfg = ModelConfig(arch="mlp", depth=3, width=64)
+
+    def extra(batch: int) -> float:  # per seed: images over gaussian, the same network and batch
+        images, gaussian = (estimate_cost(cfg, ProbeConfig(input=kind, batch_size=batch, image_size=32))
+                            for kind in ("images", "gaussian"))
+        return FIXED.per_seed(images) - FIXED.per_seed(gaussian)
+
+    assert extra(128) == pytest.approx(4 * extra(32), rel=0.01)  # one crop and resize per sample
+    assert extra(128) > 0.05  # ~90 ms for 128 crops of 32x32 on one core: as much as the network
+
+
 def test_calibration_is_quick_and_predicts_a_measured_probe_within_a_small_factor():
     torch.set_num_threads(1)
     start = time.perf_counter()
     cal = calibrate(1)
     assert time.perf_counter() - start < 12.0  # ~1.5 s on a quiet core; 5-9 s with 6 engineers on 2 cores
-    assert all(getattr(cal, name) > 0 for name in ("fixed", *budget.TERMS))
+    assert all(getattr(cal, name) > 0 for name in ("fixed", *budget.TERMS, "data_load"))
     cfg, probe = ModelConfig(arch="mlp", depth=384, width=4), ProbeConfig(batch_size=4, image_size=8)
     start = time.perf_counter()
     run_probes(cfg, probe)
