@@ -39,7 +39,7 @@ def test_the_warm_defaults_are_each_pages_default_view():
     sweep_base = dataclasses.replace(base, norm=C.DEFAULTS["sweep_norm"], groups=counts[0], group_size=None)
     sweep = ui.cache.sweep_points(sweep_base, selection.probe, "groups", counts)
     assert probes == views + sweep
-    assert trainings == QUICK.runs()
+    assert trainings == QUICK.runs() + warm.dynamics_runs()
 
 
 def test_warm_refuses_an_unknown_setup_by_name():

@@ -18,8 +18,8 @@ from ui.selection import Selection, build_selection, is_resnet
 
 SELECTION_KEY = "_selection"  # the last valid Selection, read by the pages
 # Controls a page does not read, hidden there (their values are kept): the group-size page sweeps every
-# group count of one GroupNorm net, the training page runs its own study.
-IGNORED = {"groups": {"norms", "groups"}, "training": {"network"}}
+# group count of one GroupNorm net, the training pages run their own networks.
+IGNORED = {"groups": {"norms", "groups"}, "training": {"network"}, "dynamics": {"network"}}
 KEEP = "session"  # widget values survive being hidden and page switches
 
 
