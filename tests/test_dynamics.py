@@ -18,7 +18,9 @@ def open_dynamics() -> AppTest:
     return at
 
 
-def test_the_page_trains_draws_every_step_and_a_fresh_session_reads_the_store(monkeypatch):
+def test_the_page_trains_draws_every_step_and_a_fresh_session_reads_the_store(monkeypatch, tmp_path):
+    monkeypatch.setenv("NORMLAB_STORE", str(tmp_path / "store"))
+    ui.cache.clear()
     calls = []
     real = ui.cache.run_training
 
