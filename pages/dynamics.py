@@ -15,10 +15,10 @@ selection = views.header(
     "**Look for:** the paper's Figure 1 at this machine's scale. Each normalizer trains a plain CNN "
     f"(depth 6, width 16) on scikit-learn's digits for {DYNAMICS_STEPS} SGD steps, {DYNAMICS_SEEDS} seeds; "
     "the probes rerun on the same batch at steps "
-    + ", ".join(str(s) for s in DYNAMICS_PROBE_STEPS) + ". Move the step slider or press ▶ Play: the "
-    "gradient explosion of BatchNorm and InstanceNorm (a wide spread of gradient norms across layers) is "
-    "an init effect that fades within the first steps (Yang et al. 2019), while the similarity of the "
-    "unnormalized net's representations stays high and its loss falls slowest.",
+    + ", ".join(str(s) for s in DYNAMICS_PROBE_STEPS) + ". Move the step slider or press ▶ Play. "
+    "Yang et al. (2019) say BatchNorm's gradient explosion (gradient norms growing towards the input) is "
+    "an init effect that fades within the first steps: watch the gradient panel flatten, and compare how "
+    "the similarity and rank of each normalizer's representations move as its loss falls.",
     "act_var: per-channel variance over (N,H,W), averaged over channels · cos_sim: mean off-diagonal cosine "
     "similarity of the samples' representations · stable/effective rank of their Gram matrix · grad_norm: "
     "L2 norm of the loss's gradient w.r.t. each conv layer's output. Lines: seed mean; bands: min–max over "

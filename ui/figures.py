@@ -1031,7 +1031,9 @@ def dynamics_figure(probes: pd.DataFrame, middle: str = "cos_sim", *,
     fig.frames = [go.Frame(data=_dynamics_traces(stats, norms, s), name=str(s)) for s in steps]
     _finish(fig, uirevision, height=460)
     _play_controls(fig, [str(s) for s in steps], [str(s) for s in steps], "training step ", 0)
-    fig.update_layout(margin={"b": 170}, legend={"y": -0.42})
+    # The legend above the panels: below them sit the Play button and the step slider.
+    fig.update_layout(margin={"t": fig.layout.margin.t + 30, "b": 150},
+                      legend={"y": 1.12, "yanchor": "bottom", "x": 0})
     return fig
 
 
@@ -1058,5 +1060,6 @@ def dynamics_curves_figure(curves: pd.DataFrame, y: str, *, uirevision: str = "d
     if not fig.data:
         return _empty("No finite training value yet.", uirevision)
     fig.update_xaxes(title_text="step")
-    fig.update_yaxes(title_text=names[y], type="log" if y == "loss" else "linear")
-    return _finish(fig, uirevision, height=380)
+    fig.update_yaxes(title_text=names[y])  # linear: a short run's loss spans less than a decade
+    # No legend: the colours are the normalizers' own, named by the dynamics figure beside it.
+    return _finish(fig, uirevision, height=380).update_layout(showlegend=False)
