@@ -39,6 +39,7 @@ PAGES = (
     PageSpec("pages/groups.py", "Group-size trade-off", ":material/tune:", "group-size"),
     PageSpec("pages/claims.py", "Paper claims", ":material/fact_check:", "paper-claims"),
     PageSpec("pages/training.py", "Training speed", ":material/school:", "training-speed"),
+    PageSpec("pages/dynamics.py", "Training dynamics", ":material/animation:", "training-dynamics"),
     PageSpec("pages/explorer.py", "Sweep explorer", ":material/travel_explore:", "sweep-explorer"),
 )
 # A file shipped with the app, served by this server: a viewer's browser contacts no other host.

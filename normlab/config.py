@@ -251,6 +251,9 @@ def config_from_dict(cls, values: dict):
 INPUTS = ("gaussian", "images", "digits")  # offline: what the package and its dependencies ship
 # Read from a local folder (data_dir, else $NORMLAB_DATA_DIR; see normlab.datasets): never downloaded.
 DISK_INPUTS = ("cifar10", "cifar100", "imagefolder")
+# Images uploaded in the dashboard: held in this process's memory only (normlab.data.register_upload) and
+# named by the content hash of the decoded batch, which ``data_dir`` carries as "upload:<sha256>".
+UPLOAD_INPUT = "upload"
 MAX_IMAGE_SIZE = 256
 
 
@@ -268,10 +271,13 @@ class ProbeConfig:
     data_dir: str | None = None  # folder of a DISK_INPUTS input; None: $NORMLAB_DATA_DIR (read at probe time)
 
     def __post_init__(self) -> None:
-        _check_choice("input", self.input, INPUTS + DISK_INPUTS)
+        _check_choice("input", self.input, INPUTS + DISK_INPUTS + (UPLOAD_INPUT,))
         if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir.strip()):
             raise ValueError(f"data_dir must be a folder path or None; got {self.data_dir!r}")
-        if self.input not in DISK_INPUTS:
+        if self.input == UPLOAD_INPUT and not str(self.data_dir or "").startswith("upload:"):
+            raise ValueError(f"data_dir of the upload input must name the batch as 'upload:<sha256>'; "
+                             f"got {self.data_dir!r}")
+        if self.input not in DISK_INPUTS + (UPLOAD_INPUT,):
             object.__setattr__(self, "data_dir", None)  # canonical: the offline inputs read no folder
         check_int("batch_size", self.batch_size, low=2, high=MAX_WIDTH)  # similarities need two samples
         check_int("image_size", self.image_size)

@@ -9,8 +9,13 @@ Knows nothing of models or metrics.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import math
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from normlab import datasets
-from normlab.config import DISK_INPUTS, INPUTS, ProbeConfig
+from normlab.config import DISK_INPUTS, INPUTS, UPLOAD_INPUT, ProbeConfig
 
 # Independent random streams drawn from one user seed: weights, inputs and labels never share draws.
 STREAMS = {"init": 0, "inputs": 1, "labels": 2}
@@ -172,7 +177,9 @@ def make_inputs(probe_config: ProbeConfig, seed: int, in_channels: int = 3) -> t
     preprocessed as the paper's code does, ToTensor then Normalize(0.5, 0.5) per channel; CIFAR's
     32x32 images are resized to ``image_size``, folder images scaled and centre-cropped to it. All
     draw their samples from the seed's ``inputs`` stream: without replacement, with replacement when
-    the set has fewer images than ``batch_size``.
+    the set has fewer images than ``batch_size``. ``upload`` is a batch registered in this process by
+    :func:`register_upload`, preprocessed as the folder images; its own order when ``batch_size``
+    equals the number of images (every seed sees the same batch; only the init changes).
     """
     if not isinstance(probe_config, ProbeConfig):
         raise ValueError(f"probe_config must be a ProbeConfig; got {type(probe_config).__name__}")
@@ -186,6 +193,8 @@ def make_inputs(probe_config: ProbeConfig, seed: int, in_channels: int = 3) -> t
         return standardize(to_channels(_digit_batch(n, size, gen), in_channels))
     if probe_config.input in DISK_INPUTS:
         return to_channels(_disk_batch(probe_config, gen), in_channels)
+    if probe_config.input == UPLOAD_INPUT:
+        return to_channels(_upload_batch(probe_config, gen), in_channels)
     raise AssertionError(f"input {probe_config.input!r} is validated by ProbeConfig; "
                          f"expected {INPUTS + DISK_INPUTS}")
 
@@ -193,3 +202,93 @@ def make_inputs(probe_config: ProbeConfig, seed: int, in_channels: int = 3) -> t
 def make_labels(batch_size: int, num_classes: int, seed: int) -> torch.Tensor:
     """Uniform random class labels (batch_size,) int64 for the probe's cross-entropy loss."""
     return torch.randint(num_classes, (batch_size,), generator=_generator(seed, "labels"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Images uploaded in the dashboard: decoded once, held in memory by content hash, never written anywhere
+
+MAX_UPLOADS = 16  # images per upload: a handful of photos from the audience
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # per file, before decoding (Pillow also refuses decompression bombs)
+UPLOADS_KEPT = 32  # uploaded batches kept in this process (each a few KB at probe sizes)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A registered upload: ``key`` goes into ``ProbeConfig(input="upload", data_dir=key)``."""
+
+    key: str  # "upload:<sha256 of the decoded batch>": identical uploads share one computation
+    names: tuple[str, ...]
+    size: int
+
+    def probe_config(self, **fields) -> ProbeConfig:
+        """A ProbeConfig whose batch is these images (``batch_size`` = their number unless given)."""
+        fields = {"batch_size": len(self.names), "image_size": self.size, **fields}
+        return ProbeConfig(input=UPLOAD_INPUT, data_dir=self.key, **fields)
+
+
+_uploads: OrderedDict[str, torch.Tensor] = OrderedDict()
+_decoded: OrderedDict[tuple, str] = OrderedDict()  # (sha256 of the files, size) -> key: no decoding twice
+_uploads_lock = threading.Lock()
+
+
+def _keep(table: OrderedDict, key, value) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > UPLOADS_KEPT:
+        table.popitem(last=False)
+
+
+def register_upload(files: Sequence[tuple[str, bytes]], size: int) -> Upload:
+    """Decode uploaded image files (name, bytes) to one batch at ``size`` and hold it in memory.
+
+    Raises:
+        ValueError: no file, more than :data:`MAX_UPLOADS`, a file over :data:`MAX_UPLOAD_BYTES`, or one
+            Pillow cannot read; the message names the file.
+    """
+    files = list(files)
+    if not files:
+        raise ValueError("uploaded images: no file given")
+    if len(files) > MAX_UPLOADS:
+        raise ValueError(f"uploaded images: at most {MAX_UPLOADS} files; got {len(files)}")
+    for name, data in files:
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise ValueError(f"{name}: {len(data) / 2**20:.1f} MB; each uploaded image may be at most "
+                             f"{MAX_UPLOAD_BYTES // 2**20} MB")
+    names = tuple(name for name, _ in files)
+    raw = hashlib.sha256()
+    for _, data in files:
+        raw.update(hashlib.sha256(data).digest())
+    with _uploads_lock:
+        key = _decoded.get((raw.hexdigest(), size))
+        if key is not None and key in _uploads:
+            _uploads.move_to_end(key)
+            return Upload(key, names, size)
+    batch = datasets.load_images([data for _, data in files], size, names)  # uint8 (N, 3, size, size)
+    key = "upload:" + hashlib.sha256(np.ascontiguousarray(batch.numpy()).tobytes()
+                                     + repr(tuple(batch.shape)).encode()).hexdigest()
+    with _uploads_lock:
+        _keep(_uploads, key, batch)
+        _keep(_decoded, (raw.hexdigest(), size), key)
+    return Upload(key, names, size)
+
+
+def uploaded_batch(key: str) -> torch.Tensor:
+    """The uint8 batch registered under ``key``.
+
+    Raises:
+        ValueError: no such batch in this process (uploads live in memory only; upload them again).
+    """
+    with _uploads_lock:
+        batch = _uploads.get(key)
+    if batch is None:
+        raise ValueError("uploaded images: this batch is no longer in the server's memory (uploads are kept "
+                         "for the session only); upload the images again")
+    return batch
+
+
+def _upload_batch(probe_config: ProbeConfig, gen: torch.Generator) -> torch.Tensor:
+    images = uploaded_batch(probe_config.data_dir)
+    n = probe_config.batch_size
+    if n != len(images):  # a sweep over batch size: drawn as from a small image folder
+        images = images[_pick(n, len(images), gen)]
+    return resized(datasets.normalize(images), probe_config.image_size)

@@ -155,10 +155,11 @@ CLAIM_KEYS = tuple(s.key for s in SETUPS)
 
 
 def default_views() -> tuple[list[tuple[ModelConfig, ProbeConfig]], list[tuple[ModelConfig, TrainConfig]]]:
-    """The probes behind every page's default view and the training page's first study.
+    """The probes behind every page's default view and the training pages' runs.
 
     The sidebar's default selection (overview, variance, rank and gradient pages), the group-size page's
-    default sweep and the training page's quick study; ``tests/test_warm.py`` checks them against the UI.
+    default sweep, the training page's quick study and the training-dynamics page's runs;
+    ``tests/test_warm.py`` checks them against the UI.
     """
     view = Setup("defaults", dict(_RESNET, depth=8, width=16), ("batchnorm", "groupnorm", "none"),
                  {"batch_size": 32, "image_size": 16, "seeds": 1})
@@ -166,7 +167,26 @@ def default_views() -> tuple[list[tuple[ModelConfig, ProbeConfig]], list[tuple[M
     base, probe = probes[0]
     sweep_base = replace(base, norm="groupnorm", groups=1)
     probes += [(replace(sweep_base, groups=g), probe) for g in common_divisors(sweep_base.widths)]
-    return probes, quick_study().runs()
+    return probes, quick_study().runs() + dynamics_runs()
+
+
+DYNAMICS_NORMS = ("batchnorm", "layernorm", "instancenorm", "none")
+DYNAMICS_SEEDS = 2
+DYNAMICS_STEPS = 50
+DYNAMICS_PROBE_STEPS = (0, 1, 2, 5, 10, 20, 50)
+
+
+def dynamics_runs(norms: Iterable[str] = DYNAMICS_NORMS, seeds: int = DYNAMICS_SEEDS):
+    """The training-dynamics page's runs: a plain CNN (depth 6, width 16) per normalizer and seed, 50 SGD
+    steps on the digits, probed at steps 0, 1, 2, 5, 10, 20 and 50; small enough that the eight runs
+    train in well under a minute on a CPU (their probes are most of the cost)."""
+    from normlab.training import TrainConfig  # torch
+
+    train = TrainConfig(steps=DYNAMICS_STEPS, image_size=12, batch_size=32, eval_every=10,
+                        probe_after=DYNAMICS_PROBE_STEPS[1], probe_steps=DYNAMICS_PROBE_STEPS)
+    return [(ModelConfig(arch="cnn", depth=6, width=16, norm=norm,
+                         groups=DEFAULT_GROUPS if norm in GROUPED_NORMS else None), replace(train, seed=seed))
+            for norm in norms for seed in range(seeds)]
 
 
 def quick_study():

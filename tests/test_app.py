@@ -31,6 +31,8 @@ def open_app(page: str | None = None, **params) -> AppTest:
     at.query_params.update(params)
     if page == "pages/training.py":
         at.session_state["training_study"] = tiny_study()  # seconds, not the page's ten-network study
+    if page == "pages/dynamics.py":
+        at.session_state.update(dynamics_norms=["batchnorm", "none"], dynamics_seeds=1)  # two runs
     at.run()
     if page:
         at.switch_page(page).run()

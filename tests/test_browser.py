@@ -351,3 +351,62 @@ def test_a_huge_token_in_a_link_leaves_the_tab_responsive(server, browser):
         assert page.evaluate("() => 1 + 1") == 2  # the page still answers
     finally:
         context.close()
+
+
+# y of the first chart's first mean line, as text: a fingerprint that changes when the data redraws.
+FIRST_LINE_Y_JS = """() => {
+  const chart = document.querySelector('.js-plotly-plot');
+  const traces = (chart && chart._fullData) || [];
+  const trace = traces.find(t => t.mode === 'lines+markers' && t.y && t.y.length);
+  return trace ? Array.from(trace.y).map(v => Number(v).toPrecision(6)).join(',') : null;
+}"""
+
+
+def _write_image(path: Path, seed: int) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    pixels[:, :20] //= 3  # a darker half: structure that a batch of noise would not have
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_two_uploaded_images_become_the_batch_and_the_chart_redraws(server, page, artifacts, tmp_path):
+    page.goto(server)
+    wait_for_chart(page)
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_role("link", name="Variance growth").click()
+    page.get_by_role("heading", name="Property 1 · Variance growth with depth").wait_for(timeout=LOAD_MS)
+    wait_for_names(page, {"BatchNorm", "GroupNorm (G=4)", "No normalization"})
+    _settled(page)
+    before = page.evaluate(FIRST_LINE_Y_JS)
+    sidebar.get_by_text("Inputs, batch and seeds").click()
+    files = [_write_image(tmp_path / "lecture hall.png", 1), _write_image(tmp_path / "audience.png", 2)]
+    sidebar.locator("input[type=file]").set_input_files([str(f) for f in files])
+    sidebar.get_by_text("Probe batch: your 2 uploaded images").wait_for(timeout=REDRAW_MS)
+    page.wait_for_function(f"(before) => {{ const y = ({FIRST_LINE_Y_JS})(); return y && y !== before; }}",
+                           arg=before, timeout=REDRAW_MS)
+    assert "lecture hall.png" in sidebar.get_by_text("Probe batch: your 2 uploaded images").inner_text()
+    page.screenshot(path=artifacts / "variance-uploaded.png")
+
+
+def test_training_dynamics_play_steps_the_figure_through_the_probed_steps(server, page, artifacts):
+    page.goto(server)
+    wait_for_chart(page)
+    page.get_by_test_id("stSidebar").get_by_role("link", name="Training dynamics").click()
+    page.get_by_role("heading", name="Training dynamics: do the properties at init last?").wait_for(
+        timeout=LOAD_MS)
+    wait_for_chart(page)
+    _settled(page)
+    page.screenshot(path=artifacts / "training-dynamics.png")
+    seen = {page.evaluate(FIRST_LINE_Y_JS)}
+    page.locator(".js-plotly-plot .updatemenu-button").first.click()  # ▶ Play
+    for _ in range(100):  # 7 frames of 450 ms: the variance per layer changes as training advances
+        page.wait_for_timeout(150)
+        seen.add(page.evaluate(FIRST_LINE_Y_JS))
+        if len(seen) >= 4:
+            break
+    assert len(seen) >= 4, f"the figure showed only {len(seen)} different steps while playing"
+    active = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout.sliders[0].active")
+    assert active >= 3, f"the step slider stands at frame {active} after playing"

@@ -39,7 +39,7 @@ def test_the_warm_defaults_are_each_pages_default_view():
     sweep_base = dataclasses.replace(base, norm=C.DEFAULTS["sweep_norm"], groups=counts[0], group_size=None)
     sweep = ui.cache.sweep_points(sweep_base, selection.probe, "groups", counts)
     assert probes == views + sweep
-    assert trainings == QUICK.runs()
+    assert trainings == QUICK.runs() + warm.dynamics_runs()
 
 
 def test_warm_refuses_an_unknown_setup_by_name():
@@ -101,7 +101,7 @@ def test_warm_computes_what_is_missing_then_skips_it(tmp_path):
 
 def test_the_warm_command_reports_and_refuses_by_name(tmp_path, capsys):
     assert main(["warm", "--store", str(tmp_path), "--dry-run"]) == 0
-    assert "39 probes and 10 training runs" in capsys.readouterr().out
+    assert "39 probes and 18 training runs" in capsys.readouterr().out
     assert main(["warm", "--store", str(tmp_path), "--only", "nope"]) == 2
     assert "unknown warm setup" in capsys.readouterr().err
     assert main(["warm", "--only", "stage_reset", "--store", str(tmp_path)]) == 0

@@ -26,6 +26,7 @@ import streamlit as st
 
 from normlab import ModelConfig, ProbeConfig, run_probes
 from normlab.budget import check_many, check_sweep, check_training, server_limits
+from normlab.config import UPLOAD_INPUT
 from normlab.probes import probe_detail as detail_pass
 from normlab.probes import vary
 from normlab.serving import QueueStatus, compute
@@ -93,12 +94,18 @@ def _compute(kind: str, key: str, fn: Callable, on_wait: OnWait | None):
 # --- Probes and sweeps ------------------------------------------------------------------------------
 
 
+def _store_for(probe_config: ProbeConfig):
+    """The result store, except for uploaded images: their results stay in this process's memory only
+    (keyed, as every probe, by their configs, whose ``data_dir`` is the content hash of the images)."""
+    return None if probe_config.input == UPLOAD_INPUT else default_store()
+
+
 def stored_probe(model: ModelConfig, probe_config: ProbeConfig) -> pd.DataFrame | None:
     """The probe's frame if this process or the store has it; None if it would have to run."""
     key = (PROBE, probe_key(model, probe_config))
     frame = memory.get(key)
     if frame is None:
-        frame = load_probe(default_store(), model, probe_config)
+        frame = load_probe(_store_for(probe_config), model, probe_config)
         if frame is not None:
             memory.put(key, frame)
     return None if frame is None else frame.copy()
@@ -145,11 +152,12 @@ def probe(model: ModelConfig, probe_config: ProbeConfig, on_wait: OnWait | None 
     key = probe_key(model, probe_config)
 
     def run() -> pd.DataFrame:
-        found = load_probe(default_store(), model, probe_config)  # another process may have just written it
+        store = _store_for(probe_config)
+        found = load_probe(store, model, probe_config)  # another process may have just written it
         if found is not None:
             return found
         result = run_probes(model, probe_config, progress)
-        save_probe(default_store(), model, probe_config, result)
+        save_probe(store, model, probe_config, result)
         return result
 
     frame = _compute(PROBE, key, run, on_wait)

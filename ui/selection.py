@@ -6,7 +6,7 @@ Pure: no Streamlit, so claims, links and tests build selections exactly as the s
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from normlab import NORMALIZERS, PRESETS, ModelConfig, ProbeConfig
 from ui import controls as C
@@ -57,3 +57,16 @@ def build_selection(values: Mapping[str, object]) -> Selection:
     return Selection(models, probe, lecture=bool(v["lecture"]))
 
 
+def with_upload(selection: Selection, upload) -> Selection:
+    """The selection probed on uploaded images (a ``normlab.data.Upload``): the batch is those images,
+    at the selection's image size; the sidebar's batch size does not apply.
+
+    Raises:
+        ValueError: fewer than two images (similarities and batch statistics need a pair).
+    """
+    if len(upload.names) < 2:
+        raise ValueError(f"uploaded images: at least two are needed for a batch; got {len(upload.names)}")
+    probe = upload.probe_config(image_size=selection.probe.image_size, seed=selection.probe.seed,
+                                seeds=selection.probe.seeds, device=selection.probe.device,
+                                rank_tol=selection.probe.rank_tol)
+    return replace(selection, probe=probe)

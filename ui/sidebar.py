@@ -11,16 +11,22 @@ import streamlit as st
 
 from normlab import NORM_NAMES, NORMALIZERS, PRESETS, available_devices
 from normlab.config import DEFAULT_DEPTH, DEFAULT_WIDTH
+from normlab.data import MAX_UPLOAD_BYTES, MAX_UPLOADS, register_upload
 from ui import controls as C
 from ui import links
 from ui.cost import cost_summary
-from ui.selection import Selection, build_selection, is_resnet
+from ui.selection import Selection, build_selection, is_resnet, with_upload
 
 SELECTION_KEY = "_selection"  # the last valid Selection, read by the pages
 # Controls a page does not read, hidden there (their values are kept): the group-size page sweeps every
-# group count of one GroupNorm net, the training page runs its own study.
-IGNORED = {"groups": {"norms", "groups"}, "training": {"network"}}
+# group count of one GroupNorm net, the training pages run their own networks.
+IGNORED = {"groups": {"norms", "groups"}, "training": {"network"}, "dynamics": {"network"}}
 KEEP = "session"  # widget values survive being hidden and page switches
+# Uploaded images: the uploader's files are decoded once, when they change, into an in-memory batch
+# (normlab.data.register_upload); the session keeps its handle here, or the words of why it was refused.
+UPLOAD_KEY = "_upload"
+UPLOAD_ERROR_KEY = "_upload_error"
+UPLOAD_SIZE = max(C.IMAGE_SIZES)  # decoded once at the largest image size; each probe resizes from it
 
 
 def _on_net_change() -> None:
@@ -61,8 +67,34 @@ def _group_controls(net: str, width: int, stages: int, lecture: bool) -> None:
         )
 
 
+def _on_upload() -> None:
+    """Decode the uploader's files (session memory only); a file Pillow cannot read is named, as text."""
+    state = st.session_state
+    files = state.get("upload_files") or []
+    state[UPLOAD_KEY], state[UPLOAD_ERROR_KEY] = None, None
+    if not files:
+        return
+    try:
+        state[UPLOAD_KEY] = register_upload([(f.name, f.getvalue()) for f in files], UPLOAD_SIZE)
+    except ValueError as err:
+        state[UPLOAD_ERROR_KEY] = str(err)
+
+
 def _probe_controls() -> None:
     with st.expander("Inputs, batch and seeds", expanded=False):
+        st.file_uploader(
+            "Your own images (they become the probe batch)", type=["png", "jpg", "jpeg"],
+            accept_multiple_files=True, key="upload_files", on_change=_on_upload,
+            help=f"Two to {MAX_UPLOADS} images, {MAX_UPLOAD_BYTES // 2**20} MB each at most; scaled and "
+                 "centre-cropped to the image size. Kept in this server's memory for your session only, "
+                 "never written to disk. Remove them to go back to the input below.",
+        )
+        state = st.session_state
+        # Pages without these controls drop the uploader's files, not the decoded batch: offer a way out.
+        if state.get(UPLOAD_KEY) is not None and not state.get("upload_files"):
+            st.caption(f"Still probing {len(state[UPLOAD_KEY].names)} images uploaded earlier.")
+            if st.button("Forget the uploaded images", key="upload_forget", icon=":material/close:"):
+                state[UPLOAD_KEY] = None
         st.selectbox("Input", C.BY_KEY["input"].choices, key="input", persist_state=KEEP,
                      help="Instance and batch statistics only differ on real images.")
         st.select_slider("Batch size N", C.BATCHES, key="batch", persist_state=KEEP,
@@ -116,6 +148,26 @@ def _network_controls(lecture: bool, ignored: set[str]) -> None:
             st.error(f"Groups: {err}")
 
 
+def _uploaded(selection: Selection) -> Selection:
+    """The selection on the session's uploaded images, when there are any (with a caption naming them)."""
+    state = st.session_state
+    if state.get(UPLOAD_ERROR_KEY):
+        st.error(f"Uploaded images: {links.markdown_text(state[UPLOAD_ERROR_KEY])}", icon=":material/error:")
+    upload = state.get(UPLOAD_KEY)
+    if upload is None:
+        return selection
+    try:
+        selection = with_upload(selection, upload)
+    except ValueError as err:
+        st.warning(f"{links.markdown_text(err)}. Probing the input chosen below instead.",
+                   icon=":material/photo_library:")
+        return selection
+    more = len(upload.names) - 4
+    shown = ", ".join(upload.names[:4]) + (f" and {more} more" if more > 0 else "")
+    st.caption(f"Probe batch: your {len(upload.names)} uploaded images ({links.markdown_text(shown)}).")
+    return selection
+
+
 def _share(page_name: str | None, url_path: str | None) -> None:
     with st.expander("Share this view", icon=":material/link:"):
         st.caption("The link holds every control and the page; copy it with the button on the right.")
@@ -152,6 +204,7 @@ def sidebar(page_name: str | None = None, url_path: str | None = None) -> Select
             st.error(f"{err}. Showing the last valid choice.", icon=":material/error:")
             selection = state.get(SELECTION_KEY) or build_selection(C.DEFAULTS)
         else:
+            selection = _uploaded(selection)
             state[SELECTION_KEY] = selection
         if not lecture:
             st.caption(cost_summary(selection.models, selection.probe))
