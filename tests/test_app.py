@@ -32,7 +32,8 @@ def open_app(page: str | None = None, **params) -> AppTest:
     if page == "pages/training.py":
         at.session_state["training_study"] = tiny_study()  # seconds, not the page's ten-network study
     if page == "pages/dynamics.py":
-        at.session_state.update(dynamics_norms=["batchnorm", "none"], dynamics_seeds=1)  # two runs
+        at.session_state["dynamics_norms"] = ["batchnorm", "none"]  # two runs, not the page's eight
+        at.session_state["dynamics_seeds"] = 1
     at.run()
     if page:
         at.switch_page(page).run()
