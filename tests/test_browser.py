@@ -174,18 +174,25 @@ def test_a_shared_link_restores_the_view_then_lecture_mode_steps_through_claims(
     assert (artifacts / "lecture-claim-2.png").stat().st_size > 10_000
 
 
+
+def play(page, state_js: str, wanted: int = 4) -> set:
+    """Press the first figure's Play; collect what ``state_js`` reads until ``wanted`` differ (or ~15 s)."""
+    seen = {page.evaluate(state_js)}
+    page.locator(".js-plotly-plot .updatemenu-button").first.click()  # ▶ Play
+    for _ in range(100):
+        page.wait_for_timeout(150)
+        seen.add(page.evaluate(state_js))
+        if len(seen) >= wanted:
+            break
+    return seen
+
+
 def test_rank_page_play_walks_the_cosine_matrices_through_the_depths(server, page, artifacts):
     page.goto(f"{server}/rank-collapse")
     page.get_by_role("heading", name="Property 2 · Rank collapse").wait_for(timeout=LOAD_MS)
     page.wait_for_function(f"() => ({HEATMAP_JS})() !== null", timeout=LOAD_MS)
     page.screenshot(path=artifacts / "rank-collapse.png")
-    seen = {page.evaluate(HEATMAP_JS)}
-    page.locator(".js-plotly-plot .updatemenu-button").first.click()  # ▶ Play
-    for _ in range(100):  # 8 frames of 450 ms: watch the matrix change as the depth advances
-        page.wait_for_timeout(150)
-        seen.add(page.evaluate(HEATMAP_JS))
-        if len(seen) >= 4:
-            break
+    seen = play(page, HEATMAP_JS)  # 8 frames of 450 ms: the matrix changes as the depth advances
     assert len(seen) >= 4, f"the heatmap showed only {len(seen)} different matrices while playing"
 
 
@@ -400,13 +407,7 @@ def test_training_dynamics_play_steps_the_figure_through_the_probed_steps(server
     wait_for_chart(page)
     _settled(page)
     page.screenshot(path=artifacts / "training-dynamics.png")
-    seen = {page.evaluate(FIRST_LINE_Y_JS)}
-    page.locator(".js-plotly-plot .updatemenu-button").first.click()  # ▶ Play
-    for _ in range(100):  # 7 frames of 450 ms: the variance per layer changes as training advances
-        page.wait_for_timeout(150)
-        seen.add(page.evaluate(FIRST_LINE_Y_JS))
-        if len(seen) >= 4:
-            break
+    seen = play(page, FIRST_LINE_Y_JS)  # 7 frames of 450 ms: the variance per layer changes with training
     assert len(seen) >= 4, f"the figure showed only {len(seen)} different steps while playing"
     active = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout.sliders[0].active")
     assert active >= 3, f"the step slider stands at frame {active} after playing"
