@@ -188,7 +188,11 @@ def play(page, state_js: str, wanted: int = 4) -> set:
 
 
 def test_rank_page_play_walks_the_cosine_matrices_through_the_depths(server, page, artifacts):
-    page.goto(f"{server}/rank-collapse")
+    # Through the navigation: a typed page path on a fresh server shows Streamlit's "Page not found"
+    # dialog over the right page, and the dialog makes the page inert.
+    page.goto(server)
+    wait_for_chart(page)
+    page.get_by_test_id("stSidebar").get_by_role("link", name="Rank collapse").click()
     page.get_by_role("heading", name="Property 2 · Rank collapse").wait_for(timeout=LOAD_MS)
     page.wait_for_function(f"() => ({HEATMAP_JS})() !== null", timeout=LOAD_MS)
     page.screenshot(path=artifacts / "rank-collapse.png")
