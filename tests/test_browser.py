@@ -124,13 +124,20 @@ def _sorted_json(names: set[str]) -> str:
     return "[" + ",".join(f'"{n}"' for n in sorted(names)) + "]"
 
 
-def test_changing_normalizer_and_depth_redraws_the_chart(server, page, artifacts):
+
+def open_variance_page(page, server: str):
+    """The variance page at the defaults, reached through the navigation; returns the sidebar."""
     page.goto(server)
     wait_for_chart(page)
     sidebar = page.get_by_test_id("stSidebar")
     sidebar.get_by_role("link", name="Variance growth").click()
     page.get_by_role("heading", name="Property 1 · Variance growth with depth").wait_for(timeout=LOAD_MS)
     wait_for_names(page, {"BatchNorm", "GroupNorm (G=4)", "No normalization"})
+    return sidebar
+
+
+def test_changing_normalizer_and_depth_redraws_the_chart(server, page, artifacts):
+    sidebar = open_variance_page(page, server)
 
     sidebar.get_by_role("button", name="Remove No normalization").click()
     wait_for_names(page, {"BatchNorm", "GroupNorm (G=4)"})
@@ -384,12 +391,7 @@ def _write_image(path: Path, seed: int) -> Path:
 
 
 def test_two_uploaded_images_become_the_batch_and_the_chart_redraws(server, page, artifacts, tmp_path):
-    page.goto(server)
-    wait_for_chart(page)
-    sidebar = page.get_by_test_id("stSidebar")
-    sidebar.get_by_role("link", name="Variance growth").click()
-    page.get_by_role("heading", name="Property 1 · Variance growth with depth").wait_for(timeout=LOAD_MS)
-    wait_for_names(page, {"BatchNorm", "GroupNorm (G=4)", "No normalization"})
+    sidebar = open_variance_page(page, server)
     _settled(page)
     before = page.evaluate(FIRST_LINE_Y_JS)
     sidebar.get_by_text("Inputs, batch and seeds").click()

@@ -7,19 +7,10 @@ No Streamlit here.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 
 from normlab import ModelConfig, ProbeConfig
 from normlab.budget import Limits, estimate_cost, predicted_seconds, server_limits
-
-_MEASURED: deque[tuple[float, float]] = deque(maxlen=64)  # (GFLOP, seconds) of recent probes here
-
-
-def record(gflop: float, seconds: float) -> None:
-    """Note one finished probe's compute and wall time (ui/cache.py reports each one it runs)."""
-    if gflop > 0 and seconds > 0:
-        _MEASURED.append((gflop, seconds))
 
 
 def _limits() -> Limits:
