@@ -1,8 +1,11 @@
 """Many users, one machine: a fair queue in front of the probes, and one computation per identical config.
 
-``compute(key, fn)`` runs ``fn`` in the caller's thread once one of K slots is free (K =
-NORMLAB_MAX_CONCURRENT); callers beyond K wait in arrival order and are told their place through
-``on_wait``, and one that waits longer than NORMLAB_QUEUE_TIMEOUT seconds gets ``QueueTimeout``.
+``compute(key, fn, memory_mb=m)`` runs ``fn`` in the caller's thread once one of K slots is free (K =
+NORMLAB_MAX_CONCURRENT) and its estimated memory fits beside the computations already running (their
+estimates together, with the process's base once, within NORMLAB_MAX_MEMORY_MB); callers that cannot
+start wait in arrival order and are told their place through ``on_wait``, and one that waits longer
+than NORMLAB_QUEUE_TIMEOUT seconds gets ``QueueTimeout``. A computation alone always fits: one larger
+than the limit is refused by the budget before it asks.
 Callers with an equal key while one is queued or running share its result instead of computing it
 again. Knows nothing of torch's models or of the UI; it only sets torch's thread count.
 
@@ -14,6 +17,8 @@ Environment variables:
     NORMLAB_TORCH_THREADS   torch threads per probe (default: the machine's CPUs / max concurrent;
                             1 to 1024)
     NORMLAB_HARD_SECONDS    a computation still running after this long is stopped (normlab.budget)
+    NORMLAB_MAX_MEMORY_MB   the process's memory, which the running computations' estimates share
+                            (normlab.budget)
 
 Each is checked when the gate is made (at the server's first request), and a value out of range is a
 ValueError naming the variable and the allowed range.
@@ -30,7 +35,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from normlab.budget import ENV_VARS, server_limits, time_limit
+from normlab.budget import BASE_MEMORY_MB, ENV_VARS, server_limits, time_limit
 
 T = TypeVar("T")
 
@@ -94,10 +99,11 @@ class _Flight:
 
 
 class _Ticket:
-    __slots__ = ("granted",)
+    __slots__ = ("granted", "memory_mb")
 
-    def __init__(self) -> None:
+    def __init__(self, memory_mb: float = 0.0) -> None:
         self.granted = False
+        self.memory_mb = memory_mb  # reserved while it runs: its estimate less the process's base
 
 
 class Gate:
@@ -111,10 +117,14 @@ class Gate:
         queue_timeout: seconds a caller may wait for a slot before ``QueueTimeout`` (inf: no limit).
         hard_seconds: a computation running longer is stopped (``normlab.budget.ComputeTimeout``,
             raised in its own thread between layers); None: never.
+        memory_mb: the process's memory limit in MiB that running computations share; None: none.
+        base_mb: the process's own memory, counted once (each estimate passed to ``compute``
+            includes it, as ``normlab.budget``'s do).
     """
 
     def __init__(self, max_concurrent: int = DEFAULT_MAX_CONCURRENT,
-                 queue_timeout: float = DEFAULT_QUEUE_TIMEOUT, hard_seconds: float | None = None) -> None:
+                 queue_timeout: float = DEFAULT_QUEUE_TIMEOUT, hard_seconds: float | None = None,
+                 memory_mb: float | None = None, base_mb: float = BASE_MEMORY_MB) -> None:
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
             raise ValueError(f"max_concurrent must be a whole number >= 1; got {max_concurrent!r}")
         if isinstance(queue_timeout, bool) or not (isinstance(queue_timeout, (int, float))
@@ -124,15 +134,22 @@ class Gate:
                 isinstance(hard_seconds, (int, float)) and hard_seconds > 0)):
             raise ValueError(f"hard_seconds must be a positive number of seconds or None; "
                              f"got {hard_seconds!r}")
+        if memory_mb is not None and (isinstance(memory_mb, bool) or not (
+                isinstance(memory_mb, (int, float)) and memory_mb > 0)):
+            raise ValueError(f"memory_mb must be a positive number of MiB or None; got {memory_mb!r}")
         self.max_concurrent = max_concurrent
         self.queue_timeout = float(queue_timeout)
+        self.memory_mb = None if memory_mb is None or math.isinf(memory_mb) else float(memory_mb)
+        self.base_mb = float(base_mb)
         self.hard_seconds = None if hard_seconds is None or math.isinf(hard_seconds) else float(hard_seconds)
         self._cond = threading.Condition()
         self._running = 0
+        self._reserved = 0.0  # MiB the running computations' estimates hold, the base not included
         self._queue: list[_Ticket] = []  # FIFO of callers waiting for a slot
         self._flights: dict[Hashable, _Flight] = {}
         self.peak_running = 0  # most computations ever holding a slot at once (for tests and reports)
         self.computed = 0  # computations started
+        self.peak_reserved_mb = 0.0  # most memory ever reserved at once, the base included
 
     @property
     def running(self) -> int:
@@ -145,12 +162,14 @@ class Gate:
             return len(self._queue)
 
     def compute(self, key: Hashable, fn: Callable[[], T],
-                on_wait: Callable[[QueueStatus], None] | None = None) -> T:
+                on_wait: Callable[[QueueStatus], None] | None = None, memory_mb: float = 0.0) -> T:
         """Run ``fn()`` under the gate, or share the result of an equal ``key`` already in flight.
 
         Args:
             key: hashable identity of the computation, e.g. ``("probe", model_config, probe_config)``.
             fn: the computation; runs in the calling thread.
+            memory_mb: its estimated peak memory, the process's base included (``Cost.memory_mb``);
+                it starts only when that fits beside the running ones within the gate's limit.
             on_wait: called from the calling thread with a ``QueueStatus`` while the caller waits
                 (on every change of place, and every quarter second), and once with state "running"
                 when its own computation starts. Exceptions it raises propagate and leave the queue.
@@ -166,7 +185,7 @@ class Gate:
                 if leader:
                     flight = self._flights[key] = _Flight()
             if leader:
-                return self._lead(key, flight, fn, on_wait)
+                return self._lead(key, flight, fn, on_wait, memory_mb)
             self._follow(flight, on_wait)
             if not flight.abandoned:
                 if flight.error is not None:
@@ -174,9 +193,10 @@ class Gate:
                 return flight.result
             # the leader went away without a result: try again, perhaps as the new leader
 
-    def _lead(self, key, flight: _Flight, fn, on_wait):
+    def _lead(self, key, flight: _Flight, fn, on_wait, memory_mb: float):
+        ticket = _Ticket(max(0.0, float(memory_mb) - self.base_mb))
         try:
-            self._acquire(flight, on_wait)
+            self._acquire(flight, ticket, on_wait)
             try:
                 if on_wait is not None:
                     with self._cond:
@@ -187,7 +207,7 @@ class Gate:
                 with stop:
                     flight.result = fn()
             finally:
-                self._release()
+                self._release(ticket)
         except Exception as err:
             flight.error = err
             raise
@@ -215,12 +235,11 @@ class Gate:
                 on_wait(status)
                 last = status
 
-    def _acquire(self, flight: _Flight, on_wait) -> None:
+    def _acquire(self, flight: _Flight, ticket: _Ticket, on_wait) -> None:
         start = time.monotonic()
         deadline = start + self.queue_timeout
-        ticket = _Ticket()
         with self._cond:
-            if self._running < self.max_concurrent and not self._queue:
+            if not self._queue and self._fits(ticket):
                 self._take(ticket)
                 return
             self._queue.append(ticket)
@@ -236,10 +255,12 @@ class Gate:
                         self._queue.remove(ticket)
                         self._cond.notify_all()  # the places behind this one moved up
                         waiting, running = len(self._queue), self._running
+                        memory = ("" if self.memory_mb is None else
+                                  f" and {self.memory_mb:,.0f} MiB of memory")
                         raise QueueTimeout(
                             f"the server is busy: waited {now - start:.0f} s for one of "
-                            f"{self.max_concurrent} compute slots ({running} computing, {waiting} more "
-                            f"waiting). Try again in a minute, or ask for a smaller config."
+                            f"{self.max_concurrent} compute slots{memory} ({running} computing, "
+                            f"{waiting} more waiting). Try again in a minute, or ask for a smaller config."
                         )
                     status = self._status("queued", self._queue.index(ticket) + 1, now - start)
                     if on_wait is None:
@@ -254,8 +275,7 @@ class Gate:
         except BaseException:
             with self._cond:
                 if ticket.granted:  # granted just as the caller left: hand the slot on
-                    self._running -= 1
-                    self._grant()
+                    self._free(ticket)
                 elif ticket in self._queue:
                     self._queue.remove(ticket)
                     self._cond.notify_all()
@@ -263,23 +283,40 @@ class Gate:
         finally:
             flight.ticket = None
 
+    def _fits(self, ticket: _Ticket) -> bool:
+        """A slot is free and the ticket's memory fits beside the running ones (alone it always does).
+        Caller holds the lock."""
+        if self._running >= self.max_concurrent:
+            return False
+        if self.memory_mb is None or self._running == 0:
+            return True
+        return self.base_mb + self._reserved + ticket.memory_mb <= self.memory_mb
+
     def _take(self, ticket: _Ticket) -> None:
         ticket.granted = True
         self._running += 1
+        self._reserved += ticket.memory_mb
         self.computed += 1
         self.peak_running = max(self.peak_running, self._running)
+        self.peak_reserved_mb = max(self.peak_reserved_mb, self.base_mb + self._reserved)
 
     def _grant(self) -> None:
-        """Give free slots to the front of the queue, in order. Caller holds the lock."""
-        while self._queue and self._running < self.max_concurrent:
+        """Start the front of the queue while it fits, in order: a large request at the front is not
+        overtaken (it would otherwise wait for ever behind small ones). Caller holds the lock."""
+        while self._queue and self._fits(self._queue[0]):
             self._take(self._queue.pop(0))
         self._cond.notify_all()
 
-    def _release(self) -> None:
+    def _free(self, ticket: _Ticket) -> None:
+        """Give back a granted ticket's slot and memory and start whoever now fits. Caller holds the lock."""
+        self._running -= 1
+        self._reserved = max(0.0, self._reserved - ticket.memory_mb) if self._running else 0.0
+        assert self._running >= 0, "released more slots than were taken"
+        self._grant()
+
+    def _release(self, ticket: _Ticket) -> None:
         with self._cond:
-            self._running -= 1
-            assert self._running >= 0, "released more slots than were taken"
-            self._grant()
+            self._free(ticket)
 
     def _status(self, state: str, position: int, waited: float) -> QueueStatus:
         """A snapshot of the queue; caller holds the lock. Whole seconds, so a waiting caller's
@@ -329,13 +366,16 @@ def torch_threads(max_concurrent: int, environ: Mapping[str, str] | None = None)
 
 
 def gate_from_env(environ: Mapping[str, str] | None = None) -> Gate:
-    """A Gate with K, the queue timeout and the hard stop from NORMLAB_MAX_CONCURRENT,
-    NORMLAB_QUEUE_TIMEOUT and NORMLAB_HARD_SECONDS (the server's limit, default in normlab.budget)."""
+    """A Gate with K, the queue timeout, the hard stop and the shared memory from NORMLAB_MAX_CONCURRENT,
+    NORMLAB_QUEUE_TIMEOUT, NORMLAB_HARD_SECONDS and NORMLAB_MAX_MEMORY_MB (the server's limits, defaults
+    in normlab.budget)."""
     environ = os.environ if environ is None else environ
+    limits = server_limits(environ)
     return Gate(
         env_number(environ, "NORMLAB_MAX_CONCURRENT", int, DEFAULT_MAX_CONCURRENT, MAX_SLOTS),
         env_number(environ, "NORMLAB_QUEUE_TIMEOUT", float, DEFAULT_QUEUE_TIMEOUT, MAX_QUEUE_TIMEOUT),
-        server_limits(environ).hard_seconds,
+        limits.hard_seconds,
+        limits.max_memory_mb,
     )
 
 
@@ -357,6 +397,6 @@ def default_gate() -> Gate:
 
 
 def compute(key: Hashable, fn: Callable[[], T],
-            on_wait: Callable[[QueueStatus], None] | None = None) -> T:
-    """``default_gate().compute(key, fn, on_wait)``: see ``Gate.compute``."""
-    return default_gate().compute(key, fn, on_wait)
+            on_wait: Callable[[QueueStatus], None] | None = None, memory_mb: float = 0.0) -> T:
+    """``default_gate().compute(key, fn, on_wait, memory_mb)``: see ``Gate.compute``."""
+    return default_gate().compute(key, fn, on_wait, memory_mb)

@@ -333,3 +333,90 @@ def test_a_huge_queue_timeout_lets_a_caller_without_on_wait_wait_without_error()
 def test_the_gate_takes_its_hard_stop_from_the_server_limits():
     assert gate_from_env({}).hard_seconds == 240.0
     assert gate_from_env({"NORMLAB_HARD_SECONDS": "9"}).hard_seconds == 9.0
+
+
+class MemoryHolder:
+    """A computation with an estimated memory that holds its slot until released."""
+
+    def __init__(self, gate: Gate, key, memory_mb: float, started: list) -> None:
+        self.release = threading.Event()
+
+        def work():
+            started.append(key)
+            self.release.wait(10)
+            return key
+
+        self.thread = _start(gate.compute, key, work, None, memory_mb)
+
+
+def test_a_computation_starts_only_when_its_memory_fits_beside_the_running_ones():
+    # 1,000 MiB for the process, 100 of it its base: 500 + 400 fit together, a further 100 does not
+    gate = Gate(max_concurrent=4, queue_timeout=30, memory_mb=1000, base_mb=100)
+    started: list = []
+    a = MemoryHolder(gate, "a", 600, started)
+    _wait_until(lambda: started == ["a"])
+    b = MemoryHolder(gate, "b", 500, started)
+    _wait_until(lambda: started == ["a", "b"])
+    c = MemoryHolder(gate, "c", 200, started)
+    _wait_until(lambda: gate.waiting == 1)
+    time.sleep(0.1)
+    assert started == ["a", "b"] and gate.running == 2  # a slot is free, the memory is not
+    a.release.set()
+    _wait_until(lambda: started == ["a", "b", "c"])
+    assert gate.peak_reserved_mb == 1000
+    b.release.set()
+    c.release.set()
+    for holder in (a, b, c):
+        holder.thread.join(5)
+    assert gate.running == 0 and gate.waiting == 0 and gate._reserved == 0
+
+
+def test_a_large_request_at_the_front_is_not_overtaken_by_small_ones():
+    gate = Gate(max_concurrent=4, queue_timeout=30, memory_mb=1000, base_mb=100)
+    started: list = []
+    a = MemoryHolder(gate, "a", 500, started)
+    _wait_until(lambda: started == ["a"])
+    big = MemoryHolder(gate, "big", 900, started)  # needs the memory a holds
+    _wait_until(lambda: gate.waiting == 1)
+    small = MemoryHolder(gate, "small", 150, started)  # would fit now, but arrived later
+    _wait_until(lambda: gate.waiting == 2)
+    time.sleep(0.1)
+    assert started == ["a"]
+    a.release.set()
+    _wait_until(lambda: len(started) == 3)
+    assert started == ["a", "big", "small"]  # in arrival order: 100 + 800 + 50 fit together
+    big.release.set()
+    small.release.set()
+    for holder in (a, big, small):
+        holder.thread.join(5)
+
+
+def test_a_computation_larger_than_the_limit_still_runs_alone():
+    gate = Gate(max_concurrent=2, queue_timeout=30, memory_mb=500, base_mb=100)
+    assert gate.compute("huge", lambda: "ran", memory_mb=5000) == "ran"  # the budget refuses these first
+
+
+def test_the_gate_shares_the_servers_memory_limit():
+    assert gate_from_env({}).memory_mb == 2048.0
+    assert gate_from_env({"NORMLAB_MAX_MEMORY_MB": "3000"}).memory_mb == 3000.0
+    with pytest.raises(ValueError, match="memory_mb"):
+        Gate(2, 10, memory_mb=-1)
+
+
+def test_the_dashboards_computations_reserve_their_estimated_memory(monkeypatch):
+    import ui.cache
+    from normlab import ModelConfig, ProbeConfig
+    from normlab.budget import estimate_cost
+
+    asked = []
+
+    def fake_compute(key, fn, on_wait=None, memory_mb=0.0):
+        asked.append(memory_mb)
+        return fn()
+
+    monkeypatch.setattr(ui.cache, "compute", fake_compute)
+    ui.cache.clear()
+    model = ModelConfig(arch="mlp", depth=3, width=16, norm="batchnorm")
+    probe_config = ProbeConfig(batch_size=8, seeds=1, image_size=4)
+    ui.cache.probe(model, probe_config)
+    assert asked == [estimate_cost(model, probe_config).memory_mb] and asked[0] > 0

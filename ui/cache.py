@@ -25,7 +25,7 @@ import pandas as pd
 import streamlit as st
 
 from normlab import ModelConfig, ProbeConfig, run_probes
-from normlab.budget import check_many, check_sweep, check_training, server_limits
+from normlab.budget import check_many, check_sweep, check_training, estimate_cost, server_limits
 from normlab.config import UPLOAD_INPUT
 from normlab.probes import probe_detail as detail_pass
 from normlab.probes import vary
@@ -85,10 +85,10 @@ def clear() -> None:
     memory.clear()
 
 
-def _compute(kind: str, key: str, fn: Callable, on_wait: OnWait | None):
-    """``fn`` through the gate (which stops it at the hard limit), once for every session asking for the
-    same record at the same time."""
-    return compute((kind, key), fn, on_wait=on_wait)
+def _compute(kind: str, key: str, fn: Callable, on_wait: OnWait | None, memory_mb: float):
+    """``fn`` through the gate (which stops it at the hard limit and starts it only when its estimated
+    memory fits beside the running ones), once for every session asking for the same record at once."""
+    return compute((kind, key), fn, on_wait=on_wait, memory_mb=memory_mb)
 
 
 # --- Probes and sweeps ------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ def probe(model: ModelConfig, probe_config: ProbeConfig, on_wait: OnWait | None 
         save_probe(store, model, probe_config, result)
         return result
 
-    frame = _compute(PROBE, key, run, on_wait)
+    frame = _compute(PROBE, key, run, on_wait, estimate_cost(model, probe_config).memory_mb)
     memory.put((PROBE, key), frame)
     return frame.copy()
 
@@ -206,8 +206,9 @@ def probe_detail(model: ModelConfig, probe_config: ProbeConfig, on_wait: OnWait 
     key = (DETAIL, probe_key(model, probe_config))
     detail = memory.get(key)
     if detail is None:
-        check_many([(model, dataclasses.replace(probe_config, seeds=1))], server_limits())  # one pass
-        detail = _compute(DETAIL, key[1], lambda: detail_pass(model, probe_config), on_wait)
+        one_pass = dataclasses.replace(probe_config, seeds=1)
+        (cost,) = check_many([(model, one_pass)], server_limits())
+        detail = _compute(DETAIL, key[1], lambda: detail_pass(model, probe_config), on_wait, cost.memory_mb)
         memory.put(key, detail)
     return detail
 
@@ -249,7 +250,8 @@ def train(model: ModelConfig, train_config: TrainConfig, on_wait: OnWait | None 
         save_training(default_store(), out)
         return out
 
-    result = _compute(TRAIN, key, run, on_wait)
+    cost = check_training(model, train_config, server_limits())  # admitted already: its estimate
+    result = _compute(TRAIN, key, run, on_wait, cost.memory_mb)
     memory.put((TRAIN, key), result)
     return result
 
