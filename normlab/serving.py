@@ -7,7 +7,8 @@ start wait in arrival order and are told their place through ``on_wait``, and on
 than NORMLAB_QUEUE_TIMEOUT seconds gets ``QueueTimeout``. A computation alone always fits: one larger
 than the limit is refused by the budget before it asks.
 Callers with an equal key while one is queued or running share its result instead of computing it
-again. Knows nothing of torch's models or of the UI; it only sets torch's thread count.
+again. Knows nothing of torch's models or of the UI; it only sets torch's thread count and how the C
+allocator hands memory back (``tune_allocator``).
 
 Environment variables:
 
@@ -26,6 +27,7 @@ ValueError naming the variable and the allowed range.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import threading
@@ -150,6 +152,7 @@ class Gate:
         self.peak_running = 0  # most computations ever holding a slot at once (for tests and reports)
         self.computed = 0  # computations started
         self.peak_reserved_mb = 0.0  # most memory ever reserved at once, the base included
+        self.after: Callable[[], None] | None = None  # called after each computation (release_memory)
 
     @property
     def running(self) -> int:
@@ -208,6 +211,8 @@ class Gate:
                     flight.result = fn()
             finally:
                 self._release(ticket)
+                if self.after is not None:
+                    self.after()
         except Exception as err:
             flight.error = err
             raise
@@ -379,6 +384,41 @@ def gate_from_env(environ: Mapping[str, str] | None = None) -> Gate:
     )
 
 
+# Without these, a server whose computations run in many threads keeps what they freed: glibc gives each
+# thread's allocations their own arena and raises its mmap threshold after every large free, so the
+# next tensors land in arenas that never shrink. Measured here, 12 probes of ResNets 2 at a time in
+# threads peaked at 3,031 MiB resident and ended at 2,354; with both, at 1,221 and 329.
+_MMAP_THRESHOLD = 1 << 20  # bytes: every allocation this large is its own mapping, unmapped when freed
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+_libc = None
+
+
+def _glibc():
+    """The C library when it is glibc (mallopt and malloc_trim), else None."""
+    global _libc
+    if _libc is None:
+        try:
+            lib = ctypes.CDLL(None)
+            _libc = lib if hasattr(lib, "malloc_trim") and hasattr(lib, "mallopt") else False
+        except OSError:
+            _libc = False
+    return _libc or None
+
+
+def tune_allocator() -> bool:
+    """Fix glibc's mmap threshold at 1 MiB, so large tensors go back to the system when freed.
+    False (and nothing changed) on another C library."""
+    lib = _glibc()
+    return bool(lib is not None and lib.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
+
+
+def release_memory() -> None:
+    """Hand the allocator's free memory back to the system (glibc's malloc_trim); elsewhere nothing."""
+    lib = _glibc()
+    if lib is not None:
+        lib.malloc_trim(0)
+
+
 _default_gate: Gate | None = None
 _default_lock = threading.Lock()
 
@@ -392,6 +432,8 @@ def default_gate() -> Gate:
             import torch  # here, not at the top: the queue itself needs no torch
 
             torch.set_num_threads(torch_threads(gate.max_concurrent))
+            tune_allocator()
+            gate.after = release_memory
             _default_gate = gate
         return _default_gate
 
