@@ -12,7 +12,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import links
+from ui import i18n, links
+from ui.i18n import N_, _
 from ui.lecture import lecture_mode
 from ui.sidebar import sidebar
 
@@ -32,25 +33,27 @@ class PageSpec:
 # address is its URL path, whether typed, clicked or shared (with st.navigation, Streamlit no longer
 # registers the files of pages/ on their own).
 PAGES = (
-    PageSpec("pages/overview.py", "Overview", ":material/dashboard:", "home", default=True),
-    PageSpec("pages/variance.py", "Variance growth", ":material/trending_up:", "variance-growth"),
-    PageSpec("pages/rank.py", "Rank collapse", ":material/compress:", "rank-collapse"),
-    PageSpec("pages/gradients.py", "Gradients", ":material/swap_vert:", "gradient-explosion"),
-    PageSpec("pages/groups.py", "Group-size trade-off", ":material/tune:", "group-size"),
-    PageSpec("pages/claims.py", "Paper claims", ":material/fact_check:", "paper-claims"),
-    PageSpec("pages/training.py", "Training speed", ":material/school:", "training-speed"),
-    PageSpec("pages/dynamics.py", "Training dynamics", ":material/animation:", "training-dynamics"),
-    PageSpec("pages/explorer.py", "Sweep explorer", ":material/travel_explore:", "sweep-explorer"),
+    PageSpec("pages/overview.py", N_("Overview"), ":material/dashboard:", "home", default=True),
+    PageSpec("pages/variance.py", N_("Variance growth"), ":material/trending_up:", "variance-growth"),
+    PageSpec("pages/rank.py", N_("Rank collapse"), ":material/compress:", "rank-collapse"),
+    PageSpec("pages/gradients.py", N_("Gradients"), ":material/swap_vert:", "gradient-explosion"),
+    PageSpec("pages/groups.py", N_("Group-size trade-off"), ":material/tune:", "group-size"),
+    PageSpec("pages/claims.py", N_("Paper claims"), ":material/fact_check:", "paper-claims"),
+    PageSpec("pages/training.py", N_("Training speed"), ":material/school:", "training-speed"),
+    PageSpec("pages/dynamics.py", N_("Training dynamics"), ":material/animation:", "training-dynamics"),
+    PageSpec("pages/explorer.py", N_("Sweep explorer"), ":material/travel_explore:", "sweep-explorer"),
 )
 # A file shipped with the app, served by this server: a viewer's browser contacts no other host.
 ICON = Path(__file__).parent / "ui" / "static" / "favicon.png"
 
-st.set_page_config(page_title="normlab: normalization at initialization", page_icon=str(ICON), layout="wide")
-page = st.navigation([
-    st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path, default=p.default) for p in PAGES
-])
-spec = next(p for p in PAGES if p.title == page.title)
 asked = links.restore_once()  # an old link's ?page=...: honoured once, then the path names the page
+i18n.start_session()  # the link's language, else the browser's: before any string is shown
+st.set_page_config(page_title=_("normlab: normalization at initialization"), page_icon=str(ICON),
+                   layout="wide")
+page = st.navigation([
+    st.Page(p.path, title=_(p.title), icon=p.icon, url_path=p.url_path, default=p.default) for p in PAGES
+])
+spec = {_(p.title): p for p in PAGES}[page.title]
 if asked and asked != spec.url_path:
     target = next((p for p in PAGES if p.url_path == asked), None)
     if target is not None:
@@ -64,5 +67,5 @@ try:
     page.run()
 except Exception:  # a fault no page anticipated: logged with its traceback, shown as words, never the box
     logging.getLogger("normlab.app").exception("page %s failed", spec.url_path)
-    st.error("This view failed on the server (the details are in its log). Reload the page, or change the "
-             "choice in the sidebar.", icon=":material/error:")
+    st.error(_("This view failed on the server (the details are in its log). Reload the page, or change "
+               "the choice in the sidebar."), icon=":material/error:")

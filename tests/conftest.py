@@ -4,6 +4,7 @@ dashboard charts, and a toy normalizer registered for the length of one test."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import math
@@ -140,3 +141,41 @@ def toy_normalizer():
     finally:
         norms.NORMALIZERS.pop(TOY, None)
         catalog.unregister(TOY)
+
+
+# --- The dashboard under AppTest ---------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "app.py"
+TIMEOUT = 300  # seconds per run: a fresh claims page probes a few dozen small networks
+
+
+def registered_pages() -> list[str]:
+    """The page files app.py puts in its navigation (the first argument of every PageSpec)."""
+    tree = ast.parse(APP.read_text())
+    return [node.args[0].value for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "PageSpec"]
+
+
+def open_app(page: str | None = None, **params) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update(params)
+    if page == "pages/training.py":
+        at.session_state["training_study"] = tiny_study()  # seconds, not the page's ten-network study
+    if page == "pages/dynamics.py":
+        at.session_state["dynamics_norms"] = ["batchnorm", "none"]  # two runs, not the page's eight
+        at.session_state["dynamics_seeds"] = 1
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def tiny_study():
+    """A two-run study, so a test trains in seconds."""
+    from normlab.training import StudyConfig, TrainConfig
+
+    return StudyConfig(archs=("cnn",), norms=("batchnorm", "layernorm"), groups=(4,), seeds=1, width=8,
+                       cnn_depth=2, train=TrainConfig(steps=20, image_size=8, batch_size=16, probe_after=5,
+                                                      eval_every=10), k_steps=10, n_boot=50)

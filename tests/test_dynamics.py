@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import charts
+from conftest import APP, TIMEOUT, charts
 from streamlit.testing.v1 import AppTest
-from test_app import APP, TIMEOUT
 
 import ui.cache
 

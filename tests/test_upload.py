@@ -6,10 +6,9 @@ import io
 
 import numpy as np
 import pytest
-from conftest import charts
+from conftest import APP, TIMEOUT, charts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-from test_app import APP, TIMEOUT
 
 import ui.cache
 from normlab import ModelConfig, ProbeConfig, run_probes

@@ -52,7 +52,7 @@ class Claim:
 
     def control_values(self, variant: dict | None = None) -> dict:
         """Every control's value for this claim (defaults where the claim says nothing)."""
-        own = ("lecture", "claim")  # the viewer's mode and place in the step-through stay as they are
+        own = ("lang", "lecture", "claim")  # the viewer's language, mode and place in the step-through stay
         sidebar = {c.key: c.default for c in C.CONTROLS if c.page is None and c.key not in own}
         return {**sidebar, **self.values, **(variant or {})}
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from normlab import INPUTS, NORM_NAMES, PRESETS, ModelConfig
 from normlab.config import DEFAULT_DEPTH, DEFAULT_WIDTH, common_divisors
+from ui.i18n import DEFAULT as DEFAULT_LANG
+from ui.i18n import LANGUAGES
 
 # The network menu: the three families with free sizes, then the paper's presets with fixed sizes.
 NETS = ("resnet", "cnn", "mlp", *PRESETS)
@@ -72,6 +74,7 @@ CONTROLS: tuple[Control, ...] = (
     Control("seed", 0, "int", low=0, high=MAX_SEED),
     Control("device", "auto", "choice", ("auto", "cpu", "cuda", "mps")),
     Control("rank_tol", 1e-3, "float", RANK_TOLS),
+    Control("lang", DEFAULT_LANG, "choice", LANGUAGES),
     Control("lecture", False, "bool"),
     Control("claim", 0, "int", low=0, high=99),
     # Plot-only options of the pages: they never enter an engine call, so changing them only redraws.

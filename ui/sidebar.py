@@ -13,8 +13,9 @@ from normlab import NORM_NAMES, NORMALIZERS, PRESETS, available_devices
 from normlab.config import DEFAULT_DEPTH, DEFAULT_WIDTH
 from normlab.data import MAX_UPLOAD_BYTES, MAX_UPLOADS, register_upload
 from ui import controls as C
-from ui import links
+from ui import i18n, links
 from ui.cost import cost_summary
+from ui.i18n import LANGUAGE_NAMES, LANGUAGES, _
 from ui.selection import Selection, build_selection, is_resnet, with_upload
 
 SELECTION_KEY = "_selection"  # the last valid Selection, read by the pages
@@ -188,6 +189,8 @@ def sidebar(page_name: str | None = None, url_path: str | None = None) -> Select
     links.init_state()
     with st.sidebar:
         links.show_notices()
+        st.segmented_control(_("Language"), LANGUAGES, key=i18n.KEY, required=True, persist_state=KEEP,
+                             format_func=LANGUAGE_NAMES.get)
         lecture = st.toggle("Lecture mode", key="lecture", persist_state=KEEP,
                             help="Hides the probe plumbing, enlarges type and plots, steps through the "
                                  "claims.")
