@@ -24,6 +24,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# A font with Hangul, for the Korean dashboard's figures and their PNG/SVG exports (kaleido renders with
+# the server's fonts; ui/figures.py names NanumGothic among its fallbacks).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends fonts-nanum \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, so that a code change does not reinstall them. torch comes from the chosen index
 # alone, held to the version range in requirements.txt; the rest of requirements.txt then finds it
 # installed.
@@ -46,4 +53,6 @@ USER 1000:1000
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4); sys.exit(r.read() != b'ok')"]
-ENTRYPOINT ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0", "--server.headless=true"]
+# The launcher runs `streamlit run app.py` headless and warms it (ui/server.py), so a visitor's first
+# typed page path opens that page; it stops the server on docker stop.
+ENTRYPOINT ["python", "-m", "ui.server", "--address", "0.0.0.0", "--port", "8501"]

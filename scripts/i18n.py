@@ -3,6 +3,7 @@
     .venv/bin/python scripts/i18n.py            # extract + update + compile (after changing strings)
     .venv/bin/python scripts/i18n.py compile    # only compile the .po files into the .mo that gettext reads
     .venv/bin/python scripts/i18n.py check      # exit 1 when a string is missing, untranslated or stale
+    .venv/bin/python scripts/i18n.py merge ko FILE.po ...   # take a translator's entries into ko, compile
 
 The template is ui/locale/normlab.pot; each language's catalog ui/locale/<lang>/LC_MESSAGES/normlab.po
 (the file a translator edits) and its compiled normlab.mo (committed, so a fresh clone runs as is).
@@ -105,6 +106,32 @@ def catalog_problems() -> list[str]:
     return problems
 
 
+def merge(lang: str, fragments: list[str]) -> int:
+    """Copy the translated entries of ``fragments`` (PO files, e.g. a translator's partial file) into
+    ``lang``'s catalog where its msgid is wanted, then compile. Later fragments win."""
+    from babel.messages.pofile import read_po as babel_read_po
+    from babel.messages.pofile import write_po
+
+    catalog = read_po(lang)
+    taken = 0
+    for path in fragments:
+        with open(path, "rb") as f:
+            part = babel_read_po(f, locale=lang)
+        for message in part:
+            if not message.id or not message.string or message.fuzzy:
+                continue
+            target = catalog.get(message.id)
+            if target is not None:
+                target.string = message.string
+                target.flags.discard("fuzzy")
+                taken += 1
+    with open(LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po", "wb") as f:
+        write_po(f, catalog, width=100, sort_output=True, omit_header=False)
+    print(f"merged {taken} entries into {lang}")
+    compile_all()
+    return 0
+
+
 def check() -> int:
     """Problems with the catalogs, printed; 0 when every language is complete and compiled."""
     problems = catalog_problems()
@@ -117,6 +144,11 @@ def main(argv: list[str]) -> int:
     step = argv[0] if argv else "all"
     if step == "check":
         return check()
+    if step == "merge":
+        if len(argv) < 3:
+            print("i18n: merge needs a language and at least one PO file")
+            return 2
+        return merge(argv[1], argv[2:])
     if step not in ("all", "extract", "update", "compile"):
         print(f"i18n: unknown step {step!r}; use extract, update, compile, check or nothing (all)")
         return 2

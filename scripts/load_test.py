@@ -39,7 +39,7 @@ from urllib.parse import urlencode, urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository root holds scripts/
-from scripts.server import free_port, health, start_server, stop_server, wait_healthy  # noqa: E402
+from ui.server import free_port, health, start_server, stop_server, wait_healthy  # noqa: E402
 
 MAX_SESSIONS = 64
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

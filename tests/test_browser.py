@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.server import free_port, start_server, stop_server, wait_healthy
+from ui.server import free_port, start_server, stop_server, wait_healthy
 
 pytestmark = pytest.mark.browser
 
@@ -126,11 +126,9 @@ def _sorted_json(names: set[str]) -> str:
 
 
 def open_variance_page(page, server: str):
-    """The variance page at the defaults, reached through the navigation; returns the sidebar."""
-    page.goto(server)
-    wait_for_chart(page)
+    """The variance page at the defaults, by its typed path; returns the sidebar."""
+    page.goto(f"{server}/variance-growth")
     sidebar = page.get_by_test_id("stSidebar")
-    sidebar.get_by_role("link", name="Variance growth").click()
     page.get_by_role("heading", name="Property 1 · Variance growth with depth").wait_for(timeout=LOAD_MS)
     wait_for_names(page, {"BatchNorm", "GroupNorm (G=4)", "No normalization"})
     return sidebar
@@ -195,12 +193,11 @@ def play(page, state_js: str, wanted: int = 4) -> set:
 
 
 def test_rank_page_play_walks_the_cosine_matrices_through_the_depths(server, page, artifacts):
-    # Through the navigation: a typed page path on a fresh server shows Streamlit's "Page not found"
-    # dialog over the right page, and the dialog makes the page inert.
-    page.goto(server)
-    wait_for_chart(page)
-    page.get_by_test_id("stSidebar").get_by_role("link", name="Rank collapse").click()
+    # Typed: the first request of this browser to the server is the page's own path (the launcher's
+    # warm-up keeps Streamlit's "Page not found" dialog away from it).
+    page.goto(f"{server}/rank-collapse")
     page.get_by_role("heading", name="Property 2 · Rank collapse").wait_for(timeout=LOAD_MS)
+    assert page.get_by_text("Page not found").count() == 0
     page.wait_for_function(f"() => ({HEATMAP_JS})() !== null", timeout=LOAD_MS)
     page.screenshot(path=artifacts / "rank-collapse.png")
     seen = play(page, HEATMAP_JS)  # 8 frames of 450 ms: the matrix changes as the depth advances
