@@ -39,11 +39,9 @@ from urllib.parse import urlencode, urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository root holds scripts/
-from ui.server import free_port, health, start_server, stop_server, wait_healthy  # noqa: E402
+from ui.server import CHROMIUM_ARGS, free_port, health, start_server, stop_server, wait_healthy  # noqa: E402
 
 MAX_SESSIONS = 64
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # The normalizers cycled through the sessions: one network each, so sessions differ in cost a little.
 NORMS = ("batchnorm", "groupnorm", "layernorm", "none", "instancenorm", "frn", "evonorm_s0", "sws")
 # What the page shows when it is done: its chart, an error (budget, queue timeout) or an exception.

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from ui.server import free_port, start_server, stop_server, wait_healthy
+from ui.server import CHROMIUM_ARGS, free_port, start_server, stop_server, wait_healthy
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # A cold start imports torch and probes three networks on a shared CPU; later redraws take about a second.
 LOAD_MS = 180_000
 REDRAW_MS = 120_000

@@ -13,7 +13,6 @@ import pytest
 from normlab import ModelConfig, ProbeConfig, run_probes
 from normlab.store import ResultStore, record_key
 from normlab.training import final_metric
-from ui.server import free_port, start_server, stop_server, wait_healthy
 from tests.test_app import charts, open_app
 from tests.test_browser import (  # noqa: F401 (fixtures: browser, chromium_path, page, artifacts)
     CHART_X_JS,
@@ -28,6 +27,7 @@ from tests.test_browser import (  # noqa: F401 (fixtures: browser, chromium_path
 )
 from ui import explorer
 from ui.figures import norm_color
+from ui.server import free_port, start_server, stop_server, wait_healthy
 
 PAGE = "pages/explorer.py"
 

@@ -23,6 +23,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository (or the image's /app): app.py is here
+# How the tests, benchmarks and scripts start Debian's Chromium: no sandbox (containers), no GPU, no QUIC
+# and nothing that calls out (updates, sync, background networking).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def free_port() -> int:
