@@ -10,44 +10,46 @@ import streamlit as st
 
 from ui import measures, views
 from ui.claims import CLAIMS
+from ui.i18n import _
 from ui.lecture import current_claim, load_claim
 from ui.sidebar import current_selection
 
-TITLE = "The paper's claims, measured live"
+TITLE = _("The paper's claims, measured live")
 if current_selection().lecture:  # the title alone: the claim's chart must start on the first screen
     st.title(TITLE)
     selection = current_selection()
 else:
     selection = views.header(
         TITLE,
-        "Each card states one claim of *Beyond BatchNorm* (Lubana, Dick & Tanaka, NeurIPS 2021) or the work "
-        "it builds on, probes the networks it needs and says whether the measurement agrees. **Load** puts "
-        "the setup into the sidebar so every page shows it.",
-        "Verdicts are computed from the probe frames (seed means): growth shapes from line fits on linear "
-        "and log scales, similarities and ranks at the final features, gradient growth as ‖∂L/∂z‖ at the "
-        "first layer over the last hidden layer.",
+        _("Each card states one claim of *Beyond BatchNorm* (Lubana, Dick & Tanaka, NeurIPS 2021) or the "
+          "work it builds on, probes the networks it needs and says whether the measurement agrees. **Load** "
+          "puts the setup into the sidebar so every page shows it."),
+        _("Verdicts are computed from the probe frames (seed means): growth shapes from line fits on linear "
+          "and log scales, similarities and ranks at the final features, gradient growth as ‖∂L/∂z‖ at the "
+          "first layer over the last hidden layer."),
     )
 shown = [current_claim()] if selection.lecture else range(len(CLAIMS))
 for index in shown:
     claim = CLAIMS[index]
     with st.container(border=True):
-        st.subheader(f"{index + 1}. {claim.title}")
+        st.subheader(f"{index + 1}. {_(claim.title)}")
         if not selection.lecture:
-            st.markdown(claim.sentence)
-        with st.spinner("Measuring…", show_time=True):
-            frame = views.attempt("measure this claim", partial(views.probe_runs, claim.runs()), claim.key)
+            st.markdown(_(claim.sentence))
+        with st.spinner(_("Measuring…"), show_time=True):
+            frame = views.attempt(_("measure this claim"), partial(views.probe_runs, claim.runs()), claim.key)
         if frame is None:
             continue
         stats = measures.aggregate(frame)
         verdict = claim.verdict(frame, stats)
         show = {True: st.success, False: st.warning, None: st.info}[verdict.holds]
+        said = _("**Verdict: {label}.** {text}").format(label=verdict.label, text=verdict.text)
         if not selection.lecture:
-            show(f"**Verdict: {verdict.label}.** {verdict.text}", icon=":material/fact_check:")
+            show(said, icon=":material/fact_check:")
         views.chart(claim.picture(frame, stats), f"claim-{claim.key}", selection)
         if selection.lecture:  # the words under the picture, so the chart starts on the first screen
-            show(f"**Verdict: {verdict.label}.** {verdict.text}", icon=":material/fact_check:")
-            st.markdown(claim.sentence)
+            show(said, icon=":material/fact_check:")
+            st.markdown(_(claim.sentence))
         load, see = st.columns([1, 2])
-        load.button("Load into the sidebar", key=f"load-{claim.key}", icon=":material/input:",
+        load.button(_("Load into the sidebar"), key=f"load-{claim.key}", icon=":material/input:",
                     on_click=load_claim, args=(index,))
         see.page_link(f"pages/{claim.page}.py", icon=":material/arrow_forward:")  # labelled with its title

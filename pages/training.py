@@ -5,30 +5,32 @@ import streamlit as st
 
 from normlab.training import variant_label
 from ui import cache, figures, views
-from ui.study import Study, settings_form, verdict
+from ui.i18n import _
+from ui.study import Study, column_labels, settings_form, speed_label, verdict
 
 selection = views.header(
-    "Training speed: does what we see at init predict training?",
-    "**Look for:** the paper's picture (Lubana et al. 2021, rank-collapse section): the more similar the "
-    "final-layer representations of different inputs are at initialization, the slower the network "
-    "trains. Each point is one short SGD run on scikit-learn's digits (one normalizer, one seed); a "
-    "negative ρ for accuracy after k steps, or a positive one for steps to the target, agrees with it.",
-    "x: cos_sim at the final features at init (mean off-diagonal Gram entry of L2-normalized samples, on a "
-    "training batch with its true labels) · y: held-out accuracy (360 digits, fixed split) after k steps, or "
-    "the first evaluated step reaching the target accuracy. ρ: Spearman rank correlation with a percentile "
-    "bootstrap interval over runs; diverged runs and unreached targets rank as the slowest.",
+    _("Training speed: does what we see at init predict training?"),
+    _("**Look for:** the paper's picture (Lubana et al. 2021, rank-collapse section): the more similar the "
+      "final-layer representations of different inputs are at initialization, the slower the network "
+      "trains. Each point is one short SGD run on scikit-learn's digits (one normalizer, one seed); a "
+      "negative ρ for accuracy after k steps, or a positive one for steps to the target, agrees with it."),
+    _("x: cos_sim at the final features at init (mean off-diagonal Gram entry of L2-normalized samples, on "
+      "a training batch with its true labels) · y: held-out accuracy (360 digits, fixed split) after k "
+      "steps, or the first evaluated step reaching the target accuracy. ρ: Spearman rank correlation with a "
+      "percentile bootstrap interval over runs; diverged runs and unreached targets rank as the slowest."),
 )
 study = Study(st.session_state)
-submitted = views.attempt("run this study", lambda: settings_form(study.config), "settings")
+submitted = views.attempt(_("run this study"), lambda: settings_form(study.config), "settings")
 if submitted is not None:
     study.submit(submitted)
 config, missing = study.config, study.missing
 
 if missing and not study.stopped:
     cols = st.columns([5, 1], vertical_alignment="center")
-    slot, bar = cols[0].empty(), cols[0].progress(0.0, text=f"Training {len(study.plan)} networks…")
+    slot = cols[0].empty()
+    bar = cols[0].progress(0.0, text=_("Training {n} networks…").format(n=len(study.plan)))
     # Clicking Stop reruns the page, which interrupts the run in flight; this rerun sees the click.
-    if cols[1].button("Stop", icon=":material/stop:", key="training_stop"):
+    if cols[1].button(_("Stop"), icon=":material/stop:", key="training_stop"):
         study.stop()
         st.rerun()
 
@@ -38,53 +40,53 @@ if missing and not study.stopped:
         study.run(lambda m, t, show: cache.train(m, t, on_wait, show),
                   lambda fraction, text: bar.progress(fraction, text=text))
 
-    views.attempt("train this study", train_all, "train")
+    views.attempt(_("train this study"), train_all, "train")
     slot.empty()
     bar.empty()
     cols[1].empty()
 elif missing:
     cols = st.columns([5, 1], vertical_alignment="center")
     finished = len(study.plan) - len(missing)
-    cols[0].info(f"Stopped: {finished} of {len(study.plan)} runs finished"
-                 + ("; the figure shows those." if finished else "."), icon=":material/pause:")
-    if cols[1].button("Resume", icon=":material/play_arrow:", key="training_resume"):
+    stopped = (_("Stopped: {finished} of {total} runs finished; the figure shows those.") if finished else
+               _("Stopped: {finished} of {total} runs finished."))
+    cols[0].info(stopped.format(finished=finished, total=len(study.plan)), icon=":material/pause:")
+    if cols[1].button(_("Resume"), icon=":material/play_arrow:", key="training_resume"):
         study.resume()
         st.rerun()
 
 results = study.results()
 if not results:
-    st.info("No run has finished yet.", icon=":material/hourglass_empty:")
+    st.info(_("No run has finished yet."), icon=":material/hourglass_empty:")
     st.stop()
 runs = study.runs_frame()
-table = views.attempt("correlate the runs",
+table = views.attempt(_("correlate the runs"),
                       lambda: cache.correlations(runs, config.n_boot, config.confidence, config.seed), "rho")
 if table is None:
     st.stop()
-speed = st.segmented_control("Training speed", tuple(figures.SPEEDS), key="training_speed", required=True,
+speed = st.segmented_control(_("Training speed"), tuple(figures.SPEEDS), key="training_speed", required=True,
                              default="acc_at_k", persist_state="session",
-                             format_func=lambda s: {"acc_at_k": f"accuracy after {config.k_steps} steps",
-                                                    "steps_to_target": "steps to "
-                                                    f"{config.train.target_accuracy:.0%}"}[s])
+                             format_func=lambda s: speed_label(s, config))
 fig = figures.similarity_speed_figure(runs, table, speed, config.train.steps, uirevision=f"training-{speed}")
 views.chart(fig, "training_scatter", selection)
 if said := verdict(runs, table, speed, config):
     st.caption(said)
 
-with st.expander("Training curves", expanded=False):
-    y = st.segmented_control("Curve", ("test_acc", "loss"), key="training_curve", required=True,
+with st.expander(_("Training curves"), expanded=False):
+    y = st.segmented_control(_("Curve"), ("test_acc", "loss"), key="training_curve", required=True,
                              default="test_acc", persist_state="session",
-                             format_func={"test_acc": "held-out accuracy", "loss": "training loss"}.get)
+                             format_func=lambda c: {"test_acc": _("held-out accuracy"),
+                                                    "loss": _("training loss")}[c])
     curves = pd.concat([r.curve.assign(label=variant_label(r.model_config)) for r in results],
                        ignore_index=True)
     views.chart(figures.curves_figure(curves, y, uirevision=f"training-curves-{y}"), "training_curves",
                 selection)
 
-with st.expander("Runs and correlations", expanded=False):
-    st.dataframe(table, hide_index=True)
-    st.caption("Gradient explosion is an init effect: grad_range is max/min of grad_norm over the conv "
-               f"layers, at init and after {config.train.probe_after} steps.")
-    st.dataframe(runs[["arch", "label", "seed", "cos_sim_init", "acc_at_k", "steps_to_target",
-                       "final_test_acc", "diverged", "grad_range_init", "grad_range_after", "seconds"]],
-                 hide_index=True)
-    st.download_button("Download runs (CSV)", runs.to_csv(index=False), file_name="normlab-training-runs.csv",
-                       mime="text/csv", icon=":material/download:")
+with st.expander(_("Runs and correlations"), expanded=False):
+    st.dataframe(table, hide_index=True, column_config=column_labels(table.columns))
+    st.caption(_("Gradient explosion is an init effect: grad_range is max/min of grad_norm over the conv "
+                 "layers, at init and after {steps} steps.").format(steps=config.train.probe_after))
+    shown = runs[["arch", "label", "seed", "cos_sim_init", "acc_at_k", "steps_to_target", "final_test_acc",
+                  "diverged", "grad_range_init", "grad_range_after", "seconds"]]
+    st.dataframe(shown, hide_index=True, column_config=column_labels(shown.columns))
+    st.download_button(_("Download runs (CSV)"), runs.to_csv(index=False),
+                       file_name="normlab-training-runs.csv", mime="text/csv", icon=":material/download:")

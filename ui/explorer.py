@@ -19,18 +19,23 @@ from normlab.probes import MODEL_FIELDS, PROBE_FIELDS
 from normlab.store import ResultStore, default_store
 from normlab.training import TrainConfig
 from ui.figures import _rgba, norm_color
+from ui.i18n import N_, _
 from ui.measures import norm_label
 
 ENV_VAR = "NORMLAB_EXPLORER_STORE"  # the operator's choice of dataset; a visitor never types a path
-DATASETS = {"probe": "Probes at initialization", "train": "Training runs"}
-# Seed bands: the quantiles of the seeds' values a band spans (min–max is 0 to 1).
-BANDS = {"min–max": (0.0, 1.0), "quartiles": (0.25, 0.75), "none": None}
+DATASETS = {"probe": N_("Probes at initialization"), "train": N_("Training runs")}
+# Seed bands: the quantiles of the seeds' values a band spans (min–max is 0 to 1). The names are the
+# options the page shows, through _().
+BANDS = {N_("min–max"): (0.0, 1.0), N_("quartiles"): (0.25, 0.75), N_("none"): None}
 TRAIN_FIELDS = tuple(f for f in TrainConfig.__dataclass_fields__ if f != "seed")
 # What a training record's summary row measures; the rest of its columns are config fields.
 TRAIN_METRICS = ("final_test_acc", "best_test_acc", "steps_to_target", "steps_done", "cos_sim_init",
                  "cos_sim_after", "grad_range_init", "grad_range_after")
 MAX_FACETS = 8  # subplot columns; a field with more values is better put on the x axis
-NONE = "(none)"
+NONE = N_("(none)")  # the facet option for no facet, shown through _()
+# The seed statistics' column headers where a column's name is not a term.
+COLUMN_LABELS = {"mean": N_("mean"), "lo": N_("band low"), "hi": N_("band high"),
+                 "overflow": N_("overflowed seeds")}
 
 
 def explorer_store(environ: Mapping[str, str] | None = None) -> ResultStore | None:
@@ -63,10 +68,10 @@ def load_results(store: ResultStore | None) -> dict[str, pd.DataFrame]:
     out = {name: pd.DataFrame() for name in DATASETS}
     if store is None or not store.root.is_dir():
         return out
-    probes = [_per_seed_final(f) for _, f in _frames(store, "probe")]
+    probes = [_per_seed_final(f) for _key, f in _frames(store, "probe")]
     if probes:
         out["probe"] = pd.concat(probes, ignore_index=True)
-    runs = [f for _, f in _frames(store, "train")]
+    runs = [f for _key, f in _frames(store, "train")]
     if runs:
         rows = pd.concat(runs, ignore_index=True)
         config = [c for c in (*MODEL_FIELDS, *TRAIN_FIELDS) if c in rows]
@@ -76,7 +81,7 @@ def load_results(store: ResultStore | None) -> dict[str, pd.DataFrame]:
 
 
 def _frames(store: ResultStore, kind: str):
-    for key, _ in store.records(kind):
+    for key, _record in store.records(kind):
         frame = store.get(kind, key)
         if frame is not None and not frame.empty:
             yield key, frame
@@ -144,6 +149,11 @@ def seed_stats(table: pd.DataFrame, x: str, facet: str | None, metric: str,
     return out.loc[order.sort_values(keys).index].reset_index(drop=True)
 
 
+def column_labels(columns) -> dict[str, str]:
+    """``st.dataframe``'s column_config for the seed statistics: translated headers, by column name."""
+    return {c: _(COLUMN_LABELS[c]) for c in columns if c in COLUMN_LABELS}
+
+
 def _empty(message: str) -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
@@ -160,10 +170,11 @@ def sweep_figure(table: pd.DataFrame, x: str, facet: str | None, metric: str, *,
     """
     stats = seed_stats(table, x, facet, metric, band)
     if stats.empty:
-        return _empty(f"No {metric} values in these results")
+        return _empty(_("No {metric} values in these results").format(metric=metric))
     facets = list(dict.fromkeys(stats[facet])) if facet else [None]
     if len(facets) > MAX_FACETS:
-        raise ValueError(f"{facet} takes {len(facets)} values; split by a field with at most {MAX_FACETS}")
+        raise ValueError(_("{field} takes {n} values; split by a field with at most {most}").format(
+            field=facet, n=len(facets), most=MAX_FACETS))
     fig = make_subplots(rows=1, cols=len(facets), shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=[f"{facet} = {v}" for v in facets] if facet else None)
     shown = set()
@@ -176,24 +187,26 @@ def sweep_figure(table: pd.DataFrame, x: str, facet: str | None, metric: str, *,
                 band_y = list(rows["hi"]) + list(rows["lo"])[::-1]  # upper edge out, lower edge back
                 fig.add_trace(go.Scatter(x=list(xs) + list(xs)[::-1], y=band_y, mode="lines", fill="toself",
                                          fillcolor=_rgba(color, 0.18), line={"width": 0}, hoverinfo="skip",
-                                         showlegend=False, legendgroup=norm, name=f"{name} band"),
+                                         showlegend=False, legendgroup=norm,
+                                         name=_("{name} band").format(name=name)),
                               row=1, col=col)
             fig.add_trace(go.Scatter(x=xs, y=rows["mean"], mode="lines+markers", name=name, legendgroup=norm,
                                      line={"color": color}, showlegend=norm not in shown,
                                      customdata=np.stack([rows["n"], rows["overflow"]], axis=-1),
-                                     hovertemplate=f"{name}<br>{x}=%{{x}}<br>{metric}=%{{y:.4g}}"
-                                                   "<br>seeds %{customdata[0]} (overflowed %{customdata[1]})"
-                                                   "<extra></extra>"),
+                                     hovertemplate=f"{name}<br>{x}=%{{x}}<br>{metric}=%{{y:.4g}}<br>"
+                                                   + _("seeds %{customdata[0]} (overflowed %{customdata[1]})")
+                                                   + "<extra></extra>"),
                           row=1, col=col)
             shown.add(norm)
         fig.update_xaxes(title_text=x, row=1, col=col,
                          type="category" if x == "norm" or not _numeric(stats[x]) else None)
     overflowed = int(stats["overflow"].sum())
-    title = f"{metric} against {x}" + (f", by {facet}" if facet else "")
+    title = (_("{metric} against {field}, by {facet}") if facet else _("{metric} against {field}")).format(
+        metric=metric, field=x, facet=facet)
     if overflowed:
-        title += f" · {overflowed} seed values overflowed (not drawn)"
+        title += " · " + _("{n} seed values overflowed (not drawn)").format(n=overflowed)
     fig.update_yaxes(title_text=metric, type="log" if log_y else "linear", row=1, col=1)
-    fig.update_layout(title=title, height=460, legend_title_text="normalizer",
+    fig.update_layout(title=title, height=460, legend_title_text=_("normalizer"),
                       uirevision=f"explorer-{x}-{facet}")
     return fig
 

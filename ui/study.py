@@ -20,11 +20,17 @@ from normlab.config import divisors
 from normlab.training import StudyConfig, TrainConfig, TrainResult, study_row
 from normlab.warm import quick_study
 from ui.figures import ARCH_LABELS
+from ui.i18n import N_, _
 
 QUICK = quick_study()  # the page's first study (also warmed into the store by `normlab warm`)
 STATE_CONFIG = "training_study"  # the StudyConfig the page runs
 STATE_DONE = "training_done"  # (ModelConfig, TrainConfig) -> TrainResult, finished runs of this session
 STATE_STOPPED = "training_stopped"
+# The study tables' column headers where a column's name is not a term (the frames and their CSV keep
+# the engine's names).
+COLUMN_LABELS = {"arch": N_("net"), "label": N_("normalizer"), "seed": N_("seed"),
+                 "speed": N_("speed measure"), "lo": N_("interval low"), "hi": N_("interval high"),
+                 "confidence": N_("confidence"), "diverged": N_("diverged"), "seconds": N_("seconds")}
 
 Run = tuple  # (ModelConfig, TrainConfig)
 Trainer = Callable[[object, TrainConfig, Callable[[int, int, str], None]], TrainResult]
@@ -96,7 +102,8 @@ class Study:
             def show(step, _steps, label, base=i * steps, i=i):
                 if progress is not None:
                     progress((base + step) / total,
-                             f"run {i + 1} of {len(plan)}: {label}, step {step}/{_steps}")
+                             _("run {run} of {runs}: {label}, step {step}/{steps}").format(
+                                 run=i + 1, runs=len(plan), label=label, step=step, steps=_steps))
 
             done[run] = train(*run, show)
 
@@ -117,11 +124,29 @@ def verdict(runs: pd.DataFrame, table: pd.DataFrame, speed: str, config: StudyCo
         return None
     rho, lo, hi = agree[["rho", "lo", "hi"]].iloc[0]
     sign = -1 if speed == "acc_at_k" else 1  # the paper: more similar -> fewer correct after k, more steps
-    said = ("agrees with the paper (the interval excludes 0)" if sign * lo > 0 and sign * hi > 0 else
-            "goes against the paper (the interval excludes 0)" if sign * lo < 0 and sign * hi < 0 else
-            "is not decisive (the interval contains 0)")
-    return (f"{ARCH_LABELS[pooled]}: Spearman ρ = {rho:+.2f}, {config.confidence:.0%} interval "
-            f"[{lo:+.2f}, {hi:+.2f}] over {len(runs)} runs: this {said}.")
+    if sign * lo > 0 and sign * hi > 0:
+        said = _("{net}: Spearman ρ = {rho}, {confidence} interval [{lo}, {hi}] over {n} runs: this agrees "
+                 "with the paper (the interval excludes 0).")
+    elif sign * lo < 0 and sign * hi < 0:
+        said = _("{net}: Spearman ρ = {rho}, {confidence} interval [{lo}, {hi}] over {n} runs: this goes "
+                 "against the paper (the interval excludes 0).")
+    else:
+        said = _("{net}: Spearman ρ = {rho}, {confidence} interval [{lo}, {hi}] over {n} runs: this is not "
+                 "decisive (the interval contains 0).")
+    return said.format(net=_(ARCH_LABELS[pooled]), rho=f"{rho:+.2f}", confidence=f"{config.confidence:.0%}",
+                       lo=f"{lo:+.2f}", hi=f"{hi:+.2f}", n=len(runs))
+
+
+def speed_label(speed: str, config: StudyConfig) -> str:
+    """How the page names a speed measure, with the study's k or target."""
+    if speed == "acc_at_k":
+        return _("accuracy after {k} steps").format(k=config.k_steps)
+    return _("steps to {target}").format(target=f"{config.train.target_accuracy:.0%}")
+
+
+def column_labels(columns) -> dict[str, str]:
+    """``st.dataframe``'s column_config for a study table: translated headers, by column name."""
+    return {c: _(COLUMN_LABELS[c]) for c in columns if c in COLUMN_LABELS}
 
 
 def with_value(options: tuple, value) -> list:
@@ -135,35 +160,38 @@ def settings_form(config: StudyConfig) -> StudyConfig | None:
     Raises:
         ValueError: the submitted combination is not a valid study; the message names the field.
     """
-    with st.expander("Study settings", expanded=False), st.form("training_settings"):
+    with st.expander(_("Study settings"), expanded=False), st.form("training_settings"):
         cols = st.columns(3)
-        archs = cols[0].multiselect("Architectures", ("cnn", "resnet"), default=list(config.archs),
-                                    format_func=ARCH_LABELS.get)
-        norms = cols[1].multiselect("Normalizers", tuple(NORMALIZERS), default=list(config.norms),
+        archs = cols[0].multiselect(_("Architectures"), ("cnn", "resnet"), default=list(config.archs),
+                                    format_func=lambda a: _(ARCH_LABELS[a]))
+        norms = cols[1].multiselect(_("Normalizers"), tuple(NORMALIZERS), default=list(config.norms),
                                     format_func=lambda n: NORMALIZERS[n].label)
-        groups = cols[2].multiselect("Group counts (GroupNorm, EvoNorm-S0)", divisors(config.width),
+        groups = cols[2].multiselect(_("Group counts (GroupNorm, EvoNorm-S0)"), divisors(config.width),
                                      default=list(config.groups),
-                                     help="G = 1 is LayerNorm, G = width is InstanceNorm.")
+                                     help=_("G = 1 is LayerNorm, G = width is InstanceNorm."))
         cols = st.columns(4)
-        seeds = cols[0].slider("Seeds", 1, max(5, config.seeds), config.seeds)
-        steps = cols[1].select_slider("Steps", with_value((50, 100, 150, 200, 300, 400), config.train.steps),
+        seeds = cols[0].slider(_("Seeds"), 1, max(5, config.seeds), config.seeds)
+        steps = cols[1].select_slider(_("Steps"),
+                                      with_value((50, 100, 150, 200, 300, 400), config.train.steps),
                                       value=config.train.steps)
-        k_steps = cols[2].select_slider("k (accuracy after k steps)",
+        k_steps = cols[2].select_slider(_("k (accuracy after k steps)"),
                                         with_value((25, 50, 75, 100, 150, 200, 300), config.k_steps),
                                         value=config.k_steps)
-        lr = cols[3].select_slider("Learning rate",
+        lr = cols[3].select_slider(_("Learning rate"),
                                    with_value((0.005, 0.01, 0.02, 0.05, 0.1, 0.2), config.train.lr),
                                    value=config.train.lr)
         cols = st.columns(4)
-        cnn_depth = cols[0].slider("CNN depth (conv layers)", 1, max(20, config.cnn_depth), config.cnn_depth)
-        resnet_depth = cols[1].slider("ResNet blocks", 1, max(8, config.resnet_depth), config.resnet_depth)
-        target = cols[2].select_slider("Target accuracy",
+        cnn_depth = cols[0].slider(_("CNN depth (conv layers)"), 1, max(20, config.cnn_depth),
+                                   config.cnn_depth)
+        resnet_depth = cols[1].slider(_("ResNet blocks"), 1, max(8, config.resnet_depth),
+                                      config.resnet_depth)
+        target = cols[2].select_slider(_("Target accuracy"),
                                        with_value((0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
                                                   config.train.target_accuracy),
                                        value=config.train.target_accuracy)
-        first_seed = cols[3].number_input("First seed", 0, 10_000, config.seed)
-        submitted = st.form_submit_button("Run", type="primary", icon=":material/play_arrow:")
-        st.caption("The command line runs the same study: `normlab study --help`.")
+        first_seed = cols[3].number_input(_("First seed"), 0, 10_000, config.seed)
+        submitted = st.form_submit_button(_("Run"), type="primary", icon=":material/play_arrow:")
+        st.caption(_("The command line runs the same study: `normlab study --help`."))
     if not submitted:
         return None
     return StudyConfig(
