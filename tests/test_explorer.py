@@ -193,3 +193,18 @@ def test_the_explorer_draws_the_stored_sweep_in_a_browser(explorer_server, page,
     wait_for_names(page, {"BatchNorm", "LayerNorm"})
     page.screenshot(path=artifacts / "explorer.png")
     assert (artifacts / "explorer.png").stat().st_size > 10_000
+
+
+def test_a_field_some_records_lack_is_listed_sorted_with_missing_last_and_filtered_as_shown():
+    from ui import explorer
+
+    table = pd.DataFrame({"groups": [4, None, 2, None, 16], "preset": [None, "vgg10", None, "resnet56", None],
+                          "value": [1.0, 2.0, 3.0, 4.0, 5.0], "metric": "act_var", "norm": "groupnorm",
+                          "seed": 0}).astype({"groups": object})
+    assert explorer.field_values(table, "groups") == ["2", "4", "16", explorer.MISSING]
+    assert explorer.field_values(table, "preset") == ["resnet56", "vgg10", explorer.MISSING]
+    assert set(explorer.config_fields(table)) == {"groups", "preset"}  # the values are not a field
+    kept = explorer.keep(table, {"groups": [explorer.MISSING, "4"]})
+    assert kept["value"].tolist() == [1.0, 2.0, 4.0]
+    stats = explorer.seed_stats(table, "groups", None, "act_var")
+    assert len(stats) == 4

@@ -90,20 +90,37 @@ def _frames(store: ResultStore, kind: str):
 def config_fields(table: pd.DataFrame) -> list[str]:
     """The config fields that take more than one value in the table: the ones worth an axis."""
     fields = [c for c in table.columns if c not in ("seed", "metric", "value")]
-    return [c for c in fields if table[c].astype(str).nunique() > 1]
+    return [c for c in fields if as_text(table[c]).nunique() > 1]
+
+
+MISSING = "—"  # a field a record does not have (groups of a BatchNorm net, the preset of a free one)
+
+
+def _text(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, float) and value.is_integer():  # a whole-number field stored beside missing ones
+        return str(int(value))
+    return str(value)
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """A field's values as the filters show them; a missing value (None, NaN) as ``MISSING``."""
+    return values.astype(object).map(_text)
 
 
 def field_values(table: pd.DataFrame, field: str) -> list[str]:
-    """The values ``field`` takes, as the text the filters show, in numeric order where they are numbers."""
+    """The values ``field`` takes, as the text the filters show: in numeric order where they are numbers,
+    missing ones last."""
     values = table[field].drop_duplicates()
-    return list(values.iloc[np.argsort(_sort_key(values).to_numpy(), kind="stable")].astype(str))
+    return list(as_text(values.iloc[np.argsort(_sort_key(values).to_numpy(), kind="stable")]))
 
 
 def keep(table: pd.DataFrame, chosen: Mapping[str, list[str]]) -> pd.DataFrame:
     """The rows whose fields take one of the chosen values (compared as text, as the filters show them)."""
     mask = np.ones(len(table), dtype=bool)
     for field, values in chosen.items():
-        mask &= table[field].astype(str).isin(values).to_numpy()
+        mask &= as_text(table[field]).isin(values).to_numpy()
     return table[mask]
 
 
@@ -112,8 +129,12 @@ def metrics(table: pd.DataFrame) -> list[str]:
 
 
 def _sort_key(values: pd.Series) -> pd.Series:
+    """Numbers where every present value is one (missing ones, NaN, sort last), else the text."""
     numbers = pd.to_numeric(values, errors="coerce")
-    return numbers if numbers.notna().all() else values.astype(str)
+    text = as_text(values)
+    if numbers[(text != MISSING).to_numpy()].notna().all():
+        return pd.Series(numbers.to_numpy(dtype=float), index=values.index)
+    return pd.Series(text.to_numpy(dtype=str), index=values.index)
 
 
 def seed_stats(table: pd.DataFrame, x: str, facet: str | None, metric: str,
@@ -179,7 +200,7 @@ def sweep_figure(table: pd.DataFrame, x: str, facet: str | None, metric: str, *,
                         subplot_titles=[f"{facet} = {v}" for v in facets] if facet else None)
     shown = set()
     for col, value in enumerate(facets, start=1):
-        part = stats if facet is None else stats[stats[facet].astype(str) == str(value)]
+        part = stats if facet is None else stats[as_text(stats[facet]) == as_text(pd.Series([value]))[0]]
         for norm, rows in part.groupby("norm", sort=False):
             color, name = norm_color(norm), norm_label(norm)
             xs = rows[x].astype(str) if x == "norm" or not _numeric(stats[x]) else rows[x]
