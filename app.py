@@ -58,7 +58,8 @@ if asked and asked != spec.url_path:
     target = next((p for p in PAGES if p.url_path == asked), None)
     if target is not None:
         st.switch_page(target.path)
-    st.session_state[links.NOTICE_KEY].append(f"unknown page {links.shorten(asked)!r}")
+    notice = _("unknown page {page}").format(page=repr(links.shorten(asked)))
+    st.session_state[links.NOTICE_KEY].append(notice)
 name = Path(spec.path).stem
 lecture_mode(page)  # first in the sidebar: the claim stepper, when lecture mode is on
 sidebar(name, spec.url_path)

@@ -5,34 +5,36 @@ import streamlit as st
 
 from normlab import NORMALIZERS
 from normlab.warm import DYNAMICS_NORMS, DYNAMICS_PROBE_STEPS, DYNAMICS_SEEDS, DYNAMICS_STEPS, dynamics_runs
-from ui import cache, figures, views
+from ui import cache, controls, figures, views
+from ui.i18n import N_, _
 
 CHOICES = ("batchnorm", "layernorm", "groupnorm", "instancenorm", "none")  # activation-based, and none
 MAX_SEEDS = 3
 
 selection = views.header(
-    "Training dynamics: do the properties at init last?",
-    "**Look for:** the paper's Figure 1 at this machine's scale. Each normalizer trains a plain CNN "
-    f"(depth 6, width 16) on scikit-learn's digits for {DYNAMICS_STEPS} SGD steps, {DYNAMICS_SEEDS} seeds; "
-    "the probes rerun on the same batch at steps "
-    + ", ".join(str(s) for s in DYNAMICS_PROBE_STEPS) + ". Move the step slider or press ▶ Play. "
-    "Yang et al. (2019) say BatchNorm's gradient explosion (gradient norms growing towards the input) is "
-    "an init effect that fades within the first steps: watch the gradient panel flatten, and compare how "
-    "the similarity and rank of each normalizer's representations move as its loss falls.",
-    "act_var: per-channel variance over (N,H,W), averaged over channels · cos_sim: mean off-diagonal cosine "
-    "similarity of the samples' representations · stable/effective rank of their Gram matrix · grad_norm: "
-    "L2 norm of the loss's gradient w.r.t. each conv layer's output. Lines: seed mean; bands: min–max over "
-    "seeds. Loss: the training batch's cross-entropy; accuracy: 360 held-out digits.",
+    _("Training dynamics: do the properties at init last?"),
+    _("**Look for:** the paper's Figure 1 at this machine's scale. Each normalizer trains a plain CNN "
+      "(depth 6, width 16) on scikit-learn's digits for {steps} SGD steps, {seeds} seeds; the probes rerun "
+      "on the same batch at steps {probe_steps}. Move the step slider or press ▶ Play. Yang et al. (2019) "
+      "say BatchNorm's gradient explosion (gradient norms growing towards the input) is an init effect "
+      "that fades within the first steps: watch the gradient panel flatten, and compare how the similarity "
+      "and rank of each normalizer's representations move as its loss falls.").format(
+        steps=DYNAMICS_STEPS, seeds=DYNAMICS_SEEDS,
+        probe_steps=", ".join(str(s) for s in DYNAMICS_PROBE_STEPS)),
+    _("act_var: per-channel variance over (N,H,W), averaged over channels · cos_sim: mean off-diagonal "
+      "cosine similarity of the samples' representations · stable/effective rank of their Gram matrix · "
+      "grad_norm: L2 norm of the loss's gradient w.r.t. each conv layer's output. Lines: seed mean; bands: "
+      "min–max over seeds. Loss: the training batch's cross-entropy; accuracy: 360 held-out digits."),
 )
 state = st.session_state
 state.setdefault("dynamics_norms", list(DYNAMICS_NORMS))  # the defaults are what normlab warm stores
 state.setdefault("dynamics_seeds", DYNAMICS_SEEDS)
 cols = st.columns([3, 1])
-norms = cols[0].multiselect("Normalizers", CHOICES, key="dynamics_norms", persist_state="session",
+norms = cols[0].multiselect(_("Normalizers"), CHOICES, key="dynamics_norms", persist_state="session",
                             format_func=lambda n: NORMALIZERS[n].label)
-seeds = cols[1].slider("Seeds", 1, MAX_SEEDS, key="dynamics_seeds", persist_state="session")
+seeds = cols[1].slider(_("Seeds"), 1, MAX_SEEDS, key="dynamics_seeds", persist_state="session")
 if not norms:
-    st.info("Choose at least one normalizer.", icon=":material/tune:")
+    st.info(_("Choose at least one normalizer."), icon=":material/tune:")
     st.stop()
 runs = dynamics_runs(tuple(norms), int(seeds))
 slot, bar = st.empty(), st.empty()
@@ -44,13 +46,13 @@ def train_all() -> list:
     on_wait = views.queue_status(slot)
     results = []
     for done, (model, train) in enumerate(runs):
-        bar.progress(done / len(runs), text=f"Training {model.norm}, seed {train.seed} "
-                                            f"({done + 1} of {len(runs)})…")
+        bar.progress(done / len(runs), text=_("Training {norm}, seed {seed} ({run} of {total})…").format(
+            norm=model.norm, seed=train.seed, run=done + 1, total=len(runs)))
         results.append(cache.train(model, train, on_wait))
     return results
 
 
-results = views.attempt("train these networks", train_all, "dynamics")
+results = views.attempt(N_("train these networks"), train_all, "dynamics")
 slot.empty()
 bar.empty()
 if results is None:
@@ -58,25 +60,26 @@ if results is None:
 probes = pd.concat([r.probes for r in results], ignore_index=True)
 curves = pd.concat([r.curve for r in results], ignore_index=True)
 
-middle = st.segmented_control("Middle panel", tuple(figures.DYNAMICS_MIDDLE), key="dynamics_middle",
+middle = st.segmented_control(_("Middle panel"), tuple(figures.DYNAMICS_MIDDLE), key="dynamics_middle",
                               required=True, default="cos_sim", persist_state="session",
-                              format_func=figures.METRIC_TITLES.get)
+                              format_func=controls.labelled(figures.METRIC_TITLES))
 left, right = st.columns([3, 1])
 with left:
     views.chart(figures.dynamics_figure(probes, middle, uirevision=f"dynamics-{middle}"), "dynamics",
                 selection)
 with right:
-    y = st.segmented_control("Curve", ("loss", "test_acc"), key="dynamics_curve", required=True,
+    y = st.segmented_control(_("Curve"), ("loss", "test_acc"), key="dynamics_curve", required=True,
                              default="loss", persist_state="session",
-                             format_func={"test_acc": "held-out accuracy", "loss": "training loss"}.get)
+                             format_func={"test_acc": _("held-out accuracy"), "loss": _("training loss")}.get)
     views.chart(figures.dynamics_curves_figure(curves, y, uirevision=f"dynamics-curves-{y}"),
                 "dynamics_curves", selection)
-diverged = [f"{r.model_config.norm} seed {r.train_config.seed}" for r in results if r.diverged]
+diverged = [_("{norm} seed {seed}").format(norm=r.model_config.norm, seed=r.train_config.seed)
+            for r in results if r.diverged]
 if diverged:
-    st.caption("Diverged (stopped at the step its loss blew up): " + ", ".join(diverged) + ".")
-with st.expander("Gradient range per step", expanded=False):
+    st.caption(_("Diverged (stopped at the step its loss blew up): {runs}.").format(runs=", ".join(diverged)))
+with st.expander(_("Gradient range per step"), expanded=False):
     ranges = pd.concat([r.grad_ranges().assign(norm=r.model_config.norm, seed=r.train_config.seed)
                         for r in results], ignore_index=True)
-    st.caption("grad_range: max/min of grad_norm over the conv layers at that step; it falls as training "
-               "leaves the init behind.")
+    st.caption(_("grad_range: max/min of grad_norm over the conv layers at that step; it falls as "
+                 "training leaves the init behind."))
     st.dataframe(ranges.pivot_table(index="step", columns="norm", values="grad_range", aggfunc="mean"))

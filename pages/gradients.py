@@ -2,26 +2,27 @@
 
 import streamlit as st
 
-from ui import figures, measures, overlays, views
+from ui import controls, figures, measures, overlays, views
 from ui.claims import CLAIMS
+from ui.i18n import N_, _
 from ui.lecture import load_claim
 
 selection = views.header(
-    "Property 3 · Gradient explosion at initialization",
-    "**Look for:** gradient norms that grow from the classifier toward the input. With BatchNorm in a "
-    "plain (non-residual) net they grow by about √(π/(π−1)) ≈ 1.21 per layer (the dashed line); small "
-    "groups and InstanceNorm are worst. A per-layer rate near 1 means stable gradients.",
-    "grad_norm: Frobenius norm over the batch of ∂L/∂z at every conv/linear output z (not the weight "
-    "gradient), cross-entropy against random labels. Rates skip exact zeros (SkipInit branches).",
+    _("Property 3 · Gradient explosion at initialization"),
+    _("**Look for:** gradient norms that grow from the classifier toward the input. With BatchNorm in a "
+      "plain (non-residual) net they grow by about √(π/(π−1)) ≈ 1.21 per layer (the dashed line); small "
+      "groups and InstanceNorm are worst. A per-layer rate near 1 means stable gradients."),
+    _("grad_norm: Frobenius norm over the batch of ∂L/∂z at every conv/linear output z (not the weight "
+      "gradient), cross-entropy against random labels. Rates skip exact zeros (SkipInit branches)."),
 )
 cols = st.columns([2, 2, 3])
-scale = cols[0].segmented_control("Axis", ("log", "linear"), key="grad_scale", persist_state="session",
-                                  required=True)
-motion = cols[1].toggle("▶ Depth in motion", key="grad_motion", persist_state="session",
-                        help="Adds a Play button and a slider that draw the layers one at a time.")
+scale = cols[0].segmented_control(_("Axis"), controls.SCALES, key="grad_scale", persist_state="session",
+                                  required=True, format_func=controls.labelled(controls.SCALE_LABELS))
+motion = cols[1].toggle(_("▶ Depth in motion"), key="grad_motion", persist_state="session",
+                        help=_("Adds a Play button and a slider that draw the layers one at a time."))
 # Property 3 shows best in a plain CNN on real images with InstanceNorm and small groups (the claim's setup).
 example = next(i for i, c in enumerate(CLAIMS) if c.key == "gradients")
-cols[2].button("Show property 3: plain CNN, InstanceNorm and small groups, real images",
+cols[2].button(_("Show property 3: plain CNN, InstanceNorm and small groups, real images"),
                icon=":material/input:", on_click=load_claim, args=(example,), key="grad_example")
 frame = views.measure(selection)
 if frame is None:
@@ -32,11 +33,11 @@ fig = figures.gradient_figure(stats, log_y=scale == "log", theory=theory,
                               reference_rate=measures.BN_GRADIENT_RATE if not theory.empty else None,
                               uirevision=f"gradients-{scale}")
 if motion:  # ▶ Play draws the layers one at a time, input first
-    fig = figures.grow_with_depth(fig, "layer ")
+    fig = figures.grow_with_depth(fig, _("layer "))
 views.chart(fig, "gradients", selection)
 growth = measures.gradient_growth(stats)
-st.caption("Gradient growth, first layer over last hidden layer: "
-           + " · ".join(f"{s} ×{g:.3g}" for s, g in growth.items()) + ".")
+st.caption(_("Gradient growth, first layer over last hidden layer: {growths}.").format(
+    growths=" · ".join(f"{s} ×{g:.3g}" for s, g in growth.items())))
 if skipped:
-    st.caption("No theory line for " + "; ".join(skipped) + ".")
-views.export(frame, {"gradients": fig}, selection, "gradients")
+    st.caption(_("No theory line for {networks}.").format(networks="; ".join(skipped)))
+views.export(frame, {N_("gradients"): fig}, selection, "gradients")

@@ -5,30 +5,37 @@ import dataclasses
 import streamlit as st
 
 from ui import cache, controls, figures, measures, views
+from ui.i18n import N_, _
 
 selection = views.header(
-    "The group-size trade-off: speed against stability",
-    "**Look for:** small groups (toward InstanceNorm) give informative features (low final similarity) "
-    "but large early-layer gradients; large groups (toward LayerNorm) give stable gradients but similar "
-    "features, which train slowly. Each point is one group count of the sidebar's network.",
-    "x: cos_sim at the final features (mean off-diagonal Gram entry of L2-normalized samples) · y: grad_norm "
-    "at the first conv/linear output over grad_norm at the last hidden layer (before the classifier). "
-    "Bars: min–max over seeds.",
+    _("The group-size trade-off: speed against stability"),
+    _("**Look for:** small groups (toward InstanceNorm) give informative features (low final similarity) "
+      "but large early-layer gradients; large groups (toward LayerNorm) give stable gradients but similar "
+      "features, which train slowly. Each point is one group count of the sidebar's network."),
+    _("x: cos_sim at the final features (mean off-diagonal Gram entry of L2-normalized samples) · y: "
+      "grad_norm at the first conv/linear output over grad_norm at the last hidden layer (before the "
+      "classifier). Bars: min–max over seeds."),
 )
 cols = st.columns(2)
-norm = cols[0].segmented_control("Normalizer", ("groupnorm", "evonorm_s0"), key="sweep_norm",
+norm = cols[0].segmented_control(_("Normalizer"), ("groupnorm", "evonorm_s0"), key="sweep_norm",
                                  persist_state="session", required=True,
                                  format_func={"groupnorm": "GroupNorm", "evonorm_s0": "EvoNorm-S0"}.get)
-scale = cols[1].segmented_control("Axis", ("log", "linear"), key="sweep_scale", required=True,
-                                  persist_state="session")
+scale = cols[1].segmented_control(_("Axis"), controls.SCALES, key="sweep_scale", required=True,
+                                  persist_state="session",
+                                  format_func=controls.labelled(controls.SCALE_LABELS))
 base = selection.base
 net = base.preset or base.arch
 counts = controls.group_choices(net, base.width, base.stages or 1)
 model = dataclasses.replace(base, norm=norm, groups=counts[0], group_size=None)
 slot, bar = st.empty(), st.empty()
-frame = views.attempt("run the sweep", lambda: cache.sweep(
-    model, selection.probe, "groups", counts, on_wait=views.queue_status(slot),
-    progress=lambda done, total, label: bar.progress(done / total, text=f"Sweeping: {label}")), "sweep")
+
+
+def progress(done: int, total: int, label: str) -> None:
+    bar.progress(done / total, text=_("Sweeping: {point}").format(point=label))  # the engine names the point
+
+
+frame = views.attempt(N_("run the sweep"), lambda: cache.sweep(
+    model, selection.probe, "groups", counts, on_wait=views.queue_status(slot), progress=progress), "sweep")
 slot.empty()
 bar.empty()
 if frame is None:
@@ -37,4 +44,4 @@ points = measures.tradeoff_points(frame)
 fig = figures.tradeoff_figure(points, log_y=scale == "log", uirevision=f"tradeoff-{scale}")
 views.chart(fig, "tradeoff", selection)
 st.dataframe(points.drop(columns=["label"]), hide_index=True)
-views.export(frame, {"tradeoff": fig}, selection, "groups", models=[model], over={"groups": counts})
+views.export(frame, {N_("tradeoff"): fig}, selection, "groups", models=[model], over={"groups": counts})

@@ -4,21 +4,38 @@ import math
 
 import streamlit as st
 
+from normlab import summary
 from ui import figures, measures, views
 from ui.claims import BY_KEY, CLAIMS
+from ui.i18n import N_, _
 from ui.lecture import load_claim
 
 # A first visit: one claim per property, each loading its setup and opening the page that shows it.
 START_HERE = (
-    ("1 · Variance", "linear", "a ResNet's variance grows linearly with a normalizer, exponentially without"),
-    ("2 · Rank collapse", "bn_rank", "without BatchNorm the samples' features collapse onto one direction"),
-    ("3 · Gradients", "gradients", "small groups and InstanceNorm make gradients explode toward the input"),
+    (N_("1 · Variance"), "linear",
+     N_("a ResNet's variance grows linearly with a normalizer, exponentially without")),
+    (N_("2 · Rank collapse"), "bn_rank",
+     N_("without BatchNorm the samples' features collapse onto one direction")),
+    (N_("3 · Gradients"), "gradients",
+     N_("small groups and InstanceNorm make gradients explode toward the input")),
 )
+# The engine's growth shapes (normlab.summary), as a card names them.
+SHAPES = {summary.LINEAR: N_("linear"), summary.EXP_GROWTH: N_("exponential growth"),
+          summary.EXP_DECAY: N_("exponential decay"), summary.FLAT: N_("flat")}
 
 
 def _shown(value: float, fmt: str, prefix: str = "") -> str:
     """A card's number, or "overflow" where the measurement overflowed (never "nan")."""
-    return f"{prefix}{value:{fmt}}" if math.isfinite(value) else "overflow"
+    return f"{prefix}{value:{fmt}}" if math.isfinite(value) else _("overflow")
+
+
+def _per_block(growth: summary.Growth) -> str:
+    """A card's growth, ``Growth.short()`` in the page's words: +0.31/block, ×2.1/block or flat."""
+    if growth.shape == summary.FLAT:
+        return _(SHAPES[growth.shape])
+    exponential = growth.shape in (summary.EXP_GROWTH, summary.EXP_DECAY)
+    rate = f"×{growth.ratio:.3g}" if exponential else f"{growth.per_block:+.2f}"
+    return _("{rate}/block").format(rate=rate)
 
 
 def _open(key: str) -> None:
@@ -28,23 +45,24 @@ def _open(key: str) -> None:
 
 
 selection = views.header(
-    "Normalization at initialization: the three properties",
-    "Each line is one network of the sidebar, probed once at initialization. **Look for:** variance that "
-    "grows linearly (not exponentially) with depth, cosine similarity that stays below 1 (no rank "
-    "collapse), and gradient norms that do not blow up toward the input.",
-    "act_var: per-channel variance over (N,H,W), averaged over channels · cos_sim: mean off-diagonal "
-    "entry of the Gram matrix of L2-normalized samples · grad_norm: Frobenius norm over the batch of "
-    "∂L/∂z at every conv/linear output z (cross-entropy against random labels).",
+    _("Normalization at initialization: the three properties"),
+    _("Each line is one network of the sidebar, probed once at initialization. **Look for:** variance that "
+      "grows linearly (not exponentially) with depth, cosine similarity that stays below 1 (no rank "
+      "collapse), and gradient norms that do not blow up toward the input."),
+    _("act_var: per-channel variance over (N,H,W), averaged over channels · cos_sim: mean off-diagonal "
+      "entry of the Gram matrix of L2-normalized samples · grad_norm: Frobenius norm over the batch of "
+      "∂L/∂z at every conv/linear output z (cross-entropy against random labels)."),
 )
 if "_start_here" in st.session_state:
     st.switch_page(f"pages/{st.session_state.pop('_start_here')}.py")
 if not selection.lecture:
     with st.container(border=True):
-        st.markdown("**Start here:** three steps through the paper, each loads its example into the sidebar.")
+        st.markdown(_("**Start here:** three steps through the paper, each loads its example into the "
+                      "sidebar."))
         for column, (title, key, text) in zip(st.columns(len(START_HERE)), START_HERE, strict=True):
-            column.button(title, key=f"start-{key}", on_click=_open, args=(key,), width="stretch",
-                          icon=":material/play_arrow:", help=text)
-            column.caption(text)
+            column.button(_(title), key=f"start-{key}", on_click=_open, args=(key,), width="stretch",
+                          icon=":material/play_arrow:", help=_(text))
+            column.caption(_(text))
 frame = views.measure(selection)
 if frame is None:
     st.stop()
@@ -58,16 +76,16 @@ for series, column in zip(growth, st.columns(len(growth)), strict=True):
     with column.container(border=True):
         st.markdown(f"**{series}**")
         g = growth[series]
-        if g.shape == "unknown":
-            st.metric("1 · variance growth", "overflow" if series in overflowed else "—")
+        if g.shape == summary.UNKNOWN:
+            st.metric(_("1 · variance growth"), _("overflow") if series in overflowed else "—")
         else:
-            st.metric(f"1 · variance growth ({g.shape})", g.short())
+            st.metric(_("1 · variance growth ({shape})").format(shape=_(SHAPES[g.shape])), _per_block(g))
         cos, r = similarity.get(series, math.nan), rank.get(series, math.nan)
-        both = "overflow" if not (math.isfinite(cos) or math.isfinite(r)) else (
+        both = _("overflow") if not (math.isfinite(cos) or math.isfinite(r)) else (
             f"{_shown(cos, '.3f')} / {_shown(r, '.1f')}")
-        st.metric("2 · final cos_sim / stable rank", both)
-        st.metric("3 · gradient growth (first / last hidden)",
+        st.metric(_("2 · final cos_sim / stable rank"), both)
+        st.metric(_("3 · gradient growth (first / last hidden)"),
                   _shown(gradients.get(series, math.nan), ".3g", "×"))
 fig = figures.overview_figure(stats)
 views.chart(fig, "overview", selection)
-views.export(frame, {"overview": fig}, selection, "overview")
+views.export(frame, {N_("overview"): fig}, selection, "overview")

@@ -5,17 +5,19 @@ import pandas as pd
 import streamlit as st
 
 from normlab import ModelConfig, ProbeConfig
-from ui import cache, figures, measures, views
+from ui import cache, controls, figures, measures, views
+from ui.i18n import N_, _
 
 # One measure at a time, each with its definition (spec section 3).
 MEASURES = {
-    "stable_rank": "tr(M)/‖M‖₂ of the cosine matrix M: about 1 when every sample points the same way, N "
-                   "when all are orthogonal.",
-    "effective_rank": "exp of the entropy of the centered covariance's normalized eigenvalues: how many "
-                      "directions the batch really spreads over.",
-    "numerical_rank": "singular values of the centered features above tol·σ_max: counts even tiny spread, so "
-                      "it sits at the ceiling N − 1 unless features are exactly degenerate.",
-    "cos_sim": "mean off-diagonal entry of M (the paper's code): 1 = all samples have the same direction.",
+    "stable_rank": N_("tr(M)/‖M‖₂ of the cosine matrix M: about 1 when every sample points the same way, "
+                      "N when all are orthogonal."),
+    "effective_rank": N_("exp of the entropy of the centered covariance's normalized eigenvalues: how many "
+                         "directions the batch really spreads over."),
+    "numerical_rank": N_("singular values of the centered features above tol·σ_max: counts even tiny "
+                         "spread, so it sits at the ceiling N − 1 unless features are exactly degenerate."),
+    "cos_sim": N_("mean off-diagonal entry of M (the paper's code): 1 = all samples have the same "
+                  "direction."),
 }
 # GroupNorm's rank result is read on a plain CNN over natural images (residual nets keep more rank and
 # the trend is flatter), at sizes that compute in a few seconds on a CPU.
@@ -25,13 +27,14 @@ BOUND_SIZES = (1, 2, 4, 8, 16, 32)
 BOUND_WIDTHS = (8, 16, 32, 64, 128)
 
 selection = views.header(
-    "Property 2 · Rank collapse",
-    "**Look for:** the matrix of cosine similarities between the samples filling toward 1 (yellow) with "
-    "depth without normalization, while BatchNorm keeps it lower: different inputs stay different. Below, "
-    "the batch on its two main directions shrinks toward a point as it collapses. Press ▶ Play to walk "
-    "through the layers.",
-    "Cosine matrix M: flatten each sample, L2-normalize, all pairwise dot products (N×N). Principal plane: "
-    "the centered samples on their top two principal directions, in units of the typical sample norm.",
+    _("Property 2 · Rank collapse"),
+    _("**Look for:** the matrix of cosine similarities between the samples filling toward 1 (yellow) with "
+      "depth without normalization, while BatchNorm keeps it lower: different inputs stay different. "
+      "Below, the batch on its two main directions shrinks toward a point as it collapses. Press ▶ Play to "
+      "walk through the layers."),
+    _("Cosine matrix M: flatten each sample, L2-normalize, all pairwise dot products (N×N). Principal "
+      "plane: the centered samples on their top two principal directions, in units of the typical sample "
+      "norm."),
 )
 ceiling = measures.rank_ceiling(selection.base, selection.probe)
 frame = views.measure(selection)
@@ -40,49 +43,50 @@ if frame is None:
 stats = measures.aggregate(frame)
 labels = measures.series_labels(pd.DataFrame([m.to_dict() for m in selection.models]))
 norms = {label: m.norm for label, m in zip(labels, selection.models, strict=True)}
-with st.spinner("Picturing the samples…", show_time=True):
-    details = views.attempt("picture this choice", lambda: {
+with st.spinner(_("Picturing the samples…"), show_time=True):
+    details = views.attempt(N_("picture this choice"), lambda: {
         label: cache.probe_detail(m, selection.probe)
         for label, m in zip(labels, selection.models, strict=True)
     }, "detail") or {}
 collapse = figures.collapse_figure(details, norms, uirevision="collapse")
 views.chart(collapse, "collapse", selection)
 
-st.subheader("One rank measure along depth")
-measure = st.segmented_control("Measure", tuple(MEASURES), key="rank_measure", required=True,
-                               default="stable_rank", persist_state="session",
-                               format_func=lambda m: figures.METRIC_TITLES[m].split(" (")[0])
-st.caption(MEASURES[measure])
+st.subheader(_("One rank measure along depth"))
+names = {m: _(figures.METRIC_TITLES[m]).split(" (")[0] for m in MEASURES}  # the title less its symbol
+measure = st.segmented_control(_("Measure"), tuple(MEASURES), key="rank_measure", required=True,
+                               default="stable_rank", persist_state="session", format_func=names.get)
+st.caption(_(MEASURES[measure]))
 fig = figures.depth_figure(stats, measure, ceiling=None if measure == "cos_sim" else ceiling,
                            uirevision=f"rank-{measure}")
 views.chart(fig, "rank", selection)
-with st.expander("Centered cosine similarity: why it is not drawn"):
+with st.expander(_("Centered cosine similarity: why it is not drawn")):
     st.markdown(
-        "The centered cosine subtracts the batch-mean sample first. The centered samples sum to zero, so "
-        "their mean pairwise cosine is about −1/(N−1) for *any* network: a flat line that says nothing "
-        "about collapse. What remains of it, at the final features:")
+        _("The centered cosine subtracts the batch-mean sample first. The centered samples sum to zero, so "
+          "their mean pairwise cosine is about −1/(N−1) for *any* network: a flat line that says nothing "
+          "about collapse. What remains of it, at the final features:"))
     centered = measures.final_value(stats, "cos_sim_centered")
-    st.dataframe(pd.DataFrame({"final centered cosine": centered,
+    st.dataframe(pd.DataFrame({_("final centered cosine"): centered,
                                "−1/(N−1)": -1 / (selection.probe.batch_size - 1)}), width="content")
 
-st.subheader("Distributions at one layer")
+st.subheader(_("Distributions at one layer"))
 if details:
     first = next(iter(details.values()))
     positions = [int(p) for p in first.positions]
     cols = st.columns(2)
-    position = cols[0].select_slider("Depth of the activations", positions, value=positions[-1],
+    position = cols[0].select_slider(_("Depth of the activations"), positions, value=positions[-1],
                                      key="dist_depth")
-    grad = cols[1].select_slider("Conv/linear output of the gradients", range(len(first.grad_layers)),
+    grad = cols[1].select_slider(_("Conv/linear output of the gradients"), range(len(first.grad_layers)),
                                  value=0, key="dist_grad",
                                  format_func=lambda k: f"{k + 1} · {first.grad_layers[k]}")
     views.chart(figures.distribution_figure(details, norms, position, grad), "distributions", selection)
-    st.caption("From the first seed's pass: a fixed random sample of the activation values at that depth and "
-               "each sample's own gradient norm, per normalizer.")
+    st.caption(_("From the first seed's pass: a fixed random sample of the activation values at that depth "
+                 "and each sample's own gradient norm, per normalizer."))
 
-st.subheader("GroupNorm's rank bound: Ω(√(width / group size))")
+st.subheader(_("GroupNorm's rank bound: Ω(√(width / group size))"))
 cols = st.columns(2)
-width = cols[0].select_slider("Width (for the group-size sweep)", (16, 32, 64), value=32, key="bound_width")
-size = cols[1].select_slider("Group size (for the width sweep)", (1, 2, 4, 8), value=4, key="bound_size")
+width = cols[0].select_slider(_("Width (for the group-size sweep)"), (16, 32, 64), value=32,
+                              key="bound_width")
+size = cols[1].select_slider(_("Group size (for the width sweep)"), (1, 2, 4, 8), value=4, key="bound_size")
 
 
 def bound_sweeps() -> tuple:
@@ -94,8 +98,8 @@ def bound_sweeps() -> tuple:
     return by_size, by_width
 
 
-with st.spinner("Sweeping group sizes and widths…", show_time=True):
-    sweeps = views.attempt("sweep group sizes and widths", bound_sweeps, "bound")
+with st.spinner(_("Sweeping group sizes and widths…"), show_time=True):
+    sweeps = views.attempt(N_("sweep group sizes and widths"), bound_sweeps, "bound")
 if sweeps is not None:
     by_size, by_width = sweeps
     bound_ceiling = BOUND_PROBE.batch_size
@@ -103,27 +107,30 @@ if sweeps is not None:
     with left:
         points = figures.final_points(by_size, "effective_rank")
         views.chart(figures.rank_scaling_figure(points, "group_size", "effective_rank",
-                                                fixed=f"width {width}",
+                                                fixed=_("width {width}").format(width=width),
                                                 ceiling=bound_ceiling, uirevision="bound-size"),
                     "bound-size", selection)
     with right:
         points = figures.final_points(by_width, "effective_rank")
-        views.chart(figures.rank_scaling_figure(points, "width", "effective_rank", fixed=f"group size {size}",
+        views.chart(figures.rank_scaling_figure(points, "width", "effective_rank",
+                                                fixed=_("group size {size}").format(size=size),
                                                 ceiling=bound_ceiling, uirevision="bound-width"),
                     "bound-width", selection)
-    st.caption(f"Plain CNN of depth {BOUND_NET['depth']}, batch {BOUND_PROBE.batch_size} of "
-               f"{BOUND_PROBE.image_size}×{BOUND_PROBE.image_size} natural-image crops, one seed. Why the "
-               "effective rank: the numerical rank counts every direction above a tolerance and stays at "
-               "N − 1 here for every group size, and the stable rank is dominated by the top eigenvalue "
-               "(1.2–2); the effective rank weighs how evenly the batch spreads, and it falls with the "
-               "group size as the bound says. The dashed curve is the bound's shape scaled by least squares.")
+    st.caption(_("Plain CNN of depth {depth}, batch {batch} of {size}×{size} natural-image crops, one seed. "
+                 "Why the effective rank: the numerical rank counts every direction above a tolerance and "
+                 "stays at N − 1 here for every group size, and the stable rank is dominated by the top "
+                 "eigenvalue (1.2–2); the effective rank weighs how evenly the batch spreads, and it falls "
+                 "with the group size as the bound says. The dashed curve is the bound's shape scaled by "
+                 "least squares.").format(depth=BOUND_NET["depth"], batch=BOUND_PROBE.batch_size,
+                                          size=BOUND_PROBE.image_size))
 
-with st.expander("Eigen-spectrum of the final features"):
-    scale = st.segmented_control("Axis", ("log", "linear"), key="spec_scale", persist_state="session",
-                                 required=True)
+with st.expander(_("Eigen-spectrum of the final features")):
+    scale = st.segmented_control(_("Axis"), controls.SCALES, key="spec_scale", persist_state="session",
+                                 required=True, format_func=controls.labelled(controls.SCALE_LABELS))
     spectrum = figures.spectrum_figure(stats, ceiling=ceiling, log_y=scale == "log",
                                        uirevision=f"spectrum-{scale}")
     views.chart(spectrum, "spectrum", selection)
-    st.caption(f"Rank ceiling min(batch, features) = {ceiling}: batch {selection.probe.batch_size}; a "
-               "collapsed network concentrates the spectrum in its first few eigenvalues.")
-views.export(frame, {"collapse": collapse, "rank": fig, "spectrum": spectrum}, selection, "rank")
+    st.caption(_("Rank ceiling min(batch, features) = {ceiling}: batch {batch}; a collapsed network "
+                 "concentrates the spectrum in its first few eigenvalues.").format(
+        ceiling=ceiling, batch=selection.probe.batch_size))
+views.export(frame, {N_("collapse"): collapse, N_("rank"): fig, N_("spectrum"): spectrum}, selection, "rank")

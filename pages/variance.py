@@ -2,28 +2,31 @@
 
 import streamlit as st
 
-from ui import figures, measures, overlays, views
+from ui import controls, figures, measures, overlays, views
+from ui.i18n import N_, _
 
 selection = views.header(
-    "Property 1 · Variance growth with depth",
-    "**Look for:** with an activation-based normalizer a ResNet's variance grows *linearly* with depth "
-    "(about +0.34 per post-activation block); without one (or with weight-based ones) it grows "
-    "*exponentially* (×2 per block in the wide-network theory, a little less at small widths). SkipInit "
-    "(α = 0) keeps it flat. A normalized projection shortcut resets it at each new stage (dotted lines). "
-    "With *Depth in motion*, ▶ Play grows the network one block at a time.",
-    "act_var: per-channel variance over (N,H,W), averaged over channels · act_sq_mean: per-channel mean, "
-    "squared, averaged over channels · res_var: act_var of the residual branch before the addition. "
-    "ResNets are read at their block outputs, plain nets after every layer's activation.",
+    _("Property 1 · Variance growth with depth"),
+    _("**Look for:** with an activation-based normalizer a ResNet's variance grows *linearly* with depth "
+      "(about +0.34 per post-activation block); without one (or with weight-based ones) it grows "
+      "*exponentially* (×2 per block in the wide-network theory, a little less at small widths). SkipInit "
+      "(α = 0) keeps it flat. A normalized projection shortcut resets it at each new stage (dotted lines). "
+      "With *Depth in motion*, ▶ Play grows the network one block at a time."),
+    _("act_var: per-channel variance over (N,H,W), averaged over channels · act_sq_mean: per-channel mean, "
+      "squared, averaged over channels · res_var: act_var of the residual branch before the addition. "
+      "ResNets are read at their block outputs, plain nets after every layer's activation."),
 )
 cols = st.columns([3, 2, 2, 2])
-metric = cols[0].segmented_control("Metric", ("act_var", "act_sq_mean", "res_var"), key="var_metric",
+metric = cols[0].segmented_control(_("Metric"), ("act_var", "act_sq_mean", "res_var"), key="var_metric",
                                    required=True, persist_state="session")
-scale = cols[1].segmented_control("Axis", ("log", "linear"), key="var_scale", required=True,
-                                  persist_state="session")
-show_theory = cols[2].toggle("Theory curve (De & Smith 2020)", key="var_theory", persist_state="session")
+scale = cols[1].segmented_control(_("Axis"), controls.SCALES, key="var_scale", required=True,
+                                  persist_state="session",
+                                  format_func=controls.labelled(controls.SCALE_LABELS))
+show_theory = cols[2].toggle(_("Theory curve (De & Smith 2020)"), key="var_theory", persist_state="session")
 # Off by default: the frames double what a redraw sends, and the default view must redraw quickly.
-motion = cols[3].toggle("▶ Depth in motion", key="var_motion", persist_state="session",
-                        help="Adds a Play button and a depth slider that grow the curve one block at a time.")
+motion = cols[3].toggle(_("▶ Depth in motion"), key="var_motion", persist_state="session",
+                        help=_("Adds a Play button and a depth slider that grow the curve one block at a "
+                               "time."))
 frame = views.measure(selection)
 if frame is None:
     st.stop()
@@ -33,8 +36,8 @@ theory, skipped = (overlays.variance_overlay(stats, selection.models) if show_th
 fig = figures.depth_figure(stats, metric, log_y=scale == "log", theory=theory, annotate_growth=True,
                            uirevision=f"variance-{metric}-{scale}")
 if motion:
-    fig = figures.grow_with_depth(fig, "depth ")  # ▶ Play draws the curve block by block
+    fig = figures.grow_with_depth(fig, _("depth "))  # ▶ Play draws the curve block by block
 views.chart(fig, "variance", selection)
 if skipped:
-    st.caption("No theory curve for " + "; ".join(skipped) + ".")
-views.export(frame, {"variance": fig}, selection, "variance")
+    st.caption(_("No theory curve for {networks}.").format(networks="; ".join(skipped)))
+views.export(frame, {N_("variance"): fig}, selection, "variance")

@@ -1,29 +1,33 @@
 """The dashboard's controls as one table: key, default and allowed values, shared by widgets and links.
 
 Every control's widget key is also its URL query parameter, so a link can hold the whole view and
-``parse_params`` can check a link before anything is drawn. Pure Python: no Streamlit here.
+``parse_params`` can check a link before anything is drawn. Pure Python: no Streamlit here; the
+notices are phrased in the current language (``ui.i18n``), the labels marked for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from normlab import INPUTS, NORM_NAMES, PRESETS, ModelConfig
 from normlab.config import DEFAULT_DEPTH, DEFAULT_WIDTH, common_divisors
 from ui.i18n import DEFAULT as DEFAULT_LANG
-from ui.i18n import LANGUAGES
+from ui.i18n import LANGUAGES, N_, _
 
 # The network menu: the three families with free sizes, then the paper's presets with fixed sizes.
 NETS = ("resnet", "cnn", "mlp", *PRESETS)
 NET_LABELS = {
-    "resnet": "ResNet (choose the size)",
-    "cnn": "Plain CNN (choose the size)",
-    "mlp": "MLP (choose the size)",
-    "resnet56": "ResNet-56 (paper)",
-    "vgg10": "VGG-10 (paper)",
-    "vgg20": "VGG-20 (paper)",
+    "resnet": N_("ResNet (choose the size)"),
+    "cnn": N_("Plain CNN (choose the size)"),
+    "mlp": N_("MLP (choose the size)"),
+    "resnet56": N_("ResNet-56 (paper)"),
+    "vgg10": N_("VGG-10 (paper)"),
+    "vgg20": N_("VGG-20 (paper)"),
 }
+# What the menus show for option values that are words (the values themselves stay the link's).
+INPUT_LABELS = {"gaussian": N_("gaussian"), "images": N_("images"), "digits": N_("digits")}
+DEVICE_LABELS = {"auto": N_("auto")}
 WIDTHS = (4, 8, 16, 32, 64, 128, 256, 512)
 BATCHES = (4, 8, 16, 32, 64, 128, 256)
 IMAGE_SIZES = (8, 16, 32, 64)
@@ -38,6 +42,7 @@ MAX_SEED = 10_000
 WN_ACTS = ("after_add", "in_branch")
 GROUP_BY = ("groups", "group_size")
 SCALES = ("log", "linear")
+SCALE_LABELS = {"log": N_("log"), "linear": N_("linear")}
 
 
 @dataclass(frozen=True)
@@ -94,41 +99,55 @@ LECTURE_HIDDEN = ("input", "batch", "image", "seeds", "seed", "device", "rank_to
 PAGE_PARAM = "page"
 
 
+def labelled(labels: Mapping[object, str]) -> Callable[[object], str]:
+    """A widget's ``format_func``: each option's label (marked with N_) in the session's language.
+
+    The labels are translated now, while the page runs: Streamlit may call the function later, outside
+    the session (AppTest does), where it would no longer know the language.
+    """
+    shown = {value: _(label) for value, label in labels.items()}
+    return lambda value: shown.get(value, str(value))
+
+
 def _parse(control: Control, text: str):
     """One URL value -> the control's value; ValueError says what was wrong and what is allowed."""
+    said = {"key": control.key, "value": repr(text), "allowed": ", ".join(map(str, control.choices))}
     if control.kind == "choice":
         for choice in control.choices:
             if text == str(choice):
                 return choice
-        raise ValueError(f"{control.key}={text!r} is not one of {', '.join(map(str, control.choices))}")
+        raise ValueError(_("{key}={value} is not one of {allowed}").format(**said))
     if control.kind == "choices":
         values = tuple(v for v in text.split(",") if v)
         bad = [v for v in values if v not in control.choices]
-        if bad or not values:
-            raise ValueError(f"{control.key}={text!r}: unknown {', '.join(bad) or 'empty list'}; allowed: "
-                             f"{', '.join(control.choices)}")
+        if not values:
+            raise ValueError(_("{key}={value}: unknown empty list; allowed: {allowed}").format(**said))
+        if bad:
+            raise ValueError(_("{key}={value}: unknown {names}; allowed: {allowed}").format(
+                names=", ".join(bad), **said))
         return tuple(dict.fromkeys(values))  # drop repeats, keep the order
     if control.kind == "bool":
         if text.lower() in ("1", "true", "yes", "on"):
             return True
         if text.lower() in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"{control.key}={text!r} is not true/false (1/0)")
+        raise ValueError(_("{key}={value} is not true/false (1/0)").format(**said))
     if control.kind == "float":
         try:
             value = float(text)
         except ValueError:
-            raise ValueError(f"{control.key}={text!r} is not a number") from None
+            raise ValueError(_("{key}={value} is not a number").format(**said)) from None
         for choice in control.choices:
             if abs(value - choice) <= 1e-12 * choice:
                 return choice
-        raise ValueError(f"{control.key}={text!r} is not one of {', '.join(map(str, control.choices))}")
+        raise ValueError(_("{key}={value} is not one of {allowed}").format(**said))
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"{control.key}={text!r} is not a whole number") from None
+        raise ValueError(_("{key}={value} is not a whole number").format(**said)) from None
     if not control.low <= value <= control.high:
-        raise ValueError(f"{control.key}={value} is outside {control.low}..{control.high}")
+        raise ValueError(_("{key}={value} is outside {low}..{high}").format(
+            key=control.key, value=value, low=control.low, high=control.high))
     return value
 
 
@@ -155,7 +174,7 @@ def parse_params(params: Mapping[str, str]) -> tuple[dict, list[str]]:
         if key == PAGE_PARAM:
             continue
         if key not in BY_KEY:
-            notices.append(f"unknown parameter {key!r}")
+            notices.append(_("unknown parameter {key}").format(key=repr(key)))
             continue
         control = BY_KEY[key]
         texts = raw if isinstance(raw, list) else [raw]

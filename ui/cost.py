@@ -2,7 +2,7 @@
 
 The seconds come from normlab.budget's cost model, calibrated on this server for the torch threads
 each computation gets (``server_limits().threads``), so the caption and the refusal never disagree.
-No Streamlit here.
+No Streamlit here; the caption speaks the current language (``ui.i18n``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from normlab import ModelConfig, ProbeConfig
 from normlab.budget import Limits, estimate_cost, predicted_seconds, server_limits
+from ui.i18n import _, ngettext
 
 
 def _limits() -> Limits:
@@ -34,7 +35,9 @@ def cost_summary(models: Sequence[ModelConfig], probe: ProbeConfig) -> str:
     limits = _limits()
     seconds = sum(predicted_seconds(c, limits) for c in costs)
     shown = f"{seconds:.1f}" if seconds < 100 else f"{seconds:,.0f}"
-    return (f"Cost of a fresh run: {len(models)} network{'s' * (len(models) > 1)} × {probe.seeds} "
-            f"seed{'s' * (probe.seeds > 1)} · {gflop:.2g} GFLOP · peak {memory:.0f} MiB · "
-            f"predicted {shown} s here, limit {limits.max_seconds:g} s "
-            f"(results are cached: seen configs redraw at once)")
+    networks = ngettext("{count} network", "{count} networks", len(models)).format(count=len(models))
+    seeds = ngettext("{count} seed", "{count} seeds", probe.seeds).format(count=probe.seeds)
+    return _("Cost of a fresh run: {networks} × {seeds} · {gflop} GFLOP · peak {memory} MiB · predicted "
+             "{seconds} s here, limit {limit} s (results are cached: seen configs redraw at once)").format(
+        networks=networks, seeds=seeds, gflop=f"{gflop:.2g}", memory=f"{memory:.0f}", seconds=shown,
+        limit=f"{limits.max_seconds:g}")

@@ -17,6 +17,7 @@ import streamlit as st
 
 from normlab import PRESETS, ModelConfig, ProbeConfig
 from normlab.output import to_csv, to_json
+from ui.i18n import _
 
 # Server-side PNG/SVG needs kaleido's headless Chrome; without one the chart's camera button still
 # exports (plotly's client-side export in the browser).
@@ -124,23 +125,30 @@ def _render(fig: go.Figure, fmt: str):
 
 def export_panel(frame: pd.DataFrame, figures: dict[str, go.Figure], models: Sequence[ModelConfig],
                  probe: ProbeConfig, name: str, over: dict | None = None) -> None:
-    """Download buttons for the data and figures, and the code that gives the same numbers."""
-    with st.expander("Export: data, figures and the code that reproduces them", icon=":material/download:"):
+    """Download buttons for the data and figures, and the code that gives the same numbers.
+
+    Args:
+        figures: each figure by its name in the file names, an English word marked with ``N_`` (its
+            button shows it translated).
+    """
+    with st.expander(_("Export: data, figures and the code that reproduces them"),
+                     icon=":material/download:"):
         cols = st.columns(4)
-        cols[0].download_button("Data · CSV", to_csv(frame), f"normlab-{name}.csv", "text/csv",
+        cols[0].download_button(_("Data · CSV"), to_csv(frame), f"normlab-{name}.csv", "text/csv",
                                 key=f"csv-{name}", on_click="ignore", icon=":material/table:")
-        cols[1].download_button("Data · JSON", to_json(frame), f"normlab-{name}.json", "application/json",
+        cols[1].download_button(_("Data · JSON"), to_json(frame), f"normlab-{name}.json", "application/json",
                                 key=f"json-{name}", on_click="ignore", icon=":material/data_object:")
         if figure_exporter_available():
             for k, (fig_name, fig) in enumerate(figures.items()):
                 for j, fmt in enumerate(("png", "svg")):
                     cols[(2 + j) % 4].download_button(
-                        f"{fig_name} · {fmt.upper()}", _render(fig, fmt), f"normlab-{name}-{fig_name}.{fmt}",
+                        f"{_(fig_name)} · {fmt.upper()}", _render(fig, fmt),
+                        f"normlab-{name}-{fig_name}.{fmt}",
                         f"image/{'svg+xml' if fmt == 'svg' else 'png'}", key=f"{fmt}-{name}-{k}",
                         on_click="ignore", icon=":material/image:")
         else:
-            cols[2].caption("Figures: use the camera button on each chart (PNG at 4× resolution).")
-        st.markdown("**Python** (same numbers):")
+            cols[2].caption(_("Figures: use the camera button on each chart (PNG at 4× resolution)."))
+        st.markdown(_("**Python** (same numbers):"))
         st.code(python_snippet(models, probe, over), language="python")
-        st.markdown("**Command line** (same numbers):")
+        st.markdown(_("**Command line** (same numbers):"))
         st.code(cli_command(models, probe, out=f"normlab-{name}.csv", over=over), language="bash")

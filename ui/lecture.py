@@ -10,6 +10,7 @@ import streamlit as st
 
 from ui import controls as C
 from ui.claims import CLAIMS
+from ui.i18n import _
 
 CLAIMS_PAGE = "pages/claims.py"
 CLAIMS_URL = "paper-claims"
@@ -52,13 +53,14 @@ def lecture_mode(page) -> None:
         return
     st.html(LECTURE_CSS)
     with st.sidebar:
-        st.selectbox("Claim", range(len(CLAIMS)), key="claim", persist_state="session", on_change=_picked,
-                     format_func=lambda i: f"{i + 1}/{len(CLAIMS)} · {CLAIMS[i].title}")
+        titles = [f"{i + 1}/{len(CLAIMS)} · {_(claim.title)}" for i, claim in enumerate(CLAIMS)]
+        st.selectbox(_("Claim"), range(len(CLAIMS)), key="claim", persist_state="session", on_change=_picked,
+                     format_func=titles.__getitem__)
         back, forward = st.columns(2)
-        back.button("Previous", icon=":material/arrow_back:", on_click=_step, args=(-1,), key="claim_prev",
+        back.button(_("Previous"), icon=":material/arrow_back:", on_click=_step, args=(-1,), key="claim_prev",
                     width="stretch")
-        forward.button("Next", icon=":material/arrow_forward:", on_click=_step, args=(1,), key="claim_next",
-                       width="stretch")
+        forward.button(_("Next"), icon=":material/arrow_forward:", on_click=_step, args=(1,),
+                       key="claim_next", width="stretch")
         st.divider()
     if st.session_state.pop(_GOTO_KEY, False) and page.url_path != CLAIMS_URL:
         st.switch_page(CLAIMS_PAGE)

@@ -19,6 +19,8 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from ui import controls as C
+from ui import i18n
+from ui.i18n import _
 
 RESTORED_KEY = "_link_restored"  # set once the session's opening link has been read
 NOTICE_KEY = "_link_notices"  # what was wrong with that link
@@ -43,14 +45,17 @@ def _screen(params: Mapping[str, list[str]]) -> tuple[dict[str, list[str]], list
     """Drop what is too long or too many by length alone, before any parsing; notices say what went."""
     notices = []
     if len(params) > MAX_PARAMS:
-        return {}, [f"the link has {len(params)} parameters; at most {MAX_PARAMS} are read, so none was"]
+        return {}, [_("the link has {count} parameters; at most {limit} are read, so none was").format(
+            count=len(params), limit=MAX_PARAMS)]
     kept = {}
     for key, values in params.items():
         if len(key) > MAX_PARAM_CHARS:
-            notices.append(f"a parameter name of {len(key)} characters (at most {MAX_PARAM_CHARS})")
+            notices.append(_("a parameter name of {length} characters (at most {limit})").format(
+                length=len(key), limit=MAX_PARAM_CHARS))
             continue
         if len(values) > MAX_PARAMS or any(len(v) > MAX_PARAM_CHARS for v in values):
-            notices.append(f"{shorten(key)}: a value over {MAX_PARAM_CHARS} characters")
+            notices.append(_("{key}: a value over {limit} characters").format(
+                key=shorten(key), limit=MAX_PARAM_CHARS))
             continue
         kept[key] = values
     return kept, notices
@@ -91,8 +96,8 @@ def check_link(params: Mapping[str, list[str]]) -> tuple[dict, list[str]]:
             del values[key]
             continue
         if values[key] not in allowed:
-            notices.append(f"{key}={values[key]} does not divide every width; allowed: "
-                           f"{', '.join(map(str, allowed))}")
+            notices.append(_("{key}={value} does not divide every width; allowed: {allowed}").format(
+                key=key, value=values[key], allowed=", ".join(map(str, allowed))))
             del values[key]
     return values, notices
 
@@ -113,10 +118,11 @@ def restore_once() -> str | None:
         return None
     state[RESTORED_KEY] = True
     params = _params()
-    values, notices = check_link(params)
-    for key, value in values.items():
+    for key, value in check_link(params)[0].items():
         state[key] = widget_value(C.BY_KEY[key], value)
-    state[NOTICE_KEY] = notices
+    # The notices speak the session's language, known only once the link's own lang= is restored.
+    i18n.start_session()
+    state[NOTICE_KEY] = check_link(params)[1]
     page = params.get(C.PAGE_PARAM)
     if not page or len(page[-1]) > MAX_PARAM_CHARS:
         return None
@@ -174,6 +180,6 @@ def notices() -> list[str]:
 def show_notices() -> None:
     """What was wrong with the opening link, as plain text: a link's content is never markup."""
     if notices():
-        st.warning("Some link parameters were not valid and fell back to defaults:",
+        st.warning(_("Some link parameters were not valid and fell back to defaults:"),
                    icon=":material/link_off:")
         st.text("\n".join(notices()))

@@ -1,6 +1,7 @@
 """What the pages draw: the compared networks and how they are probed, built from control values.
 
-Pure: no Streamlit, so claims, links and tests build selections exactly as the sidebar does.
+Pure: no Streamlit, so claims, links and tests build selections exactly as the sidebar does (its
+messages speak the current language, ``ui.i18n``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from normlab import NORMALIZERS, PRESETS, ModelConfig, ProbeConfig
 from ui import controls as C
+from ui.i18n import _
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ def build_selection(values: Mapping[str, object]) -> Selection:
     v = {**C.DEFAULTS, **values}
     net, norms = v["net"], tuple(v["norms"])
     if not norms:
-        raise ValueError("normalizers: choose at least one normalizer to compare")
+        raise ValueError(_("normalizers: choose at least one normalizer to compare"))
     fields = C.network_fields(net)
     if net not in PRESETS:
         fields.update(depth=int(v["depth"]), width=int(v["width"]))
@@ -65,7 +67,8 @@ def with_upload(selection: Selection, upload) -> Selection:
         ValueError: fewer than two images (similarities and batch statistics need a pair).
     """
     if len(upload.names) < 2:
-        raise ValueError(f"uploaded images: at least two are needed for a batch; got {len(upload.names)}")
+        raise ValueError(_("uploaded images: at least two are needed for a batch; got {count}").format(
+            count=len(upload.names)))
     probe = upload.probe_config(image_size=selection.probe.image_size, seed=selection.probe.seed,
                                 seeds=selection.probe.seeds, device=selection.probe.device,
                                 rank_tol=selection.probe.rank_tol)

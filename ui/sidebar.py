@@ -51,20 +51,20 @@ def _group_controls(net: str, width: int, stages: int, lecture: bool) -> None:
             below = [o for o in options if o <= (state.get(key) or 0)]
             state[key] = below[-1] if below else C.middle_choice(options)
     if not lecture:
-        st.segmented_control("Set GroupNorm by", C.GROUP_BY, key="group_by", required=True,
+        st.segmented_control(_("Set GroupNorm by"), C.GROUP_BY, key="group_by", required=True,
                              persist_state=KEEP,
-                             format_func={"groups": "group count G", "group_size": "group size"}.get)
+                             format_func={"groups": _("group count G"), "group_size": _("group size")}.get)
     smallest = options[-1]
     if state.get("group_by") == "group_size":
-        st.select_slider("Group size (channels per group; only divisors of every width)", options,
+        st.select_slider(_("Group size (channels per group; only divisors of every width)"), options,
                          key="group_size", persist_state=KEEP,
                          format_func=lambda s: f"{s} · InstanceNorm" if s == 1 else str(s))
     else:
         st.select_slider(
-            "Groups G (only divisors of every width)", options, key="groups", persist_state=KEEP,
+            _("Groups G (only divisors of every width)"), options, key="groups", persist_state=KEEP,
             format_func=lambda g: f"{g} · LayerNorm" if g == 1 else (
                 f"{g} · InstanceNorm" if g == smallest else str(g)),
-            help="G = 1 normalizes over all channels (LayerNorm); one channel per group is InstanceNorm.",
+            help=_("G = 1 normalizes over all channels (LayerNorm); one channel per group is InstanceNorm."),
         )
 
 
@@ -82,96 +82,104 @@ def _on_upload() -> None:
 
 
 def _probe_controls() -> None:
-    with st.expander("Inputs, batch and seeds", expanded=False):
+    with st.expander(_("Inputs, batch and seeds"), expanded=False):
         st.file_uploader(
-            "Your own images (they become the probe batch)", type=["png", "jpg", "jpeg"],
+            _("Your own images (they become the probe batch)"), type=["png", "jpg", "jpeg"],
             accept_multiple_files=True, key="upload_files", on_change=_on_upload,
-            help=f"Two to {MAX_UPLOADS} images, {MAX_UPLOAD_BYTES // 2**20} MB each at most; scaled and "
-                 "centre-cropped to the image size. Kept in this server's memory for your session only, "
-                 "never written to disk. Remove them to go back to the input below.",
+            help=_("Two to {count} images, {size} MB each at most; scaled and centre-cropped to the image "
+                   "size. Kept in this server's memory for your session only, never written to disk. "
+                   "Remove them to go back to the input below.").format(
+                count=MAX_UPLOADS, size=MAX_UPLOAD_BYTES // 2**20),
         )
         state = st.session_state
         # Pages without these controls drop the uploader's files, not the decoded batch: offer a way out.
         if state.get(UPLOAD_KEY) is not None and not state.get("upload_files"):
-            st.caption(f"Still probing {len(state[UPLOAD_KEY].names)} images uploaded earlier.")
-            if st.button("Forget the uploaded images", key="upload_forget", icon=":material/close:"):
+            st.caption(_("Still probing {count} images uploaded earlier.").format(
+                count=len(state[UPLOAD_KEY].names)))
+            if st.button(_("Forget the uploaded images"), key="upload_forget", icon=":material/close:"):
                 state[UPLOAD_KEY] = None
-        st.selectbox("Input", C.BY_KEY["input"].choices, key="input", persist_state=KEEP,
-                     help="Instance and batch statistics only differ on real images.")
-        st.select_slider("Batch size N", C.BATCHES, key="batch", persist_state=KEEP,
-                         help="No rank can exceed min(N, features).")
-        st.select_slider("Image size", C.IMAGE_SIZES, key="image", persist_state=KEEP)
-        st.slider("Seeds (mean line, min–max band)", 1, C.MAX_SEEDS, key="seeds", persist_state=KEEP)
-        st.number_input("First seed", 0, C.MAX_SEED, key="seed", persist_state=KEEP)
+        st.selectbox(_("Input"), C.BY_KEY["input"].choices, key="input", persist_state=KEEP,
+                     format_func=C.labelled(C.INPUT_LABELS),
+                     help=_("Instance and batch statistics only differ on real images."))
+        st.select_slider(_("Batch size N"), C.BATCHES, key="batch", persist_state=KEEP,
+                         help=_("No rank can exceed min(N, features)."))
+        st.select_slider(_("Image size"), C.IMAGE_SIZES, key="image", persist_state=KEEP)
+        st.slider(_("Seeds (mean line, min–max band)"), 1, C.MAX_SEEDS, key="seeds", persist_state=KEEP)
+        st.number_input(_("First seed"), 0, C.MAX_SEED, key="seed", persist_state=KEEP)
         devices = ["auto", *available_devices()]
         if st.session_state.get("device") not in devices:
             st.session_state["device"] = "auto"
-        st.selectbox("Device", devices, key="device", persist_state=KEEP)
-        st.selectbox("Numerical-rank tolerance", C.RANK_TOLS, key="rank_tol", persist_state=KEEP,
+        st.selectbox(_("Device"), devices, key="device", persist_state=KEEP,
+                     format_func=C.labelled(C.DEVICE_LABELS))
+        st.selectbox(_("Numerical-rank tolerance"), C.RANK_TOLS, key="rank_tol", persist_state=KEEP,
                      format_func=lambda t: f"{t:g} · σ_max")
 
 
 def _network_controls(lecture: bool, ignored: set[str]) -> None:
     """Network, normalizers, sizes and GroupNorm's setting (those in ``ignored`` are not drawn)."""
     state = st.session_state
-    net = st.selectbox("Network", C.NETS, format_func=C.NET_LABELS.get, key="net", persist_state=KEEP,
-                       on_change=_on_net_change)
+    net = st.selectbox(_("Network"), C.NETS, format_func=C.labelled(C.NET_LABELS), key="net",
+                       persist_state=KEEP, on_change=_on_net_change)
     if "norms" in ignored:
         norms = list(state.get("norms", C.DEFAULTS["norms"]))
     else:
-        norms = st.multiselect("Normalizers to compare", NORM_NAMES, key="norms", persist_state=KEEP,
+        norms = st.multiselect(_("Normalizers to compare"), NORM_NAMES, key="norms", persist_state=KEEP,
                                format_func=_norm_label,
-                               help="One network per normalizer, same sizes and inputs; one colour each.")
+                               help=_("One network per normalizer, same sizes and inputs; one colour each."))
     if net in PRESETS:
         fixed = PRESETS[net]
-        st.caption(f"Sizes fixed by the preset: depth {fixed['depth']}, width {fixed['width']}"
-                   + (f", {fixed['stages']} stages" if "stages" in fixed else ""))
+        sizes = (_("Sizes fixed by the preset: depth {depth}, width {width}, {stages} stages")
+                 if "stages" in fixed else _("Sizes fixed by the preset: depth {depth}, width {width}"))
+        st.caption(sizes.format(depth=fixed["depth"], width=fixed["width"], stages=fixed.get("stages")))
     else:
         depths = sorted({*C.DEPTHS, int(state.get("depth", C.DEFAULTS["depth"]))})
-        st.select_slider("Depth (blocks per stage)" if net == "resnet" else "Depth (layers)", depths,
+        st.select_slider(_("Depth (blocks per stage)") if net == "resnet" else _("Depth (layers)"), depths,
                          key="depth", persist_state=KEEP)
-        st.select_slider("Width (channels)" if net != "mlp" else "Width (units)", C.WIDTHS, key="width",
-                         persist_state=KEEP)
+        st.select_slider(_("Width (channels)") if net != "mlp" else _("Width (units)"), C.WIDTHS,
+                         key="width", persist_state=KEEP)
     if net == "resnet":
-        st.slider("Stages (width doubles, stride 2)", 1, C.MAX_STAGES, key="stages", persist_state=KEEP)
+        st.slider(_("Stages (width doubles, stride 2)"), 1, C.MAX_STAGES, key="stages", persist_state=KEEP)
     if is_resnet(net):
         cols = st.columns(2)
-        cols[0].checkbox("Pre-activation", key="preact", persist_state=KEEP)
+        cols[0].checkbox(_("Pre-activation"), key="preact", persist_state=KEEP)
         cols[1].checkbox("SkipInit (α = 0)", key="skipinit", persist_state=KEEP)
         if "weightnorm" in norms and not lecture:
-            st.radio("Weight Normalization: corrected ReLU", C.WN_ACTS, key="wn_act", persist_state=KEEP,
-                     horizontal=True, format_func={"after_add": "after the addition (paper's code)",
-                                                   "in_branch": "inside the branch"}.get)
+            st.radio(_("Weight Normalization: corrected ReLU"), C.WN_ACTS, key="wn_act", persist_state=KEEP,
+                     horizontal=True, format_func={"after_add": _("after the addition (paper's code)"),
+                                                   "in_branch": _("inside the branch")}.get)
     if "groups" not in ignored and any(NORMALIZERS[n].grouped for n in norms):
         try:
             _group_controls(net, int(state["width"]), int(state["stages"]), lecture)
         except ValueError as err:
-            st.error(f"Groups: {err}")
+            st.error(_("Groups: {error}").format(error=err))
 
 
 def _uploaded(selection: Selection) -> Selection:
     """The selection on the session's uploaded images, when there are any (with a caption naming them)."""
     state = st.session_state
     if state.get(UPLOAD_ERROR_KEY):
-        st.error(f"Uploaded images: {links.markdown_text(state[UPLOAD_ERROR_KEY])}", icon=":material/error:")
+        st.error(_("Uploaded images: {error}").format(error=links.markdown_text(state[UPLOAD_ERROR_KEY])),
+                 icon=":material/error:")
     upload = state.get(UPLOAD_KEY)
     if upload is None:
         return selection
     try:
         selection = with_upload(selection, upload)
     except ValueError as err:
-        st.warning(f"{links.markdown_text(err)}. Probing the input chosen below instead.",
-                   icon=":material/photo_library:")
+        st.warning(_("{error}. Probing the input chosen below instead.").format(
+            error=links.markdown_text(err)), icon=":material/photo_library:")
         return selection
     more = len(upload.names) - 4
-    shown = ", ".join(upload.names[:4]) + (f" and {more} more" if more > 0 else "")
-    st.caption(f"Probe batch: your {len(upload.names)} uploaded images ({links.markdown_text(shown)}).")
+    batch = (_("Probe batch: your {count} uploaded images ({names} and {more} more).") if more > 0
+             else _("Probe batch: your {count} uploaded images ({names})."))
+    st.caption(batch.format(count=len(upload.names), names=links.markdown_text(", ".join(upload.names[:4])),
+                            more=more))
     return selection
 
 
 def _share(page_name: str | None, url_path: str | None) -> None:
-    with st.expander("Share this view", icon=":material/link:"):
-        st.caption("The link holds every control and the page; copy it with the button on the right.")
+    with st.expander(_("Share this view"), icon=":material/link:"):
+        st.caption(_("The link holds every control and the page; copy it with the button on the right."))
         st.code(links.share_url(page_name, url_path), language=None, wrap_lines=True)
 
 
@@ -191,12 +199,13 @@ def sidebar(page_name: str | None = None, url_path: str | None = None) -> Select
         links.show_notices()
         st.segmented_control(_("Language"), LANGUAGES, key=i18n.KEY, required=True, persist_state=KEEP,
                              format_func=LANGUAGE_NAMES.get)
-        lecture = st.toggle("Lecture mode", key="lecture", persist_state=KEEP,
-                            help="Hides the probe plumbing, enlarges type and plots, steps through the "
-                                 "claims.")
+        lecture = st.toggle(_("Lecture mode"), key="lecture", persist_state=KEEP,
+                            help=_("Hides the probe plumbing, enlarges type and plots, steps through the "
+                                   "claims."))
         ignored = IGNORED.get(page_name or "", set())
         if "network" in ignored:
-            st.caption("This page trains its own networks: the network controls apply to the other pages.")
+            st.caption(_("This page trains its own networks: the network controls apply to the other "
+                         "pages."))
         else:
             _network_controls(lecture, ignored)
             if not lecture:
@@ -204,7 +213,7 @@ def sidebar(page_name: str | None = None, url_path: str | None = None) -> Select
         try:
             selection = build_selection(links.current_values())
         except ValueError as err:
-            st.error(f"{err}. Showing the last valid choice.", icon=":material/error:")
+            st.error(_("{error}. Showing the last valid choice.").format(error=err), icon=":material/error:")
             selection = state.get(SELECTION_KEY) or build_selection(C.DEFAULTS)
         else:
             selection = _uploaded(selection)

@@ -2,7 +2,8 @@
 
 Pages stay descriptions of their UI; what they have in common lives here. ``attempt`` is the one place
 that turns what the engine can raise into a page's own message with a Retry button: nothing reaches
-Streamlit's error box, and tracebacks go to the server's log, never to the page.
+Streamlit's error box, and tracebacks go to the server's log, never to the page. The page's words are
+translated (``ui.i18n``); the engine's own message, quoted in them, stays as the engine wrote it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from normlab.budget import BudgetExceeded, ComputeTimeout
-from normlab.serving import QueueTimeout
+from normlab.serving import QueueStatus, QueueTimeout
 from ui import cache
 from ui.export import export_panel
 from ui.figures import lecture_style
+from ui.i18n import N_, _
 from ui.links import markdown_text
 from ui.sidebar import Selection, current_selection
 
@@ -44,27 +46,34 @@ def is_stopped(err: BaseException) -> bool:
 
 
 def outcome_message(what: str, err: Exception) -> str:
-    """The page's words for an engine outcome; engine text is escaped, never rendered as markdown."""
-    detail = markdown_text(str(err))
+    """The page's words for an engine outcome; engine text is escaped, never rendered as markdown.
+
+    Args:
+        what: what the page was doing, an English verb phrase marked with ``N_`` (shown translated).
+    """
+    said = {"what": _(what), "detail": markdown_text(str(err))}
     if isinstance(err, BudgetExceeded):
-        return f"Cannot {what}: over this server's limits. {detail}"
+        return _("Cannot {what}: over this server's limits. {detail}").format(**said)
     if isinstance(err, QueueTimeout):
-        return f"Cannot {what} now: {detail}"
+        return _("Cannot {what} now: {detail}").format(**said)
     if is_stopped(err):
-        return f"Cannot {what}: the computation was stopped at this server's time limit. {detail}"
+        return _("Cannot {what}: the computation was stopped at this server's time limit. {detail}").format(
+            **said)
     if isinstance(err, ValueError):
-        return f"Cannot {what}: {detail}"
+        return _("Cannot {what}: {detail}").format(**said)
     if isinstance(err, (OverflowError, MemoryError)):
-        return f"Cannot {what}: the numbers or the memory this needs are beyond this machine."
-    return (f"Cannot {what}: something went wrong on the server (it is logged). "
-            "Try again, or change the choice.")
+        return _("Cannot {what}: the numbers or the memory this needs are beyond this machine.").format(
+            **said)
+    return _("Cannot {what}: something went wrong on the server (it is logged). Try again, or change the "
+             "choice.").format(**said)
 
 
 def attempt(what: str, fn: Callable[[], T], key: str) -> T | None:
     """``fn()``, or its failure shown as this page's message with a Retry button (then None).
 
     Args:
-        what: what the page was doing, as a verb phrase ("probe this choice").
+        what: what the page was doing, as an English verb phrase marked with ``N_`` ("probe this
+            choice"): the message shows it translated, the server's log in English.
         key: a key unique on the page, for the Retry button.
     """
     try:
@@ -73,13 +82,28 @@ def attempt(what: str, fn: Callable[[], T], key: str) -> T | None:
         if not isinstance(err, (ValueError, QueueTimeout)) and not is_stopped(err):
             log.exception("%s failed", what)  # the traceback goes to the server log only
         st.error(outcome_message(what, err), icon=":material/error:")
-        st.button("Retry", key=f"retry-{key}", icon=":material/refresh:")  # a click reruns the page
+        st.button(_("Retry"), key=f"retry-{key}", icon=":material/refresh:")  # a click reruns the page
         return None
+
+
+def wait_message(status: QueueStatus) -> str:
+    """The serving gate's ``QueueStatus`` in the page's words (the gate's own ``message`` is English)."""
+    said = {"position": status.position, "waiting": status.waiting, "running": status.running,
+            "limit": status.limit, "waited": f"{status.waited_s:.0f}"}
+    if status.state == "queued":
+        return _("queued, position {position} of {waiting} ({running} of {limit} probes computing; "
+                 "waited {waited} s)").format(**said)
+    if status.state == "shared" and status.position:
+        return _("an identical probe is queued at position {position}; its result will be shared "
+                 "(waited {waited} s)").format(**said)
+    if status.state == "shared":
+        return _("an identical probe is computing; its result will be shared")
+    return _("computing")
 
 
 def queue_status(slot) -> cache.OnWait:
     """``on_wait`` for the serving gate: this session's place in the queue, drawn in ``slot``."""
-    return lambda status: slot.info(status.message, icon=":material/hourglass_top:")
+    return lambda status: slot.info(wait_message(status), icon=":material/hourglass_top:")
 
 
 def probe_runs(runs) -> pd.DataFrame:
@@ -98,11 +122,11 @@ def measure(selection: Selection) -> pd.DataFrame | None:
 
     def run() -> pd.DataFrame:
         cache.admit([(m, selection.probe) for m in selection.models])  # refused before any queueing
-        with st.spinner("Probing at initialization…", show_time=True):
+        with st.spinner(_("Probing at initialization…"), show_time=True):
             return cache.probe_all(selection.models, selection.probe, on_wait=queue_status(slot))
 
     try:
-        return attempt("probe this choice", run, "measure")
+        return attempt(N_("probe this choice"), run, "measure")
     finally:
         slot.empty()
 
