@@ -154,36 +154,42 @@ class MetricInfo:
 
     name: str
     kinds: tuple[str, ...]  # probe-point kinds with a row of this metric ("spectrum": the final features)
-    title: str  # axis title
-    help: str  # the definition, one line
+    title: str  # axis title (English; marked for the dashboard's catalog, translated where shown)
+    help: str  # the definition, one line (likewise)
     unit: str = ""  # "" for dimensionless quantities
     log_y: bool = False  # a log axis reads it best (it spans orders of magnitude)
+
+
+def N_(message: str) -> str:
+    """The gettext marker: Babel extracts its literal into the dashboard's catalog, and it returns the
+    string unchanged (the engine and the CLI speak English; the dashboard translates at display)."""
+    return message
 
 
 _ACT_POINTS = ("act", "block")
 METRIC_INFO: dict[str, MetricInfo] = {
     m.name: m
     for m in (
-        MetricInfo("act_var", _ACT_POINTS, "activation variance (act_var)",
-                   "per-channel variance over (N,H,W), mean over channels", log_y=True),
-        MetricInfo("act_sq_mean", _ACT_POINTS, "squared channel mean (act_sq_mean)",
-                   "per-channel mean over (N,H,W), squared, mean over channels", log_y=True),
-        MetricInfo("res_var", ("res",), "residual-branch variance (res_var)",
-                   "act_var of the residual branch before the addition", log_y=True),
-        MetricInfo("cos_sim", _ACT_POINTS, "cosine similarity (cos_sim)",
-                   "mean off-diagonal cosine similarity between samples (uncentered)"),
-        MetricInfo("cos_sim_centered", _ACT_POINTS, "centered cosine similarity",
-                   "cos_sim after subtracting the batch-mean vector"),
-        MetricInfo("stable_rank", _ACT_POINTS, "stable rank",
-                   "tr(M) / ||M||_2 of the normalized Gram matrix, in [1, N]"),
-        MetricInfo("effective_rank", _ACT_POINTS, "effective rank",
-                   "exp(entropy) of the centered covariance spectrum"),
-        MetricInfo("numerical_rank", _ACT_POINTS, "numerical rank",
-                   "singular values of the centered features above rank_tol * sigma_max"),
-        MetricInfo("grad_norm", ("conv",), "gradient norm ‖∂L/∂z‖",
-                   "Frobenius norm over the batch of dL/dz at each conv/linear output z", log_y=True),
-        MetricInfo("gram_eigenvalue", ("spectrum",), "Gram eigenvalue",
-                   "eigen-spectrum of the final features' Gram matrix, largest first", log_y=True),
+        MetricInfo("act_var", _ACT_POINTS, N_("activation variance (act_var)"),
+                   N_("per-channel variance over (N,H,W), mean over channels"), log_y=True),
+        MetricInfo("act_sq_mean", _ACT_POINTS, N_("squared channel mean (act_sq_mean)"),
+                   N_("per-channel mean over (N,H,W), squared, mean over channels"), log_y=True),
+        MetricInfo("res_var", ("res",), N_("residual-branch variance (res_var)"),
+                   N_("act_var of the residual branch before the addition"), log_y=True),
+        MetricInfo("cos_sim", _ACT_POINTS, N_("cosine similarity (cos_sim)"),
+                   N_("mean off-diagonal cosine similarity between samples (uncentered)")),
+        MetricInfo("cos_sim_centered", _ACT_POINTS, N_("centered cosine similarity"),
+                   N_("cos_sim after subtracting the batch-mean vector")),
+        MetricInfo("stable_rank", _ACT_POINTS, N_("stable rank"),
+                   N_("tr(M) / ||M||_2 of the normalized Gram matrix, in [1, N]")),
+        MetricInfo("effective_rank", _ACT_POINTS, N_("effective rank"),
+                   N_("exp(entropy) of the centered covariance spectrum")),
+        MetricInfo("numerical_rank", _ACT_POINTS, N_("numerical rank"),
+                   N_("singular values of the centered features above rank_tol * sigma_max")),
+        MetricInfo("grad_norm", ("conv",), N_("gradient norm ‖∂L/∂z‖"),
+                   N_("Frobenius norm over the batch of dL/dz at each conv/linear output z"), log_y=True),
+        MetricInfo("gram_eigenvalue", ("spectrum",), N_("Gram eigenvalue"),
+                   N_("eigen-spectrum of the final features' Gram matrix, largest first"), log_y=True),
     )
 }
 METRICS = tuple(METRIC_INFO)

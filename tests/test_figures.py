@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+import re
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
 from conftest import contract_frame
+from test_i18n import english_words, figure_texts
 
 from normlab import NORM_NAMES, ModelConfig, ProbeConfig
 from normlab.probes import ProbeDetail
-from ui import figures, measures
+from ui import figures, i18n, measures
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+CITED = {"Yang"}  # authors the figures cite by name (Yang et al. 2019), kept as written in both languages
 
 
 def compare(*norms: str, **kwargs) -> pd.DataFrame:
@@ -510,3 +517,129 @@ def test_rank_scaling_says_so_where_the_measurement_leaves_the_shape():
     assert "does not follow the shape" in figures.figure_text(fig)
     rising = flat.assign(mean=2.0 * np.sqrt(widths / 4))
     assert "does not follow" not in figures.figure_text(figures.rank_scaling_figure(rising, "width", "x"))
+
+
+# --- Both languages: the figures speak the session's, in a font that has Hangul --------------------------
+
+
+BUILDERS = [*_all_figures(), "empty", "growing", "tradeoff", "speed", "curves", "dynamics", "dynamics curves"]
+
+
+@functools.cache
+def _every_builder(lang: str = "en") -> dict[str, go.Figure]:
+    """Every figure builder once in ``lang``, the empty cases and the animated ones included (read only)."""
+    from test_dynamics_figures import probe_rows
+    from test_training_figures import correlations, runs_frame
+
+    stats = measures.aggregate(contract_frame())
+    points = measures.tradeoff_points(pd.concat([
+        contract_frame(ModelConfig(arch="resnet", norm="groupnorm", depth=3, width=8, groups=g))
+        for g in (1, 2, 8)]))
+    curves = pd.DataFrame({"arch": "cnn", "label": "BatchNorm", "norm": "batchnorm", "seed": 0,
+                           "step": [0, 10], "test_acc": [0.1, 0.8], "loss": [2.0, 0.5]})
+    with i18n.use(lang):
+        return {
+            **_all_figures(),
+            "empty": figures.depth_figure(contract_frame().iloc[0:0], "act_var"),
+            "growing": figures.grow_with_depth(figures.depth_figure(stats, "act_var")),
+            "tradeoff": figures.tradeoff_figure(points),
+            "speed": figures.similarity_speed_figure(runs_frame(), correlations(), "acc_at_k", steps=100),
+            "curves": figures.curves_figure(curves, "loss"),
+            "dynamics": figures.dynamics_figure(probe_rows()),
+            "dynamics curves": figures.dynamics_curves_figure(curves, "loss"),
+        }
+
+
+@pytest.mark.parametrize("name", BUILDERS)
+def test_every_figure_keeps_the_latin_face_and_falls_back_to_hangul_fonts(name):
+    family = _every_builder()[name].layout.font.family
+    assert family == figures.FONT_FAMILY
+    assert family.startswith('"Open Sans", verdana, arial') and "Noto Sans CJK KR" in family
+    assert family.endswith("sans-serif")
+
+
+def test_lecture_style_keeps_the_font_family():
+    fig = figures.lecture_style(figures.depth_figure(measures.aggregate(contract_frame()), "act_var"))
+    assert fig.layout.font.family == figures.FONT_FAMILY and fig.layout.font.size >= 20
+
+
+def test_figures_in_korean_have_korean_titles_axes_and_controls():
+    stats = measures.aggregate(compare("batchnorm", "groupnorm", var=lambda b: 2.0 ** b))
+    with i18n.use("ko"):
+        depth = figures.depth_figure(stats, "act_var", annotate_growth=True, ceiling=8)
+        depth = figures.grow_with_depth(depth)
+        grads = figures.gradient_figure(stats, reference_rate=measures.BN_GRADIENT_RATE)
+        ranks = figures.rank_figure(stats)
+    assert depth.layout.xaxis.title.text == "깊이 (블록)"
+    assert depth.layout.yaxis.title.text == "활성화 분산 (act_var)"
+    assert [b.label for b in depth.layout.updatemenus[0].buttons] == ["▶ 재생", "❚❚ 일시정지"]
+    assert depth.layout.sliders[0].currentvalue.prefix == "깊이 "
+    assert "블록당 ×" in figures.figure_text(depth) and "min(배치, 특징 수) = 8" in figures.figure_text(depth)
+    assert "평균 %{y:.6g}" in mean_traces(depth)[0].hovertemplate
+    assert grads.layout.yaxis2.title.text == "비율"
+    assert [a.text for a in grads.layout.annotations][:1] == ["각 합성곱/선형 층 출력의 기울기 노름"]
+    assert "BatchNorm · 안정 랭크" in {t.name for t in mean_traces(ranks)}
+    # and in English, as before
+    depth = figures.grow_with_depth(figures.depth_figure(stats, "act_var", annotate_growth=True))
+    assert depth.layout.xaxis.title.text == "depth (block)"
+    assert depth.layout.yaxis.title.text == "activation variance (act_var)"
+    assert [b.label for b in depth.layout.updatemenus[0].buttons] == ["▶ Play", "❚❚ Pause"]
+    assert depth.layout.sliders[0].currentvalue.prefix == "depth "
+    assert "per block" in figures.figure_text(depth)
+
+
+@pytest.mark.parametrize("name", BUILDERS)
+def test_a_korean_figure_leaves_no_english_word(name):
+    texts = []
+    figure_texts(_every_builder("ko")[name].to_plotly_json(), texts)
+    given = {"growth"}  # the bar figure's title is its caller's
+    left = [(t, words) for t in texts if t not in given
+            and (words := [w for w in english_words(t) if w not in CITED])]
+    assert not left
+
+
+def test_a_figure_in_english_has_no_hangul():
+    texts = []
+    for fig in _every_builder().values():
+        figure_texts(fig.to_plotly_json(), texts)
+    assert texts and not [t for t in texts if HANGUL.search(t)]
+
+
+def test_series_labels_and_growth_speak_the_session_language():
+    gn = contract_frame(ModelConfig(arch="resnet", norm="groupnorm", depth=3, width=8, group_size=2))
+    both = pd.concat([contract_frame(probe=ProbeConfig(input=i, batch_size=8, seeds=1)) for i in
+                      ("gaussian", "images")], ignore_index=True)
+    with i18n.use("ko"):
+        assert set(measures.series_labels(gn)) == {"GroupNorm (그룹 크기 2)"}
+        assert set(measures.series_labels(both)) == {"BatchNorm · 가우시안", "BatchNorm · 이미지"}
+        linear = measures.growth([1 + 0.34 * k for k in range(10)])
+        assert measures.describe_growth(linear) == "블록당 +0.34: 선형"
+    assert set(measures.series_labels(gn)) == {"GroupNorm (group size 2)"}
+
+
+@pytest.mark.parametrize("stages", [1, 3])
+@pytest.mark.parametrize("values", [[1 + 0.34 * k for k in range(12)], [0.7 * 2.0 ** k for k in range(12)],
+                                    [10.0 ** (-0.5 * k) for k in range(12)], [0.57] * 12, [1.0, 2.0]])
+def test_the_dashboard_describes_growth_as_the_engine_does_in_english(values, stages):
+    fit = dataclasses.replace(measures.growth(values), stages=stages)
+    assert measures.describe_growth(fit) == fit.describe()
+
+
+def test_every_reason_the_theory_gives_is_said_in_plain_words_in_both_languages():
+    from normlab import theory
+    from ui import overlays
+
+    cases = [(theory.variance_applies, ModelConfig(arch="cnn", norm="batchnorm", depth=4, width=8)),
+             (theory.variance_applies, ModelConfig(arch="resnet", norm="weightnorm", depth=2, width=8)),
+             (theory.variance_applies, ModelConfig(arch="resnet", norm="evonorm_b0", depth=2, width=8,
+                                                   preact=True)),
+             (theory.gradient_applies, ModelConfig(arch="cnn", norm="layernorm", depth=4, width=8)),
+             (theory.gradient_applies, ModelConfig(arch="resnet", norm="batchnorm", depth=2, width=8)),
+             (theory.gradient_applies, ModelConfig(arch="cnn", norm="batchnorm", depth=2, width=8))]
+    for applies, model in cases:
+        ok, why = applies(model)
+        assert not ok
+        said = overlays.plain(model, why)
+        assert said.split(": ", 1)[1] in [words for _opening, words in overlays.REASONS], why
+        with i18n.use("ko"):
+            assert HANGUL.search(overlays.plain(model, why)), why

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+import unicodedata
 from collections.abc import Mapping
 
 import numpy as np
@@ -17,10 +18,12 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from normlab import catalog, summary
+from ui.i18n import N_, _
 from ui.measures import (
     BN_GRADIENT_RATE,
     aggregate,
     depth_rows,
+    describe_growth,
     gradient_rates,
     stage_starts,
 )
@@ -30,8 +33,18 @@ NORM_COLORS = {name: info.color for name, info in catalog.NORMALIZERS.items()}
 FALLBACK_COLOR = catalog.FALLBACK_COLOR
 # Series of the same normalizer that differ in another field (input, skipinit, ...) differ in dash.
 DASHES = ("solid", "dot", "dashdot", "longdash")
-OVERFLOW_NOTE = "▲ at the top: overflowed (inf/NaN) values"
+OVERFLOW_NOTE = N_("▲ at the top: overflowed (inf/NaN) values")
+# English, as the catalog marks them: pass a title through metric_title (or _()) where it is shown.
 METRIC_TITLES = {name: info.title for name, info in catalog.METRIC_INFO.items()}
+# Plotly's default Latin face first, then faces with Hangul, so Korean labels render in the browser and in
+# PNG/SVG exports (kaleido draws with the fonts of the machine it runs on).
+FONT_FAMILY = ('"Open Sans", verdana, arial, "Noto Sans CJK KR", "Noto Sans KR", NanumGothic, '
+               '"Malgun Gothic", "Apple SD Gothic Neo", sans-serif')
+
+
+def metric_title(metric: str) -> str:
+    """A metric's axis title in the session's language (an unknown metric shows as its name)."""
+    return _(METRIC_TITLES[metric]) if metric in METRIC_TITLES else metric
 
 
 def norm_color(norm: str) -> str:
@@ -54,11 +67,16 @@ def _styles(stats: pd.DataFrame) -> dict[str, tuple[str, str]]:
     return out
 
 
+def _shared_layout(fig: go.Figure) -> go.Figure:
+    """What every figure of the dashboard shares: the font, with Hangul behind the Latin face."""
+    return fig.update_layout(font_family=FONT_FAMILY)
+
+
 def _empty(message: str, uirevision: str) -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     fig.update_layout(uirevision=uirevision, xaxis_visible=False, yaxis_visible=False, height=420)
-    return fig
+    return _shared_layout(fig)
 
 
 def _top(values: np.ndarray, log: bool) -> float:
@@ -73,8 +91,11 @@ def _top(values: np.ndarray, log: bool) -> float:
     return float(finite.max() + 0.08 * span)
 
 
-def _add_series(fig, rows, x, style, name, *, row=None, col=None, legend=True, unit="depth"):
-    """Mean line, min-max band (several seeds) and hover for one series; returns its overflow rows."""
+def _add_series(fig, rows, x, style, name, *, row=None, col=None, legend=True, unit=None):
+    """Mean line, min-max band (several seeds) and hover for one series; returns its overflow rows.
+
+    ``unit`` names the x values on hover (default: depth, in the session's language).
+    """
     color, dash = style
     rows = rows.sort_values(x)
     ok = rows[~rows["overflow"]]
@@ -87,7 +108,7 @@ def _add_series(fig, rows, x, style, name, *, row=None, col=None, legend=True, u
         fig.add_trace(go.Scatter(
             x=ok[x], y=ok["min"], mode="lines", line={"width": 0}, fill="tonexty",
             fillcolor=_rgba(color, 0.18), hoverinfo="skip", legendgroup=name, showlegend=False,
-            name=f"{name} (min–max over seeds)",
+            name=_("{name} (min–max over seeds)").format(name=name),
         ), **sub)
     # NaN at overflowed points breaks the line there instead of joining across them.
     line = rows[[x, "mean", "min", "max", "n", "layer"]]
@@ -95,11 +116,11 @@ def _add_series(fig, rows, x, style, name, *, row=None, col=None, legend=True, u
         x=line[x], y=line["mean"], mode="lines+markers", name=name, legendgroup=name, showlegend=legend,
         line={"color": color, "dash": dash, "width": 2}, marker={"size": 5, "color": color},
         customdata=np.stack([line["layer"].astype(str), line["min"], line["max"], line["n"]], axis=-1),
-        hovertemplate=(
-            f"<b>{name}</b><br>{unit} %{{x}} · %{{customdata[0]}}<br>mean %{{y:.6g}}"
-            "<br>min %{customdata[1]:.6g} · max %{customdata[2]:.6g} · seeds %{customdata[3]}"
+        hovertemplate=_(
+            "<b>{name}</b><br>{unit} %{{x}} · %{{customdata[0]}}<br>mean %{{y:.6g}}"
+            "<br>min %{{customdata[1]:.6g}} · max %{{customdata[2]:.6g}} · seeds %{{customdata[3]}}"
             "<extra></extra>"
-        ),
+        ).format(name=name, unit=unit or _("depth")),
     ), **sub)
     return rows[rows["overflow"]]
 
@@ -112,26 +133,30 @@ def _add_overflow(fig, overflow, x, styles, top, *, row=None, col=None) -> bool:
     for series, part in overflow.groupby("series", sort=False):
         color = styles.get(series, (FALLBACK_COLOR, "solid"))[0]
         fig.add_trace(go.Scatter(
-            x=part[x], y=[top] * len(part), mode="markers", name=f"{series}: overflow",
+            x=part[x], y=[top] * len(part), mode="markers",
+            name=_("{series}: overflow").format(series=series),
             legendgroup=series, showlegend=False,
             marker={"symbol": "triangle-up", "size": 12, "color": color,
                     "line": {"width": 1, "color": "black"}},
             customdata=part["layer"].astype(str),
-            hovertemplate=f"<b>{series}</b><br>%{{customdata}}: overflow (inf/NaN)<extra></extra>",
+            hovertemplate=_("<b>{series}</b><br>%{{customdata}}: overflow (inf/NaN)<extra></extra>").format(
+                series=series),
         ), **sub)
     return True
 
 
-NOTES_META = "notes"  # layout.meta key of the lines written above the plot (see _finish)
+NOTES_META = "note_block"  # layout.meta key and annotation name of the lines above the plot (see _finish)
 
 
 def add_note(fig: go.Figure, line: str, width: int = 110) -> None:
     """A line of text for the figure's note block, which sits in the top margin, never over the data.
 
-    Plain text longer than ``width`` characters is wrapped, so a note is never cut at the figure's edge.
+    Plain text wider than ``width`` Latin characters is wrapped, so a note is never cut at the figure's
+    edge (a Hangul syllable is about two of them wide).
     """
-    if "<" not in line and len(line) > width:
-        line = "<br>".join(textwrap.wrap(line, width))
+    columns = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line)
+    if "<" not in line and columns > width:
+        line = "<br>".join(textwrap.wrap(line, width * len(line) // columns))
     meta = dict(fig.layout.meta or {})
     notes = list(meta.get(NOTES_META, []))
     if line not in notes:
@@ -146,7 +171,7 @@ def figure_text(fig: go.Figure) -> str:
 
 
 def _note_overflow(fig) -> None:
-    add_note(fig, f"<span style='color:#b00020'>{OVERFLOW_NOTE}</span>")
+    add_note(fig, f"<span style='color:#b00020'>{_(OVERFLOW_NOTE)}</span>")
 
 
 def _axis_values(fig: go.Figure, axis: str, letter: str) -> np.ndarray:
@@ -216,7 +241,7 @@ def _finish(fig, uirevision: str, height: int = 460) -> go.Figure:
         fig.add_annotation(text="<br>".join(notes), showarrow=False, xref="paper", yref="paper", x=0,
                            y=1, xanchor="left", yanchor="bottom", yshift=26 if titled else 4, align="left",
                            font={"size": 13}, name=NOTES_META)
-    return clean_log_axes(fig)
+    return clean_log_axes(_shared_layout(fig))
 
 
 def _whole_ticks(fig, largest: float, **sub) -> None:
@@ -238,7 +263,8 @@ def _theory_traces(fig, theory, styles, *, row=None, col=None) -> None:
     for (series, source), part in theory.groupby(["series", "source"], sort=False):
         color = styles.get(series, (FALLBACK_COLOR, "solid"))[0]
         fig.add_trace(go.Scatter(
-            x=part["x"], y=part["y"], mode="lines", name=f"theory: {source}", legendgroup=series,
+            x=part["x"], y=part["y"], mode="lines", name=_("theory: {source}").format(source=source),
+            legendgroup=series,
             line={"color": color, "dash": "dash", "width": 1.5}, opacity=0.8,
             hovertemplate=f"<b>{source}</b><br>%{{x}}: %{{y:.6g}}<extra>{series}</extra>",
         ), **sub)
@@ -261,7 +287,7 @@ def depth_figure(frame: pd.DataFrame, metric: str, *, log_y: bool = False, theor
     stats = frame if "mean" in frame else aggregate(frame)
     rows = depth_rows(stats, metric)
     if rows.empty:
-        return _empty(f"No {metric} values in this run.", uirevision)
+        return _empty(_("No {metric} values in this run.").format(metric=metric), uirevision)
     styles = _styles(rows)
     fig = go.Figure()
     overflow = [
@@ -274,19 +300,20 @@ def depth_figure(frame: pd.DataFrame, metric: str, *, log_y: bool = False, theor
     _stage_lines(fig, rows)
     if ceiling:
         fig.add_hline(y=ceiling, line={"dash": "dash", "color": "#444"})
-        add_note(fig, f"grey dashed: ceiling min(batch, features) = {ceiling}")
+        add_note(fig, _("grey dashed: ceiling min(batch, features) = {ceiling}").format(ceiling=ceiling))
     if annotate_growth:
         for series, part in rows.groupby("series", sort=False):
             part = part.sort_values("position")
             bad = part.loc[part["overflow"], "position"]
             finite = part[part["position"] < bad.min()] if len(bad) else part
-            described = summary.depth_growth(finite, "mean").describe()
+            described = describe_growth(summary.depth_growth(finite, "mean"))
             if len(bad):
-                described = f"{described}, then overflow from {int(bad.min())}"
+                described = _("{growth}, then overflow from {depth}").format(growth=described,
+                                                                            depth=int(bad.min()))
             add_note(fig, f"<span style='color:{styles[series][0]}'>■</span> {series}: {described}")
-    fig.update_xaxes(title="depth (block)" if (rows["kind"] != "act").any() else "depth (layer)")
+    fig.update_xaxes(title=_("depth (block)") if (rows["kind"] != "act").any() else _("depth (layer)"))
     _whole_ticks(fig, rows["position"].max())
-    fig.update_yaxes(title=METRIC_TITLES.get(metric, metric), type="log" if log_y else "linear")
+    fig.update_yaxes(title=metric_title(metric), type="log" if log_y else "linear")
     return _finish(fig, uirevision)
 
 
@@ -298,7 +325,7 @@ def rank_figure(frame: pd.DataFrame, *, ceiling: int | None = None, uirevision: 
     """
     stats = frame if "mean" in frame else aggregate(frame)
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
-        "cosine similarity between samples (lower = more distinct)", "rank of the representation"))
+        _("cosine similarity between samples (lower = more distinct)"), _("rank of the representation")))
     styles = _styles(stats)
     overflow = []
     drawn = False
@@ -308,14 +335,14 @@ def rank_figure(frame: pd.DataFrame, *, ceiling: int | None = None, uirevision: 
             rows = depth_rows(stats, metric)
             for series, part in rows.groupby("series", sort=False):
                 color = styles[series][0]
-                name = f"{series} · {METRIC_TITLES[metric]}" if k or col == 2 else series
+                name = f"{series} · {metric_title(metric)}" if k or col == 2 else series
                 overflow.append(_add_series(fig, part, "position", (color, DASHES[k]), name, row=1, col=col,
                                             legend=True)
                                 .assign(_col=col))
                 drawn = True
             _stage_lines(fig, rows, row=1, col=col)
     if not drawn:
-        return _empty("No similarity or rank values in this run.", uirevision)
+        return _empty(_("No similarity or rank values in this run."), uirevision)
     if overflow:
         over = pd.concat(overflow)
         for col in (1, 2):
@@ -325,10 +352,10 @@ def rank_figure(frame: pd.DataFrame, *, ceiling: int | None = None, uirevision: 
                 _note_overflow(fig)
     if ceiling:
         fig.add_hline(y=ceiling, line={"dash": "dash", "color": "#444"}, row=1, col=2)
-        add_note(fig, f"grey dashed: ceiling min(batch, features) = {ceiling}")
+        add_note(fig, _("grey dashed: ceiling min(batch, features) = {ceiling}").format(ceiling=ceiling))
     fig.update_yaxes(title="cos_sim", range=[-0.05, 1.05], row=1, col=1)
-    fig.update_yaxes(title="rank", row=1, col=2)
-    fig.update_xaxes(title="depth")
+    fig.update_yaxes(title=_("rank"), row=1, col=2)
+    fig.update_xaxes(title=_("depth"))
     _whole_ticks(fig, stats.loc[stats["kind"] != "spectrum", "index"].max() + 1)
     return _finish(fig, uirevision, height=500)
 
@@ -339,7 +366,7 @@ def spectrum_figure(frame: pd.DataFrame, *, ceiling: int | None = None, log_y: b
     stats = frame if "mean" in frame else aggregate(frame)
     rows = stats[(stats["metric"] == "gram_eigenvalue") & (stats["kind"] == "spectrum")]
     if rows.empty:
-        return _empty("No eigen-spectrum in this run.", uirevision)
+        return _empty(_("No eigen-spectrum in this run."), uirevision)
     rows = rows.assign(k=rows["index"] + 1)
     styles = _styles(rows)
     fig = go.Figure()
@@ -349,10 +376,11 @@ def spectrum_figure(frame: pd.DataFrame, *, ceiling: int | None = None, log_y: b
         _note_overflow(fig)
     if ceiling:
         fig.add_vline(x=ceiling, line={"dash": "dash", "color": "#444"})
-        add_note(fig, f"grey dashed: min(batch, features) = {ceiling}")
-    fig.update_xaxes(title="eigenvalue rank k (1 = largest)")
+        add_note(fig, _("grey dashed: min(batch, features) = {ceiling}").format(ceiling=ceiling))
+    fig.update_xaxes(title=_("eigenvalue rank k (1 = largest)"))
     _whole_ticks(fig, rows["k"].max())
-    fig.update_yaxes(title="eigenvalue of the final features' Gram matrix", type="log" if log_y else "linear")
+    fig.update_yaxes(title=_("eigenvalue of the final features' Gram matrix"),
+                     type="log" if log_y else "linear")
     return _finish(fig, uirevision)
 
 
@@ -367,14 +395,14 @@ def gradient_figure(frame: pd.DataFrame, *, log_y: bool = True, theory: pd.DataF
     stats = frame if "mean" in frame else aggregate(frame)
     rows = stats[(stats["metric"] == "grad_norm") & (stats["kind"] == "conv")]
     if rows.empty:
-        return _empty("No gradient norms in this run.", uirevision)
+        return _empty(_("No gradient norms in this run."), uirevision)
     rows = rows.assign(position=rows["index"] + 1)
     styles = _styles(rows)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35], vertical_spacing=0.06,
-                        subplot_titles=("gradient norm at each conv/linear output",
-                                        "per-layer rate ‖g_l‖ / ‖g_(l+1)‖ (> 1: grows toward the input)"))
+                        subplot_titles=(_("gradient norm at each conv/linear output"),
+                                        _("per-layer rate ‖g_l‖ / ‖g_(l+1)‖ (> 1: grows toward the input)")))
     overflow = [
-        _add_series(fig, part, "position", styles[s], s, row=1, col=1, unit="layer")
+        _add_series(fig, part, "position", styles[s], s, row=1, col=1, unit=_("layer"))
         for s, part in rows.groupby("series", sort=False)
     ]
     _theory_traces(fig, theory, styles, row=1, col=1)
@@ -385,20 +413,25 @@ def gradient_figure(frame: pd.DataFrame, *, log_y: bool = True, theory: pd.DataF
     for series, part in rates.groupby("series", sort=False):
         color, dash = styles[series]
         fig.add_trace(go.Scatter(
-            x=part["index"] + 1, y=part["rate"], mode="lines+markers", name=f"{series}: rate",
+            x=part["index"] + 1, y=part["rate"], mode="lines+markers",
+            name=_("{series}: rate").format(series=series),
             legendgroup=series, showlegend=False, line={"color": color, "dash": dash},
-            customdata=part["layer"], hovertemplate=(
-                f"<b>{series}</b><br>layer %{{x}} · %{{customdata}}<br>rate %{{y:.6g}}<extra></extra>"),
+            customdata=part["layer"], hovertemplate=_(
+                "<b>{series}</b><br>layer %{{x}} · %{{customdata}}<br>rate %{{y:.6g}}<extra></extra>"
+            ).format(series=series),
         ), row=2, col=1)
     if reference_rate is not None:
         fig.add_hline(y=reference_rate, line={"dash": "dash", "color": "#1f77b4"}, row=2, col=1)
-        add_note(fig, "blue dashed (rate panel): " + (
-            f"√(π/(π−1)) ≈ {reference_rate:.3f} per layer, BatchNorm + ReLU (Yang et al. 2019)"
-            if math.isclose(reference_rate, BN_GRADIENT_RATE) else f"{reference_rate:.3g}"))
+        if math.isclose(reference_rate, BN_GRADIENT_RATE):
+            note = _("blue dashed (rate panel): √(π/(π−1)) ≈ {rate} per layer, BatchNorm + ReLU "
+                     "(Yang et al. 2019)").format(rate=f"{reference_rate:.3f}")
+        else:
+            note = _("blue dashed (rate panel): {rate}").format(rate=f"{reference_rate:.3g}")
+        add_note(fig, note)
     fig.add_hline(y=1, line={"dash": "dot", "color": "#888", "width": 1}, row=2, col=1)
     fig.update_yaxes(title="‖∂L/∂z‖", type="log" if log_y else "linear", row=1, col=1)
-    fig.update_yaxes(title="rate", row=2, col=1)
-    fig.update_xaxes(title="layer (conv/linear outputs in forward order; last = classifier)", row=2, col=1)
+    fig.update_yaxes(title=_("rate"), row=2, col=1)
+    fig.update_xaxes(title=_("layer (conv/linear outputs in forward order; last = classifier)"), row=2, col=1)
     _whole_ticks(fig, rows["position"].max())
     return _finish(fig, uirevision, height=620)
 
@@ -411,24 +444,24 @@ def tradeoff_figure(points: pd.DataFrame, *, log_y: bool = True, uirevision: str
             grad_growth, grad_min, grad_max, label (see ``ui.measures``' sweep reading in the page).
     """
     if points.empty:
-        return _empty("Run the sweep to see the trade-off.", uirevision)
+        return _empty(_("Run the sweep to see the trade-off."), uirevision)
     points = points.sort_values("group_size")
     fig = go.Figure()
     finite = points[np.isfinite(points["grad_growth"]) & np.isfinite(points["cos_sim"])]
     fig.add_trace(go.Scatter(
         x=finite["cos_sim"], y=finite["grad_growth"], mode="lines+markers+text", text=finite["label"],
         textposition=[("top right", "bottom left")[k % 2] for k in range(len(finite))], cliponaxis=False,
-        name="GroupNorm, one point per group count",
+        name=_("GroupNorm, one point per group count"),
         line={"color": norm_color("groupnorm"), "width": 1.5},
         marker={"size": 12, "color": np.log2(finite["group_size"].astype(float)), "colorscale": "Viridis",
-                "showscale": True, "colorbar": {"title": "log₂ group size"}},
+                "showscale": True, "colorbar": {"title": _("log₂ group size")}},
         error_x={"type": "data", "symmetric": False, "array": finite["cos_max"] - finite["cos_sim"],
                  "arrayminus": finite["cos_sim"] - finite["cos_min"], "thickness": 1},
         error_y={"type": "data", "symmetric": False, "array": finite["grad_max"] - finite["grad_growth"],
                  "arrayminus": finite["grad_growth"] - finite["grad_min"], "thickness": 1},
         customdata=np.stack([finite["groups"], finite["group_size"]], axis=-1),
-        hovertemplate=("G=%{customdata[0]} (group size %{customdata[1]})<br>final cos_sim %{x:.6g}"
-                       "<br>gradient growth %{y:.6g}<extra></extra>"),
+        hovertemplate=_("G=%{customdata[0]} (group size %{customdata[1]})<br>final cos_sim %{x:.6g}"
+                        "<br>gradient growth %{y:.6g}<extra></extra>"),
     ))
     if len(finite):  # room for the labels at both ends
         low, high = float(finite["cos_sim"].min()), float(finite["cos_sim"].max())
@@ -439,14 +472,14 @@ def tradeoff_figure(points: pd.DataFrame, *, log_y: bool = True, uirevision: str
         fig.add_trace(go.Scatter(
             x=bad["cos_sim"].where(np.isfinite(bad["cos_sim"]), 1.0),
             y=[_top(points["grad_growth"].to_numpy(float), log_y)] * len(bad), mode="markers+text",
-            text=bad["label"], name="overflow",
+            text=bad["label"], name=_("overflow"),
             marker={"symbol": "triangle-up", "size": 12, "color": "#b00020"},
-            hovertemplate="%{text}: overflow (inf/NaN)<extra></extra>",
+            hovertemplate=_("%{text}: overflow (inf/NaN)<extra></extra>"),
         ))
         _note_overflow(fig)
-    add_note(fig, "← more informative features · more stable gradients ↓")
-    fig.update_xaxes(title="final-layer cosine similarity (higher = representations collapse)")
-    fig.update_yaxes(title="gradient growth: ‖g‖ first layer / ‖g‖ last hidden layer",
+    add_note(fig, _("← more informative features · more stable gradients ↓"))
+    fig.update_xaxes(title=_("final-layer cosine similarity (higher = representations collapse)"))
+    fig.update_yaxes(title=_("gradient growth: ‖g‖ first layer / ‖g‖ last hidden layer"),
                      type="log" if log_y else "linear")
     return _finish(fig, uirevision, height=520)
 
@@ -460,7 +493,7 @@ def bar_figure(values: pd.Series, stats: pd.DataFrame, title: str, *, log_y: boo
         stats: the seed statistics the values came from (for each series' normalizer).
     """
     if values.empty:
-        return _empty("Nothing to compare.", uirevision)
+        return _empty(_("Nothing to compare."), uirevision)
     styles = _styles(stats[stats["series"].isin(values.index)])
     finite = values[np.isfinite(values.to_numpy(dtype=float))]
     colors = [styles.get(s, (FALLBACK_COLOR, ""))[0] for s in finite.index]
@@ -482,8 +515,8 @@ def bar_figure(values: pd.Series, stats: pd.DataFrame, title: str, *, log_y: boo
     if not bad.empty:
         fig.add_trace(go.Scatter(
             x=list(bad.index), y=[_top(values.to_numpy(dtype=float), log_y)] * len(bad), mode="markers",
-            marker={"symbol": "triangle-up", "size": 12, "color": "#b00020"}, name="overflow",
-            hovertemplate="<b>%{x}</b><br>overflow (inf/NaN)<extra></extra>",
+            marker={"symbol": "triangle-up", "size": 12, "color": "#b00020"}, name=_("overflow"),
+            hovertemplate=_("<b>%{x}</b><br>overflow (inf/NaN)<extra></extra>"),
         ))
         _note_overflow(fig)
     fig.update_yaxes(title=title, type="log" if log_y else "linear")
@@ -495,9 +528,9 @@ def overview_figure(frame: pd.DataFrame, *, uirevision: str = "overview") -> go.
     """The three properties side by side: variance growth, similarity, gradient norms (log axes)."""
     stats = frame if "mean" in frame else aggregate(frame)
     if stats.empty:
-        return _empty("Nothing measured yet.", uirevision)
+        return _empty(_("Nothing measured yet."), uirevision)
     fig = make_subplots(rows=1, cols=3, subplot_titles=(
-        "1 · variance growth (act_var)", "2 · rank collapse (cos_sim)", "3 · gradients (grad_norm)"))
+        _("1 · variance growth (act_var)"), _("2 · rank collapse (cos_sim)"), _("3 · gradients (grad_norm)")))
     styles = _styles(stats)
     overflow = []
     panels = (("act_var", 1, True), ("cos_sim", 2, False))
@@ -512,7 +545,7 @@ def overview_figure(frame: pd.DataFrame, *, uirevision: str = "overview") -> go.
     grads = grads.assign(position=grads["index"] + 1)
     for series, part in grads.groupby("series", sort=False):
         overflow.append(_add_series(fig, part, "position", styles[series], series, row=1, col=3, legend=False,
-                                    unit="layer").assign(_col=3))
+                                    unit=_("layer")).assign(_col=3))
     fig.update_yaxes(type="log", row=1, col=3)
     if overflow:
         over = pd.concat(overflow)
@@ -524,9 +557,9 @@ def overview_figure(frame: pd.DataFrame, *, uirevision: str = "overview") -> go.
             noted |= _add_overflow(fig, part, "position", styles, tops[col], row=1, col=col)
         if noted:
             _note_overflow(fig)
-    fig.update_xaxes(title="depth", row=1, col=1)
-    fig.update_xaxes(title="depth", row=1, col=2)
-    fig.update_xaxes(title="conv/linear layer", row=1, col=3)
+    fig.update_xaxes(title=_("depth"), row=1, col=1)
+    fig.update_xaxes(title=_("depth"), row=1, col=2)
+    fig.update_xaxes(title=_("conv/linear layer"), row=1, col=3)
     return _finish(fig, uirevision, height=430)
 
 
@@ -538,17 +571,18 @@ FRAME_MS = 450
 
 
 def _play_controls(fig: go.Figure, names: list[str], labels: list[str], prefix: str, active: int) -> None:
-    """A Play / Pause pair and a slider over the frames ``names`` (labelled ``labels``)."""
+    """A Play / Pause pair and a slider over the frames ``names`` (labelled ``labels``, the current one
+    after ``prefix``)."""
     step_args = {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}}
     fig.update_layout(
         updatemenus=[{
             "type": "buttons", "direction": "left", "showactive": False, "x": 0, "y": 0, "xanchor": "left",
             "yanchor": "top", "pad": {"t": 70, "r": 10},
             "buttons": [
-                {"label": "▶ Play", "method": "animate",
+                {"label": _("▶ Play"), "method": "animate",
                  "args": [None, {"frame": {"duration": FRAME_MS, "redraw": True}, "fromcurrent": False,
                                  "transition": {"duration": 0}, "mode": "immediate"}]},
-                {"label": "❚❚ Pause", "method": "animate", "args": [[None], step_args]},
+                {"label": _("❚❚ Pause"), "method": "animate", "args": [[None], step_args]},
             ],
         }],
         sliders=[{
@@ -568,8 +602,10 @@ def _frame_positions(positions, cap: int = MAX_FRAMES) -> list[int]:
     return [values[round(i * (len(values) - 1) / (cap - 1))] for i in range(cap)]
 
 
-def grow_with_depth(fig: go.Figure, label: str = "depth ") -> go.Figure:
+def grow_with_depth(fig: go.Figure, label: str | None = None) -> go.Figure:
     """Animation frames that draw every trace up to depth k, k growing: the network built block by block.
+
+    ``label`` is the slider's prefix (default "depth ", in the session's language).
 
     The frames reuse the figure's own traces (their x is the depth), so nothing is measured again; the
     axes keep the full figure's ranges so the curve grows into a fixed frame. Stage lines and notes stay.
@@ -606,7 +642,8 @@ def grow_with_depth(fig: go.Figure, label: str = "depth ") -> go.Figure:
             data.append({"x": trace.x, "y": y, "type": trace.type})
         frames.append(go.Frame(data=data, name=str(k)))
     fig.frames = frames
-    _play_controls(fig, [str(k) for k in steps], [str(k) for k in steps], label, len(steps) - 1)
+    prefix = _("depth") + " " if label is None else label
+    _play_controls(fig, [str(k) for k in steps], [str(k) for k in steps], prefix, len(steps) - 1)
     fig.update_layout(margin={"b": 150})
     return fig
 
@@ -640,7 +677,7 @@ def collapse_figure(details: Mapping, norms: Mapping[str, str], *, samples: int 
         start: the depth shown before Play (default the deepest).
     """
     if not details:
-        return _empty("Nothing to picture.", uirevision)
+        return _empty(_("Nothing to picture."), uirevision)
     names = list(details)
     fig = make_subplots(rows=2, cols=len(names), subplot_titles=names + [""] * len(names),
                         vertical_spacing=0.1, horizontal_spacing=0.06, row_heights=[0.58, 0.42])
@@ -654,10 +691,10 @@ def collapse_figure(details: Mapping, norms: Mapping[str, str], *, samples: int 
             d = details[name]
             k = _at(d, position)
             m = np.round(d.cosine[k, :samples, :samples].astype(float), 3)
-            out.append(go.Heatmap(
-                z=m, coloraxis="coloraxis", hovertemplate=(
-                    f"<b>{name}</b><br>samples %{{y}} · %{{x}}<br>cosine %{{z:.3f}}"
-                    f"<extra>{d.layers[k]}</extra>")))
+            out.append(go.Heatmap(  # meta: the layer's name, on hover
+                z=m, coloraxis="coloraxis", meta=d.layers[k], hovertemplate=_(
+                    "<b>{name}</b><br>samples %{{y}} · %{{x}}<br>cosine %{{z:.3f}}<extra>%{{meta}}</extra>"
+                ).format(name=name)))
         for name in names:
             d = details[name]
             k = _at(d, position)
@@ -665,9 +702,8 @@ def collapse_figure(details: Mapping, norms: Mapping[str, str], *, samples: int 
             out.append(go.Scatter(
                 x=np.round(p[:, 0].astype(float), 4), y=np.round(p[:, 1].astype(float), 4), mode="markers",
                 marker={"color": norm_color(norms.get(name, "")), "size": 7, "opacity": 0.8},
-                showlegend=False, name=name,
-                hovertemplate=(f"<b>{name}</b><br>PC1 %{{x:.3f}} · PC2 %{{y:.3f}}"
-                               f"<extra>{d.layers[k]}</extra>")))
+                showlegend=False, name=name, meta=d.layers[k],
+                hovertemplate=f"<b>{name}</b><br>PC1 %{{x:.3f}} · PC2 %{{y:.3f}}<extra>%{{meta}}</extra>"))
         return out
 
     first = steps[-1] if start is None else min(steps, key=lambda s: abs(s - start))
@@ -686,13 +722,14 @@ def collapse_figure(details: Mapping, norms: Mapping[str, str], *, samples: int 
     signed = any(np.nanmin(d.cosine) < -1e-6 for d in details.values() if np.isfinite(d.cosine).any())
     scale = {"colorscale": COSINE_SCALE, "cmin": -1} if signed else {"colorscale": "Viridis", "cmin": 0}
     fig.update_layout(coloraxis={**scale, "cmax": 1,
-                                 "colorbar": {"title": "cosine", "len": 0.55, "y": 1, "yanchor": "top"}})
-    unit = "block" if len(steps) and any("features." in layer and "." not in layer[9:]
-                                         for d in details.values() for layer in d.layers) else "layer"
-    _play_controls(fig, [str(k) for k in steps], [str(k) for k in steps], f"{unit} ", steps.index(first))
-    add_note(fig, f"top: cosine between the first {samples} samples (1 = the same direction) · bottom: "
-                  "all samples on their top two principal directions, in units of the typical sample norm "
-                  "(a collapsed batch shrinks onto a line or a point)", width=130)
+                                 "colorbar": {"title": _("cosine"), "len": 0.55, "y": 1, "yanchor": "top"}})
+    blocks = len(steps) and any("features." in layer and "." not in layer[9:]
+                                for d in details.values() for layer in d.layers)
+    unit = _("block") if blocks else _("layer")
+    _play_controls(fig, [str(k) for k in steps], [str(k) for k in steps], unit + " ", steps.index(first))
+    add_note(fig, _("top: cosine between the first {samples} samples (1 = the same direction) · bottom: "
+                    "all samples on their top two principal directions, in units of the typical sample norm "
+                    "(a collapsed batch shrinks onto a line or a point)").format(samples=samples), width=130)
     fig = _finish(fig, uirevision, height=640)
     fig.update_layout(margin={"b": 130}, showlegend=False)
     return fig
@@ -712,10 +749,10 @@ def distribution_figure(details: Mapping, norms: Mapping[str, str], position: in
         grad_layer: index of the conv/linear output whose per-sample gradient norms are drawn.
     """
     if not details:
-        return _empty("Nothing to picture.", uirevision)
+        return _empty(_("Nothing to picture."), uirevision)
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=(
-        "activation values at this depth (a fixed random sample)",
-        "per-sample gradient norm ‖∂L/∂z_i‖ at this conv/linear output"))
+        _("activation values at this depth (a fixed random sample)"),
+        _("per-sample gradient norm ‖∂L/∂z_i‖ at this conv/linear output")))
     def bins(arrays, count):  # one set of bins for every normalizer, so the bars compare
         values = np.concatenate([a for a in arrays if a.size] or [np.zeros(1)])
         low, high = float(values.min()), float(values.max())
@@ -730,22 +767,24 @@ def distribution_figure(details: Mapping, norms: Mapping[str, str], position: in
         acts = _rms_ok(d.activations[k].astype(float))
         fig.add_trace(go.Histogram(x=acts, name=name, legendgroup=name, marker_color=color, opacity=0.55,
                                    histnorm="probability density", xbins=act_bins,
-                                   hovertemplate=f"<b>{name}</b><br>%{{x}}: density %{{y:.3g}}"
-                                                 "<extra></extra>"),
+                                   hovertemplate=_("<b>{name}</b><br>%{{x}}: density %{{y:.3g}}"
+                                                   "<extra></extra>").format(name=name)),
                       row=1, col=1)
         if d.grad_norms.shape[0]:
             g = _rms_ok(d.grad_norms[min(grad_layer, d.grad_norms.shape[0] - 1)].astype(float))
             fig.add_trace(go.Histogram(x=g, name=name, legendgroup=name, showlegend=False, marker_color=color,
-                                       opacity=0.55, xbins=grad_bins, hovertemplate=(
-                                           f"<b>{name}</b><br>%{{x}}: %{{y}} samples<extra></extra>")),
+                                       opacity=0.55, xbins=grad_bins, hovertemplate=_(
+                                           "<b>{name}</b><br>%{{x}}: %{{y}} samples<extra></extra>"
+                                       ).format(name=name)),
                           row=1, col=2)
         if acts.size < d.activations[k].size:
-            add_note(fig, f"{name}: {d.activations[k].size - acts.size} sampled values overflowed (inf/NaN)")
+            add_note(fig, _("{name}: {count} sampled values overflowed (inf/NaN)").format(
+                name=name, count=d.activations[k].size - acts.size))
     fig.update_layout(barmode="overlay")
-    fig.update_xaxes(title="activation value", row=1, col=1)
-    fig.update_yaxes(title="density", row=1, col=1)
-    fig.update_xaxes(title="‖∂L/∂z_i‖ of one sample", row=1, col=2)
-    fig.update_yaxes(title="samples", row=1, col=2)
+    fig.update_xaxes(title=_("activation value"), row=1, col=1)
+    fig.update_yaxes(title=_("density"), row=1, col=1)
+    fig.update_xaxes(title=_("‖∂L/∂z_i‖ of one sample"), row=1, col=2)
+    fig.update_yaxes(title=_("samples"), row=1, col=2)
     return _finish(fig, uirevision, height=440)
 
 
@@ -773,6 +812,9 @@ def final_points(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
                          "max": rows["max"].to_numpy(float)})
 
 
+SCALING_AXES = {"group_size": N_("group size"), "width": N_("width")}  # the x axes of rank_scaling_figure
+
+
 def rank_scaling_figure(points: pd.DataFrame, over: str, metric: str, *, ceiling: int | None = None,
                         fixed: str = "", uirevision: str = "rank-scaling") -> go.Figure:
     """Final-feature rank against group size or width, with the √(width / group size) shape fitted over it.
@@ -785,20 +827,21 @@ def rank_scaling_figure(points: pd.DataFrame, over: str, metric: str, *, ceiling
         fixed: the other parameter, said in the x title (e.g. "width 32").
     """
     if points.empty:
-        return _empty("No rank measured.", uirevision)
+        return _empty(_("No rank measured."), uirevision)
     points = points.sort_values(over)
     x = points[over].to_numpy(float)
     y = points["mean"].to_numpy(float)
     shape = np.sqrt(points["width"].to_numpy(float) / points["group_size"].to_numpy(float))
     c = shape_scale(y, shape)
     color = norm_color("groupnorm")
+    over_title = _(SCALING_AXES[over]) if over in SCALING_AXES else over.replace("_", " ")
     fig = go.Figure()
     fig.add_trace(go.Scatter(
-        x=x, y=y, mode="markers+lines", name=f"measured {METRIC_TITLES.get(metric, metric)}",
+        x=x, y=y, mode="markers+lines", name=_("measured {metric}").format(metric=metric_title(metric)),
         line={"color": color, "width": 2}, marker={"size": 11, "color": color},
         error_y={"type": "data", "symmetric": False, "array": points["max"] - points["mean"],
                  "arrayminus": points["mean"] - points["min"], "thickness": 1},
-        hovertemplate=f"{over.replace('_', ' ')} %{{x}}<br>{metric} %{{y:.4g}}<extra></extra>",
+        hovertemplate=f"{over_title} %{{x}}<br>{metric} %{{y:.4g}}<extra></extra>",
     ))
     if np.isfinite(c):
         dense = np.geomspace(x.min(), x.max(), 50) if len(x) > 1 else x
@@ -808,24 +851,25 @@ def rank_scaling_figure(points: pd.DataFrame, over: str, metric: str, *, ceiling
             curve = c * np.sqrt(dense / float(points["group_size"].iloc[0]))
         fig.add_trace(go.Scatter(
             x=dense, y=curve, mode="lines",
-            name=f"shape c·√(width / group size), c = {c:.3g} (least squares)",
+            name=_("shape c·√(width / group size), c = {c} (least squares)").format(c=f"{c:.3g}"),
             line={"color": "#444", "dash": "dash", "width": 2},
-            hovertemplate="shape %{y:.4g}<extra>c·√(width / group size)</extra>",
+            hovertemplate=_("shape %{y:.4g}<extra>c·√(width / group size)</extra>"),
         ))
     if ceiling:
         fig.add_hline(y=ceiling, line={"dash": "dot", "color": "#888"})
-        add_note(fig, f"grey dotted: ceiling min(batch, features) = {ceiling}")
-    add_note(fig, "Lubana et al. 2021 bound the rank from below by Ω(√(width / group size)): a shape, its "
-                  "constant unknown, so it is scaled to the measured points", width=70)
+        add_note(fig, _("grey dotted: ceiling min(batch, features) = {ceiling}").format(ceiling=ceiling))
+    add_note(fig, _("Lubana et al. 2021 bound the rank from below by Ω(√(width / group size)): a shape, its "
+                    "constant unknown, so it is scaled to the measured points"), width=70)
     ok = np.isfinite(y) & np.isfinite(shape)
     if ok.sum() >= 3 and np.ptp(y[ok]) > 0 and np.ptp(shape[ok]) > 0:
         follows = float(np.corrcoef(y[ok], shape[ok])[0, 1])  # does the rank move the way the shape does?
         if follows < 0.5:
-            add_note(fig, f"here the measurement does not follow the shape (correlation {follows:+.2f}): the "
-                          "bound only says the rank cannot fall below it; something else limits it", width=70)
-    fig.update_xaxes(type="log", title=f"{over.replace('_', ' ')}" + (f" ({fixed})" if fixed else ""),
+            add_note(fig, _("here the measurement does not follow the shape (correlation {correlation}): the "
+                            "bound only says the rank cannot fall below it; something else limits it").format(
+                                correlation=f"{follows:+.2f}"), width=70)
+    fig.update_xaxes(type="log", title=over_title + (f" ({fixed})" if fixed else ""),
                      tickvals=list(x), ticktext=[f"{int(v)}" for v in x])
-    fig.update_yaxes(title=METRIC_TITLES.get(metric, metric), rangemode="tozero")
+    fig.update_yaxes(title=metric_title(metric), rangemode="tozero")
     fig = _finish(fig, uirevision, height=420)
     fig.update_layout(legend={"y": -0.25})
     return fig
@@ -866,8 +910,10 @@ def lecture_style(fig: go.Figure, scale: float = 1.5) -> go.Figure:
 # --- The training page: its runs' similarity at init against their training speed -----------------------
 
 ARCH_SYMBOLS = {"cnn": "circle", "resnet": "diamond", "mlp": "square"}
-ARCH_LABELS = {"cnn": "plain CNN", "resnet": "ResNet", "mlp": "MLP", "all": "both nets pooled"}
-SPEEDS = {"acc_at_k": "held-out accuracy after k steps", "steps_to_target": "steps to the target accuracy"}
+# English, marked for the catalog: pass a label through _() where it is shown.
+ARCH_LABELS = {"cnn": N_("plain CNN"), "resnet": "ResNet", "mlp": "MLP", "all": N_("both nets pooled")}
+SPEEDS = {"acc_at_k": N_("held-out accuracy after k steps"),
+          "steps_to_target": N_("steps to the target accuracy")}
 
 
 def similarity_speed_figure(runs: pd.DataFrame, correlations: pd.DataFrame, speed: str, steps: int,
@@ -879,50 +925,58 @@ def similarity_speed_figure(runs: pd.DataFrame, correlations: pd.DataFrame, spee
     """
     fig = go.Figure()
     level = steps * 1.08  # a row above the last step for runs that never reach the target
+    speed_title = _(SPEEDS[speed])
     for (arch, norm, label), part in runs.groupby(["arch", "norm", "label"], sort=False):
         y = part[speed].to_numpy(dtype=float)
         missing = np.isnan(y)
         shown = np.where(missing, 0.0 if speed == "acc_at_k" else level, y)
+        net = _(ARCH_LABELS[arch])
         fig.add_trace(go.Scatter(
-            x=part["cos_sim_init"], y=shown, mode="markers", name=f"{label} · {ARCH_LABELS[arch]}",
+            x=part["cos_sim_init"], y=shown, mode="markers", name=f"{label} · {net}",
             legendgroup=label,
             marker={"color": norm_color(norm), "size": 11,
                     "symbol": [ARCH_SYMBOLS.get(arch, "circle") + ("-open" if m else "") for m in missing],
                     "line": {"width": 1, "color": "white"}},
             customdata=np.stack([part["seed"], part["final_test_acc"], part["diverged"]], axis=1),
-            hovertemplate=(f"<b>{label}</b> ({ARCH_LABELS[arch]}), seed %{{customdata[0]}}<br>"
-                           "cos_sim at init %{x:.3f}<br>" + SPEEDS[speed] + " %{y:.3g}<br>"
-                           "final accuracy %{customdata[1]:.3f}<br>diverged %{customdata[2]}<extra></extra>"),
+            hovertemplate=_("<b>{label}</b> ({net}), seed %{{customdata[0]}}<br>"
+                            "cos_sim at init %{{x:.3f}}<br>{speed} %{{y:.3g}}<br>"
+                            "final accuracy %{{customdata[1]:.3f}}<br>diverged %{{customdata[2]}}"
+                            "<extra></extra>").format(label=label, net=net, speed=speed_title),
         ))
     text = []
     for row in correlations[correlations["speed"] == speed].itertuples():
-        name = ARCH_LABELS.get(row.arch, row.arch)
+        name = _(ARCH_LABELS[row.arch]) if row.arch in ARCH_LABELS else row.arch
         if not math.isnan(row.rho):
             text.append(f"{name}: Spearman ρ = {row.rho:+.2f} [{row.lo:+.2f}, {row.hi:+.2f}], n = {row.n}")
         else:  # fewer than two runs, or one side constant (e.g. no run reached the target)
-            text.append(f"{name}: no rank correlation (n = {row.n}; one side does not vary)")
-    fig.add_annotation(text="<br>".join(text) or "no finished run", showarrow=False,
+            text.append(_("{net}: no rank correlation (n = {n}; one side does not vary)").format(
+                net=name, n=row.n))
+    fig.add_annotation(text="<br>".join(text) or _("no finished run"), showarrow=False,
                        xref="paper", yref="paper", x=0.01, y=0.99, xanchor="left", yanchor="top",
                        align="left", bgcolor="rgba(255,255,255,0.85)", bordercolor="#999", borderwidth=1)
     if speed == "steps_to_target" and runs[speed].isna().any():
         fig.add_hline(y=level, line_dash="dot", line_color="#999",
-                      annotation_text="never reached (open markers)", annotation_position="bottom right")
+                      annotation_text=_("never reached (open markers)"), annotation_position="bottom right")
     if speed == "acc_at_k" and runs[speed].isna().any():
-        fig.add_annotation(text="open markers at 0: diverged", showarrow=False, xref="paper", yref="paper",
+        fig.add_annotation(text=_("open markers at 0: diverged"), showarrow=False, xref="paper", yref="paper",
                            x=0.99, y=0.01, xanchor="right", yanchor="bottom")
     fig.update_layout(
-        xaxis_title="final-layer cosine similarity at init (cos_sim)",
-        yaxis_title=SPEEDS[speed], height=520, uirevision=uirevision, legend_title_text="normalizer · net",
+        xaxis_title=_("final-layer cosine similarity at init (cos_sim)"),
+        yaxis_title=speed_title, height=520, uirevision=uirevision, legend_title_text=_("normalizer · net"),
         margin={"t": 30},
     )
-    return fig
+    return _shared_layout(fig)
+
+
+CURVES = {"test_acc": N_("held-out accuracy"), "loss": N_("training loss (batch)")}  # y of the curves
 
 
 def curves_figure(curves: pd.DataFrame, y: str, uirevision: str = "training-curves") -> go.Figure:
     """Held-out accuracy or training loss against step, one line per run, one panel per architecture."""
     archs = list(dict.fromkeys(curves["arch"]))
+    quantity = _(CURVES[y])
     fig = make_subplots(rows=1, cols=len(archs), shared_yaxes=True,
-                        subplot_titles=[ARCH_LABELS.get(a, a) for a in archs])
+                        subplot_titles=[_(ARCH_LABELS[a]) if a in ARCH_LABELS else a for a in archs])
     legend_seen = set()
     for col, arch in enumerate(archs, start=1):
         for (label, norm, seed), run in curves[curves["arch"] == arch].groupby(["label", "norm", "seed"],
@@ -931,14 +985,14 @@ def curves_figure(curves: pd.DataFrame, y: str, uirevision: str = "training-curv
             fig.add_trace(go.Scatter(
                 x=run["step"], y=run[y], mode="lines", name=label, legendgroup=label,
                 showlegend=label not in legend_seen, line={"color": norm_color(norm), "width": 1.5},
-                hovertemplate=f"{label}, seed {seed}<br>step %{{x}}<br>{y} %{{y:.3g}}<extra></extra>",
+                hovertemplate=_("{label}, seed {seed}<br>step %{{x}}<br>{metric} %{{y:.3g}}"
+                                "<extra></extra>").format(label=label, seed=seed, metric=quantity),
             ), row=1, col=col)
             legend_seen.add(label)
-    fig.update_xaxes(title_text="step")
-    fig.update_yaxes(title_text={"test_acc": "held-out accuracy", "loss": "training loss (batch)"}[y],
-                     type="log" if y == "loss" else "linear", row=1, col=1)
+    fig.update_xaxes(title_text=_("step"))
+    fig.update_yaxes(title_text=quantity, type="log" if y == "loss" else "linear", row=1, col=1)
     fig.update_layout(height=420, uirevision=uirevision, margin={"t": 40})
-    return fig
+    return _shared_layout(fig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -996,7 +1050,8 @@ def _dynamics_traces(stats: list[pd.DataFrame], norms: list[str], step: int) -> 
                 x=x, y=rows["mean"], mode="lines+markers", name=label, legendgroup=norm,
                 showlegend=panel == 1, line={"color": color, "width": 2}, marker={"size": 5},
                 xaxis=f"x{axis}", yaxis=f"y{axis}",
-                hovertemplate=f"{label}, step {step}<br>layer %{{x}}<br>%{{y:.4g}}<extra></extra>",
+                hovertemplate=_("{label}, step {step}<br>layer %{{x}}<br>%{{y:.4g}}<extra></extra>").format(
+                    label=label, step=step),
             ))
     return traces
 
@@ -1013,24 +1068,24 @@ def dynamics_figure(probes: pd.DataFrame, middle: str = "cos_sim", *,
     if middle not in DYNAMICS_MIDDLE:
         raise ValueError(f"middle must be one of {sorted(DYNAMICS_MIDDLE)}; got {middle!r}")
     if probes.empty:
-        return _empty("No probed step yet.", uirevision)
+        return _empty(_("No probed step yet."), uirevision)
     panels = (DYNAMICS_VARIANCE, DYNAMICS_MIDDLE[middle], DYNAMICS_GRADIENT)
-    stats = [dynamics_stats(probes, kind, metric) for kind, metric, _ in panels]
+    stats = [dynamics_stats(probes, kind, metric) for kind, metric, _log in panels]
     norms = list(dict.fromkeys(probes["norm"]))
     steps = sorted(int(s) for s in probes["step"].unique())
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07,
-                        subplot_titles=[METRIC_TITLES.get(metric, metric) for _, metric, _ in panels])
+                        subplot_titles=[metric_title(metric) for _kind, metric, _log in panels])
     fig.add_traces(_dynamics_traces(stats, norms, steps[0]))
-    for col, ((_, _, log), frame) in enumerate(zip(panels, stats, strict=True), start=1):
+    for col, ((_kind, _metric, log), frame) in enumerate(zip(panels, stats, strict=True), start=1):
         values = np.concatenate([frame["low"].to_numpy(float), frame["high"].to_numpy(float)])
         fig.update_yaxes(type="log" if log else "linear", range=_fixed_range(values, log), autorange=False,
                          row=1, col=col)
-        fig.update_xaxes(title_text="layer (depth)", row=1, col=col)
+        fig.update_xaxes(title_text=_("layer (depth)"), row=1, col=col)
     if any(frame["overflow"].any() for frame in stats):
-        add_note(fig, "Gaps: overflowed (inf/NaN) values at that layer and step.")
+        add_note(fig, _("Gaps: overflowed (inf/NaN) values at that layer and step."))
     fig.frames = [go.Frame(data=_dynamics_traces(stats, norms, s), name=str(s)) for s in steps]
     _finish(fig, uirevision, height=460)
-    _play_controls(fig, [str(s) for s in steps], [str(s) for s in steps], "training step ", 0)
+    _play_controls(fig, [str(s) for s in steps], [str(s) for s in steps], _("training step") + " ", 0)
     # The legend above the panels: below them sit the Play button and the step slider.
     fig.update_layout(margin={"t": fig.layout.margin.t + 30, "b": 150},
                       legend={"y": 1.12, "yanchor": "bottom", "x": 0})
@@ -1039,9 +1094,9 @@ def dynamics_figure(probes: pd.DataFrame, middle: str = "cos_sim", *,
 
 def dynamics_curves_figure(curves: pd.DataFrame, y: str, *, uirevision: str = "dynamics-curves") -> go.Figure:
     """Training loss or held-out accuracy against step: per normalizer the seed mean and its min-max band."""
-    names = {"loss": "training loss (batch)", "test_acc": "held-out accuracy"}
-    if y not in names:
-        raise ValueError(f"y must be one of {sorted(names)}; got {y!r}")
+    if y not in CURVES:
+        raise ValueError(f"y must be one of {sorted(CURVES)}; got {y!r}")
+    quantity = _(CURVES[y])
     rows = curves.dropna(subset=[y])
     rows = rows[np.isfinite(rows[y])]
     fig = go.Figure()
@@ -1056,10 +1111,11 @@ def dynamics_curves_figure(curves: pd.DataFrame, y: str, *, uirevision: str = "d
                                  hoverinfo="skip", showlegend=False, legendgroup=norm))
         fig.add_trace(go.Scatter(x=x, y=stats["mean"], mode="lines", name=label, legendgroup=norm,
                                  line={"color": color, "width": 2},
-                                 hovertemplate=f"{label}<br>step %{{x}}<br>{y} %{{y:.3g}}<extra></extra>"))
+                                 hovertemplate=_("{label}<br>step %{{x}}<br>{metric} %{{y:.3g}}"
+                                                 "<extra></extra>").format(label=label, metric=quantity)))
     if not fig.data:
-        return _empty("No finite training value yet.", uirevision)
-    fig.update_xaxes(title_text="step")
-    fig.update_yaxes(title_text=names[y])  # linear: a short run's loss spans less than a decade
+        return _empty(_("No finite training value yet."), uirevision)
+    fig.update_xaxes(title_text=_("step"))
+    fig.update_yaxes(title_text=quantity)  # linear: a short run's loss spans less than a decade
     # No legend: the colours are the normalizers' own, named by the dynamics figure beside it.
     return _finish(fig, uirevision, height=380).update_layout(showlegend=False)

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from normlab import ModelConfig, ProbeConfig, catalog, summarize, summary
-from normlab.summary import Growth, growth, trunk_kind
+from normlab.summary import EXP_DECAY, EXP_GROWTH, FLAT, UNKNOWN, Growth, growth, trunk_kind
+from ui.i18n import N_, _
 
 __all__ = ["Growth", "growth", "trunk_kind"]  # re-exported: the figures and claims read them from here
 
@@ -22,6 +23,13 @@ BN_GRADIENT_RATE = summary.BN_GRAD_RATE
 # Fields that tell series apart when they vary, in the order a label names them.
 _LABEL_FIELDS = ("norm", "arch", "preset", "depth", "width", "stages", "preact", "skipinit", "wn_act",
                  "input", "batch_size", "image_size", "rank_tol", "device")
+# How such a field reads in a label where it is shown translated ({value}: its value); a switch reads as
+# its name or its absence, an input as its name, any other field as its value.
+_COUNTS = {"depth": N_("depth {value}"), "width": N_("width {value}"), "stages": N_("stages {value}"),
+           "batch_size": N_("batch_size {value}"), "image_size": N_("image_size {value}")}
+_SWITCHES = {"preact": (N_("preact"), N_("no preact")), "skipinit": (N_("skipinit"), N_("no skipinit"))}
+_INPUTS = {"gaussian": N_("gaussian"), "images": N_("images"), "digits": N_("digits")}
+_SHAPES = {EXP_GROWTH: N_("exponential growth"), EXP_DECAY: N_("exponential decay")}
 
 
 def _present(value) -> bool:
@@ -32,7 +40,7 @@ def norm_label(norm: str, groups=None, group_size=None) -> str:
     """The normalizer's display name with its group setting, e.g. ``GroupNorm (G=4)``."""
     label = catalog.label(norm)
     if _present(group_size):
-        return f"{label} (group size {int(group_size)})"
+        return _("{label} (group size {size})").format(label=label, size=int(group_size))
     if _present(groups):
         return f"{label} (G={int(groups)})"
     return label
@@ -40,10 +48,30 @@ def norm_label(norm: str, groups=None, group_size=None) -> str:
 
 def _format_field(name: str, value) -> str:
     if isinstance(value, (bool, np.bool_)):
-        return name if value else f"no {name}"
-    if name in ("depth", "width", "stages", "batch_size", "image_size") and _present(value):
-        return f"{name} {int(value)}"
-    return f"{name} {value}" if name in ("rank_tol", "wn_act") else str(value)
+        return _(_SWITCHES[name][0 if value else 1])
+    if name in _COUNTS and _present(value):
+        return _(_COUNTS[name]).format(value=int(value))
+    if name in ("rank_tol", "wn_act"):
+        return f"{name} {value}"
+    return _(_INPUTS[value]) if name == "input" and value in _INPUTS else str(value)
+
+
+def describe_growth(growth: Growth) -> str:
+    """``Growth.describe`` in the dashboard's language: ``+0.357 per block: linear``, ``flat``, ..."""
+    if growth.shape == UNKNOWN:
+        return _("growth unknown (overflow or too few points)")
+    staged = growth.stages > 1
+    if growth.shape in _SHAPES:
+        text = (_("×{ratio} per block within each of {stages} stages: {shape}") if staged
+                else _("×{ratio} per block: {shape}"))
+    elif growth.shape == FLAT:
+        text = _("flat within each of {stages} stages") if staged else _("flat")
+    else:
+        text = (_("{slope} per block within each of {stages} stages: linear") if staged
+                else _("{slope} per block: linear"))
+    shape = _(_SHAPES[growth.shape]) if growth.shape in _SHAPES else growth.shape
+    return text.format(ratio=f"{growth.ratio:.3g}", slope=f"{growth.per_block:+.3g}", stages=growth.stages,
+                       shape=shape)
 
 
 def series_labels(frame: pd.DataFrame) -> pd.Series:
@@ -95,7 +123,7 @@ def depth_rows(stats: pd.DataFrame, metric: str) -> pd.DataFrame:
     activation after every layer.
     """
     rows = []
-    for _, part in stats[stats["metric"] == metric].groupby("series", sort=False):
+    for _series, part in stats[stats["metric"] == metric].groupby("series", sort=False):
         kind = "res" if metric == "res_var" else trunk_kind(part)
         picked = part[part["kind"] == kind].sort_values("index")
         rows.append(picked.assign(position=picked["index"] + 1))
@@ -173,7 +201,7 @@ def rank_ceiling(model_config: ModelConfig, probe_config: ProbeConfig) -> int:
         features = model_config.width
     else:
         size = probe_config.image_size
-        for _, stride in model_config.plan:
+        for _channels, stride in model_config.plan:
             size = math.ceil(size / stride)
         features = model_config.plan[-1][0] * size * size
     return min(probe_config.batch_size, features)
@@ -190,7 +218,7 @@ def tradeoff_points(frame: pd.DataFrame) -> pd.DataFrame:
     for groups, part in frame.groupby("groups", sort=True):
         cos = summary.final_rows(part, "cos_sim").groupby("seed")["value"].mean()
         # the point is the growth on the seed means, its band the spread of the seeds' own growths
-        seeds = [summary.gradient_growth(seed_rows) for _, seed_rows in part.groupby("seed")]
+        seeds = [summary.gradient_growth(seed_rows) for _seed, seed_rows in part.groupby("seed")]
         growth_values = np.asarray(seeds, dtype=float)
         cos_values = cos.to_numpy(dtype=float)
         width = int(part["width"].iloc[0])
@@ -204,7 +232,7 @@ def tradeoff_points(frame: pd.DataFrame) -> pd.DataFrame:
             return float(values.mean()), float(values.min()), float(values.max())
 
         cos_mean, cos_min, cos_max = stats(cos_values)
-        _, grad_min, grad_max = stats(growth_values)
+        _mean, grad_min, grad_max = stats(growth_values)
         grad_mean = summary.gradient_growth(part)
         rows.append({"groups": groups, "group_size": size, "cos_sim": cos_mean, "cos_min": cos_min,
                      "cos_max": cos_max, "grad_growth": grad_mean, "grad_min": grad_min, "grad_max": grad_max,

@@ -14,6 +14,7 @@ import pandas as pd
 
 from normlab import ModelConfig, theory
 from ui import measures
+from ui.i18n import N_, _
 from ui.measures import depth_rows
 
 OVERLAY_COLUMNS = ["series", "x", "y", "source"]
@@ -22,11 +23,30 @@ OVERLAY_COLUMNS = ["series", "x", "y", "source"]
 # linearly too but with a smaller slope that no law here predicts, so no line is drawn for them.
 EXACT_SLOPE_NORMS = ("batchnorm", "instancenorm")
 PLAIN_WORDS = {  # one line each, for a student, where a theory curve is withheld
-    "per_sample": "normalizes each sample, so its variance grows linearly but more slowly than the "
-                  "+0.34 per block of the law, which is exact for BatchNorm only",
-    "vgg": "the per-layer rate assumes one width and resolution throughout; VGG halves the resolution and "
-           "doubles the width in stages, so the line would not match the layers",
+    "per_sample": N_("normalizes each sample, so its variance grows linearly but more slowly than the "
+                     "+0.34 per block of the law, which is exact for BatchNorm only"),
+    "vgg": N_("the per-layer rate assumes one width and resolution throughout; VGG halves the resolution "
+              "and doubles the width in stages, so the line would not match the layers"),
+    "overflowed": N_("the measured gradient overflowed, so there is nothing to anchor the line on"),
 }
+# The theory's reasons for withholding a curve (normlab.theory writes them for the API, with code names),
+# known by their opening words and said in plain words; a reason not listed here shows as the engine
+# wrote it.
+REASONS = (
+    (r"the block-variance laws are for residual nets",
+     N_("the block-variance laws are for residual nets (ResNet)")),
+    (r"weightnorm with the corrected ReLU after each addition",
+     N_("with the corrected ReLU after each addition the variance compounds and explodes faster than "
+        "doubling, even with SkipInit; no closed form")),
+    (r"\w+ in pre-activation blocks: no closed-form trunk law",
+     N_("no closed-form trunk law in pre-activation blocks (the branch variance depends on EvoNorm's "
+        "data-dependent denominator)")),
+    (r"the gradient rate is derived for batchnorm only",
+     N_("the gradient rate is derived for BatchNorm only")),
+    (r"the gradient rate is for plain nets",
+     N_("the gradient rate is for plain nets (MLP, CNN); residual connections change it")),
+    (r"the rate needs at least 3 hidden layers", N_("the rate needs at least 3 hidden layers to show")),
+)
 
 
 def _exact_slope(model: ModelConfig) -> bool:
@@ -39,8 +59,22 @@ def _label(model: ModelConfig) -> str:
 
 def plain(model: ModelConfig, why: str) -> str:
     """A theory's reason in plain words for ``model``: its name first, no code names or repr quotes."""
+    for opening, words in REASONS:
+        if re.match(opening, why):
+            return f"{_label(model)}: {_(words)}"
     why = re.sub(r";? ?got (norm|arch|depth) .*$", "", why).replace("_", " ")
     return f"{_label(model)}: {why}"
+
+
+def _variance_source(law: theory.VarianceLaw) -> str:
+    """The legend's name of a variance law: its shape and its paper."""
+    cite = law.source.split(",")[0]  # "De & Smith 2020" or "Lubana, Dick & Tanaka 2021"
+    if law.law == "linear":
+        return _("linear, +{increment} per block ({cite})").format(increment=f"{law.increment:.3g}",
+                                                                   cite=cite)
+    if law.law == "doubling":
+        return _("doubling per block ({cite})").format(cite=cite)
+    return _("flat ({cite})").format(cite=cite)
 
 
 def _series_of(stats: pd.DataFrame, model: ModelConfig) -> str | None:
@@ -60,7 +94,7 @@ def variance_overlay(stats: pd.DataFrame, models: Sequence[ModelConfig]) -> tupl
         ok, why = theory.variance_applies(model)
         series = _series_of(measured, model)
         if ok and theory.variance_law(model).law == "linear" and not _exact_slope(model):
-            skipped.append(f"{_label(model)}: {PLAIN_WORDS['per_sample']}")
+            skipped.append(f"{_label(model)}: {_(PLAIN_WORDS['per_sample'])}")
             continue
         if not ok or series is None:
             skipped.append(plain(model, why))
@@ -69,7 +103,7 @@ def variance_overlay(stats: pd.DataFrame, models: Sequence[ModelConfig]) -> tupl
         start = float(first.iloc[0]) if len(first) and math.isfinite(first.iloc[0]) else None
         curve = theory.variance_theory(model, start_var=start)
         parts.append(pd.DataFrame({"series": series, "x": curve["index"] + 1, "y": curve["value"],
-                                   "source": curve["label"].iloc[0]}))
+                                   "source": _variance_source(theory.variance_law(model))}))
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=OVERLAY_COLUMNS)
     return frame, skipped
 
@@ -86,7 +120,7 @@ def gradient_overlay(stats: pd.DataFrame, models: Sequence[ModelConfig]) -> tupl
         ok, why = theory.gradient_applies(model)
         series = _series_of(grads, model)
         if ok and model.preset in ("vgg10", "vgg20"):
-            skipped.append(f"{_label(model)}: {PLAIN_WORDS['vgg']}")
+            skipped.append(f"{_label(model)}: {_(PLAIN_WORDS['vgg'])}")
             continue
         if not ok or series is None:
             skipped.append(plain(model, why))
@@ -94,11 +128,10 @@ def gradient_overlay(stats: pd.DataFrame, models: Sequence[ModelConfig]) -> tupl
         mine = grads[grads["series"] == series].sort_values("index")
         last_hidden = mine.iloc[-2]  # the classifier head is last; the curve starts one before it
         if not math.isfinite(last_hidden["mean"]):
-            skipped.append(f"{_label(model)}: the measured gradient overflowed, so there is nothing "
-                           "to anchor the line on")
+            skipped.append(f"{_label(model)}: {_(PLAIN_WORDS['overflowed'])}")
             continue
         curve = theory.gradient_theory(model, last_grad_norm=float(last_hidden["mean"]))
         parts.append(pd.DataFrame({"series": series, "x": curve["index"] + 1, "y": curve["value"],
-                                   "source": "×√(π/(π−1)) per layer (Yang et al. 2019)"}))
+                                   "source": _("×√(π/(π−1)) per layer (Yang et al. 2019)")}))
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=OVERLAY_COLUMNS)
     return frame, skipped
