@@ -51,7 +51,8 @@ def compile_all() -> None:
 
 
 def code_messages() -> dict[str, set[str]]:
-    """Every string the code marks for translation -> the files it is in (Babel's extraction, in memory)."""
+    """Every string the code marks for translation -> the files it is in (Babel's extraction, in memory;
+    a plural form by its singular, as the catalog keys it)."""
     from babel.messages.extract import extract_from_dir
     from babel.messages.frontend import parse_mapping_cfg
 
@@ -60,9 +61,9 @@ def code_messages() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for filename, _line, message, _comments, _context in extract_from_dir(
             str(ROOT), method_map, options_map):
-        for text in (message if isinstance(message, tuple) else (message,)):
-            if text:
-                found.setdefault(text, set()).add(filename)
+        text = message[0] if isinstance(message, tuple) else message  # a plural is keyed by its singular
+        if text:
+            found.setdefault(text, set()).add(filename)
     return found
 
 

@@ -28,7 +28,9 @@ TERMS = {
     "resnet", "resnets", "vgg", "mlp", "mlps", "cnn", "cnns", "skipinit", "kaiming", "relu", "tlu",
     "de", "smith", "lubana", "dick", "tanaka", "beyond", "batchnorm", "neurips", "pytorch", "torch",
     "sgd", "cifar", "imagenet", "fixup", "he", "normlab", "csv", "json", "png", "svg", "parquet", "ray",
-    "url", "gpu", "cpu", "cuda", "mps", "pca", "pc", "svd", "id", "ok",
+    "url", "gpu", "cpu", "cuda", "mps", "pca", "pc", "svd", "id", "ok", "yang",
+    # the engine's module names of layers, shown as they are (a classifier "head")
+    "head",
     # units and symbols
     "ms", "mib", "gib", "mb", "gflop", "flop", "flops", "px", "inf", "nan", "log", "max", "min", "std",
     "var", "exp", "cos", "sim", "lr", "acc", "spearman", "pearson",
@@ -39,9 +41,11 @@ for metric in METRICS:
     TERMS.update(w.lower() for w in re.findall(r"[A-Za-z]+", metric))
 WORD = re.compile(r"(?<![\w./%{])[A-Za-z][A-Za-z']+(?![\w(])")  # not inside identifiers, paths, fields
 NOISE = [
+    re.compile(r"<style>.*?</style>", re.S),  # lecture mode's stylesheet, not text
     re.compile(r"%\{[^}]*\}"),  # plotly hover fields
     re.compile(r"<[^>]+>"),  # html tags of hover texts
     re.compile(r"`[^`]*`"),  # code
+    re.compile(r"\b\w+(?:\.\w+)+\b"),  # the engine's layer names: features.0.conv, stages.1.blocks.0
     re.compile(r"https?://\S+"),
     re.compile(r":material/\w+:"),
     re.compile(r"\b\w+(?:_\w+)+\b"),  # identifiers: act_var, cos_sim_centered, group_size
@@ -111,7 +115,10 @@ def shown_texts(at) -> list[str]:
 
 
 def leftovers(texts: list[str]) -> list[str]:
-    return [f"{words} in {text[:160]!r}" for text in dict.fromkeys(texts) if (words := english_words(text))]
+    """Strings with English words left, except the language menu's own names (a way back to English)."""
+    names = set(i18n.LANGUAGE_NAMES.values())
+    return [f"{words} in {text[:160]!r}" for text in dict.fromkeys(texts)
+            if text not in names and (words := english_words(text))]
 
 
 # --- The catalog --------------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ def linear_growth(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
     growths = _growths(stats)
     if not growths or any(g.shape == "unknown" for g in growths.values()):
         return Verdict(None, _("no finite variance along depth to judge"))
-    text = "; ".join(f"{s}: {g.describe()}" for s, g in growths.items())
+    text = "; ".join(f"{s}: {measures.describe_growth(g)}" for s, g in growths.items())
     return Verdict(all(g.shape == "linear" for g in growths.values()), text)
 
 
@@ -101,7 +101,7 @@ def exponential_then_skipinit(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdi
     exploding = all(g.shape == "exponential growth" for g in without.values())
     repaired = all(g.shape in ("flat", "linear") for g in with_skip.values())
     def listed(growths):
-        return "; ".join(f"{s.split(' · ')[0]} {g.describe()}" for s, g in growths.items())
+        return "; ".join(f"{s.split(' · ')[0]} {measures.describe_growth(g)}" for s, g in growths.items())
 
     text = _("without SkipInit: {without} — with SkipInit: {with_skip}").format(
         without=listed(without), with_skip=listed(with_skip))
