@@ -14,6 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+
+def N_(message: str) -> str:
+    """The gettext marker: Babel extracts its literal into the dashboard's catalog, and it returns the
+    string unchanged (the engine and the CLI speak English; the dashboard translates at display)."""
+    return message
+
+
 FALLBACK_COLOR = "#999999"  # a normalizer without a colour of its own
 SLOTS = ("norm", "activation", "weight", "none")
 THEORY_FAMILIES = ("slot", "trunk", "unnormalized")
@@ -24,7 +31,7 @@ class NormInfo:
     """What the rest of normlab knows of a normalizer without building it."""
 
     name: str
-    label: str  # human-readable name for plots, menus and the CLI's list
+    label: str  # human-readable name for plots, menus and the CLI's list (N_-marked where it is words)
     # where it acts: "norm" (its own slot after the conv), "activation" (replaces the activation:
     # the EvoNorms), "weight" (inside the conv: WN, SWS) or "none"
     slot: str
@@ -63,7 +70,7 @@ class NormInfo:
 NORMALIZERS: dict[str, NormInfo] = {
     n.name: n
     for n in (
-        NormInfo("none", "No normalization", "none", saved_per_unit=1, ops_per_unit=1, color="#4d4d4d"),
+        NormInfo("none", N_("No normalization"), "none", saved_per_unit=1, ops_per_unit=1, color="#4d4d4d"),
         NormInfo("batchnorm", "BatchNorm", "norm", batch_dependent=True, theory="slot", rank_bound=True,
                  saved_per_unit=2, color="#1f77b4"),
         NormInfo("layernorm", "LayerNorm", "norm", theory="slot", rank_bound=True, saved_per_unit=2,
@@ -158,12 +165,6 @@ class MetricInfo:
     help: str  # the definition, one line (likewise)
     unit: str = ""  # "" for dimensionless quantities
     log_y: bool = False  # a log axis reads it best (it spans orders of magnitude)
-
-
-def N_(message: str) -> str:
-    """The gettext marker: Babel extracts its literal into the dashboard's catalog, and it returns the
-    string unchanged (the engine and the CLI speak English; the dashboard translates at display)."""
-    return message
 
 
 _ACT_POINTS = ("act", "block")

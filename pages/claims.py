@@ -10,7 +10,7 @@ import streamlit as st
 
 from ui import measures, views
 from ui.claims import CLAIMS
-from ui.i18n import _
+from ui.i18n import N_, _
 from ui.lecture import current_claim, load_claim
 from ui.sidebar import current_selection
 
@@ -36,7 +36,8 @@ for index in shown:
         if not selection.lecture:
             st.markdown(_(claim.sentence))
         with st.spinner(_("Measuring…"), show_time=True):
-            frame = views.attempt(_("measure this claim"), partial(views.probe_runs, claim.runs()), claim.key)
+            frame = views.attempt(N_("measure this claim"), partial(views.probe_runs, claim.runs()),
+                                  claim.key)
         if frame is None:
             continue
         stats = measures.aggregate(frame)

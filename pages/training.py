@@ -5,7 +5,7 @@ import streamlit as st
 
 from normlab.training import variant_label
 from ui import cache, figures, views
-from ui.i18n import _
+from ui.i18n import N_, _
 from ui.study import Study, column_labels, settings_form, speed_label, verdict
 
 selection = views.header(
@@ -20,7 +20,7 @@ selection = views.header(
       "percentile bootstrap interval over runs; diverged runs and unreached targets rank as the slowest."),
 )
 study = Study(st.session_state)
-submitted = views.attempt(_("run this study"), lambda: settings_form(study.config), "settings")
+submitted = views.attempt(N_("run this study"), lambda: settings_form(study.config), "settings")
 if submitted is not None:
     study.submit(submitted)
 config, missing = study.config, study.missing
@@ -40,7 +40,7 @@ if missing and not study.stopped:
         study.run(lambda m, t, show: cache.train(m, t, on_wait, show),
                   lambda fraction, text: bar.progress(fraction, text=text))
 
-    views.attempt(_("train this study"), train_all, "train")
+    views.attempt(N_("train this study"), train_all, "train")
     slot.empty()
     bar.empty()
     cols[1].empty()
@@ -59,7 +59,7 @@ if not results:
     st.info(_("No run has finished yet."), icon=":material/hourglass_empty:")
     st.stop()
 runs = study.runs_frame()
-table = views.attempt(_("correlate the runs"),
+table = views.attempt(N_("correlate the runs"),
                       lambda: cache.correlations(runs, config.n_boot, config.confidence, config.seed), "rho")
 if table is None:
     st.stop()

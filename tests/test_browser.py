@@ -7,6 +7,7 @@ $NORMLAB_ARTIFACTS when set, else to pytest's temporary directory.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -241,6 +242,55 @@ def test_lecture_mode_at_1920x1080_shows_every_claims_chart_on_the_first_screen_
                 sidebar.get_by_role("button", name="Next").click()
     finally:
         page.close()
+
+
+def test_switching_the_language_back_and_forth_keeps_every_choice(server, page):
+    """Choice widgets send back the label they showed: after a switch the labels differ, and the
+    language control's callback must keep the values (a lost one showed as an error, or dropped)."""
+    sidebar = open_variance_page(page, server)
+    sidebar.get_by_text("한국어", exact=True).click()
+    page.get_by_role("heading", name="속성 1 · 깊이에 따른 분산 증가").wait_for(timeout=REDRAW_MS)
+    wait_for_names(page, {"BatchNorm", "GroupNorm (G=4)", "정규화 없음"})
+    sidebar.get_by_text("English", exact=True).click()
+    page.get_by_role("heading", name="Property 1 · Variance growth with depth").wait_for(timeout=REDRAW_MS)
+    wait_for_names(page, {"BatchNorm", "GroupNorm (G=4)", "No normalization"})
+    assert page.locator("[data-testid='stAlertContentError'], [data-testid='stException']").count() == 0
+    assert "net=" not in page.url, page.url  # the network kept its choice, the default (not its label)
+
+
+def test_korean_lecture_mode_steps_through_the_claims_in_korean(server, browser, artifacts):
+    """A Korean browser (no lang= in the link) gets the Korean dashboard; lecture mode steps through
+    every claim with its chart, in Korean, with no English sentence in the main view."""
+    from test_i18n import english_words
+
+    from ui import i18n
+    from ui.claims import CLAIMS
+    from ui.i18n import _
+
+    with i18n.use("ko"):
+        titles = [_(claim.title) for claim in CLAIMS]
+        verdict, forward = _("**Verdict: {label}.** {text}").split("{label}")[0].strip("* "), _("Next")
+    context = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="ko-KR")
+    page = context.new_page()
+    try:
+        page.goto(f"{server}/paper-claims?lecture=1")
+        sidebar = page.get_by_test_id("stSidebar")
+        for k, title in enumerate(titles, start=1):
+            page.get_by_role("heading", name=f"{k}. {title}").wait_for(timeout=LOAD_MS)
+            page.get_by_text(verdict).first.wait_for(timeout=LOAD_MS)  # drawn after the chart
+            page.wait_for_function(f"() => {{ const c = ({CLAIM_CHART_JS})(); return c && c.ticks; }}",
+                                   timeout=LOAD_MS)
+            page.wait_for_timeout(300)
+            main = page.get_by_test_id("stMain").inner_text()
+            assert re.search(r"[\uac00-\ud7a3]", main)
+            sentences = [line for line in main.splitlines() if len(english_words(line)) >= 3]
+            assert not sentences, f"claim {k}: English left in {sentences[:3]}"
+            page.screenshot(path=artifacts / f"lecture-ko-{k}.png")
+            assert (artifacts / f"lecture-ko-{k}.png").stat().st_size > 10_000
+            if k < len(titles):
+                sidebar.get_by_role("button", name=forward).click()
+    finally:
+        context.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -611,7 +611,7 @@ def test_series_labels_and_growth_speak_the_session_language():
                       ("gaussian", "images")], ignore_index=True)
     with i18n.use("ko"):
         assert set(measures.series_labels(gn)) == {"GroupNorm (그룹 크기 2)"}
-        assert set(measures.series_labels(both)) == {"BatchNorm · 가우시안", "BatchNorm · 이미지"}
+        assert set(measures.series_labels(both)) == {"BatchNorm · 가우시안 잡음", "BatchNorm · 자연 이미지"}
         linear = measures.growth([1 + 0.34 * k for k in range(10)])
         assert measures.describe_growth(linear) == "블록당 +0.34: 선형"
     assert set(measures.series_labels(gn)) == {"GroupNorm (group size 2)"}

@@ -161,6 +161,13 @@ def test_the_language_follows_the_link_then_the_browser():
             pass
 
 
+def test_the_language_switch_pins_choices_but_not_flags_or_files():
+    assert i18n._choice("resnet") and i18n._choice(16) and i18n._choice(1e-3)
+    assert i18n._choice(["batchnorm", "none"]) and i18n._choice((4, 8))
+    assert not i18n._choice(True) and not i18n._choice([]) and not i18n._choice(None)
+    assert not i18n._choice([object()]) and not i18n._choice([True, False])
+
+
 def test_the_english_words_check_sees_english_and_passes_terms():
     assert english_words("Look for: the variance grows") == ["Look", "for", "the", "variance", "grows"]
     assert english_words("배치 정규화 (BatchNorm)의 act_var, ResNet 깊이 32, 1e-3") == []

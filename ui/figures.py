@@ -1042,7 +1042,7 @@ def _dynamics_traces(stats: list[pd.DataFrame], norms: list[str], step: int) -> 
             color = norm_color(norm)
             band_x = np.concatenate([x, x[::-1]]) if len(x) else x
             band_y = np.concatenate([rows["high"].to_numpy(), rows["low"].to_numpy()[::-1]]) if len(x) else x
-            label = catalog.NORMALIZERS[norm].label if norm in catalog.NORMALIZERS else norm
+            label = _(catalog.NORMALIZERS[norm].label) if norm in catalog.NORMALIZERS else norm
             traces.append(go.Scatter(x=band_x, y=band_y, fill="toself", mode="lines", line={"width": 0},
                                      fillcolor=_rgba(color, 0.18), hoverinfo="skip", showlegend=False,
                                      legendgroup=norm, xaxis=f"x{axis}", yaxis=f"y{axis}"))
@@ -1103,7 +1103,7 @@ def dynamics_curves_figure(curves: pd.DataFrame, y: str, *, uirevision: str = "d
     for norm, run in rows.groupby("norm", sort=False):
         stats = run.groupby("step")[y].agg(["mean", "min", "max"]).reset_index()
         color = norm_color(norm)
-        label = catalog.NORMALIZERS[norm].label if norm in catalog.NORMALIZERS else norm
+        label = _(catalog.NORMALIZERS[norm].label) if norm in catalog.NORMALIZERS else norm
         x = stats["step"].to_numpy(dtype=float)
         fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]),
                                  y=np.concatenate([stats["max"].to_numpy(), stats["min"].to_numpy()[::-1]]),

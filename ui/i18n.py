@@ -102,3 +102,31 @@ def start_session() -> None:
     state = st.session_state
     if state.get(KEY) not in LANGUAGES:
         state[KEY] = choose(None, st.context.locale)
+
+
+def _choice(value) -> bool:
+    """A value a choice widget holds: a plain option, or a non-empty list of them (not a flag, not files)."""
+    plain = (str, int, float)
+    if isinstance(value, bool):
+        return False  # toggles and checkboxes travel as flags; buttons' flags may not be set at all
+    if isinstance(value, plain):
+        return True
+    return isinstance(value, (list, tuple)) and bool(value) and all(
+        isinstance(v, plain) and not isinstance(v, bool) for v in value)
+
+
+def keep_values() -> None:
+    """The language control's callback: pin the choice widgets' values in session state before the rerun.
+
+    A selectbox or multiselect sends its choice back as the label it showed; after a change of language
+    the labels differ, and the choice would come back as an unknown string ("ResNet (choose the size)"
+    where "resnet" is meant). Callbacks still read the old labels, so writing each value back here keeps
+    it, in the options' own terms, for the run in the new language. Flags and uploaded files are left
+    alone (their values do not depend on labels, and an uploader's may not be set).
+    """
+    import streamlit as st
+
+    state = st.session_state
+    for key in list(state.keys()):
+        if key != KEY and _choice(value := state[key]):
+            state[key] = value

@@ -38,7 +38,7 @@ def _present(value) -> bool:
 
 def norm_label(norm: str, groups=None, group_size=None) -> str:
     """The normalizer's display name with its group setting, e.g. ``GroupNorm (G=4)``."""
-    label = catalog.label(norm)
+    label = _(catalog.label(norm))  # names stay; "No normalization" is translated
     if _present(group_size):
         return _("{label} (group size {size})").format(label=label, size=int(group_size))
     if _present(groups):

@@ -39,7 +39,7 @@ def _on_net_change() -> None:
 
 
 def _norm_label(name: str) -> str:
-    return NORMALIZERS[name].label
+    return _(NORMALIZERS[name].label)
 
 
 def _group_controls(net: str, width: int, stages: int, lecture: bool) -> None:
@@ -198,7 +198,7 @@ def sidebar(page_name: str | None = None, url_path: str | None = None) -> Select
     with st.sidebar:
         links.show_notices()
         st.segmented_control(_("Language"), LANGUAGES, key=i18n.KEY, required=True, persist_state=KEEP,
-                             format_func=LANGUAGE_NAMES.get)
+                             format_func=LANGUAGE_NAMES.get, on_change=i18n.keep_values)
         lecture = st.toggle(_("Lecture mode"), key="lecture", persist_state=KEEP,
                             help=_("Hides the probe plumbing, enlarges type and plots, steps through the "
                                    "claims."))
