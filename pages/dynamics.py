@@ -3,7 +3,6 @@
 import pandas as pd
 import streamlit as st
 
-from normlab import NORMALIZERS
 from normlab.warm import DYNAMICS_NORMS, DYNAMICS_PROBE_STEPS, DYNAMICS_SEEDS, DYNAMICS_STEPS, dynamics_runs
 from ui import cache, controls, figures, views
 from ui.i18n import N_, _
@@ -31,7 +30,7 @@ state.setdefault("dynamics_norms", list(DYNAMICS_NORMS))  # the defaults are wha
 state.setdefault("dynamics_seeds", DYNAMICS_SEEDS)
 cols = st.columns([3, 1])
 norms = cols[0].multiselect(_("Normalizers"), CHOICES, key="dynamics_norms", persist_state="session",
-                            format_func=lambda n: NORMALIZERS[n].label)
+                            format_func=controls.normalizer_labels())
 seeds = cols[1].slider(_("Seeds"), 1, MAX_SEEDS, key="dynamics_seeds", persist_state="session")
 if not norms:
     st.info(_("Choose at least one normalizer."), icon=":material/tune:")

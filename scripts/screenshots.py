@@ -1,4 +1,5 @@
-"""The README's screenshots: the dashboard's new views at 1440×900 and lecture mode at 1920×1080.
+"""The README's screenshots: the dashboard's new views at 1440×900 and lecture mode at 1920×1080, in
+English and (a browser set to Korean) in Korean; the Korean one needs a Hangul font (fonts-nanum).
 
 Starts ``streamlit run app.py`` on a free port, drives Debian's Chromium (no browser download) and writes
 PNGs into docs/. Run:  .venv/bin/python scripts/screenshots.py
@@ -66,6 +67,13 @@ def main() -> int:
             page.goto(f"{url}/rank-collapse?lecture=1")
             _charts(page, 3)
             page.screenshot(path=docs / "lecture-rank.png")
+            page.close()
+            korean = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="ko-KR")
+            page = korean.new_page()  # the browser's language opens the Korean dashboard
+            page.goto(f"{url}/paper-claims?lecture=1&claim=1")
+            _charts(page, 1)
+            page.screenshot(path=docs / "lecture-ko.png")
+            korean.close()
             browser.close()
     finally:
         stop_server(proc)

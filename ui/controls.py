@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from normlab import INPUTS, NORM_NAMES, PRESETS, ModelConfig
+from normlab import INPUTS, NORM_NAMES, PRESETS, ModelConfig, catalog
 from normlab.config import DEFAULT_DEPTH, DEFAULT_WIDTH, common_divisors
 from ui.i18n import DEFAULT as DEFAULT_LANG
 from ui.i18n import LANGUAGES, N_, _
@@ -107,6 +107,11 @@ def labelled(labels: Mapping[object, str]) -> Callable[[object], str]:
     """
     shown = {value: _(label) for value, label in labels.items()}
     return lambda value: shown.get(value, str(value))
+
+
+def normalizer_labels() -> Callable[[object], str]:
+    """``format_func`` of a normalizer menu: the layers' names ("No normalization" translated)."""
+    return labelled({name: catalog.NORMALIZERS[name].label for name in NORM_NAMES})
 
 
 def _parse(control: Control, text: str):

@@ -38,10 +38,6 @@ def _on_net_change() -> None:
         st.session_state["width"] = DEFAULT_WIDTH[net]
 
 
-def _norm_label(name: str) -> str:
-    return _(NORMALIZERS[name].label)
-
-
 def _group_controls(net: str, width: int, stages: int, lecture: bool) -> None:
     options = C.group_choices(net, width, stages)
     state = st.session_state
@@ -124,7 +120,7 @@ def _network_controls(lecture: bool, ignored: set[str]) -> None:
         norms = list(state.get("norms", C.DEFAULTS["norms"]))
     else:
         norms = st.multiselect(_("Normalizers to compare"), NORM_NAMES, key="norms", persist_state=KEEP,
-                               format_func=_norm_label,
+                               format_func=C.normalizer_labels(),
                                help=_("One network per normalizer, same sizes and inputs; one colour each."))
     if net in PRESETS:
         fixed = PRESETS[net]

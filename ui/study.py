@@ -19,6 +19,7 @@ from normlab import NORMALIZERS
 from normlab.config import divisors
 from normlab.training import StudyConfig, TrainConfig, TrainResult, study_row
 from normlab.warm import quick_study
+from ui import controls
 from ui.figures import ARCH_LABELS
 from ui.i18n import N_, _
 
@@ -163,9 +164,9 @@ def settings_form(config: StudyConfig) -> StudyConfig | None:
     with st.expander(_("Study settings"), expanded=False), st.form("training_settings"):
         cols = st.columns(3)
         archs = cols[0].multiselect(_("Architectures"), ("cnn", "resnet"), default=list(config.archs),
-                                    format_func=lambda a: _(ARCH_LABELS[a]))
+                                    format_func=controls.labelled(ARCH_LABELS))
         norms = cols[1].multiselect(_("Normalizers"), tuple(NORMALIZERS), default=list(config.norms),
-                                    format_func=lambda n: NORMALIZERS[n].label)
+                                    format_func=controls.normalizer_labels())
         groups = cols[2].multiselect(_("Group counts (GroupNorm, EvoNorm-S0)"), divisors(config.width),
                                      default=list(config.groups),
                                      help=_("G = 1 is LayerNorm, G = width is InstanceNorm."))
