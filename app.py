@@ -25,6 +25,9 @@ class PageSpec:
     path: str
     title: str
     icon: str
+    # The page's name in the navigation; Streamlit serves the default page at the root ("/") whatever
+    # this says, and keys pages by it: a default page named like a file in pages/ ("overview") would
+    # share its key with that file's page in Streamlit's legacy routing.
     url_path: str
     default: bool = False
 
@@ -62,7 +65,7 @@ if asked and asked != spec.url_path:
     st.session_state[links.NOTICE_KEY].append(notice)
 name = Path(spec.path).stem
 lecture_mode(page)  # first in the sidebar: the claim stepper, when lecture mode is on
-sidebar(name, spec.url_path)
+sidebar(name, page.url_path)  # the address it is served at: "" (the root) for the default page
 links.sync_url(name)
 try:
     page.run()

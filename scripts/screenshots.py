@@ -56,7 +56,7 @@ def main() -> int:
             page.goto(f"{url}/variance-growth")
             _charts(page, 1)
             page.screenshot(path=docs / "dashboard.png")
-            page.goto(f"{url}/home")
+            page.goto(f"{url}/")
             _charts(page, 1)
             page.screenshot(path=docs / "overview.png")
             page.close()

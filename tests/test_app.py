@@ -20,7 +20,9 @@ def series_names(at: AppTest, index: int = 0) -> set[str]:
 
 @pytest.fixture
 def probe_calls(monkeypatch):
-    """Counts the engine runs behind the cache."""
+    """Counts the engine runs behind the cache (emptied first: another test's results in this process's
+    memory would make a config look already computed)."""
+    ui.cache.clear()
     calls = []
     real = ui.cache.run_probes
 

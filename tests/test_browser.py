@@ -300,7 +300,7 @@ TRAIN_MS = 540_000  # the training page's first study, cold, on a busy 2-core ma
 ERROR_BOX = "[data-testid='stException']"
 # Every page by its path, with small sizes so a cold page answers quickly.
 SMALL = "norms=batchnorm,groupnorm&depth=2&width=8"
-PATHS = {"home": "Normalization at initialization", "variance-growth": "Property 1",
+PATHS = {"": "Normalization at initialization", "variance-growth": "Property 1",
          "rank-collapse": "Property 2", "gradient-explosion": "Property 3", "group-size": "The group-size",
          "paper-claims": "The paper's claims", "training-speed": "Training speed"}
 
@@ -360,6 +360,7 @@ def test_a_session_through_every_page_requests_only_the_server(server, browser):
             page.goto(f"{server}/{path}?{SMALL}")
             page.get_by_role("heading", name=heading).first.wait_for(timeout=LOAD_MS)
             _settled(page)
+            assert page.get_by_text("Page not found").count() == 0, path
         page.goto(f"{server}/training-speed")
         page.get_by_role("heading", name=PATHS["training-speed"]).wait_for(timeout=LOAD_MS)
         icon = page.evaluate("() => document.querySelector('link[rel*=icon]')?.href")
