@@ -85,7 +85,10 @@ def catalog_problems() -> list[str]:
     for lang in TRANSLATED:
         catalog = read_po(lang)
         mo_path = LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.mo"
-        compiled = gettext.GNUTranslations(open(mo_path, "rb")) if mo_path.exists() else None
+        compiled = None
+        if mo_path.exists():
+            with open(mo_path, "rb") as f:
+                compiled = gettext.GNUTranslations(f)
         if compiled is None:
             problems.append(f"{lang}: {mo_path.relative_to(ROOT)} is missing: run scripts/i18n.py compile")
         for text, files in sorted(wanted.items()):

@@ -118,11 +118,14 @@ def restore_once() -> str | None:
         return None
     state[RESTORED_KEY] = True
     params = _params()
-    for key, value in check_link(params)[0].items():
+    # The notices speak the language the session is about to take: the link's, else the browser's.
+    link_lang = (params.get(i18n.KEY) or [None])[-1]
+    with i18n.use(i18n.choose(link_lang, st.context.locale)):
+        values, notices = check_link(params)
+    for key, value in values.items():
         state[key] = widget_value(C.BY_KEY[key], value)
-    # The notices speak the session's language, known only once the link's own lang= is restored.
     i18n.start_session()
-    state[NOTICE_KEY] = check_link(params)[1]
+    state[NOTICE_KEY] = notices
     page = params.get(C.PAGE_PARAM)
     if not page or len(page[-1]) > MAX_PARAM_CHARS:
         return None
