@@ -39,14 +39,14 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" --constraint requirements.txt t
     && pip install --requirement requirements.txt
 
 COPY . .
-# The server runs as an unprivileged user, numeric so that the host can resolve it too. `normlab warm`
+# The server runs as an unprivileged user, numeric so that the host can resolve it too. `python -m ui.warm`
 # computes the paper claims and every page's default view into the image's result store (NORMLAB_STORE),
 # owned by that user: a lecture's claims open at once for every visitor, and never compute again after
 # a restart.
 RUN pip install --no-deps . \
     && groupadd --gid 1000 normlab \
     && useradd --create-home --uid 1000 --gid 1000 normlab \
-    && normlab warm \
+    && python -m ui.warm \
     && chown -R 1000:1000 /app/results
 USER 1000:1000
 

@@ -7,45 +7,16 @@ its result with ``ui.sidebar.current_selection()``. Knows nothing of torch.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
 from ui import i18n, links
-from ui.i18n import N_, _
+from ui.i18n import _
 from ui.lecture import lecture_mode
+from ui.nav import PAGES
 from ui.sidebar import sidebar
 
-
-@dataclass(frozen=True)
-class PageSpec:
-    """One entry of the navigation: the page file, its title, icon and URL path."""
-
-    path: str
-    title: str
-    icon: str
-    # The page's name in the navigation; Streamlit serves the default page at the root ("/") whatever
-    # this says, and keys pages by it: a default page named like a file in pages/ ("overview") would
-    # share its key with that file's page in Streamlit's legacy routing.
-    url_path: str
-    default: bool = False
-
-
-# The navigation, in menu order. A new page is one line here (and its file in pages/). A page's
-# address is its URL path, whether typed, clicked or shared (with st.navigation, Streamlit no longer
-# registers the files of pages/ on their own).
-PAGES = (
-    PageSpec("pages/overview.py", N_("Overview"), ":material/dashboard:", "home", default=True),
-    PageSpec("pages/variance.py", N_("Variance growth"), ":material/trending_up:", "variance-growth"),
-    PageSpec("pages/rank.py", N_("Rank collapse"), ":material/compress:", "rank-collapse"),
-    PageSpec("pages/gradients.py", N_("Gradients"), ":material/swap_vert:", "gradient-explosion"),
-    PageSpec("pages/groups.py", N_("Group-size trade-off"), ":material/tune:", "group-size"),
-    PageSpec("pages/claims.py", N_("Paper claims"), ":material/fact_check:", "paper-claims"),
-    PageSpec("pages/training.py", N_("Training speed"), ":material/school:", "training-speed"),
-    PageSpec("pages/dynamics.py", N_("Training dynamics"), ":material/animation:", "training-dynamics"),
-    PageSpec("pages/explorer.py", N_("Sweep explorer"), ":material/travel_explore:", "sweep-explorer"),
-)
 # A file shipped with the app, served by this server: a viewer's browser contacts no other host.
 ICON = Path(__file__).parent / "ui" / "static" / "favicon.png"
 

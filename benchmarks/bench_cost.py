@@ -1,6 +1,6 @@
 """The cost model's predicted wall time against measured, over deep-narrow and wide-shallow networks.
 
-Calibrates normlab.budget's cost model on this machine (or reads NORMLAB_CALIBRATION), then runs
+Calibrates normlab.ops.budget's cost model on this machine (or reads NORMLAB_CALIBRATION), then runs
 ``run_probes`` on a grid covering the three architectures deep and narrow, wide and shallow, every
 normalizer and both input kinds (gaussian noise, natural images), and prints per row the predicted and
 measured seconds and their ratio, then the median and worst ratio (target: worst within 2x either
@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from normlab import ModelConfig, ProbeConfig, run_probes  # noqa: E402
-from normlab.budget import calibrate, estimate_cost, save_calibration, set_calibration  # noqa: E402
-from normlab.config import NORM_NAMES  # noqa: E402
+from normlab.core.catalog import NORM_NAMES  # noqa: E402
+from normlab.ops.calibration import calibrate, save_calibration, set_calibration  # noqa: E402
+from normlab.ops.cost import estimate_cost  # noqa: E402
 
 
 def _grouped(norm: str, **kw) -> ModelConfig:

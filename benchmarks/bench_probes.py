@@ -42,12 +42,12 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from normlab import ModelConfig, ProbeConfig, build_model, resolve_device, run_probes  # noqa: E402
-from normlab.config import config_from_dict  # noqa: E402
-from normlab.data import derive_seed, make_inputs, make_labels  # noqa: E402
-from normlab.device import cuda_synchronizations  # noqa: E402
+from normlab.core.config import config_from_dict  # noqa: E402
+from normlab.science.data import derive_seed, make_inputs, make_labels  # noqa: E402
+from normlab.science.device import cuda_synchronizations  # noqa: E402
 
 BATCH = 128
-# The operator's budget (normlab/budget.py) refuses the largest of these probes by default (the cnn
+# The operator's budget (normlab/ops/budget.py) refuses the largest of these probes by default (the cnn
 # at batch 128 is ~400 GFLOP, k seeds of resnet56 more): lifted for this process and its children.
 BENCH_LIMITS = {"NORMLAB_MAX_COST": "1e7", "NORMLAB_MAX_MEMORY_MB": "1e7", "NORMLAB_MAX_SEEDS": "1024",
                 "NORMLAB_MAX_BATCH": "65536"}

@@ -28,9 +28,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from normlab import ModelConfig, ProbeConfig, run_sweep  # noqa: E402
-from normlab.backends import import_ray, start_ray  # noqa: E402
-from normlab.budget import estimate_cost  # noqa: E402
-from normlab.probes import vary  # noqa: E402
+from normlab.ops.backends import import_ray, start_ray  # noqa: E402
+from normlab.ops.cost import estimate_cost  # noqa: E402
+from normlab.science.probes import vary  # noqa: E402
 
 # The dashboard's default network (ui/controls.py, as in benchmarks/bench_probes.py).
 MODEL = ModelConfig(arch="resnet", norm="batchnorm", depth=8, width=16, stages=1)

@@ -1,6 +1,9 @@
 """normlab: how normalization layers shape deep networks at initialization (Lubana et al. 2021).
 
-The engine: configs, normalizers, models, probes and theory. It never imports the UI.
+The engine, in four layers, each a subpackage with one rule of dependency (core <- science <- ops <- cli):
+``core`` (torch-free facts: the catalog, configs, the deadline), ``science`` (torch: normalizers,
+models, the measurement, training, theory), ``ops`` (settings, cost, budget, serving, store, backends
+and the guarded entry points) and ``cli``. It never imports the UI.
 
 Names are loaded on first use (PEP 562 module ``__getattr__``), so ``import normlab``, the configs, the
 catalog, the budget and the command line's ``--help`` and ``list`` start without importing torch;
@@ -13,27 +16,28 @@ import importlib
 
 __version__ = "0.1.0"
 
-# Public name -> the module that defines it.
+# Public name -> the module that defines it (the layers: core <- science <- ops <- cli).
 _HOMES = {
-    "ARCHS": "config", "INPUTS": "config", "NORM_NAMES": "config", "PRESETS": "config",
-    "ModelConfig": "config", "ProbeConfig": "config", "common_divisors": "config",
-    "config_from_dict": "config",
-    "METRICS": "catalog",
-    "make_inputs": "data",
-    "available_devices": "device", "resolve_device": "device",
-    "build_model": "models",
-    "NORMALIZERS": "norms", "create_norm": "norms", "get_normalizer": "norms",
-    "FRAME_COLUMNS": "probes", "KINDS": "probes", "probe_module": "probes", "run_probes": "probes",
-    "run_sweep": "probes", "summarize": "probes",
-    "applies": "theory", "gradient_theory": "theory", "rank_theory": "theory", "variance_theory": "theory",
-    "StudyConfig": "training", "StudyResult": "training", "TrainConfig": "training",
-    "TrainResult": "training", "bootstrap_ci": "training", "run_study": "training",
-    "run_training": "training",
-    "spearman": "summary",
+    "ARCHS": "core.config", "INPUTS": "core.config", "NORM_NAMES": "core.catalog", "PRESETS": "core.config",
+    "ModelConfig": "core.config", "ProbeConfig": "core.config", "common_divisors": "core.config",
+    "config_from_dict": "core.config",
+    "METRICS": "core.catalog",
+    "StudyConfig": "core.train_config", "TrainConfig": "core.train_config",
+    "make_inputs": "science.data",
+    "available_devices": "science.device", "resolve_device": "science.device",
+    "build_model": "science.models",
+    "NORMALIZERS": "science.norms", "create_norm": "science.norms", "get_normalizer": "science.norms",
+    "FRAME_COLUMNS": "science.probes", "KINDS": "science.probes", "probe_module": "science.probes",
+    "summarize": "science.probes",
+    "applies": "science.theory", "gradient_theory": "science.theory", "rank_theory": "science.theory",
+    "variance_theory": "science.theory",
+    "StudyResult": "science.study", "bootstrap_ci": "science.study",
+    "TrainResult": "science.training",
+    "spearman": "science.summary",
+    "run_probes": "ops.run", "run_sweep": "ops.run", "run_training": "ops.run", "run_study": "ops.run",
 }
-# Submodules reachable as attributes (``normlab.catalog``) before anyone imported them.
-_SUBMODULES = {"budget", "catalog", "cli", "cli_train", "config", "data", "device", "hooks", "metrics",
-               "models", "norms", "output", "probes", "serving", "summary", "theory", "training"}
+# The layers, reachable as attributes (``normlab.core``) before anyone imported them.
+_SUBMODULES = {"core", "science", "ops", "cli"}
 
 __all__ = sorted(_HOMES)
 

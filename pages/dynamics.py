@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from normlab.warm import DYNAMICS_NORMS, DYNAMICS_PROBE_STEPS, DYNAMICS_SEEDS, DYNAMICS_STEPS, dynamics_runs
 from ui import cache, controls, figures, views
+from ui.defaults import DYNAMICS_NORMS, DYNAMICS_PROBE_STEPS, DYNAMICS_SEEDS, DYNAMICS_STEPS, dynamics_runs
 from ui.i18n import N_, _
 
 CHOICES = ("batchnorm", "layernorm", "groupnorm", "instancenorm", "none")  # activation-based, and none
@@ -26,7 +26,7 @@ selection = views.header(
       "min–max over seeds. Loss: the training batch's cross-entropy; accuracy: 360 held-out digits."),
 )
 state = st.session_state
-state.setdefault("dynamics_norms", list(DYNAMICS_NORMS))  # the defaults are what normlab warm stores
+state.setdefault("dynamics_norms", list(DYNAMICS_NORMS))  # the defaults are what `python -m ui.warm` stores
 state.setdefault("dynamics_seeds", DYNAMICS_SEEDS)
 cols = st.columns([3, 1])
 norms = cols[0].multiselect(_("Normalizers"), CHOICES, key="dynamics_norms", persist_state="session",

@@ -4,7 +4,7 @@ import math
 
 import streamlit as st
 
-from normlab import summary
+from normlab.science import summary
 from ui import figures, measures, views
 from ui.claims import BY_KEY, CLAIMS
 from ui.i18n import N_, _
@@ -19,7 +19,7 @@ START_HERE = (
     (N_("3 · Gradients"), "gradients",
      N_("small groups and InstanceNorm make gradients explode toward the input")),
 )
-# The engine's growth shapes (normlab.summary), as a card names them.
+# The engine's growth shapes (normlab.science.summary), as a card names them.
 SHAPES = {summary.LINEAR: N_("linear"), summary.EXP_GROWTH: N_("exponential growth"),
           summary.EXP_DECAY: N_("exponential decay"), summary.FLAT: N_("flat")}
 

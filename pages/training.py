@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from normlab.training import variant_label
+from normlab.science.study import variant_label
 from ui import cache, figures, views
 from ui.i18n import N_, _
 from ui.study import Study, column_labels, settings_form, speed_label, verdict

@@ -8,7 +8,7 @@
 The template is ui/locale/normlab.pot; each language's catalog ui/locale/<lang>/LC_MESSAGES/normlab.po
 (the file a translator edits) and its compiled normlab.mo (committed, so a fresh clone runs as is).
 Strings are found by babel.cfg: ``_()``, ``N_()`` and ``ngettext()`` calls in app.py, pages/ and ui/,
-and the normalizer and metric descriptions of normlab/catalog.py.
+and the normalizer and metric descriptions of normlab/core/catalog.py.
 """
 
 from __future__ import annotations

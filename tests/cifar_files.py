@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from normlab.datasets import CIFAR_LAYOUTS, NUM_CLASSES
+from normlab.science.datasets import CIFAR_LAYOUTS, NUM_CLASSES
 
 PER_FILE = 4  # images in each tiny batch file
 

@@ -1,26 +1,14 @@
-"""Helpers and fixtures shared by the test files: an empty result store for every test (so no test writes
-into ~/.cache or resumes another's points), a small stored sweep and study, synthetic probe frames, decoded
-dashboard charts, and a toy normalizer registered for the length of one test."""
+"""Fixtures shared by the test files: an empty result store for every test (so no test writes into
+~/.cache or resumes another's points), a small stored sweep and study, and a toy normalizer registered
+for the length of one test. Plain helpers are in helpers.py."""
 
 from __future__ import annotations
 
-import ast
-import base64
-import json
-import math
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import plotly.graph_objects as go
 import pytest
-from streamlit.testing.v1 import AppTest
+from helpers import TOY
 
-from normlab import ModelConfig, ProbeConfig
-from normlab.probes import FRAME_COLUMNS
-
-SIMILARITY = ("act_var", "act_sq_mean", "cos_sim", "cos_sim_centered", "stable_rank", "effective_rank",
-              "numerical_rank")
 
 @pytest.fixture(autouse=True)
 def _private_store(tmp_path_factory, monkeypatch):
@@ -33,7 +21,7 @@ def _private_store(tmp_path_factory, monkeypatch):
 def results_root(tmp_path_factory) -> Path:
     """A results store holding a small sweep (3 normalizers x 3 depths x 3 seeds) and a small study."""
     from normlab import ModelConfig, ProbeConfig, StudyConfig, TrainConfig, run_study, run_sweep
-    from normlab.store import ResultStore
+    from normlab.ops.store import ResultStore
 
     root = tmp_path_factory.mktemp("results")
     store = ResultStore(root)
@@ -53,69 +41,7 @@ def explorer_results(results_root, monkeypatch) -> Path:
     return results_root
 
 
-def contract_frame(model: ModelConfig | None = None, probe: ProbeConfig | None = None, *,
-                   var=lambda b: 0.7 + 0.35 * (b - 1), grad=lambda k: 1.25 ** k, res_var=lambda b: 1.0,
-                   cos=lambda b: 0.2 + 0.05 * b, rank=lambda b: 6.0 - 0.4 * b, bad=()) -> pd.DataFrame:
-    """A frame shaped exactly like ``run_probes``' output for a one-stage resnet, with chosen values.
-
-    ``var(b)`` is act_var at block b (1-based); ``grad(k)`` the gradient norm k layers below the classifier;
-    ``cos(b)`` and ``rank(b)`` the cosine similarity and stable rank; ``bad`` holds (metric, block) pairs
-    whose value overflows to inf.
-    """
-    model = model or ModelConfig(arch="resnet", norm="batchnorm", depth=5, width=8)
-    probe = probe or ProbeConfig(batch_size=8, image_size=8, seeds=2)
-    configs = {**model.to_dict(), **{k: v for k, v in probe.to_dict().items() if k not in ("seed", "seeds")}}
-    blocks = model.depth * model.stages
-    final = f"features.{blocks}"
-    rows = []
-    for seed in probe.seed_list:
-        wobble = 1 + 0.04 * (seed - probe.seed)  # seeds differ a little, so bands have a width
-
-        def add(layer, index, kind, metric, value, is_final=False, seed=seed):
-            rows.append({"seed": seed, "layer": layer, "index": index, "kind": kind, "metric": metric,
-                         "value": float(value), "final": is_final, "overflow": not math.isfinite(value),
-                         **configs})
-
-        convs = ["features.0.conv"]
-        for b in range(1, blocks + 1):
-            name = f"features.{b}"
-            values = {"act_var": var(b) * wobble, "act_sq_mean": 0.2 * var(b), "cos_sim": cos(b),
-                      "cos_sim_centered": 0.02 * b, "stable_rank": rank(b),
-                      "effective_rank": 6.5 - 0.3 * b, "numerical_rank": 7.0}
-            for metric in SIMILARITY:
-                value = math.inf if (metric, b) in bad else values[metric]
-                add(name, b - 1, "block", metric, value, is_final=name == final)
-            add(f"{name}.scale", b - 1, "res", "res_var", res_var(b) * wobble)
-            convs += [f"{name}.conv1", f"{name}.conv2"]
-        convs.append("head")
-        for i, layer in enumerate(convs):
-            add(layer, i, "conv", "grad_norm", grad(len(convs) - 1 - i) * wobble)
-        for k in range(probe.batch_size):
-            add(final, k, "spectrum", "gram_eigenvalue", 4.0 / (k + 1) * wobble, is_final=True)
-    frame = pd.DataFrame(rows)
-    assert tuple(frame.columns) == FRAME_COLUMNS, "the synthetic frame must follow the probe contract"
-    return frame
-
-
-def _typed_array(obj: dict):
-    """Plotly sends numeric arrays as base64 typed arrays ({"dtype", "bdata"[, "shape"]}): decode them."""
-    if set(obj) >= {"dtype", "bdata"}:
-        values = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=obj["dtype"])
-        if "shape" in obj:
-            values = values.reshape([int(n) for n in str(obj["shape"]).split(",")])
-        return values.tolist()
-    return obj
-
-
-def charts(at: AppTest) -> list[go.Figure]:
-    """The plotly figures the run sent to the browser, decoded."""
-    return [go.Figure(json.loads(el.proto.spec, object_hook=_typed_array)) for el in at.get("plotly_chart")]
-
-
 # --- A toy normalizer, registered in the catalog and the registry alone ------------------------------------
-
-TOY = "toy"
-
 
 @pytest.fixture
 def toy_normalizer():
@@ -127,7 +53,8 @@ def toy_normalizer():
     import torch
     from torch import nn
 
-    from normlab import catalog, norms
+    from normlab.core import catalog
+    from normlab.science import norms
 
     class Half(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,39 +70,3 @@ def toy_normalizer():
         catalog.unregister(TOY)
 
 
-# --- The dashboard under AppTest ---------------------------------------------------------------------
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "app.py"
-TIMEOUT = 300  # seconds per run: a fresh claims page probes a few dozen small networks
-
-
-def registered_pages() -> list[str]:
-    """The page files app.py puts in its navigation (the first argument of every PageSpec)."""
-    tree = ast.parse(APP.read_text())
-    return [node.args[0].value for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "PageSpec"]
-
-
-def open_app(page: str | None = None, **params) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.query_params.update(params)
-    if page == "pages/training.py":
-        at.session_state["training_study"] = tiny_study()  # seconds, not the page's ten-network study
-    if page == "pages/dynamics.py":
-        at.session_state["dynamics_norms"] = ["batchnorm", "none"]  # two runs, not the page's eight
-        at.session_state["dynamics_seeds"] = 1
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def tiny_study():
-    """A two-run study, so a test trains in seconds."""
-    from normlab.training import StudyConfig, TrainConfig
-
-    return StudyConfig(archs=("cnn",), norms=("batchnorm", "layernorm"), groups=(4,), seeds=1, width=8,
-                       cnn_depth=2, train=TrainConfig(steps=20, image_size=8, batch_size=16, probe_after=5,
-                                                      eval_every=10), k_steps=10, n_boot=50)

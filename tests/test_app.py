@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from conftest import APP, ROOT, TIMEOUT, charts, open_app, registered_pages, tiny_study  # noqa: F401
+from helpers import APP, ROOT, TIMEOUT, charts, open_app, registered_pages, tiny_study  # noqa: F401
 from streamlit.testing.v1 import AppTest
 
 import ui.cache
@@ -226,8 +226,9 @@ def test_every_page_renders_in_a_second_fresh_session_from_the_first_ones_result
 
 
 def _outcomes():
-    from normlab.budget import BudgetExceeded, ComputeTimeout
-    from normlab.serving import QueueTimeout
+    from normlab.core.deadline import ComputeTimeout
+    from normlab.ops.budget import BudgetExceeded
+    from normlab.ops.serving import QueueTimeout
 
     return {
         "refusal": (BudgetExceeded("estimated 9 GFLOP exceeds the budget 1 GFLOP (NORMLAB_MAX_COST)"),
@@ -270,7 +271,7 @@ def test_a_page_whose_computation_raises_shows_its_own_message_and_a_retry(page,
 
 
 def test_an_over_budget_page_is_refused_before_it_takes_a_place_in_a_full_queue(fresh_store, monkeypatch):
-    from normlab import serving
+    from normlab.ops import serving
 
     gate = serving.Gate(max_concurrent=1, queue_timeout=30)
     monkeypatch.setattr(serving, "_default_gate", gate)

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from normlab import ModelConfig, ProbeConfig, StudyConfig, TrainConfig, run_study, run_sweep
-from normlab.backends import check_backend, import_ray, start_ray, task_resources
 from normlab.cli import main
-from normlab.store import ResultStore
+from normlab.ops.backends import check_backend, import_ray, start_ray, task_resources
+from normlab.ops.store import ResultStore
 
 MODEL = ModelConfig(arch="cnn", depth=2, width=8)
 PROBE = ProbeConfig(batch_size=4, image_size=6, seeds=2)

@@ -11,39 +11,29 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-import normlab.models
-import normlab.probes
-from normlab import budget
-from normlab.budget import (
-    BASE_MEMORY_MB,
-    ENV_VARS,
+import normlab.science.models
+import normlab.science.probes
+from normlab.core.catalog import NORM_NAMES
+from normlab.core.config import ModelConfig, ProbeConfig
+from normlab.core.deadline import ComputeTimeout, check_time, time_limit
+from normlab.core.train_config import StudyConfig, TrainConfig
+from normlab.ops import calibration as time_model
+from normlab.ops import settings
+from normlab.ops.budget import (
     BudgetExceeded,
-    Calibration,
-    ComputeTimeout,
-    Limits,
-    calibrate,
-    calibration,
     check_budget,
     check_many,
     check_study,
     check_sweep,
     check_sweep_points,
-    check_time,
     check_training,
-    estimate_cost,
-    local_limits,
-    max_width,
-    network_depth,
-    save_calibration,
-    server_limits,
-    set_calibration,
-    time_limit,
 )
-from normlab.config import NORM_NAMES, ModelConfig, ProbeConfig
-from normlab.models import build_model
-from normlab.probes import run_probes
-from normlab.serving import Gate
-from normlab.training import StudyConfig, TrainConfig
+from normlab.ops.calibration import Calibration, calibrate, calibration, save_calibration, set_calibration
+from normlab.ops.cost import estimate_cost, max_width, network_depth
+from normlab.ops.run import run_probes
+from normlab.ops.serving import Gate
+from normlab.ops.settings import BASE_MEMORY_MB, ENV_VARS, Limits, local_limits, server_limits
+from normlab.science.models import build_model
 
 SMALL = ProbeConfig(batch_size=8, image_size=8)
 # A fixed cost model, so the tests of the time limit do not depend on how busy the machine is:
@@ -158,7 +148,7 @@ def test_estimate_builds_nothing_and_needs_no_torch(monkeypatch):
 
     for name in ("empty", "zeros", "ones", "randn", "rand", "tensor", "full", "arange"):
         monkeypatch.setattr(torch, name, refuse)
-    monkeypatch.setattr(normlab.models, "build_model", refuse)
+    monkeypatch.setattr(normlab.science.models, "build_model", refuse)
     monkeypatch.setattr(torch.nn.Module, "__init__", refuse)
     cost = estimate_cost(ModelConfig(preset="resnet56"), ProbeConfig())
     assert cost.gflop > 1
@@ -238,8 +228,8 @@ def _forbid_allocation(monkeypatch):
 
     for name in ("empty", "zeros", "ones", "randn", "rand", "randint", "tensor", "full"):
         monkeypatch.setattr(torch, name, refuse)
-    monkeypatch.setattr(normlab.models, "build_model", refuse)
-    monkeypatch.setattr(normlab.probes, "build_model", refuse)
+    monkeypatch.setattr(normlab.science.models, "build_model", refuse)
+    monkeypatch.setattr(normlab.science.probes, "build_model", refuse)
     monkeypatch.setattr(torch.nn.Module, "__init__", refuse)
 
 
@@ -260,7 +250,7 @@ def test_run_sweep_refuses_before_running_any_point(monkeypatch):
     monkeypatch.setenv("NORMLAB_MAX_DEPTH", "6")
     _forbid_allocation(monkeypatch)
     with pytest.raises(BudgetExceeded, match="depth 8 exceeds NORMLAB_MAX_DEPTH=6"):
-        normlab.probes.run_sweep(ModelConfig(arch="mlp", width=8), ProbeConfig(batch_size=4, image_size=8),
+        normlab.ops.run.run_sweep(ModelConfig(arch="mlp", width=8), ProbeConfig(batch_size=4, image_size=8),
                                  {"depth": [2, 8]})
 
 
@@ -319,7 +309,7 @@ def test_check_budget_reads_the_environment_when_no_limits_are_given(monkeypatch
 
 
 def test_the_server_limits_are_the_defaults_and_the_predictions_assume_the_gates_threads(monkeypatch):
-    monkeypatch.setattr("normlab.serving.available_cpus", lambda: 8)
+    monkeypatch.setattr("normlab.ops.settings.available_cpus", lambda: 8)
     limits = server_limits({})
     assert (limits.max_width, limits.max_seconds, limits.hard_seconds) == (1024, 60.0, 240.0)
     assert limits.threads == 4  # 8 CPUs shared by the default 2 slots
@@ -328,7 +318,7 @@ def test_the_server_limits_are_the_defaults_and_the_predictions_assume_the_gates
 
 
 def test_local_limits_apply_only_what_the_environment_sets_and_the_machines_memory(monkeypatch):
-    monkeypatch.setattr(budget, "machine_memory_mb", lambda: 8000.0)
+    monkeypatch.setattr(settings, "machine_memory_mb", lambda: 8000.0)
     local = local_limits({})
     assert local.max_width == local.max_depth == local.max_seconds == local.max_cost_gflop == math.inf
     assert local.max_memory_mb == 8000.0 and local.machine_memory
@@ -348,7 +338,7 @@ def test_check_budget_without_limits_runs_the_papers_setups_that_the_server_refu
 
 def test_a_probe_larger_than_the_machine_is_refused_by_its_memory_locally(monkeypatch):
     _clear_env(monkeypatch)
-    monkeypatch.setattr(budget, "machine_memory_mb", lambda: 1000.0)
+    monkeypatch.setattr(settings, "machine_memory_mb", lambda: 1000.0)
     with pytest.raises(BudgetExceeded, match=r"estimated peak memory [\d,]+ MiB exceeds the memory this "
                                              r"machine has free, 1,000 MiB \(MemAvailable less 10%\)"):
         check_budget(ModelConfig(preset="resnet56"), ProbeConfig(batch_size=256))
@@ -367,7 +357,7 @@ def test_the_memory_estimate_covers_the_whole_process_its_base_included():
 @pytest.fixture
 def fixed_model():
     set_calibration(FIXED)
-    set_calibration(FIXED, threads=torch.get_num_threads())  # Cost.seconds: this process's threads
+    set_calibration(FIXED, threads=torch.get_num_threads())  # predicted_seconds: this process's threads
     yield FIXED
     set_calibration(None)
 
@@ -378,7 +368,7 @@ def test_a_deep_narrow_net_costs_seconds_its_flops_do_not_show(fixed_model):
     wide = estimate_cost(ModelConfig(arch="mlp", depth=2, width=1024), ProbeConfig(batch_size=64))
     assert deep.gflop < wide.gflop / 10
     assert FIXED.predict(deep) > 5 * FIXED.predict(wide)
-    assert deep.seconds == FIXED.predict(deep)
+    assert time_model.predicted_seconds(deep) == FIXED.predict(deep)
 
 
 def test_a_probe_predicted_over_the_time_limit_is_refused_with_the_prediction(fixed_model):
@@ -417,26 +407,26 @@ def test_a_deeper_network_is_predicted_to_cost_more_per_layer_in_proportion():
     # up to the server's NORMLAB_MAX_DEPTH of 1024 layers or blocks (a resnet's depth is per stage)
     for arch, kw, depths in (("mlp", dict(width=4), (64, 256, 1024)),
                              ("resnet", dict(width=4, stages=4), (16, 64, 256))):
-        seconds = [budget.REFERENCE.predict(estimate_cost(ModelConfig(arch=arch, depth=d, **kw), probe))
-                   - budget.REFERENCE.fixed for d in depths]
+        seconds = [time_model.REFERENCE.predict(estimate_cost(ModelConfig(arch=arch, depth=d, **kw), probe))
+                   - time_model.REFERENCE.fixed for d in depths]
         per_layer = [s / d for s, d in zip(seconds, depths, strict=True)]
         # building, hooking and reducing ~1 ms a probe point whatever the depth; a little more when deep
         assert per_layer[0] <= per_layer[1] <= per_layer[2] <= 2 * per_layer[0], (arch, per_layer)
 
 
 def test_the_first_probe_of_natural_images_pays_for_decoding_the_photographs(monkeypatch):
-    import normlab.data
+    import normlab.science.data
 
     cfg = ModelConfig(arch="mlp", depth=4, width=8)
     images = estimate_cost(cfg, ProbeConfig(input="images", batch_size=8, image_size=8))
     gaussian = estimate_cost(cfg, ProbeConfig(batch_size=8, image_size=8))
     assert images.dataset == "images" and gaussian.dataset == ""
-    normlab.data._photographs()  # decoded now in this process: later probes do not decode again
-    assert budget.dataset_loaded("images")
+    normlab.science.data._photographs()  # decoded now in this process: later probes do not decode again
+    assert time_model.dataset_loaded("images")
     warm = FIXED.fixed + FIXED.per_seed(images)
     assert FIXED.predict(images) == pytest.approx(warm)
-    monkeypatch.delitem(sys.modules, "normlab.data")  # a process that has not read them yet
-    assert not budget.dataset_loaded("images")
+    monkeypatch.delitem(sys.modules, "normlab.science.data")  # a process that has not read them yet
+    assert not time_model.dataset_loaded("images")
     assert FIXED.predict(images) == pytest.approx(warm + FIXED.data_load)
     assert FIXED.predict(gaussian) == pytest.approx(FIXED.fixed + FIXED.per_seed(gaussian))
 
@@ -458,7 +448,7 @@ def test_calibration_is_quick_and_predicts_a_measured_probe_within_a_small_facto
     start = time.perf_counter()
     cal = calibrate(1)
     assert time.perf_counter() - start < 12.0  # ~1.5 s on a quiet core; 5-9 s with 6 engineers on 2 cores
-    assert all(getattr(cal, name) > 0 for name in ("fixed", *budget.TERMS, "data_load"))
+    assert all(getattr(cal, name) > 0 for name in ("fixed", *time_model.TERMS, "data_load"))
     cfg, probe = ModelConfig(arch="mlp", depth=384, width=4), ProbeConfig(batch_size=4, image_size=8)
     start = time.perf_counter()
     run_probes(cfg, probe)
@@ -470,7 +460,8 @@ def test_a_calibration_table_kept_with_the_deployment_is_used_instead_of_measuri
     path = tmp_path / "calibration.json"
     save_calibration(str(path), [FIXED])
     monkeypatch.setenv("NORMLAB_CALIBRATION", str(path))
-    monkeypatch.setattr(budget, "calibrate", lambda threads=None: pytest.fail("measured despite the table"))
+    monkeypatch.setattr(time_model, "calibrate",
+                        lambda threads=None: pytest.fail("measured despite the table"))
     set_calibration(None)
     try:
         loaded = calibration(1)
@@ -533,7 +524,7 @@ def test_a_time_limit_must_be_a_positive_number(seconds):
 
 
 def test_training_is_refused_by_memory_and_by_predicted_time_before_any_work(monkeypatch, fixed_model):
-    monkeypatch.setattr("normlab.training.digits_split", lambda *a: pytest.fail("loaded data first"))
+    monkeypatch.setattr("normlab.science.training.digits_split", lambda *a: pytest.fail("loaded data first"))
     huge = ModelConfig(arch="mlp", depth=2, width=65536)
     with pytest.raises(BudgetExceeded, match=r"estimated peak memory [\d,]+ MiB for training exceeds the "
                                              r"budget 8,192 MiB"):
@@ -559,9 +550,9 @@ def test_a_study_is_refused_by_its_seeds_and_its_total_time(fixed_model):
 
 def test_run_training_checks_the_machines_memory_first(monkeypatch):
     _clear_env(monkeypatch)
-    monkeypatch.setattr(budget, "machine_memory_mb", lambda: 400.0)
-    monkeypatch.setattr("normlab.training.digits_split", lambda *a: pytest.fail("loaded data first"))
-    from normlab.training import run_training
+    monkeypatch.setattr(settings, "machine_memory_mb", lambda: 400.0)
+    monkeypatch.setattr("normlab.science.training.digits_split", lambda *a: pytest.fail("loaded data first"))
+    from normlab.ops.run import run_training
 
     with pytest.raises(BudgetExceeded, match="memory this machine has free"):
         run_training(ModelConfig(arch="mlp", depth=2, width=4096), TrainConfig(steps=1, probe_after=1))

@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from normlab import ModelConfig, ProbeConfig, catalog, cli, norms, run_probes
-from normlab.budget import estimate_cost
-from normlab.config import GROUPED_NORMS, NORM_NAMES
+from normlab import ModelConfig, ProbeConfig, cli, run_probes
+from normlab.core import catalog
+from normlab.core.catalog import GROUPED_NORMS, NORM_NAMES
+from normlab.ops.cost import estimate_cost
+from normlab.science import norms
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = {"arch": "resnet", "depth": 2, "width": 4}
@@ -45,7 +47,7 @@ def test_the_registry_reads_labels_and_traits_from_the_catalog():
 
 
 def test_every_metric_has_a_title_help_and_probe_kinds():
-    from normlab.metrics import ACTIVATION_METRICS, METRICS
+    from normlab.science.metrics import ACTIVATION_METRICS, METRICS
 
     assert METRICS == tuple(catalog.METRIC_INFO) and ACTIVATION_METRICS == catalog.ACTIVATION_METRICS
     for info in catalog.METRIC_INFO.values():
@@ -103,8 +105,8 @@ def test_a_toy_normalizer_runs_on_every_page(toy_normalizer, page):
 # --- fast start ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", ["normlab", "normlab.config", "normlab.budget", "normlab.cli",
-                                    "normlab.catalog", "normlab.summary"])
+@pytest.mark.parametrize("module", ["normlab", "normlab.core.config", "normlab.ops.budget", "normlab.cli",
+                                    "normlab.core.catalog", "normlab.science.summary"])
 def test_importing_the_light_modules_leaves_torch_unloaded(module):
     code = f"import sys, {module}; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,

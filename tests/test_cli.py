@@ -13,12 +13,15 @@ import pandas as pd
 import pytest
 
 from normlab import cli
-from normlab.budget import ENV_VARS
-from normlab.cli import build_parser, main, parse_over
-from normlab.config import NORM_NAMES, PRESETS, ModelConfig, ProbeConfig
-from normlab.metrics import METRICS
-from normlab.norms import NORMALIZERS
-from normlab.probes import FRAME_COLUMNS, SUMMARY_STATS, run_probes
+from normlab.cli import build_parser, common, main
+from normlab.cli.common import parse_over
+from normlab.core.catalog import NORM_NAMES
+from normlab.core.config import PRESETS, ModelConfig, ProbeConfig
+from normlab.ops.run import run_probes
+from normlab.ops.settings import ENV_VARS
+from normlab.science.metrics import METRICS
+from normlab.science.norms import NORMALIZERS
+from normlab.science.probes import FRAME_COLUMNS, SUMMARY_STATS
 
 TINY = ["--depth", "2", "--width", "8", "--batch-size", "4", "--image-size", "8"]
 
@@ -72,7 +75,7 @@ def test_every_config_field_has_a_flag_named_after_it(command):
 def test_flags_reach_the_configs_with_their_types():
     args = build_parser().parse_args(["probe", "--norm", "groupnorm", "--group-size", "2", "--width", "8",
                                       "--preact", "--rank-tol", "0.01", "--seeds", "3", "--input", "images"])
-    model, probe = cli.configs_from_args(args)
+    model, probe = common.configs_from_args(args)
     assert model == ModelConfig(norm="groupnorm", group_size=2, width=8, preact=True)
     assert probe == ProbeConfig(rank_tol=0.01, seeds=3, input="images")
 
@@ -146,7 +149,7 @@ def test_table_shows_every_layer_with_the_seed_mean_of_each_metric(capsys):
 def test_overflowed_numbers_are_written_as_inf_and_nan(capsys, monkeypatch):
     frame = run_probes(ModelConfig(arch="mlp", depth=2, width=8), ProbeConfig(batch_size=4, image_size=8))
     frame.loc[0, "value"], frame.loc[1, "value"], frame.loc[2, "value"] = math.inf, math.nan, -math.inf
-    monkeypatch.setattr("normlab.probes.run_probes", lambda *a, **k: frame)
+    monkeypatch.setattr("normlab.ops.run.run_probes", lambda *a, **k: frame)
     argv = ["probe", "--arch", "mlp", *TINY]
     _, out, _ = _run(capsys, *argv)
     first = dict(zip(out.splitlines()[0].split(","), out.splitlines()[1].split(","), strict=True))
@@ -213,7 +216,7 @@ def test_sweep_table_has_one_row_per_point(capsys):
     (["fly"], "fly"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_bad_input_exits_2_with_one_line_naming_the_problem(capsys, monkeypatch, argv, words):
-    monkeypatch.setattr("normlab.device.available_devices", lambda: ["cpu"])
+    monkeypatch.setattr("normlab.science.device.available_devices", lambda: ["cpu"])
     code, out, err = _run(capsys, *argv)
     assert code == 2 and out == ""
     assert len(err.splitlines()) == 1 and words in err and "Traceback" not in err
@@ -239,7 +242,7 @@ def test_a_flag_given_beside_over_reaches_every_point(capsys):
 def test_a_fifo_out_is_refused_at_once_before_probing(capsys, tmp_path, monkeypatch):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    monkeypatch.setattr("normlab.probes.run_probes",
+    monkeypatch.setattr("normlab.ops.run.run_probes",
                         lambda *a, **k: pytest.fail("probed before checking --out"))
     code, out, err = _run(capsys, "probe", *TINY, "--out", str(fifo))  # opening it would block forever
     assert code == 2 and "not a regular file" in err
@@ -251,7 +254,7 @@ def test_an_unwritable_out_is_refused_before_probing(capsys, monkeypatch, tmp_pa
     path.chmod(0o444)
     if os.geteuid() == 0:  # root writes any mode; sysctl files refuse even root
         path = "/proc/sys/kernel/version"
-    monkeypatch.setattr("normlab.probes.run_probes",
+    monkeypatch.setattr("normlab.ops.run.run_probes",
                         lambda *a, **k: pytest.fail("probed before checking --out"))
     code, _, err = _run(capsys, "probe", *TINY, "--out", str(path))
     assert code == 2 and f"cannot write --out '{path}'" in err

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from normlab.cli_train import add_parsers, study_config_from_args
+from normlab.cli.train import add_parsers, study_config_from_args
 
 TINY = ["--arch", "cnn", "--depth", "2", "--width", "8", "--norm", "batchnorm"]
 TINY_TRAIN = ["--steps", "8", "--batch-size", "16", "--image-size", "8", "--eval-every", "4",
@@ -192,8 +192,9 @@ def test_a_cifar_run_without_its_files_exits_2_naming_the_folder(tmp_path, capsy
 
 
 def test_a_training_larger_than_the_machine_is_refused_by_its_memory_before_any_work(capsys, monkeypatch):
-    monkeypatch.setattr("normlab.budget.machine_memory_mb", lambda: 16384.0)  # a 16 GiB machine's free memory
-    monkeypatch.setattr("normlab.training.digits_split", lambda *a: pytest.fail("loaded data first"))
+    # a 16 GiB machine's free memory
+    monkeypatch.setattr("normlab.ops.settings.machine_memory_mb", lambda: 16384.0)
+    monkeypatch.setattr("normlab.science.training.digits_split", lambda *a: pytest.fail("loaded data first"))
     code, out, err = run(["train", "--arch", "mlp", "--depth", "2", "--width", "65536", "--steps", "1",
                           "--probe-after", "1", "--image-size", "8"], capsys)
     assert code == 2 and out == ""

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from normlab.config import PRESETS, ModelConfig, ProbeConfig, common_divisors, config_from_dict
+from normlab.core.config import PRESETS, ModelConfig, ProbeConfig, common_divisors, config_from_dict
 
 VALID = [
     dict(arch="mlp", norm="batchnorm", depth=1, width=1),
@@ -143,7 +143,7 @@ def test_a_seed_past_the_ceiling_is_refused_naming_the_seed():
 
 
 def test_divisors_are_found_in_order():
-    from normlab.config import divisors
+    from normlab.core.config import divisors
 
     assert divisors(36) == [1, 2, 3, 4, 6, 9, 12, 18, 36]
     assert divisors(1) == [1] and divisors(13) == [1, 13]

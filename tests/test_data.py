@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from normlab.config import INPUTS, ProbeConfig
-from normlab.data import derive_seed, make_inputs, make_labels
+from normlab.core.config import INPUTS, ProbeConfig
+from normlab.science.data import derive_seed, make_inputs, make_labels
 
 
 def neighbour_correlation(x: torch.Tensor) -> float:
@@ -109,7 +109,7 @@ def test_make_inputs_refuses_a_non_probe_config():
 
 
 def test_the_images_input_crops_seven_bundled_colour_photographs():
-    from normlab.data import SKIMAGE_PHOTOS, _photographs
+    from normlab.science.data import SKIMAGE_PHOTOS, _photographs
 
     photos = _photographs()
     assert len(photos) == 2 + len(SKIMAGE_PHOTOS) == 7  # scikit-learn's two and scikit-image's five

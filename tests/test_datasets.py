@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from normlab import ModelConfig, run_probes
-from normlab.config import ProbeConfig
-from normlab.data import make_inputs
-from normlab.datasets import (
+from normlab.core.config import ProbeConfig
+from normlab.science.data import make_inputs
+from normlab.science.datasets import (
     DATA_DIR_ENV,
     list_image_folder,
     load_cifar,

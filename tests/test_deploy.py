@@ -191,9 +191,9 @@ def test_the_image_warms_its_result_store_at_build_time_for_the_server_user():
     assert store and store.group(1).startswith("/app/"), env
     words = [word for word, _ in instructions()]
     runs = [rest for word, rest in instructions() if word == "RUN"]
-    warm = next(r for r in runs if "normlab warm" in r)
+    warm = next(r for r in runs if "python -m ui.warm" in r)
     # after the package is installed, and the store handed to the unprivileged user that serves
-    assert warm.index("pip install --no-deps .") < warm.index("normlab warm")
+    assert warm.index("pip install --no-deps .") < warm.index("python -m ui.warm")
     assert f"chown -R 1000:1000 {store.group(1)}" in warm
     assert words.index("USER") > words.index("RUN")
 
@@ -238,7 +238,7 @@ def context_files() -> list[str]:
 def test_the_build_context_holds_the_app_and_leaves_out_the_rest():
     files = set(context_files())
     needed = {"app.py", "requirements.txt", "pyproject.toml", "README.md", ".streamlit/config.toml",
-              "normlab/__init__.py", "normlab/probes.py", "normlab/budget.py", "normlab/serving.py"}
+              "normlab/__init__.py", "normlab/ops/run.py", "normlab/ops/budget.py", "normlab/ops/serving.py"}
     needed |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py")}
     needed |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "ui").glob("*.py")}
     assert needed <= files, f"missing from the image: {sorted(needed - files)}"
@@ -268,7 +268,7 @@ def test_the_package_installs_from_the_build_context(context, tmp_path):
     assert result.returncode == 0, result.stderr
     wheel = next(tmp_path.glob("normlab-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"normlab/budget.py", "normlab/serving.py", "normlab/probes.py"} <= set(names)
+    assert {"normlab/ops/budget.py", "normlab/ops/serving.py", "normlab/ops/run.py"} <= set(names)
     assert any(n.endswith("entry_points.txt") for n in names)  # the `normlab` command
 
 

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from normlab import ModelConfig, ProbeConfig, run_probes
-from normlab.data import derive_seed, make_inputs, make_labels
-from normlab.hooks import record
-from normlab.models import build_model
-from normlab.probes import probe_detail
+from normlab.science.data import derive_seed, make_inputs, make_labels
+from normlab.science.hooks import record
+from normlab.science.models import build_model
+from normlab.science.probes import probe_detail
 
 PROBE = ProbeConfig(input="images", batch_size=16, image_size=8, seed=3)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import APP, TIMEOUT, charts
+from helpers import APP, TIMEOUT, charts
 from streamlit.testing.v1 import AppTest
 
 import ui.cache

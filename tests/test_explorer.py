@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from normlab import ModelConfig, ProbeConfig, run_probes
-from normlab.store import ResultStore, record_key
-from normlab.training import final_metric
+from normlab.ops.store import ResultStore, record_key
+from normlab.science.training import final_metric
 from tests.test_app import charts, open_app
 from tests.test_browser import (  # noqa: F401 (fixtures: browser, chromium_path, page, artifacts)
     CHART_X_JS,
@@ -117,9 +117,9 @@ def test_the_dataset_is_the_operators_never_a_visitors(tmp_path):
 
 def test_records_of_another_engine_version_are_left_out(tmp_path, results_root, monkeypatch):
     shutil.copytree(results_root, tmp_path, dirs_exist_ok=True)
-    import normlab.store
+    import normlab.ops.store
 
-    monkeypatch.setattr(normlab.store, "ENGINE_VERSION", "99.0.0")
+    monkeypatch.setattr(normlab.ops.store, "ENGINE_VERSION", "99.0.0")
     assert all(t.empty for t in explorer.load_results(ResultStore(tmp_path)).values())
 
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import charts
+from helpers import charts
 from streamlit.testing.v1 import AppTest
 
 import ui.cache
 from normlab import ModelConfig, ProbeConfig
 from normlab.cli import main as cli_main
-from normlab.output import to_csv, to_json
+from normlab.ops.output import to_csv, to_json
 from ui import export, figures, measures, views
 
 ROOT = Path(__file__).resolve().parents[1]

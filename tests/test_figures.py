@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
-from conftest import contract_frame
+from helpers import contract_frame
 from test_i18n import english_words, figure_texts
 
 from normlab import NORM_NAMES, ModelConfig, ProbeConfig
-from normlab.probes import ProbeDetail
+from normlab.science.probes import ProbeDetail
 from ui import figures, i18n, measures
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -626,7 +626,7 @@ def test_the_dashboard_describes_growth_as_the_engine_does_in_english(values, st
 
 
 def test_every_reason_the_theory_gives_is_said_in_plain_words_in_both_languages():
-    from normlab import theory
+    from normlab.science import theory
     from ui import overlays
 
     cases = [(theory.variance_applies, ModelConfig(arch="cnn", norm="batchnorm", depth=4, width=8)),

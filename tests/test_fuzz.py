@@ -22,22 +22,24 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from normlab.budget import BudgetExceeded, Limits, calibration, check_budget
 from normlab.cli import main
-from normlab.config import (
+from normlab.core.catalog import GROUPED_NORMS, NORM_NAMES
+from normlab.core.config import (
     ARCHS,
     DEVICES,
-    GROUPED_NORMS,
     INPUTS,
-    NORM_NAMES,
     PRESETS,
     WN_ACT_PLACEMENTS,
     ModelConfig,
     ProbeConfig,
     common_divisors,
 )
-from normlab.metrics import METRICS
-from normlab.probes import FRAME_COLUMNS, KINDS, run_probes
+from normlab.ops.budget import BudgetExceeded, check_budget
+from normlab.ops.calibration import calibration
+from normlab.ops.run import run_probes
+from normlab.ops.settings import Limits
+from normlab.science.metrics import METRICS
+from normlab.science.probes import FRAME_COLUMNS, KINDS
 
 FEW, MANY = 30, 400  # examples per property: default suite, and the tests marked slow
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.config import ModelConfig
-from normlab.hooks import record
-from normlab.models import build_model
+from normlab.core.config import ModelConfig
+from normlab.science.hooks import record
+from normlab.science.models import build_model
 
 
 def no_hooks_left(model: nn.Module) -> bool:

@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import APP, ROOT, open_app, registered_pages
+from helpers import APP, ROOT, open_app, registered_pages
 
-from normlab.catalog import METRICS, NORMALIZERS
+from normlab.core.catalog import METRICS, NORMALIZERS
 from scripts.i18n import catalog_problems
 from ui import i18n
 

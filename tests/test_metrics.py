@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from normlab.metrics import (
+from normlab.science.metrics import (
     ACTIVATION_METRICS,
     act_sq_mean,
     act_var,

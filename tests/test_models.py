@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from normlab.config import NORM_NAMES, ModelConfig
-from normlab.device import available_devices, resolve_device
-from normlab.models import ACT, BLOCK, CONV, RES, BasicBlock, PreActBlock, Scale, build_model
-from normlab.norms import CorrectedReLU, ScaledStdConv2d
+from normlab.core.catalog import NORM_NAMES
+from normlab.core.config import ModelConfig
+from normlab.science.device import available_devices, resolve_device
+from normlab.science.models import ACT, BLOCK, CONV, RES, BasicBlock, PreActBlock, Scale, build_model
+from normlab.science.norms import CorrectedReLU, ScaledStdConv2d
 
 FAMILIES = [
     dict(arch="mlp"),

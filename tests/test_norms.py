@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.config import NORM_NAMES
-from normlab.norms import (
+from normlab.core.catalog import NORM_NAMES
+from normlab.science.norms import (
     EPS,
     NORMALIZERS,
     RELU_GAIN,

@@ -10,7 +10,8 @@ import math
 import pandas as pd
 import pytest
 
-from normlab import cli, output
+from normlab import cli
+from normlab.ops import output
 
 FRAME = pd.DataFrame({"layer": ["a", "b", "c", "d"], "value": [math.inf, math.nan, -math.inf, 1.5],
                       "groups": [None, 4, None, 4], "width": [8, 8, 8, 8]})
@@ -36,14 +37,14 @@ TRAIN = ["--arch", "cnn", "--depth", "1", "--width", "4", "--steps", "1", "--bat
 
 
 @pytest.mark.parametrize("command, target, frame_of, column", [
-    (["probe", "--arch", "mlp", *TINY], "normlab.probes.run_probes", lambda f: f, "value"),
-    (["sweep", "--arch", "mlp", *TINY, "--over", "norm=batchnorm"], "normlab.probes.run_sweep", lambda f: f,
+    (["probe", "--arch", "mlp", *TINY], "normlab.ops.run.run_probes", lambda f: f, "value"),
+    (["sweep", "--arch", "mlp", *TINY, "--over", "norm=batchnorm"], "normlab.ops.run.run_sweep", lambda f: f,
      "value"),
-    (["train", *TRAIN], "normlab.cli_train.run_training", lambda r: r.curve, "loss"),
+    (["train", *TRAIN], "normlab.cli.train.run_training", lambda r: r.curve, "loss"),
     (["study", "--archs", "cnn", "--norms", "batchnorm", "--seeds", "1", "--cnn-depth", "1", "--width", "4",
       "--steps", "2", "--batch-size", "8", "--image-size", "8", "--eval-every", "1", "--probe-after", "1",
       "--k-steps", "1", "--n-boot", "2", "--show", "curves"],
-     "normlab.cli_train.run_study", lambda r: r.curves, "loss"),
+     "normlab.cli.train.run_study", lambda r: r.curves, "loss"),
 ])
 def test_probe_sweep_train_and_study_write_inf_and_nan_alike(capsys, monkeypatch, command, target, frame_of,
                                                              column):

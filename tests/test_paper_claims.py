@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from normlab.config import ModelConfig, ProbeConfig
-from normlab.probes import run_probes
+from normlab.core.config import ModelConfig, ProbeConfig
+from normlab.ops.run import run_probes
 
 RELU_VAR = (math.pi - 1) / (2 * math.pi)  # Var(relu(z)), z ~ N(0, 1): what each post-act block adds
 BN_GRAD_RATE = math.sqrt(math.pi / (math.pi - 1))  # ~1.2112 per layer (Yang et al. 2019)

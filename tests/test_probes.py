@@ -12,20 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import normlab.probes as probes
-from normlab.config import ModelConfig, ProbeConfig
-from normlab.data import derive_seed, make_inputs, make_labels
-from normlab.metrics import ACTIVATION_METRICS, METRICS, all_metrics
-from normlab.models import build_model
-from normlab.probes import (
-    FRAME_COLUMNS,
-    MODEL_FIELDS,
-    PROBE_FIELDS,
-    probe_module,
-    run_probes,
-    run_sweep,
-    summarize,
-)
+import normlab.science.probes as probes
+from normlab.core.config import ModelConfig, ProbeConfig
+from normlab.ops.run import run_probes, run_sweep
+from normlab.science.data import derive_seed, make_inputs, make_labels
+from normlab.science.metrics import ACTIVATION_METRICS, METRICS, all_metrics
+from normlab.science.models import build_model
+from normlab.science.probes import FRAME_COLUMNS, MODEL_FIELDS, PROBE_FIELDS, probe_module, summarize
 
 TINY_RESNET = ModelConfig(arch="resnet", depth=2, width=8, stages=2)
 TINY_PROBE = ProbeConfig(batch_size=8, image_size=8, seeds=2)

@@ -8,13 +8,12 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-import normlab.probes
-import normlab.training
+import normlab.ops.run
 from normlab import ModelConfig, ProbeConfig, StudyConfig, TrainConfig, run_study, run_sweep
-from normlab import store as store_module
-from normlab.backends import get_train, put_train
 from normlab.cli import main
-from normlab.store import ResultStore
+from normlab.ops import store as store_module
+from normlab.ops.records import get_train, put_train
+from normlab.ops.store import ResultStore
 
 MODEL = ModelConfig(arch="mlp", depth=2, width=8)
 PROBE = ProbeConfig(batch_size=4, image_size=4, seeds=2)
@@ -36,13 +35,13 @@ def uninterrupted() -> pd.DataFrame:
 @pytest.fixture
 def probe_calls(monkeypatch) -> list:
     """Every probe actually computed (a stored point is read back, not computed)."""
-    calls, real = [], normlab.probes.run_probes
+    calls, real = [], normlab.ops.run.run_probes
 
     def counted(model_config, probe_config, progress=None):
         calls.append(model_config)
         return real(model_config, probe_config, progress=progress)
 
-    monkeypatch.setattr(normlab.probes, "run_probes", counted)
+    monkeypatch.setattr(normlab.ops.run, "run_probes", counted)
     return calls
 
 
@@ -96,7 +95,7 @@ def test_a_sweep_point_is_the_dashboards_probe_record(tmp_path):
     run_sweep(MODEL, PROBE, {"norm": ["layernorm"]}, store=store)
     model = dataclasses.replace(MODEL, norm="layernorm")
     key = store_module.record_key("probe", model, PROBE)
-    pd.testing.assert_frame_equal(store.get("probe", key), normlab.probes.run_probes(model, PROBE),
+    pd.testing.assert_frame_equal(store.get("probe", key), normlab.ops.run.run_probes(model, PROBE),
                                   check_exact=True)
 
 
@@ -119,7 +118,7 @@ def study():
 def test_a_stored_training_run_reads_back_as_the_same_result(tmp_path, study):
     store = ResultStore(tmp_path)
     mc, tc = STUDY.runs()[0]
-    result = normlab.training.run_training(mc, tc)
+    result = normlab.ops.run.run_training(mc, tc)
     put_train(store, result)
     back = get_train(store, mc, tc)
     for name in ("curve", "probes_init", "probes_after", "evaluations"):
@@ -133,13 +132,13 @@ def test_a_stored_training_run_reads_back_as_the_same_result(tmp_path, study):
 
 def test_a_stopped_study_resumes_with_only_the_remaining_runs(tmp_path, study, monkeypatch):
     store = ResultStore(tmp_path)
-    trained, real = [], normlab.training.run_training
+    trained, real = [], normlab.ops.run.run_training
 
     def counted(*args, **kwargs):
         trained.append(args[0])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(normlab.training, "run_training", counted)
+    monkeypatch.setattr(normlab.ops.run, "run_training", counted)
     steps = STUDY.train.steps
     done = []
     part = run_study(STUDY, progress=lambda d, t, label: done.append(d), store=store,

@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from normlab import serving
-from normlab.serving import Gate, QueueStatus, QueueTimeout, gate_from_env, torch_threads
+from normlab.ops import serving, settings
+from normlab.ops.serving import Gate, QueueStatus, QueueTimeout, gate_from_env
+from normlab.ops.settings import torch_threads
 
 
 def _wait_until(predicate, timeout=5.0):
@@ -230,7 +231,7 @@ def test_settings_come_from_the_documented_environment_variables():
 
 
 def test_torch_threads_share_the_machine_among_the_slots(monkeypatch):
-    monkeypatch.setattr(serving, "available_cpus", lambda: 8)
+    monkeypatch.setattr(settings, "available_cpus", lambda: 8)
     assert torch_threads(2, {}) == 4
     assert torch_threads(3, {}) == 2
     assert torch_threads(16, {}) == 1
@@ -260,7 +261,7 @@ def test_the_default_gate_is_made_once_from_the_environment_and_sets_torchs_thre
 def _cached_app():
     import streamlit as st
 
-    from normlab import serving
+    from normlab.ops import serving
 
     @st.cache_data(show_spinner=False)
     def probe(width: int) -> int:
@@ -406,7 +407,7 @@ def test_the_gate_shares_the_servers_memory_limit():
 def test_the_dashboards_computations_reserve_their_estimated_memory(monkeypatch):
     import ui.cache
     from normlab import ModelConfig, ProbeConfig
-    from normlab.budget import estimate_cost
+    from normlab.ops.cost import estimate_cost
 
     asked = []
 

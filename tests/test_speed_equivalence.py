@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-import normlab.probes as probes
-from normlab.config import ModelConfig, ProbeConfig
-from normlab.device import cuda_synchronizations
-from normlab.metrics import (
+import normlab.science.probes as probes
+from normlab.core.config import ModelConfig, ProbeConfig
+from normlab.ops.run import run_probes
+from normlab.science.device import cuda_synchronizations
+from normlab.science.metrics import (
     ACTIVATION_METRICS,
     act_sq_mean,
     act_var,
@@ -29,7 +30,7 @@ from normlab.metrics import (
     stable_rank,
     stack_stats,
 )
-from normlab.probes import run_probes, to_host
+from normlab.science.probes import to_host
 
 REFERENCE = {
     "act_var": act_var,

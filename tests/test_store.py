@@ -7,8 +7,8 @@ import pyarrow.dataset as ds
 import pytest
 
 from normlab import ModelConfig, ProbeConfig, run_probes
-from normlab import store as store_module
-from normlab.store import ResultStore, default_store, record_key
+from normlab.ops import store as store_module
+from normlab.ops.store import ResultStore, default_store, record_key
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from normlab.training import StudyConfig, TrainConfig, TrainResult
+from normlab.core.train_config import StudyConfig, TrainConfig
+from normlab.science.training import TrainResult
 from ui.study import STATE_CONFIG, Study, verdict
 
 

@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import contract_frame
+from helpers import contract_frame
 from streamlit.testing.v1 import AppTest
 
-from normlab import ModelConfig, ProbeConfig, cli, run_probes, summary
-from normlab.training import TrainConfig, run_training
+from normlab import ModelConfig, ProbeConfig, cli, run_probes
+from normlab.core.train_config import TrainConfig
+from normlab.ops.run import run_training
+from normlab.science import summary
 from ui import claims, measures
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +143,7 @@ def test_the_sweep_table_the_pages_the_claims_and_the_study_read_one_gradient_gr
 
 
 def test_the_claims_rank_correlation_is_the_studys():
-    from normlab.training import spearman
+    from normlab.science.summary import spearman
 
     assert spearman is summary.spearman
     assert summary.spearman([1, 2, 3, 4], [10, 20, 15, 40]) == pytest.approx(0.8)

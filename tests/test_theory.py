@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from normlab.config import NORM_NAMES, ModelConfig
-from normlab.models import BLOCK, CONV, build_model
-from normlab.theory import (
+from normlab.core.catalog import NORM_NAMES
+from normlab.core.config import ModelConfig
+from normlab.science.models import BLOCK, CONV, build_model
+from normlab.science.theory import (
     BN_GRAD_RATE,
     HE_RELU_BRANCH_VAR,
     RELU_VAR,
@@ -269,8 +270,9 @@ def test_applies_dispatches_by_theory_name_and_refuses_unknown_names():
 
 
 def _measured(cfg, metric, kind, **probe):
-    from normlab.config import ProbeConfig
-    from normlab.probes import run_probes, summarize
+    from normlab.core.config import ProbeConfig
+    from normlab.ops.run import run_probes
+    from normlab.science.probes import summarize
 
     frame = summarize(run_probes(cfg, ProbeConfig(**{"batch_size": 8, "image_size": 8, **probe})))
     return frame[(frame["metric"] == metric) & (frame["kind"] == kind)]

@@ -13,23 +13,19 @@ import pytest
 import scipy.stats
 import torch
 
-from normlab import ModelConfig, run_probes, summary
-from normlab.training import (
+from normlab import ModelConfig, run_probes
+from normlab.core.train_config import (
     SPEED_METRICS,
     StudyConfig,
     TrainConfig,
-    bootstrap_ci,
-    correlate,
     default_probe_steps,
-    digits_split,
-    grad_norm_range,
     paper_recipe,
-    rankdata,
-    run_study,
-    run_training,
-    spearman,
-    speed_for_ranking,
 )
+from normlab.ops.run import run_study, run_training
+from normlab.science import summary
+from normlab.science.study import bootstrap_ci, correlate, speed_for_ranking
+from normlab.science.summary import rankdata, spearman
+from normlab.science.training import digits_split, grad_norm_range
 
 TINY = ModelConfig(arch="cnn", depth=2, width=8, norm="batchnorm")
 TINY_TRAIN = TrainConfig(steps=12, lr=0.05, batch_size=16, image_size=8, eval_every=4, probe_after=3)

@@ -6,14 +6,14 @@ import io
 
 import numpy as np
 import pytest
-from conftest import APP, TIMEOUT, charts
+from helpers import APP, TIMEOUT, charts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import ui.cache
 from normlab import ModelConfig, ProbeConfig, run_probes
-from normlab import data as D
-from normlab.store import default_store
+from normlab.ops.store import default_store
+from normlab.science import data as D
 from ui import controls as C
 from ui.selection import build_selection, with_upload
 from ui.sidebar import UPLOAD_KEY

@@ -1,4 +1,4 @@
-"""normlab warm and the records it shares with the dashboard: the table matches the pages, nothing twice."""
+"""python -m ui.warm and the records it shares with the dashboard: the plan is the pages' own tables."""
 
 from __future__ import annotations
 
@@ -12,22 +12,26 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import ui.cache
-from normlab import ModelConfig, ProbeConfig, run_probes, serving, warm
-from normlab.cli import main
-from normlab.store import ResultStore
-from normlab.training import TrainConfig, run_training, study_row
+from normlab import ModelConfig, ProbeConfig, run_probes
+from normlab.core.train_config import TrainConfig
+from normlab.ops import records, serving
+from normlab.ops.run import run_training
+from normlab.ops.store import ResultStore
+from normlab.science.study import study_row
 from ui import controls as C
+from ui import warm
 from ui.claims import CLAIMS
+from ui.defaults import dynamics_runs
 from ui.selection import build_selection
 from ui.study import QUICK
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_warm_table_holds_exactly_what_the_claims_page_probes():
+def test_warming_a_claim_plans_exactly_what_the_claims_page_probes_for_it():
     assert warm.CLAIM_KEYS == tuple(claim.key for claim in CLAIMS)
-    for claim, setup in zip(CLAIMS, warm.SETUPS, strict=True):
-        assert setup.runs() == claim.runs(), claim.key
+    for claim in CLAIMS:
+        assert warm.plan([claim.key]) == (claim.runs(), []), claim.key
 
 
 def test_the_warm_defaults_are_each_pages_default_view():
@@ -38,8 +42,8 @@ def test_the_warm_defaults_are_each_pages_default_view():
     counts = C.group_choices(C.DEFAULTS["net"], base.width, base.stages)
     sweep_base = dataclasses.replace(base, norm=C.DEFAULTS["sweep_norm"], groups=counts[0], group_size=None)
     sweep = ui.cache.sweep_points(sweep_base, selection.probe, "groups", counts)
-    assert probes == views + sweep
-    assert trainings == QUICK.runs() + warm.dynamics_runs()
+    assert probes == views + [pair for pair in sweep if pair not in views]
+    assert trainings == QUICK.runs() + dynamics_runs()
 
 
 def test_warm_refuses_an_unknown_setup_by_name():
@@ -51,8 +55,8 @@ def test_a_stored_probe_is_the_computed_frame(tmp_path):
     store = ResultStore(tmp_path)
     model, probe = ModelConfig(arch="mlp", norm="batchnorm", depth=2, width=4), ProbeConfig(batch_size=4)
     frame = run_probes(model, probe)
-    warm.save_probe(store, model, probe, frame)
-    pd.testing.assert_frame_equal(warm.load_probe(store, model, probe), frame)
+    records.save_probe(store, model, probe, frame)
+    pd.testing.assert_frame_equal(records.load_probe(store, model, probe), frame)
 
 
 def test_a_stored_training_run_reads_back_as_the_same_result(tmp_path):
@@ -60,9 +64,9 @@ def test_a_stored_training_run_reads_back_as_the_same_result(tmp_path):
     model = ModelConfig(arch="cnn", norm="batchnorm", depth=2, width=4)
     train = TrainConfig(steps=6, image_size=8, batch_size=8, probe_after=3, eval_every=3)
     result = run_training(model, train)
-    assert warm.load_training(store, model, train) is None
-    warm.save_training(store, result)
-    back = warm.load_training(store, model, train)
+    assert records.load_training(store, model, train) is None
+    records.save_training(store, result)
+    back = records.load_training(store, model, train)
     assert (back.model_config, back.train_config) == (model, train)
     assert (back.diverged, back.stopped, back.seconds) == (result.diverged, result.stopped, result.seconds)
     for name in ("curve", "probes_init", "probes_after"):
@@ -76,17 +80,17 @@ def test_a_run_stopped_early_is_never_stored(tmp_path):
     train = TrainConfig(steps=5, image_size=8, batch_size=8, probe_after=1, eval_every=5)
     result = run_training(model, train, should_stop=lambda: True)
     assert result.stopped
-    warm.save_training(store, result)
-    assert warm.load_training(store, model, train) is None
+    records.save_training(store, result)
+    assert records.load_training(store, model, train) is None
 
 
 def test_a_damaged_record_is_a_miss_not_an_error(tmp_path):
     store = ResultStore(tmp_path)
     model, probe = ModelConfig(arch="mlp", norm="none", depth=1, width=4), ProbeConfig(batch_size=4)
-    path = store.path(warm.PROBE, warm.probe_key(model, probe))
+    path = store.path(records.PROBE, records.probe_key(model, probe))
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not parquet")
-    assert warm.load_probe(store, model, probe) is None
+    assert records.load_probe(store, model, probe) is None
 
 
 def test_warm_computes_what_is_missing_then_skips_it(tmp_path):
@@ -100,18 +104,18 @@ def test_warm_computes_what_is_missing_then_skips_it(tmp_path):
 
 
 def test_the_warm_command_reports_and_refuses_by_name(tmp_path, capsys):
-    assert main(["warm", "--store", str(tmp_path), "--dry-run"]) == 0
-    assert "39 probes and 18 training runs" in capsys.readouterr().out
-    assert main(["warm", "--store", str(tmp_path), "--only", "nope"]) == 2
+    assert warm.main(["--store", str(tmp_path), "--dry-run"]) == 0
+    assert "38 probes and 18 training runs" in capsys.readouterr().out
+    assert warm.main(["--store", str(tmp_path), "--only", "nope"]) == 2
     assert "unknown warm setup" in capsys.readouterr().err
-    assert main(["warm", "--only", "stage_reset", "--store", str(tmp_path)]) == 0
+    assert warm.main(["--only", "stage_reset", "--store", str(tmp_path)]) == 0
     assert "computed 2, already stored 0" in capsys.readouterr().out
 
 
 def test_another_server_process_opening_a_warmed_claim_computes_nothing(tmp_path, monkeypatch):
     store = tmp_path / "store"
-    # warmed by a separate process, as the Dockerfile's `normlab warm` does
-    subprocess.run([sys.executable, "-m", "normlab", "warm", "--only", "stage_reset", "--store", str(store)],
+    # warmed by a separate process, as the Dockerfile's `python -m ui.warm` does
+    subprocess.run([sys.executable, "-m", "ui.warm", "--only", "stage_reset", "--store", str(store)],
                    cwd=ROOT, check=True, capture_output=True, timeout=600)
     monkeypatch.setenv("NORMLAB_STORE", str(store))
     ui.cache.clear()  # this process has computed nothing

@@ -4,13 +4,13 @@ Data is cached, never widgets: nothing here creates or touches a Streamlit eleme
 in memory or on disk is returned as is and the page draws progress and queue places itself (through
 ``on_wait`` and ``progress``, called only while something actually computes). A result is looked up
 in a small in-process memory, then in the result store (``NORMLAB_STORE``, shared by every session,
-process and restart, and filled ahead by ``normlab warm``); only then does it run, through the serving
+process and restart, and filled ahead by ``python -m ui.warm``); only then does it run, through the serving
 gate (one computation per identical config across sessions, K at a time), and is written to both.
 A sweep is a list of probe records, so sweeps and single probes share their results; a training run
-is stored as its frames (``normlab.warm``).
+is stored as its frames (``ui.warm``).
 
 ``admit`` checks everything a page is about to compute against the operator's limits (the server's,
-``normlab.budget.server_limits``) before any of it takes a place in the queue: each network alone and
+``normlab.ops.budget.server_limits``) before any of it takes a place in the queue: each network alone and
 their predicted seconds together. The serving gate stops a running computation at the hard limit.
 """
 
@@ -25,14 +25,11 @@ import pandas as pd
 import streamlit as st
 
 from normlab import ModelConfig, ProbeConfig, run_probes
-from normlab.budget import check_many, check_sweep, check_training, estimate_cost, server_limits
-from normlab.config import UPLOAD_INPUT
-from normlab.probes import probe_detail as detail_pass
-from normlab.probes import vary
-from normlab.serving import QueueStatus, compute
-from normlab.store import default_store
-from normlab.training import TrainConfig, TrainResult, correlate, run_training
-from normlab.warm import (
+from normlab.core.config import UPLOAD_INPUT
+from normlab.core.train_config import TrainConfig
+from normlab.ops.budget import check_many, check_sweep, check_training
+from normlab.ops.cost import estimate_cost
+from normlab.ops.records import (
     PROBE,
     TRAIN,
     load_probe,
@@ -42,6 +39,14 @@ from normlab.warm import (
     save_training,
     train_key,
 )
+from normlab.ops.run import run_detail as detail_pass
+from normlab.ops.run import run_training
+from normlab.ops.serving import QueueStatus, compute
+from normlab.ops.settings import server_limits
+from normlab.ops.store import default_store
+from normlab.science.probes import vary
+from normlab.science.study import correlate
+from normlab.science.training import TrainResult
 
 Progress = Callable[[int, int, str], None]
 OnWait = Callable[[QueueStatus], None]
@@ -199,7 +204,7 @@ def sweep(model: ModelConfig, probe_config: ProbeConfig, field: str, values: Seq
 
 
 def probe_detail(model: ModelConfig, probe_config: ProbeConfig, on_wait: OnWait | None = None):
-    """``normlab.probes.probe_detail`` (the first seed's cosine matrices, projections and samples).
+    """``normlab.science.probes.probe_detail`` (the first seed's cosine matrices, projections and samples).
 
     Kept in this process only: the detail is arrays for the rank page's animation, rebuilt in one pass.
     """

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from normlab import ModelConfig, ProbeConfig, summary
+from normlab import ModelConfig, ProbeConfig
+from normlab.science import summary
 from ui import controls as C
 from ui import figures, measures
 from ui.i18n import N_, _

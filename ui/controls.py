@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from normlab import INPUTS, NORM_NAMES, PRESETS, ModelConfig, catalog
-from normlab.config import DEFAULT_DEPTH, DEFAULT_WIDTH, common_divisors
+from normlab import INPUTS, NORM_NAMES, PRESETS, ModelConfig
+from normlab.core import catalog
+from normlab.core.config import DEFAULT_DEPTH, DEFAULT_WIDTH, common_divisors
 from ui.i18n import DEFAULT as DEFAULT_LANG
 from ui.i18n import LANGUAGES, N_, _
 

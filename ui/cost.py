@@ -1,6 +1,6 @@
 """What a choice costs before it runs: the very prediction the server's admission uses, in one line.
 
-The seconds come from normlab.budget's cost model, calibrated on this server for the torch threads
+The seconds come from normlab.ops.budget's cost model, calibrated on this server for the torch threads
 each computation gets (``server_limits().threads``), so the caption and the refusal never disagree.
 No Streamlit here; the caption speaks the current language (``ui.i18n``).
 """
@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from normlab import ModelConfig, ProbeConfig
-from normlab.budget import Limits, estimate_cost, predicted_seconds, server_limits
+from normlab.ops.calibration import predicted_seconds
+from normlab.ops.cost import estimate_cost
+from normlab.ops.settings import Limits, server_limits
 from ui.i18n import _, ngettext
 
 

@@ -1,6 +1,6 @@
 """The Sweep explorer's data and figure: a results store as per-seed final values, drawn over config fields.
 
-Pure pandas and plotly over the records of ``normlab.store`` (probe records of sweeps and the dashboard,
+Pure pandas and plotly over the records of ``normlab.ops.store`` (probe records of sweeps and the dashboard,
 train records of studies); no Streamlit and no torch, so the page and the tests share one reading.
 """
 
@@ -15,9 +15,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from normlab.probes import MODEL_FIELDS, PROBE_FIELDS
-from normlab.store import ResultStore, default_store
-from normlab.training import TrainConfig
+from normlab.core.train_config import TrainConfig
+from normlab.ops.store import ResultStore, default_store
+from normlab.science.probes import MODEL_FIELDS, PROBE_FIELDS
 from ui.figures import _rgba, norm_color
 from ui.i18n import N_, _
 from ui.measures import norm_label
@@ -54,7 +54,7 @@ def fingerprint(store: ResultStore) -> tuple[int, int]:
 def _per_seed_final(frame: pd.DataFrame) -> pd.DataFrame:
     """One probe record's final values: per seed and metric, the mean over the final-features rows.
 
-    The same reading as ``normlab.training.final_metric`` (the engine's definition of a final value).
+    The same reading as ``normlab.science.training.final_metric`` (the engine's definition of a final value).
     """
     final = frame[frame["final"].astype(bool)]
     keys = ["seed", "metric"]

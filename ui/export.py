@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from normlab import PRESETS, ModelConfig, ProbeConfig
-from normlab.output import to_csv, to_json
+from normlab.ops.output import to_csv, to_json
 from ui.i18n import _
 
 # Server-side PNG/SVG needs kaleido's headless Chrome; without one the chart's camera button still

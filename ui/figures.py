@@ -17,7 +17,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from normlab import catalog, summary
+from normlab.core import catalog
+from normlab.science import summary
 from ui.i18n import N_, _
 from ui.measures import (
     BN_GRADIENT_RATE,
@@ -28,7 +29,7 @@ from ui.measures import (
     stage_starts,
 )
 
-# One fixed colour per normalizer (normlab.catalog), so a normalizer looks the same on every page.
+# One fixed colour per normalizer (normlab.core.catalog), so a normalizer looks the same on every page.
 NORM_COLORS = {name: info.color for name, info in catalog.NORMALIZERS.items()}
 FALLBACK_COLOR = catalog.FALLBACK_COLOR
 # Series of the same normalizer that differ in another field (input, skipinit, ...) differ in dash.
@@ -671,7 +672,7 @@ def collapse_figure(details: Mapping, norms: Mapping[str, str], *, samples: int 
     """Per normalizer, the batch's cosine matrix (top) and its principal plane (bottom), one frame a depth.
 
     Args:
-        details: series label -> a ``normlab.probes.ProbeDetail`` (or anything with its fields).
+        details: series label -> a ``normlab.science.probes.ProbeDetail`` (or anything with its fields).
         norms: series label -> normalizer name, for the colours.
         samples: the first this many samples are drawn in each matrix (all of them in the plane).
         start: the depth shown before Play (default the deepest).

@@ -2,7 +2,8 @@
 
 Pure pandas over the tidy frames of ``normlab.run_probes`` (one row per seed, layer and metric); no
 Streamlit and no torch. Every number with a definition (gradient growth, final value, growth per block)
-comes from ``normlab.summary``, per series, so the pages, the claims and the CLI read the same numbers.
+comes from ``normlab.science.summary``, per series, so the pages, the claims and the CLI read the
+same numbers.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from normlab import ModelConfig, ProbeConfig, catalog, summarize, summary
-from normlab.summary import EXP_DECAY, EXP_GROWTH, FLAT, UNKNOWN, Growth, growth, trunk_kind
+from normlab import ModelConfig, ProbeConfig, summarize
+from normlab.core import catalog
+from normlab.science import summary
+from normlab.science.summary import EXP_DECAY, EXP_GROWTH, FLAT, UNKNOWN, Growth, growth, trunk_kind
 from ui.i18n import N_, _
 
 __all__ = ["Growth", "growth", "trunk_kind"]  # re-exported: the figures and claims read them from here
@@ -133,7 +136,7 @@ def depth_rows(stats: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def depth_growths(stats: pd.DataFrame, metric: str) -> dict[str, Growth]:
-    """Per series: ``normlab.summary.depth_growth`` of the seed means of ``metric`` along depth.
+    """Per series: ``normlab.science.summary.depth_growth`` of the seed means of ``metric`` along depth.
 
     ResNets are fitted within each stage (a normalized projection shortcut resets the trunk there).
     """
@@ -167,14 +170,14 @@ def gradient_rates(stats: pd.DataFrame) -> pd.DataFrame:
 
 
 def gradient_growth(stats: pd.DataFrame) -> pd.Series:
-    """Per series: ``normlab.summary.gradient_growth`` (first conv/linear over the last hidden layer's
+    """Per series: ``normlab.science.summary.gradient_growth`` (first conv/linear over the last hidden layer's
     gradient norm, head and exact zeros left out), on the seed means. NaN where an end overflowed."""
     return pd.Series({series: summary.gradient_growth(part, "mean")
                       for series, part in stats.groupby("series", sort=False)}, dtype=float)
 
 
 def final_value(stats: pd.DataFrame, metric: str) -> pd.Series:
-    """Per series: ``normlab.summary.final_value`` of ``metric``, the seed mean at the final features."""
+    """Per series: ``summary.final_value`` of ``metric``, the seed mean at the final features."""
     return pd.Series({series: summary.final_value(part, metric, "mean")
                       for series, part in stats.groupby("series", sort=False)
                       if (part["metric"] == metric).any()}, dtype=float)
@@ -211,7 +214,7 @@ def tradeoff_points(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per group count of a GroupNorm sweep: final similarity against gradient growth.
 
     Columns: groups, group_size, cos_sim (seed mean, with cos_min/cos_max), grad_growth
-    (``normlab.summary.gradient_growth``, on the seed means; grad_min/grad_max over the seeds' own) and a
+    (``summary.gradient_growth``, on the seed means; grad_min/grad_max over the seeds' own) and a
     label that names the ends (G=1 is LayerNorm, group size 1 is InstanceNorm). Overflowed seeds give NaN.
     """
     rows = []

@@ -1,4 +1,4 @@
-"""Theory curves from ``normlab.theory`` reshaped for the figures, only where their assumptions hold.
+"""Theory curves from ``normlab.science.theory`` reshaped for the figures, only where their assumptions hold.
 
 Each overlay is a frame with columns series, x, y and source, matched to the measured series of the
 same network and anchored on a measured point, so the dashed curve compares shapes.
@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from normlab import ModelConfig, theory
+from normlab import ModelConfig
+from normlab.science import theory
 from ui import measures
 from ui.i18n import N_, _
 from ui.measures import depth_rows
@@ -29,7 +30,8 @@ PLAIN_WORDS = {  # one line each, for a student, where a theory curve is withhel
               "and doubles the width in stages, so the line would not match the layers"),
     "overflowed": N_("the measured gradient overflowed, so there is nothing to anchor the line on"),
 }
-# The theory's reasons for withholding a curve (normlab.theory writes them for the API, with code names),
+# The theory's reasons for withholding a curve (normlab.science.theory writes them for the API, with
+# code names),
 # known by their opening words and said in plain words; a reason not listed here shows as the engine
 # wrote it.
 REASONS = (

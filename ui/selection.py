@@ -60,7 +60,7 @@ def build_selection(values: Mapping[str, object]) -> Selection:
 
 
 def with_upload(selection: Selection, upload) -> Selection:
-    """The selection probed on uploaded images (a ``normlab.data.Upload``): the batch is those images,
+    """The selection probed on uploaded images (a ``normlab.science.data.Upload``): the batch is those images,
     at the selection's image size; the sidebar's batch size does not apply.
 
     Raises:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import streamlit as st
 
 from normlab import NORM_NAMES, NORMALIZERS, PRESETS, available_devices
-from normlab.config import DEFAULT_DEPTH, DEFAULT_WIDTH
-from normlab.data import MAX_UPLOAD_BYTES, MAX_UPLOADS, register_upload
+from normlab.core.config import DEFAULT_DEPTH, DEFAULT_WIDTH
+from normlab.science.data import MAX_UPLOAD_BYTES, MAX_UPLOADS, register_upload
 from ui import controls as C
 from ui import i18n, links
 from ui.cost import cost_summary
@@ -24,7 +24,8 @@ SELECTION_KEY = "_selection"  # the last valid Selection, read by the pages
 IGNORED = {"groups": {"norms", "groups"}, "training": {"network"}, "dynamics": {"network"}}
 KEEP = "session"  # widget values survive being hidden and page switches
 # Uploaded images: the uploader's files are decoded once, when they change, into an in-memory batch
-# (normlab.data.register_upload); the session keeps its handle here, or the words of why it was refused.
+# (normlab.science.data.register_upload); the session keeps its handle here, or the words of why it
+# was refused.
 UPLOAD_KEY = "_upload"
 UPLOAD_ERROR_KEY = "_upload_error"
 UPLOAD_SIZE = max(C.IMAGE_SIZES)  # decoded once at the largest image size; each probe resizes from it

@@ -16,14 +16,16 @@ import pandas as pd
 import streamlit as st
 
 from normlab import NORMALIZERS
-from normlab.config import divisors
-from normlab.training import StudyConfig, TrainConfig, TrainResult, study_row
-from normlab.warm import quick_study
+from normlab.core.config import divisors
+from normlab.core.train_config import StudyConfig, TrainConfig
+from normlab.science.study import study_row
+from normlab.science.training import TrainResult
 from ui import controls
+from ui.defaults import quick_study
 from ui.figures import ARCH_LABELS
 from ui.i18n import N_, _
 
-QUICK = quick_study()  # the page's first study (also warmed into the store by `normlab warm`)
+QUICK = quick_study()  # the page's first study (also warmed into the store by `python -m ui.warm`)
 STATE_CONFIG = "training_study"  # the StudyConfig the page runs
 STATE_DONE = "training_done"  # (ModelConfig, TrainConfig) -> TrainResult, finished runs of this session
 STATE_STOPPED = "training_stopped"

@@ -16,8 +16,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from normlab.budget import BudgetExceeded, ComputeTimeout
-from normlab.serving import QueueStatus, QueueTimeout
+from normlab.core.deadline import ComputeTimeout
+from normlab.ops.budget import BudgetExceeded
+from normlab.ops.serving import QueueStatus, QueueTimeout
 from ui import cache
 from ui.export import export_panel
 from ui.figures import lecture_style

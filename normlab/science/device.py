@@ -6,7 +6,7 @@ import warnings
 
 import torch
 
-from normlab.config import DEVICES
+from normlab.core.config import DEVICES
 
 
 def available_devices() -> list[str]:

@@ -1,9 +1,9 @@
 """The one table of normalizers and metrics: names, labels, traits, cost terms, colours and help texts.
 
-Plain data, no torch: config, theory, budget, the CLI and every page read it, and ``normlab.norms``
+Plain data, no torch: config, theory, budget, the CLI and every page read it, and ``normlab.science.norms``
 keys its factories by its names. Adding a normalizer is one ``NormInfo`` line here plus one factory
-entry in ``normlab.norms.NORMALIZERS``; a name in one table but not the other is refused when
-``normlab.norms`` is imported (and by a test). Knows nothing of modules, frames or the UI.
+entry in ``normlab.science.norms.NORMALIZERS``; a name in one table but not the other is refused when
+``normlab.science.norms`` is imported (and by a test). Knows nothing of modules, frames or the UI.
 
 The name collections (``NORM_NAMES``, ``GROUPED_NORMS``, ...) follow :data:`NORMALIZERS` through
 :func:`register` and :func:`unregister`, so an entry registered at run time is seen everywhere at once.
@@ -37,12 +37,12 @@ class NormInfo:
     slot: str
     grouped: bool = False  # takes a group count (groups / group_size)
     batch_dependent: bool = False  # statistics mix samples (BatchNorm, EvoNorm-B0)
-    # Theory family (normlab.theory): "slot" divides by activation statistics in the norm slot, so a
+    # Theory family (normlab.science.theory): "slot" divides by activation statistics in the norm slot, so a
     # normalized projection shortcut restarts the trunk; "trunk" acts after the addition of a
     # post-activation block; "unnormalized" propagates like a He-initialised net.
     theory: str = "unnormalized"
     rank_bound: bool = False  # the rank bounds of spec section 4 speak of it (BN and the GroupNorm family)
-    # Cost terms (normlab.budget): activation-sized tensors autograd keeps per norm -> activation unit
+    # Cost terms (normlab.ops.budget): activation-sized tensors autograd keeps per norm -> activation unit
     # (measured with torch.autograd.graph.saved_tensors_hooks), and copies of each weight alive in a probe.
     saved_per_unit: int = 1
     weight_copies: int = 1
@@ -137,7 +137,7 @@ def _refresh() -> None:
 
 
 def register(info: NormInfo) -> None:
-    """Add a normalizer to the table (its factories go in ``normlab.norms.NORMALIZERS``)."""
+    """Add a normalizer to the table (its factories go in ``normlab.science.norms.NORMALIZERS``)."""
     if info.name in NORMALIZERS:
         raise ValueError(f"normalizer {info.name!r} is already in the catalog")
     NORMALIZERS[info.name] = info
@@ -194,6 +194,7 @@ METRIC_INFO: dict[str, MetricInfo] = {
     )
 }
 METRICS = tuple(METRIC_INFO)
+SUMMARY_STATS = ("mean", "min", "max", "n")  # the columns of summarize: over seeds, per row key
 # The metrics of an activation tensor ("act" and "block" probe points), in frame order.
 ACTIVATION_METRICS = tuple(m for m, info in METRIC_INFO.items() if info.kinds == _ACT_POINTS)
 

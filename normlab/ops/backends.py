@@ -1,10 +1,11 @@
 """Where the points of a sweep or a study run: here one after another, or as Ray tasks on a cluster.
 
 A point is one computation of the engine: a probe (``kind="probe"``, the configs of ``run_probes``) or a
-training run (``kind="train"``, those of ``run_training``). :func:`run_points` runs a list of them on a
-backend and streams each result back as it finishes: it is written to the result store at once (so a
-crash loses at most the points in flight), progress is reported, and a rerun of the same points skips
-those the store already holds. Both backends return the same results in the same (the points') order.
+training run (``kind="train"``, those of ``run_training``); its :class:`Kind` says how it runs and how
+its record is kept (normlab.ops.run). :func:`run_points` runs a list of them on a backend and streams
+each result back as it finishes: it is written to the result store at once (so a crash loses at most
+the points in flight), progress is reported, and a rerun of the same points skips those the store
+already holds. Both backends return the same results in the same (the points') order.
 
 Ray is optional (``pip install 'normlab[ray]'``) and imported only when the ``ray`` backend is asked for.
 Each Ray task asks for what it needs: a GPU when it runs on CUDA, one CPU otherwise; torch gets one
@@ -16,20 +17,18 @@ Knows nothing of the UI; never prints.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from normlab.store import ResultStore, describe, record_key
+from normlab.ops.store import ResultStore, record_key
 
 BACKENDS = ("local", "ray")
 RAY_INSTALL = "pip install 'normlab[ray]' (or: pip install -r requirements-ray.txt)"
 POLL_SECONDS = 0.5  # how often a Ray driver checks should_stop while no point finishes
 TASK_THREADS = 1  # torch threads per Ray task: one point per core, and the numbers of a 1-thread run
 ENV_PREFIX = "NORMLAB_"  # the driver's settings (budget limits among them) that travel to the workers
-# The frames of a training record: the run's summary row (the record itself), then the frames beside it.
-TRAIN_FRAMES = ("summary", "curve", "probes_init", "probes_after", "probes")
 
 Progress = Callable[[int, int, str], None]
 
@@ -69,66 +68,14 @@ class Point:
         return f"{self.prefix}{what}{self.suffix}"
 
 
-def _run_probe(model_config, probe_config, progress=None, should_stop=None):
-    from normlab.probes import run_probes
-
-    return run_probes(model_config, probe_config, progress=progress)
-
-
-def _run_train(model_config, train_config, progress=None, should_stop=None):
-    from normlab.training import run_training
-
-    return run_training(model_config, train_config, progress=progress, should_stop=should_stop)
-
-
-def put_train(store: ResultStore, result) -> Path:
-    """Store a finished training run: its summary row as the record, its curve and probe frames beside it."""
-    import pandas as pd
-
-    assert not result.stopped, "a stopped run is not a result to keep"
-    key = record_key("train", result.model_config, result.train_config)
-    frames = {"summary": pd.DataFrame([result.summary()]),
-              **{name: getattr(result, name) for name in TRAIN_FRAMES[1:]}}
-    return store.put_frames("train", key, frames,
-                            describe("train", result.model_config, result.train_config))
-
-
-def get_train(store: ResultStore, model_config, train_config):
-    """The stored run of these configs as a ``TrainResult``; None when the store does not hold it."""
-    from normlab.training import TrainResult
-
-    frames = store.get_frames("train", record_key("train", model_config, train_config), TRAIN_FRAMES)
-    if frames is None:
-        return None
-    row = frames["summary"].iloc[0]
-    return TrainResult(model_config, train_config, frames["curve"], frames["probes_init"],
-                       frames["probes_after"], diverged=bool(row["diverged"]), stopped=False,
-                       seconds=float(row["seconds"]), probes=frames["probes"])
-
-
 @dataclass(frozen=True)
-class _Kind:
-    run: Callable  # module-level, so Ray sends it to the workers by name
+class Kind:
+    """How the points of one kind run and are kept (normlab.ops.run names the engine's two)."""
+
+    run: Callable  # run(*configs, progress=, should_stop=); module-level, so Ray sends it by name
     put: Callable[[ResultStore, Point, Any], None]
     get: Callable[[ResultStore, Point], Any]
     stopped: Callable[[Any], bool]
-
-
-KINDS = {
-    "probe": _Kind(
-        run=_run_probe,
-        put=lambda store, point, frame: store.put("probe", point.key, frame,
-                                                  describe("probe", *point.configs)),
-        get=lambda store, point: store.get("probe", point.key),
-        stopped=lambda frame: False,
-    ),
-    "train": _Kind(
-        run=_run_train,
-        put=lambda store, point, result: put_train(store, result),
-        get=lambda store, point: get_train(store, *point.configs),
-        stopped=lambda result: result.stopped,
-    ),
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,18 +150,19 @@ def _call(run: Callable, configs: tuple):
     return run(*configs)
 
 
-def _local(points: Sequence[tuple[int, Point]], progress: Progress | None, should_stop, done: int,
-           total: int) -> Iterator[tuple[int, Any]]:
+def _local(points: Sequence[tuple[int, Point]], kinds: Mapping[str, Kind], progress: Progress | None,
+           should_stop, done: int, total: int) -> Iterator[tuple[int, Any]]:
     for i, point in points:
         def step(k: int, n: int, what: str, _base=done, _point=point) -> None:
             if progress is not None:
                 progress(_base + k, total, _point.label(what))
 
-        yield i, KINDS[point.kind].run(*point.configs, progress=step, should_stop=should_stop)
+        yield i, kinds[point.kind].run(*point.configs, progress=step, should_stop=should_stop)
         done += point.cost
 
 
-def _ray(points: Sequence[tuple[int, Point]], address: str | None, should_stop) -> Iterator[tuple[int, Any]]:
+def _ray(points: Sequence[tuple[int, Point]], kinds: Mapping[str, Kind], address: str | None,
+         should_stop) -> Iterator[tuple[int, Any]]:
     ray = import_ray()
     started = not ray.is_initialized()
     if started:
@@ -225,7 +173,7 @@ def _ray(points: Sequence[tuple[int, Point]], address: str | None, should_stop) 
         pending = {}
         for i, point in points:
             options = task_resources(point.device, gpus)
-            pending[task.options(**options).remote(KINDS[point.kind].run, point.configs)] = i
+            pending[task.options(**options).remote(kinds[point.kind].run, point.configs)] = i
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
@@ -241,13 +189,15 @@ def _ray(points: Sequence[tuple[int, Point]], address: str | None, should_stop) 
             ray.shutdown()
 
 
-def run_points(points: Sequence[Point], backend: str = "local", address: str | None = None,
+def run_points(points: Sequence[Point], kinds: Mapping[str, Kind], backend: str = "local",
+               address: str | None = None,
                store: ResultStore | None = None, progress: Progress | None = None,
                should_stop: Callable[[], bool] | None = None) -> tuple[list, bool]:
     """Run every point not already in ``store``; each result is stored as soon as it finishes.
 
     Args:
         points: what to run.
+        kinds: each point's kind by name: how it runs, is stored and found again.
         backend: ``"local"`` (in this process, in order) or ``"ray"`` (one task per point).
         address: the Ray cluster to join (``"auto"``, ``"ray://head:10001"``, ...); None starts a local
             Ray, unless this process has already started or joined one, which is then used.
@@ -268,7 +218,7 @@ def run_points(points: Sequence[Point], backend: str = "local", address: str | N
     total = sum(p.cost for p in points)
     if store is not None:
         for i, point in enumerate(points):
-            results[i] = KINDS[point.kind].get(store, point)
+            results[i] = kinds[point.kind].get(store, point)
     todo = [(i, p) for i, p in enumerate(points) if results[i] is None]
     done = total - sum(p.cost for _, p in todo)
     if progress is not None and len(todo) < len(points):
@@ -276,19 +226,19 @@ def run_points(points: Sequence[Point], backend: str = "local", address: str | N
     if not todo:
         return results, False
     if backend == "local":
-        stream = _local(todo, progress, should_stop, done, total)
+        stream = _local(todo, kinds, progress, should_stop, done, total)
     else:
-        stream = _ray(todo, address, should_stop)
+        stream = _ray(todo, kinds, address, should_stop)
     stopped = False
     try:
         for i, result in stream:
             point = points[i]
-            if KINDS[point.kind].stopped(result):
+            if kinds[point.kind].stopped(result):
                 stopped = True
                 break
             results[i] = result
             if store is not None:
-                KINDS[point.kind].put(store, point, result)
+                kinds[point.kind].put(store, point, result)
             done += point.cost
             if backend != "local" and progress is not None:
                 progress(done, total, point.label(point.name))

@@ -17,9 +17,9 @@ Environment variables:
                             at most a day)
     NORMLAB_TORCH_THREADS   torch threads per probe (default: the machine's CPUs / max concurrent;
                             1 to 1024)
-    NORMLAB_HARD_SECONDS    a computation still running after this long is stopped (normlab.budget)
+    NORMLAB_HARD_SECONDS    a computation still running after this long is stopped (normlab.ops.settings)
     NORMLAB_MAX_MEMORY_MB   the process's memory, which the running computations' estimates share
-                            (normlab.budget)
+                            (normlab.ops.settings)
 
 Each is checked when the gate is made (at the server's first request), and a value out of range is a
 ValueError naming the variable and the allowed range.
@@ -37,20 +37,24 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from normlab.budget import BASE_MEMORY_MB, ENV_VARS, server_limits, time_limit
+from normlab.core.deadline import time_limit
+from normlab.ops.settings import (
+    BASE_MEMORY_MB,
+    DEFAULT_MAX_CONCURRENT,
+    DEFAULT_QUEUE_TIMEOUT,
+    ENV_VARS,
+    max_concurrent,
+    queue_timeout,
+    server_limits,
+    torch_threads,
+)
 
 T = TypeVar("T")
 
-DEFAULT_MAX_CONCURRENT = 2  # a small CPU server: two probes at once keep both cores busy
-DEFAULT_QUEUE_TIMEOUT = 120.0  # seconds; longer than any in-budget probe takes on two cores
 _POLL_S = 0.25  # how often a waiting caller re-reports its place, so a UI can show the time waited
 # Condition.wait refuses timeouts past threading.TIMEOUT_MAX (~292 years) with OverflowError: a
 # caller waits in chunks of at most this, however long its own timeout.
 _MAX_WAIT_S = 3600.0
-# Ranges of the operator's settings; beyond them a value is a typo, not a choice.
-MAX_SLOTS = 256
-MAX_QUEUE_TIMEOUT = 86_400.0  # a day
-MAX_THREADS = 1024
 
 
 class QueueTimeout(RuntimeError):
@@ -117,11 +121,11 @@ class Gate:
     Args:
         max_concurrent: slots, K >= 1.
         queue_timeout: seconds a caller may wait for a slot before ``QueueTimeout`` (inf: no limit).
-        hard_seconds: a computation running longer is stopped (``normlab.budget.ComputeTimeout``,
+        hard_seconds: a computation running longer is stopped (``normlab.core.deadline.ComputeTimeout``,
             raised in its own thread between layers); None: never.
         memory_mb: the process's memory limit in MiB that running computations share; None: none.
         base_mb: the process's own memory, counted once (each estimate passed to ``compute``
-            includes it, as ``normlab.budget``'s do).
+            includes it, as ``normlab.ops.cost``'s do).
     """
 
     def __init__(self, max_concurrent: int = DEFAULT_MAX_CONCURRENT,
@@ -330,58 +334,13 @@ class Gate:
                            round(waited, 0))
 
 
-def env_number(environ: Mapping[str, str], name: str, kind: type, default, high: float | None = None):
-    """A positive setting from the environment, at most ``high``; unset or blank: ``default``."""
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = None
-    if value is None or not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a positive {'whole ' if kind is int else ''}number; got {raw!r}")
-    if high is not None and value > high:
-        low = "1" if kind is int else "0 (exclusive)"
-        raise ValueError(f"{name} must be between {low} and {high:g}; got {raw!r}")
-    return value
-
-
-def available_cpus() -> int:
-    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (docker --cpus)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as f:
-            quota, period = f.read().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cpus)
-
-
-def torch_threads(max_concurrent: int, environ: Mapping[str, str] | None = None) -> int:
-    """Threads per computation: NORMLAB_TORCH_THREADS, else the CPUs shared among the K slots."""
-    environ = os.environ if environ is None else environ
-    return env_number(environ, "NORMLAB_TORCH_THREADS", int,
-                       max(1, available_cpus() // max_concurrent), MAX_THREADS)
-
-
 def gate_from_env(environ: Mapping[str, str] | None = None) -> Gate:
     """A Gate with K, the queue timeout, the hard stop and the shared memory from NORMLAB_MAX_CONCURRENT,
     NORMLAB_QUEUE_TIMEOUT, NORMLAB_HARD_SECONDS and NORMLAB_MAX_MEMORY_MB (the server's limits, defaults
-    in normlab.budget)."""
+    in normlab.ops.settings)."""
     environ = os.environ if environ is None else environ
     limits = server_limits(environ)
-    return Gate(
-        env_number(environ, "NORMLAB_MAX_CONCURRENT", int, DEFAULT_MAX_CONCURRENT, MAX_SLOTS),
-        env_number(environ, "NORMLAB_QUEUE_TIMEOUT", float, DEFAULT_QUEUE_TIMEOUT, MAX_QUEUE_TIMEOUT),
-        limits.hard_seconds,
-        limits.max_memory_mb,
-    )
+    return Gate(max_concurrent(environ), queue_timeout(environ), limits.hard_seconds, limits.max_memory_mb)
 
 
 # Without these, a server whose computations run in many threads keeps what they freed: glibc gives each

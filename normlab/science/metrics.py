@@ -26,10 +26,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from normlab import catalog
+from normlab.core import catalog
 
 # The metric names, in frame order, and those of an activation tensor ("act" and "block" probe points):
-# from normlab.catalog, which also holds each one's title, help and probe kinds.
+# from normlab.core.catalog, which also holds each one's title, help and probe kinds.
 METRICS = catalog.METRICS
 ACTIVATION_METRICS = catalog.ACTIVATION_METRICS
 DEFAULT_RANK_TOL = 1e-3

@@ -1,11 +1,11 @@
-"""run_probes: the paper's three properties measured in one forward and one backward pass, as a tidy frame.
+"""The measurement: the paper's three properties in one forward and one backward pass, as a tidy frame.
 
 For each seed: a freshly initialized network (train mode), one seeded input batch, cross-entropy
 against random labels, backward. Activation statistics are reduced to O(N^2) numbers on the device
 inside the forward hooks; after the last seed they cross to the host in one transfer, and every
 metric of every seed comes from one batched float64 pass with one eigensolve. Values that overflow
 stay inf/NaN in the frame with ``overflow`` set; nothing here raises on bad numerics.
-Knows nothing of the UI or the command line; never prints.
+Unguarded: no budget, backend or store (normlab.ops.run adds them); never prints.
 """
 
 from __future__ import annotations
@@ -22,13 +22,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
-from normlab.backends import Point, check_backend, run_points
-from normlab.budget import check_budget, check_sweep, check_sweep_points, check_time
-from normlab.config import DEFAULT_DEPTH, DEFAULT_GROUPS, DEFAULT_WIDTH, PRESETS, ModelConfig, ProbeConfig
-from normlab.data import derive_seed, make_inputs, make_labels
-from normlab.device import resolve_device
-from normlab.hooks import Tap, Taps, record
-from normlab.metrics import (
+from normlab.core.catalog import SUMMARY_STATS
+from normlab.core.config import (
+    DEFAULT_DEPTH,
+    DEFAULT_GROUPS,
+    DEFAULT_WIDTH,
+    PRESETS,
+    ModelConfig,
+    ProbeConfig,
+    describe,
+)
+from normlab.core.deadline import check_time
+from normlab.science.data import derive_seed, make_inputs, make_labels
+from normlab.science.device import resolve_device
+from normlab.science.hooks import Tap, Taps, record
+from normlab.science.metrics import (
     ACTIVATION_METRICS,
     DEFAULT_RANK_TOL,
     GramStats,
@@ -40,9 +48,8 @@ from normlab.metrics import (
     normalized_gram,
     stack_stats,
 )
-from normlab.models import ACT, BLOCK, CONV, RES, build_model
-from normlab.norms import EvoNormB0, EvoNormS0, FilterResponseNorm
-from normlab.store import ResultStore
+from normlab.science.models import ACT, BLOCK, CONV, RES, build_model
+from normlab.science.norms import EvoNormB0, EvoNormS0, FilterResponseNorm
 
 Progress = Callable[[int, int, str], None]
 
@@ -54,7 +61,6 @@ PROBE_FIELDS = tuple(f.name for f in dataclasses.fields(ProbeConfig) if f.name n
 ROW_COLUMNS = ("seed", "layer", "index", "kind", "metric", "value", "final", "overflow")
 FRAME_COLUMNS = ROW_COLUMNS + MODEL_FIELDS + PROBE_FIELDS
 KEY_COLUMNS = ("layer", "index", "kind", "metric")
-SUMMARY_STATS = ("mean", "min", "max", "n")
 SWEEP_FIELDS = tuple(sorted(MODEL_FIELDS + tuple(f.name for f in dataclasses.fields(ProbeConfig))))
 
 # Seeds share one eigensolve and one host transfer while their Gram matrices (N^2 float64 per point)
@@ -284,34 +290,20 @@ def _rows(passes: Sequence[_Packed], rank_tol: float) -> dict[str, list]:
 
 
 # ---------------------------------------------------------------------------------------------
-# run_probes and its frame
+# measure and its frame
 
 
-def _check_configs(model_config, probe_config) -> None:
+def check_configs(model_config, probe_config) -> None:
     if not isinstance(model_config, ModelConfig):
         raise ValueError(f"model_config must be a normlab ModelConfig; got {type(model_config).__name__}")
     if not isinstance(probe_config, ProbeConfig):
         raise ValueError(f"probe_config must be a normlab ProbeConfig; got {type(probe_config).__name__}")
 
 
-def _check_progress(progress) -> None:
+def check_progress(progress) -> None:
     if progress is not None and not callable(progress):
         raise ValueError(f"progress must be a callable progress(done, total, label) or None; "
                          f"got {type(progress).__name__}")
-
-
-def describe(model_config: ModelConfig) -> str:
-    """A short label for progress messages: 'resnet56 batchnorm' or 'mlp groupnorm depth=20 width=256'."""
-    head = model_config.preset or model_config.arch
-    parts = [head, model_config.norm]
-    if model_config.preset is None:
-        parts += [f"depth={model_config.depth}", f"width={model_config.width}"]
-    if model_config.groups is not None:
-        parts.append(f"groups={model_config.groups}")
-    if model_config.group_size is not None:
-        parts.append(f"group_size={model_config.group_size}")
-    parts += [flag for flag in ("preact", "skipinit") if getattr(model_config, flag)]
-    return " ".join(parts)
 
 
 def _probe_pass(model_config: ModelConfig, probe_config: ProbeConfig, seed: int, device: torch.device,
@@ -358,12 +350,6 @@ def probe_seeds(model_config: ModelConfig, probe_config: ProbeConfig, seeds: Seq
     return cols
 
 
-def probe_seed(model_config: ModelConfig, probe_config: ProbeConfig, seed: int,
-               device: torch.device | None = None) -> dict[str, list]:
-    """The row columns of one seed (no config columns): init, inputs, forward, loss, backward."""
-    return probe_seeds(model_config, probe_config, [seed], device)
-
-
 def _frame(cols: dict[str, list], configs: Mapping[str, object]) -> pd.DataFrame:
     n = len(cols["value"])
     data = {
@@ -389,9 +375,11 @@ def config_columns(model_config: ModelConfig, probe_config: ProbeConfig) -> dict
     return {**{k: model[k] for k in MODEL_FIELDS}, **{k: probe[k] for k in PROBE_FIELDS}}
 
 
-def run_probes(model_config: ModelConfig, probe_config: ProbeConfig,
-               progress: Progress | None = None) -> pd.DataFrame:
-    """Probe a network at initialization for every seed of ``probe_config``.
+def measure(model_config: ModelConfig, probe_config: ProbeConfig,
+            progress: Progress | None = None) -> pd.DataFrame:
+    """Probe a network at initialization for every seed of ``probe_config``, with no limit applied.
+
+    The guarded entry point is ``normlab.run_probes`` (normlab.ops.run): the budget first, then this.
 
     Args:
         model_config: the network.
@@ -402,11 +390,10 @@ def run_probes(model_config: ModelConfig, probe_config: ProbeConfig,
         A tidy frame, one row per (seed, layer, metric); columns :data:`FRAME_COLUMNS`
         (see docs/probes.md).
     """
-    _check_configs(model_config, probe_config)
-    _check_progress(progress)
-    check_budget(model_config, probe_config)  # the operator's limits, before anything is allocated
+    check_configs(model_config, probe_config)
+    check_progress(progress)
     seeds = probe_config.seed_list
-    label = describe(model_config)
+    label = describe(model_config, short=True)
 
     def done(k: int, seed: int) -> None:
         if progress is not None:
@@ -494,7 +481,8 @@ def vary(base: ModelConfig, changes: Mapping[str, object]) -> ModelConfig:
     return ModelConfig(**values)
 
 
-def _sweep_configs(model_config, probe_config, over) -> list[tuple[dict, ModelConfig, ProbeConfig]]:
+def check_over(over) -> int:
+    """Refuse a malformed sweep mapping by name; the number of combinations it spans (not enumerated)."""
     if not isinstance(over, Mapping):
         raise ValueError(f"over must be a mapping field -> list of values; got {type(over).__name__}")
     unknown = [k for k in over if k not in SWEEP_FIELDS]
@@ -503,7 +491,16 @@ def _sweep_configs(model_config, probe_config, over) -> list[tuple[dict, ModelCo
     for key, values in over.items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
             raise ValueError(f"sweep values for {key!r} must be a non-empty list; got {values!r}")
-    check_sweep_points(math.prod(len(v) for v in over.values()))  # before enumerating them
+    return math.prod(len(v) for v in over.values())
+
+
+def sweep_configs(model_config: ModelConfig, probe_config: ProbeConfig,
+                  over: Mapping[str, Sequence]) -> list[tuple[dict, ModelConfig, ProbeConfig]]:
+    """Every combination of ``over`` as (changes, network, probe), in the sweep's order.
+
+    Call :func:`check_over` (and bound its count) first: this enumerates the whole product.
+    """
+    check_over(over)
     model_keys = [k for k in over if k in MODEL_FIELDS]
     out = []
     for combo in itertools.product(*over.values()):
@@ -517,40 +514,6 @@ def _sweep_configs(model_config, probe_config, over) -> list[tuple[dict, ModelCo
             raise ValueError(f"sweep point {shown} is invalid: {err}") from err
         out.append((changes, mc, pc))
     return out
-
-
-def run_sweep(model_config: ModelConfig, probe_config: ProbeConfig, over: Mapping[str, Sequence],
-              progress: Progress | None = None, backend: str = "local", address: str | None = None,
-              store: ResultStore | None = None) -> pd.DataFrame:
-    """Probe the cartesian product of field values in ``over``; one concatenated frame.
-
-    Args:
-        model_config: the base network.
-        probe_config: the base probe settings.
-        over: field name -> list of values, fields of ModelConfig or ProbeConfig, for example
-            ``{"norm": ["batchnorm", "groupnorm"], "depth": [4, 8]}``. Every combination is
-            validated before anything runs.
-        progress: called as ``progress(done, total, label)`` after each seed of each combination
-            (on Ray, after each combination).
-        backend: ``"local"`` runs the combinations here one by one, ``"ray"`` one Ray task each
-            (see normlab.backends); the frame is the same.
-        address: the Ray cluster to join; None starts a local Ray.
-        store: a ResultStore that keeps each finished combination (a probe record) and supplies
-            those it already holds, so a rerun resumes; None keeps nothing.
-
-    Returns:
-        The frames of :func:`run_probes` for every combination, concatenated in the sweep's order.
-    """
-    _check_configs(model_config, probe_config)
-    _check_progress(progress)
-    check_backend(backend, address)
-    configs = _sweep_configs(model_config, probe_config, over)
-    check_sweep([(mc, pc) for _, mc, pc in configs])  # every point and the total, before any runs
-    points = [Point("probe", (mc, pc), pc.seeds, name=describe(mc), suffix=")",
-                    prefix=", ".join(f"{k}={v}" for k, v in changes.items()) + " (")
-              for changes, mc, pc in configs]
-    frames, _ = run_points(points, backend, address, store, progress)
-    return pd.concat(frames, ignore_index=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -576,7 +539,7 @@ def probe_module(
             else the loss 0.5 * mean(output^2).
         modules: names of the modules whose outputs get the activation metrics (kind ``act``).
             Default: a normlab network's own probe points (so the rows are those of
-            :func:`run_probes`, residual branches included), else every normalization layer. Every
+            :func:`measure`, residual branches included), else every normalization layer. Every
             conv/linear output gets ``grad_norm``.
         rank_tol: numerical_rank's tolerance.
         seed: seed of the random labels.
@@ -712,7 +675,7 @@ def _spread(count: int, keep: int) -> list[int]:
 
 def probe_detail(model_config: ModelConfig, probe_config: ProbeConfig, *, points: int = DETAIL_POINTS,
                  samples: int = DETAIL_SAMPLES) -> ProbeDetail:
-    """The first seed's pass of :func:`run_probes`, keeping what the pictures of the samples need.
+    """The first seed's pass of :func:`measure`, keeping what the pictures of the samples need.
 
     The same hooks reduce every activation to its Gram statistics; the cosine matrices and the principal
     plane come from those N x N matrices, so no activation outlives the pass. Alongside, each trunk point
@@ -724,15 +687,14 @@ def probe_detail(model_config: ModelConfig, probe_config: ProbeConfig, *, points
         points: at most this many trunk points are kept (evenly spaced along depth, the last included).
         samples: activation values kept per point, drawn with a seeded generator.
     """
-    _check_configs(model_config, probe_config)
+    check_configs(model_config, probe_config)
     for name, value in (("points", points), ("samples", samples)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 2:
             raise ValueError(f"{name} must be a whole number >= 2; got {value!r}")
-    check_budget(model_config, dataclasses.replace(probe_config, seeds=1))
     seed = probe_config.seed
     device = resolve_device(probe_config.device)
     size = probe_config.image_size
-    with torch.random.fork_rng(devices=[]):  # the same network and batch as run_probes' first seed
+    with torch.random.fork_rng(devices=[]):  # the same network and batch as measure's first seed
         torch.manual_seed(derive_seed(seed, "init"))
         model = build_model(model_config, (model_config.in_channels, size, size))
     model.train().to(device)
@@ -758,7 +720,7 @@ def probe_detail(model_config: ModelConfig, probe_config: ProbeConfig, *, points
     kept = [trunk[i] for i in _spread(len(trunk), points)]
     convs = [t for t in taps.taps if t.kind == CONV and t.grad_norm is not None]
     if not kept:
-        raise ValueError(f"{describe(model_config)} has no activation probe points to picture")
+        raise ValueError(f"{describe(model_config, short=True)} has no activation probe points to picture")
     stats = stack_stats([t.value for t in kept])  # (P, ...)
     host = to_host([stats.gram_centered, stats.proj, stats.mean_sq, stats.sq_norms, stats.finite,
                     *[per_sample[id(t.grad_norm)][1] for t in convs]])

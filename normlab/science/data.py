@@ -1,5 +1,5 @@
 """Seeded input batches for the probes: Gaussian noise, crops of natural photographs, digits, and
-real datasets from a local folder (CIFAR-10/100, an image folder; read by normlab.datasets).
+real datasets from a local folder (CIFAR-10/100, an image folder; read by normlab.science.datasets).
 
 Every batch comes from its own seeded generator, never from the global RNG state, so the same
 (config, seed) always gives the same tensor and probing leaves the caller's random state untouched.
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from normlab import datasets
-from normlab.config import DISK_INPUTS, INPUTS, UPLOAD_INPUT, ProbeConfig
+from normlab.core.config import DISK_INPUTS, INPUTS, UPLOAD_INPUT, ProbeConfig
+from normlab.science import datasets
 
 # Independent random streams drawn from one user seed: weights, inputs and labels never share draws.
 STREAMS = {"init": 0, "inputs": 1, "labels": 2}

@@ -24,7 +24,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from normlab.config import ModelConfig, ProbeConfig
+from normlab.core.config import ModelConfig, ProbeConfig
 
 # Columns whose NaN means "does not apply", not "not a number".
 CONFIG_COLUMNS = frozenset(f.name for cls in (ModelConfig, ProbeConfig) for f in dataclasses.fields(cls))

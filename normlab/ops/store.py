@@ -5,7 +5,7 @@ under ``<root>/kind=<kind>/key=<hash>/part-0.parquet`` (hive partitioning, so ``
 whole store as one table), with the configs and the engine version in the file's metadata. The key hashes
 the configs *and* ``ENGINE_VERSION``, so a change that alters the numbers never reuses stale records.
 
-The dashboard, ``normlab warm`` and the sweeps (local or distributed) all read and write this one store:
+The dashboard, ``python -m ui.warm`` and the sweeps (local or distributed) all read and write this one store:
 identical requests from every session, process and machine sharing the folder are computed once.
 Writes are atomic (a hidden temporary file renamed into place), so a crash leaves no half record and
 two writers of one key leave one whole file. Knows nothing of torch or of the UI.
@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from normlab.version import ENGINE_VERSION
+from normlab.core.version import ENGINE_VERSION
 
 ENV_VAR = "NORMLAB_STORE"
 DEFAULT_ROOT = Path("~/.cache/normlab/results")

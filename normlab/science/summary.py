@@ -29,7 +29,7 @@ import pandas as pd
 # Yang et al. (2019): with BatchNorm + ReLU the gradient grows by sqrt(pi / (pi - 1)) per layer toward
 # the input, at large width and batch.
 BN_GRAD_RATE = math.sqrt(math.pi / (math.pi - 1))  # ~1.2112
-HEAD = "head"  # the classifier's layer name in normlab's networks (normlab.models.Net.head)
+HEAD = "head"  # the classifier's layer name in normlab's networks (normlab.science.models.Net.head)
 
 
 # --- Gradients --------------------------------------------------------------------------------------------

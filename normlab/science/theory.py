@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from normlab import catalog, summary
-from normlab.config import ModelConfig
-from normlab.models import BLOCK, CONV, build_model
+from normlab.core import catalog
+from normlab.core.config import ModelConfig
+from normlab.science import summary
+from normlab.science.models import BLOCK, CONV, build_model
 
 # --- Constants, each with where it comes from -------------------------------------------------------------
 
@@ -50,7 +51,7 @@ SOURCES = {
     "Randomly Initialised Deep Networks (NeurIPS)",
 }
 
-# The theory families, read from normlab.catalog (each normalizer's ``theory`` and ``rank_bound``):
+# The theory families, read from normlab.core.catalog (each normalizer's ``theory`` and ``rank_bound``):
 # SLOT_NORMS divide by activation statistics in the norm slot, so each branch ends at unit scale and a
 # projection shortcut (conv + norm) restarts the trunk at a fixed level; TRUNK_NORMS sit in the activation
 # slot and act after the addition of a post-activation block; UNNORMALIZED propagate like a He-initialised

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normlab import catalog
+from normlab.core import catalog
 
 EPS = 1e-5
 # Gain that restores unit variance after a ReLU of a standard normal: 1 / sqrt(Var(relu(z))).
@@ -308,7 +308,7 @@ def apply_weight_norm(layer: nn.Module) -> nn.Module:
 class Normalizer:
     """One entry of the registry: what a normalizer puts in each slot of conv -> norm -> act.
 
-    Only the factories live here; the label, slot and traits are read from ``normlab.catalog``.
+    Only the factories live here; the label, slot and traits are read from ``normlab.core.catalog``.
     """
 
     name: str
@@ -385,8 +385,8 @@ def check_registry() -> None:
     built, known = set(NORMALIZERS), set(catalog.NORMALIZERS)
     if built != known:
         raise RuntimeError(
-            f"normlab.norms.NORMALIZERS and normlab.catalog.NORMALIZERS disagree: factories without a "
-            f"catalog entry {sorted(built - known)}, catalog entries without a factory "
+            f"normlab.science.norms.NORMALIZERS and normlab.core.catalog.NORMALIZERS disagree: "
+            f"factories without a catalog entry {sorted(built - known)}, catalog entries without a factory "
             f"{sorted(known - built)}"
         )
 

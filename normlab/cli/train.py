@@ -1,4 +1,4 @@
-"""The ``normlab train`` and ``normlab study`` subcommands: argparse over normlab.training.
+"""The ``normlab train`` and ``normlab study`` subcommands: argparse over normlab.science.training.
 
 ``add_parsers(subparsers)`` registers both on the root parser of normlab.cli; each handler returns its
 exit status (0 ok, 2 bad input with one line on stderr). Flags are generated from the config fields, so
@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import sys
 from collections.abc import Callable
 
 import pandas as pd
 import torch
 
-from normlab.cli import (
+from normlab.cli.common import (
     FIELD_HELP,
     FORMATS,
     TRAINING_HELP,
@@ -25,21 +24,17 @@ from normlab.cli import (
     add_execution_arguments,
     execution_from_args,
     field_type,
+    given,
 )
-from normlab.config import ARCHS, NORM_NAMES, ModelConfig, config_from_dict
-from normlab.datasets import DATA_DIR_ENV, NUM_CLASSES
-from normlab.output import check_out, frame_text, write
-from normlab.training import (
-    STUDY_NORMS,
-    TRAIN_DATASETS,
-    StudyConfig,
-    StudyResult,
-    TrainConfig,
-    TrainResult,
-    paper_recipe,
-    run_study,
-    run_training,
-)
+from normlab.core.catalog import NORM_NAMES
+from normlab.core.config import ARCHS, ModelConfig, config_from_dict
+from normlab.core.text import short
+from normlab.core.train_config import STUDY_NORMS, TRAIN_DATASETS, StudyConfig, TrainConfig, paper_recipe
+from normlab.ops.output import check_out, frame_text, write
+from normlab.ops.run import run_study, run_training
+from normlab.science.datasets import DATA_DIR_ENV, NUM_CLASSES
+from normlab.science.study import StudyResult
+from normlab.science.training import TrainResult
 
 TRAIN_SHOW = ("curve", "summary", "probes")
 STUDY_SHOW = ("runs", "correlations", "curves")
@@ -123,12 +118,6 @@ def step_list(text: str) -> tuple[int, ...]:
         ) from None
 
 
-def _given(args: argparse.Namespace, cls, skip: tuple[str, ...] = ()) -> dict:
-    """The fields of ``cls`` whose flags were given."""
-    names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
-    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-
-
 def _add_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, metavar="INT",
                         help="torch CPU threads (default 1: these small nets gain little from more, and "
@@ -159,10 +148,6 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _fmt(value: float, digits: int = 3) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
-
-
 # --- train -----------------------------------------------------------------------------------------
 
 
@@ -187,18 +172,18 @@ def train_summary(result: TrainResult) -> str:
         + (f" groups {s['groups']}" if s["groups"] is not None else "")
         + f" | {s['steps_done']}/{tc.steps} steps, lr {tc.lr}, batch {tc.batch_size}, seed {tc.seed}, "
         f"{s['seconds']:.1f} s",
-        f"# held-out accuracy: final {_fmt(s['final_test_acc'])}, best {_fmt(s['best_test_acc'])}; "
-        f"steps to {tc.target_accuracy:g}: {_fmt(s['steps_to_target'])}",
-        f"# final-layer cos_sim: init {_fmt(s['cos_sim_init'])}, after {tc.probe_after} steps "
-        f"{_fmt(s['cos_sim_after'])}",
-        f"# gradient growth at init (first / last hidden conv/linear): {_fmt(s['grad_growth_init'])}; "
-        f"gradient range (max/min over the same layers): init {_fmt(s['grad_range_init'])}, "
-        f"after {tc.probe_after} steps {_fmt(s['grad_range_after'])}",
+        f"# held-out accuracy: final {short(s['final_test_acc'], 3)}, best {short(s['best_test_acc'], 3)}; "
+        f"steps to {tc.target_accuracy:g}: {short(s['steps_to_target'], 3)}",
+        f"# final-layer cos_sim: init {short(s['cos_sim_init'], 3)}, after {tc.probe_after} steps "
+        f"{short(s['cos_sim_after'], 3)}",
+        f"# gradient growth at init (first / last hidden conv/linear): {short(s['grad_growth_init'], 3)}; "
+        f"gradient range (max/min over the same layers): init {short(s['grad_range_init'], 3)}, "
+        f"after {tc.probe_after} steps {short(s['grad_range_after'], 3)}",
     ]
     ranges = result.grad_ranges()
     if len(ranges) > 2:
         lines.append("# grad_norm range by step: " + ", ".join(
-            f"{int(r.step)}: {_fmt(r.grad_range)}" for r in ranges.itertuples()))
+            f"{int(r.step)}: {short(r.grad_range, 3)}" for r in ranges.itertuples()))
     if result.diverged:
         lines.append(f"# DIVERGED: the training loss left [0, {tc.max_loss:g}] at step {s['steps_done'] + 1}")
     if result.stopped:
@@ -236,7 +221,7 @@ def train_config_from_fields(fields: dict, recipe: str, norm: str) -> TrainConfi
 def run_train_command(args: argparse.Namespace) -> int:
     """``normlab train``: one run; the chosen frame to stdout/--out, the summary to stderr."""
     try:
-        model_fields, train_fields = _given(args, ModelConfig), _given(args, TrainConfig)
+        model_fields, train_fields = given(args, ModelConfig), given(args, TrainConfig)
         norm = model_fields.get("norm", ModelConfig.norm)
         train = train_config_from_fields(train_fields, args.recipe, norm)
         if train.dataset in NUM_CLASSES and "num_classes" not in model_fields:
@@ -278,8 +263,8 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
 
 def study_config_from_args(args: argparse.Namespace) -> StudyConfig:
     """The StudyConfig the flags describe; training flags override the study's default schedule."""
-    study = _given(args, StudyConfig)
-    train = _given(args, TrainConfig, skip=_STUDY_TRAIN_SKIP)
+    study = given(args, StudyConfig)
+    train = given(args, TrainConfig, skip=_STUDY_TRAIN_SKIP)
     if train:
         study["train"] = dataclasses.replace(StudyConfig().train, **train)
     return config_from_dict(StudyConfig, study)
@@ -293,8 +278,8 @@ def correlation_text(result: StudyResult) -> str:
     lines = [f"# Spearman rho of final-layer cos_sim at init vs training speed "
              f"({result.config.confidence:.0%} bootstrap interval)"]
     for row in result.correlations.itertuples():
-        lines.append(f"#   {row.arch:<7} {names[row.speed]:<30} rho {_fmt(row.rho, 2):>6} "
-                     f"[{_fmt(row.lo, 2)}, {_fmt(row.hi, 2)}]  n={row.n}  ({expect[row.speed]})")
+        lines.append(f"#   {row.arch:<7} {names[row.speed]:<30} rho {short(row.rho, 2):>6} "
+                     f"[{short(row.lo, 2)}, {short(row.hi, 2)}]  n={row.n}  ({expect[row.speed]})")
     if result.stopped:
         lines.append("# stopped early: only the finished runs are counted")
     return "\n".join(lines)

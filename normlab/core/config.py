@@ -10,7 +10,7 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, fields
 
-from normlab.catalog import GROUPED_NORMS, NORM_NAMES
+from normlab.core.catalog import GROUPED_NORMS, NORM_NAMES
 
 ARCHS = ("mlp", "cnn", "resnet")
 WN_ACT_PLACEMENTS = ("after_add", "in_branch")
@@ -45,14 +45,15 @@ DEFAULT_WIDTH = {"mlp": 256, "cnn": 32, "resnet": 16}
 # GroupNorm's default is 32 groups (Wu & He 2018), reduced to a count that divides every width.
 DEFAULT_GROUPS = 32
 MAX_STAGES = 6
-# Hard ceilings far above any operator budget (normlab.budget): past them even validating a config
+# Hard ceilings far above any operator budget (normlab.ops.budget): past them even validating a config
 # (its layer plan, its divisors) would cost time, so they are refused first, by arithmetic alone.
 MAX_DEPTH = 10_000
 MAX_WIDTH = 65_536
 MAX_SEED = 2**62
 
 
-def _choices(values) -> str:
+def choices(values) -> str:
+    """The allowed values, for a message: 'a', 'b', 'c'."""
     return ", ".join(repr(v) for v in values)
 
 
@@ -67,9 +68,22 @@ def check_int(name: str, value, low: int = 1, high: int | None = None) -> None:
         raise ValueError(f"{name} must be between {low} and {shown}; got {value}")
 
 
+def check_real(name: str, value, low: float, high: float | None = None, *, open_low: bool = False,
+               open_high: bool = False) -> None:
+    """A finite number in [low, high], either end optionally open (numpy scalars count as numbers)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
+    too_low = value <= low if open_low else value < low
+    too_high = high is not None and (value >= high if open_high else value > high)
+    if too_low or too_high:
+        lo = f"{'(' if open_low else '['}{low}"
+        hi = f"{high}{')' if open_high else ']'}" if high is not None else "inf)"
+        raise ValueError(f"{name} must be in {lo}, {hi}; got {value!r}")
+
+
 def _check_choice(name: str, value, allowed) -> None:
     if value not in allowed:
-        raise ValueError(f"Unknown {name} {value!r}; expected one of {_choices(allowed)}")
+        raise ValueError(f"Unknown {name} {value!r}; expected one of {choices(allowed)}")
 
 
 def _check_bool(name: str, value) -> None:
@@ -170,13 +184,13 @@ class ModelConfig:
             if self.group_size > min(widths):
                 raise ValueError(
                     f"group_size {self.group_size} is larger than the width {min(widths)}; "
-                    f"allowed: {_choices(divisors(min(widths)))}"
+                    f"allowed: {choices(divisors(min(widths)))}"
                 )
             bad = [w for w in widths if w % self.group_size]
             if bad:
                 raise ValueError(
                     f"group_size {self.group_size} does not divide the width {bad[0]}; "
-                    f"allowed: {_choices(common_divisors(widths))}"
+                    f"allowed: {choices(common_divisors(widths))}"
                 )
             return
         if self.groups is None:
@@ -186,7 +200,7 @@ class ModelConfig:
         if bad:
             raise ValueError(
                 f"Number of groups ({self.groups}) does not divide the width ({bad[0]}); "
-                f"allowed: {_choices(common_divisors(widths))}"
+                f"allowed: {choices(common_divisors(widths))}"
             )
 
     @property
@@ -249,10 +263,11 @@ def config_from_dict(cls, values: dict):
 
 
 INPUTS = ("gaussian", "images", "digits")  # offline: what the package and its dependencies ship
-# Read from a local folder (data_dir, else $NORMLAB_DATA_DIR; see normlab.datasets): never downloaded.
+# Read from a local folder (data_dir, else $NORMLAB_DATA_DIR; normlab.science.datasets): never downloaded.
 DISK_INPUTS = ("cifar10", "cifar100", "imagefolder")
-# Images uploaded in the dashboard: held in this process's memory only (normlab.data.register_upload) and
-# named by the content hash of the decoded batch, which ``data_dir`` carries as "upload:<sha256>".
+# Images uploaded in the dashboard: held in this process's memory only
+# (normlab.science.data.register_upload) and named by the content hash of the decoded batch, which
+# ``data_dir`` carries as "upload:<sha256>".
 UPLOAD_INPUT = "upload"
 MAX_IMAGE_SIZE = 256
 
@@ -299,8 +314,21 @@ class ProbeConfig:
         return asdict(self)
 
 
-def describe(model: ModelConfig, probe: ProbeConfig | None = None) -> str:
-    """One line naming a network (and how it is probed), for table headers and refusals."""
+def describe(model: ModelConfig, probe: ProbeConfig | None = None, *, short: bool = False) -> str:
+    """One line naming a network (and how it is probed), for table headers and refusals.
+
+    ``short``: the label of progress messages and refusals, 'resnet56 batchnorm' or
+    'mlp groupnorm depth=20 width=256 groups=4'.
+    """
+    if short:
+        parts = [model.preset or model.arch, model.norm]
+        if model.preset is None:
+            parts += [f"depth={model.depth}", f"width={model.width}"]
+        parts += [f"{k}={getattr(model, k)}" for k in ("groups", "group_size")
+                  if getattr(model, k) is not None]
+        parts += [flag for flag in ("preact", "skipinit") if getattr(model, flag)]
+        text = " ".join(parts)
+        return text if probe is None else f"{text} batch_size={probe.batch_size}"
     size = f"{model.preset} " if model.preset else ""
     parts = [f"{size}{model.arch}", model.norm, f"depth {model.depth}", f"width {model.width}"]
     parts += [f"{k} {getattr(model, k)}" for k in ("groups", "group_size", "stages")

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from normlab.budget import check_time
-from normlab.config import ModelConfig
-from normlab.norms import (
+from normlab.core.config import ModelConfig
+from normlab.core.deadline import check_time
+from normlab.science.norms import (
     Normalizer,
     ScaledStdConv2d,
     ScaledStdLinear,
