@@ -42,8 +42,9 @@ COPY . .
 # The server runs as an unprivileged user, numeric so that the host can resolve it too. `python -m ui.warm`
 # computes the paper claims and every page's default view into the image's result store (NORMLAB_STORE),
 # owned by that user: a lecture's claims open at once for every visitor, and never compute again after
-# a restart.
+# a restart. The install's own leftovers in /app (build/, normlab.egg-info/) go in the same layer.
 RUN pip install --no-deps . \
+    && rm -rf build normlab.egg-info \
     && groupadd --gid 1000 normlab \
     && useradd --create-home --uid 1000 --gid 1000 normlab \
     && python -m ui.warm \

@@ -198,6 +198,13 @@ def test_the_image_warms_its_result_store_at_build_time_for_the_server_user():
     assert words.index("USER") > words.index("RUN")
 
 
+def test_the_package_install_leaves_no_root_owned_build_folders_in_the_app():
+    runs = [rest for word, rest in instructions() if word == "RUN"]
+    install = next(r for r in runs if "pip install --no-deps ." in r)
+    # `pip install .` builds in the source tree; removed in the same layer, so they never reach the image
+    assert install.index("pip install --no-deps .") < install.index("rm -rf build normlab.egg-info")
+
+
 # ---------------------------------------------------------------------------------------------
 # The build context, the install and the start command
 

@@ -7,7 +7,8 @@ Warming runs the app once in a bare session (Streamlit's /_stcore/script-health-
 visitor comes. That first run of the process is the one Streamlit routes through the legacy pages/
 directory (streamlit/streamlit#9992): a visitor whose first request to a fresh server is a page's path
 (/variance-growth) would otherwise see a "Page not found" dialog over the right page. After it, typed
-paths, clicks and share links all open their page. Also shared by tests/test_browser.py,
+paths, clicks and share links all open their page. SIGTERM (docker stop) or SIGINT (Ctrl-C) stops the
+server's process group and the launcher exits 0 (``supervise``). Also shared by tests/test_browser.py,
 benchmarks/ui_latency.py and scripts/load_test.py (loopback only there).
 """
 
@@ -18,8 +19,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository (or the image's /app): app.py is here
@@ -27,6 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]  # the repository (or the image's /ap
 # and nothing that calls out (updates, sync, background networking).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# How long a stopped server may take to exit before its group is killed: Streamlit needs about 1 s, and
+# `docker stop` waits 10 s before it kills the launcher itself.
+GRACE_S = 5.0
 
 
 def free_port() -> int:
@@ -100,8 +106,58 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait(10)
 
 
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:  # the group has already gone
+        pass
+
+
+def supervise(proc: subprocess.Popen, ready: Callable[[], object] = lambda: None,
+              grace: float = GRACE_S) -> int:
+    """Run ``ready()``, then wait for ``proc`` (a process group leader) to exit; SIGTERM or SIGINT to this
+    process meanwhile stops its whole group.
+
+    The signal handler only sends signals: SIGTERM to the group at once and, for a server that lingers,
+    SIGKILL on a timer after ``grace`` seconds. This thread's own wait then reaps the server. Waiting inside
+    the handler would hang for ever: the ``proc.wait()`` the signal interrupted holds Popen's wait lock.
+
+    Returns 0 once a signal stopped the server (``ready``'s error then too: it saw the server go), else the
+    server's own exit status.
+    """
+    stopping = threading.Event()
+
+    def kill() -> None:
+        print(f"server: still running {grace:g} s after SIGTERM; killing its process group", file=sys.stderr,
+              flush=True)
+        _signal_group(proc, signal.SIGKILL)
+
+    killer = threading.Timer(grace, kill)
+
+    def stop(_signum: int, _frame: object) -> None:
+        if not stopping.is_set():  # a second Ctrl-C changes nothing
+            stopping.set()
+            _signal_group(proc, signal.SIGTERM)
+            killer.start()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            ready()
+        except Exception:
+            if not stopping.is_set():
+                raise
+        status = proc.wait()
+    finally:
+        killer.cancel()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if stopping.is_set() else status
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Serve the dashboard until interrupted: start, wait until healthy, warm, then wait."""
+    """Serve the dashboard until stopped: start, wait until healthy, warm, then wait; SIGTERM (docker stop)
+    or SIGINT (Ctrl-C) stops the server's whole group and exits 0."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Serve the normlab dashboard (warmed: see the module doc).")
@@ -109,13 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
     args = parser.parse_args(argv)
-    proc = start_server(args.port, address=args.address, inherit_output=True)
-    for sig in (signal.SIGTERM, signal.SIGINT):  # docker stop, Ctrl-C: stop the server's whole group
-        signal.signal(sig, lambda *_args: stop_server(proc) or sys.exit(0))
     local = "127.0.0.1" if args.address in ("0.0.0.0", "::") else args.address
-    wait_healthy(f"http://{local}:{args.port}", proc, timeout=300)
-    print(f"normlab: serving at http://{local}:{args.port} (warmed)", flush=True)
-    return proc.wait()
+    url = f"http://{local}:{args.port}"
+    proc = start_server(args.port, address=args.address, inherit_output=True)
+
+    def ready() -> None:
+        wait_healthy(url, proc, timeout=300)
+        print(f"normlab: serving at {url} (warmed)", flush=True)
+
+    return supervise(proc, ready)
 
 
 if __name__ == "__main__":
