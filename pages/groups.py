@@ -4,6 +4,7 @@ import dataclasses
 
 import streamlit as st
 
+from normlab.core import catalog
 from ui import cache, controls, figures, measures, views
 from ui.i18n import N_, _
 
@@ -25,6 +26,10 @@ scale = cols[1].segmented_control(_("Axis"), controls.SCALES, key="sweep_scale",
                                   format_func=controls.labelled(controls.SCALE_LABELS))
 base = selection.base
 net = base.preset or base.arch
+if not catalog.accepts(base.arch, norm):
+    st.info(_("This network does not take {norm}: choose another network in the sidebar for the "
+              "group-size sweep.").format(norm=catalog.label(norm)))
+    st.stop()
 counts = controls.group_choices(net, base.width, base.stages or 1)
 model = dataclasses.replace(base, norm=norm, groups=counts[0], group_size=None)
 slot, bar = st.empty(), st.empty()

@@ -556,3 +556,9 @@ def test_run_training_checks_the_machines_memory_first(monkeypatch):
 
     with pytest.raises(BudgetExceeded, match="memory this machine has free"):
         run_training(ModelConfig(arch="mlp", depth=2, width=4096), TrainConfig(steps=1, probe_after=1))
+
+
+def test_the_networks_above_cover_every_family_of_the_catalog():
+    from normlab.core.catalog import ARCH_NAMES
+
+    assert {family["arch"] for family in FAMILIES} == set(ARCH_NAMES)

@@ -195,3 +195,9 @@ def test_the_paper_presets_keep_pytorchs_default_head_and_free_nets_a_kaiming_on
     assert paper.bias.abs().max().item() > 0
     assert free.weight.std().item() == pytest.approx(math.sqrt(2 / fan_in), rel=0.05)
     assert free.bias.abs().max().item() == 0
+
+
+def test_the_block_types_above_cover_every_family_of_the_catalog():
+    from normlab.core.catalog import ARCH_NAMES
+
+    assert {family["arch"] for family in FAMILIES} == set(ARCH_NAMES)

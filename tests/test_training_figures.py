@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from ui.figures import ARCH_LABELS, curves_figure, norm_color, similarity_speed_figure
+from ui.figures import arch_label, curves_figure, norm_color, similarity_speed_figure
 
 
 def runs_frame() -> pd.DataFrame:
@@ -26,7 +26,7 @@ def correlations(rho=-0.5) -> pd.DataFrame:
 
 def test_one_trace_per_normalizer_coloured_by_it_and_diverged_runs_open_at_zero():
     fig = similarity_speed_figure(runs_frame(), correlations(), "acc_at_k", steps=100)
-    net = ARCH_LABELS["cnn"]
+    net = arch_label("cnn")
     assert [t.name for t in fig.data] == [f"BatchNorm · {net}", f"LayerNorm · {net}"]
     layer = fig.data[1]
     assert layer.marker.color == norm_color("layernorm")

@@ -7,25 +7,42 @@ notices are phrased in the current language (``ui.i18n``), the labels marked for
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from normlab import INPUTS, NORM_NAMES, PRESETS, ModelConfig
 from normlab.core import catalog
-from normlab.core.config import DEFAULT_DEPTH, DEFAULT_WIDTH, common_divisors
+from normlab.core.config import common_divisors
 from ui.i18n import DEFAULT as DEFAULT_LANG
 from ui.i18n import LANGUAGES, N_, _
 
-# The network menu: the three families with free sizes, then the paper's presets with fixed sizes.
-NETS = ("resnet", "cnn", "mlp", *PRESETS)
-NET_LABELS = {
-    "resnet": N_("ResNet (choose the size)"),
-    "cnn": N_("Plain CNN (choose the size)"),
-    "mlp": N_("MLP (choose the size)"),
-    "resnet56": N_("ResNet-56 (paper)"),
-    "vgg10": N_("VGG-10 (paper)"),
-    "vgg20": N_("VGG-20 (paper)"),
-}
+
+class _Nets(Sequence):
+    """The network menu, read from the catalog when used: the architecture families with free sizes (the
+    residual one first, as the dashboard opens on it; a family registered later is offered too), then
+    the paper's presets with fixed sizes."""
+
+    def _items(self) -> tuple[str, ...]:
+        return (*reversed(catalog.ARCH_NAMES), *PRESETS)
+
+    def __getitem__(self, index):
+        return self._items()[index]
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __repr__(self) -> str:
+        return repr(self._items())
+
+
+NETS = _Nets()
+PRESET_LABELS = {"resnet56": N_("ResNet-56 (paper)"), "vgg10": N_("VGG-10 (paper)"),
+                 "vgg20": N_("VGG-20 (paper)")}
+
+
+def net_labels() -> Callable[[object], str]:
+    """``format_func`` of the network menu: each family's menu entry, each preset's name."""
+    return labelled({**{name: info.menu for name, info in catalog.ARCHITECTURES.items()}, **PRESET_LABELS})
 # What the menus show for option values that are words (the values themselves stay the link's).
 INPUT_LABELS = {"gaussian": N_("gaussian"), "images": N_("images"), "digits": N_("digits")}
 DEVICE_LABELS = {"auto": N_("auto")}
@@ -67,8 +84,8 @@ CONTROLS: tuple[Control, ...] = (
     Control("group_by", "groups", "choice", GROUP_BY),
     Control("groups", 4, "int", low=1, high=max(WIDTHS)),
     Control("group_size", 4, "int", low=1, high=max(WIDTHS)),
-    Control("depth", DEFAULT_DEPTH["resnet"], "int", low=1, high=MAX_DEPTH),
-    Control("width", DEFAULT_WIDTH["resnet"], "choice", WIDTHS),
+    Control("depth", catalog.family("resnet").default_depth, "int", low=1, high=MAX_DEPTH),
+    Control("width", catalog.family("resnet").default_width, "choice", WIDTHS),
     Control("stages", 1, "int", low=1, high=MAX_STAGES),
     Control("preact", False, "bool"),
     Control("skipinit", False, "bool"),
@@ -204,6 +221,16 @@ def to_params(values: Mapping[str, object], page: str | None = None) -> dict[str
     return params
 
 
+def family_of(net: str) -> catalog.ArchInfo:
+    """The architecture family of a network menu entry (a preset's family for a preset)."""
+    return catalog.family(PRESETS[net]["arch"] if net in PRESETS else net)
+
+
+def is_residual(net: str) -> bool:
+    """Whether the menu entry builds a residual net (stages, pre-activation, SkipInit apply)."""
+    return family_of(net).residual
+
+
 def network_fields(net: str) -> dict:
     """ModelConfig fields that the network menu entry fixes: a preset, or just the family."""
     return {"preset": net} if net in PRESETS else {"arch": net}
@@ -211,8 +238,10 @@ def network_fields(net: str) -> dict:
 
 def group_choices(net: str, width: int, stages: int) -> list[int]:
     """Group counts (and group sizes) valid for every normalized width of the network."""
-    sizes = {} if net in PRESETS else {"width": width, **({"stages": stages} if net == "resnet" else {})}
-    probe_net = ModelConfig(**network_fields(net), **sizes, norm="groupnorm", groups=1)
+    sizes = {} if net in PRESETS else {"width": width, **({"stages": stages} if is_residual(net) else {})}
+    accepted = family_of(net).norms or ("none",)  # the widths do not depend on the normalizer
+    norm = "none" if "none" in accepted else accepted[0]
+    probe_net = ModelConfig(**network_fields(net), **sizes, norm=norm)
     return common_divisors(probe_net.widths)
 
 

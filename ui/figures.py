@@ -910,9 +910,19 @@ def lecture_style(fig: go.Figure, scale: float = 1.5) -> go.Figure:
 
 # --- The training page: its runs' similarity at init against their training speed -----------------------
 
-ARCH_SYMBOLS = {"cnn": "circle", "resnet": "diamond", "mlp": "square"}
-# English, marked for the catalog: pass a label through _() where it is shown.
-ARCH_LABELS = {"cnn": N_("plain CNN"), "resnet": "ResNet", "mlp": "MLP", "all": N_("both nets pooled")}
+POOLED = N_("both nets pooled")  # the correlation over every family's runs (row arch "all")
+
+
+def arch_label(arch: str) -> str:
+    """A family's name on a chart, in the session's language (the pooled row's too; unknown: as is)."""
+    if arch == "all":
+        return _(POOLED)
+    return _(catalog.ARCHITECTURES[arch].label) if arch in catalog.ARCHITECTURES else str(arch)
+
+
+def arch_symbol(arch: str) -> str:
+    return catalog.ARCHITECTURES[arch].symbol if arch in catalog.ARCHITECTURES else "circle"
+
 SPEEDS = {"acc_at_k": N_("held-out accuracy after k steps"),
           "steps_to_target": N_("steps to the target accuracy")}
 
@@ -931,12 +941,12 @@ def similarity_speed_figure(runs: pd.DataFrame, correlations: pd.DataFrame, spee
         y = part[speed].to_numpy(dtype=float)
         missing = np.isnan(y)
         shown = np.where(missing, 0.0 if speed == "acc_at_k" else level, y)
-        net = _(ARCH_LABELS[arch])
+        net = arch_label(arch)
         fig.add_trace(go.Scatter(
             x=part["cos_sim_init"], y=shown, mode="markers", name=f"{label} · {net}",
             legendgroup=label,
             marker={"color": norm_color(norm), "size": 11,
-                    "symbol": [ARCH_SYMBOLS.get(arch, "circle") + ("-open" if m else "") for m in missing],
+                    "symbol": [arch_symbol(arch) + ("-open" if m else "") for m in missing],
                     "line": {"width": 1, "color": "white"}},
             customdata=np.stack([part["seed"], part["final_test_acc"], part["diverged"]], axis=1),
             hovertemplate=_("<b>{label}</b> ({net}), seed %{{customdata[0]}}<br>"
@@ -946,7 +956,7 @@ def similarity_speed_figure(runs: pd.DataFrame, correlations: pd.DataFrame, spee
         ))
     text = []
     for row in correlations[correlations["speed"] == speed].itertuples():
-        name = _(ARCH_LABELS[row.arch]) if row.arch in ARCH_LABELS else row.arch
+        name = arch_label(row.arch)
         if not math.isnan(row.rho):
             text.append(f"{name}: Spearman ρ = {row.rho:+.2f} [{row.lo:+.2f}, {row.hi:+.2f}], n = {row.n}")
         else:  # fewer than two runs, or one side constant (e.g. no run reached the target)
@@ -977,7 +987,7 @@ def curves_figure(curves: pd.DataFrame, y: str, uirevision: str = "training-curv
     archs = list(dict.fromkeys(curves["arch"]))
     quantity = _(CURVES[y])
     fig = make_subplots(rows=1, cols=len(archs), shared_yaxes=True,
-                        subplot_titles=[_(ARCH_LABELS[a]) if a in ARCH_LABELS else a for a in archs])
+                        subplot_titles=[arch_label(a) for a in archs])
     legend_seen = set()
     for col, arch in enumerate(archs, start=1):
         for (label, norm, seed), run in curves[curves["arch"] == arch].groupby(["label", "norm", "seed"],

@@ -189,8 +189,9 @@ def series_norms(stats: pd.DataFrame) -> dict[str, str]:
 
 
 def stage_starts(stats: pd.DataFrame) -> list[float]:
-    """Depths (1-based block numbers) where a new ResNet stage begins, for the dotted stage lines."""
-    if stats.empty or "stages" not in stats or stats["arch"].iloc[0] != "resnet":
+    """Depths (1-based block numbers) where a new stage of a residual net begins, for the dotted lines."""
+    info = catalog.ARCHITECTURES.get(stats["arch"].iloc[0]) if not stats.empty and "arch" in stats else None
+    if info is None or not info.residual or "stages" not in stats:
         return []
     stages, depth = stats["stages"].iloc[0], stats["depth"].iloc[0]
     if not (_present(stages) and _present(depth)) or int(stages) < 2:
@@ -200,14 +201,7 @@ def stage_starts(stats: pd.DataFrame) -> list[float]:
 
 def rank_ceiling(model_config: ModelConfig, probe_config: ProbeConfig) -> int:
     """min(batch, features) of the final features before pooling: no rank can exceed it."""
-    if model_config.arch == "mlp":
-        features = model_config.width
-    else:
-        size = probe_config.image_size
-        for _channels, stride in model_config.plan:
-            size = math.ceil(size / stride)
-        features = model_config.plan[-1][0] * size * size
-    return min(probe_config.batch_size, features)
+    return min(probe_config.batch_size, catalog.final_features(model_config, probe_config.image_size))
 
 
 def tradeoff_points(frame: pd.DataFrame) -> pd.DataFrame:

@@ -28,10 +28,6 @@ class Selection:
         return self.models[0]
 
 
-def is_resnet(net: str) -> bool:
-    return PRESETS.get(net, {"arch": net})["arch"] == "resnet"
-
-
 def build_selection(values: Mapping[str, object]) -> Selection:
     """Control values (as in ``controls.CONTROLS``) -> configs.
 
@@ -45,9 +41,9 @@ def build_selection(values: Mapping[str, object]) -> Selection:
     fields = C.network_fields(net)
     if net not in PRESETS:
         fields.update(depth=int(v["depth"]), width=int(v["width"]))
-        if net == "resnet":
+        if C.is_residual(net):
             fields["stages"] = int(v["stages"])
-    if is_resnet(net):
+    if C.is_residual(net):
         fields.update(preact=bool(v["preact"]), skipinit=bool(v["skipinit"]), wn_act=v["wn_act"])
     group = {v["group_by"]: int(v[v["group_by"]])}
     models = tuple(

@@ -10,13 +10,13 @@ from __future__ import annotations
 import streamlit as st
 
 from normlab import NORM_NAMES, NORMALIZERS, PRESETS, available_devices
-from normlab.core.config import DEFAULT_DEPTH, DEFAULT_WIDTH
+from normlab.core import catalog
 from normlab.science.data import MAX_UPLOAD_BYTES, MAX_UPLOADS, register_upload
 from ui import controls as C
 from ui import i18n, links
 from ui.cost import cost_summary
 from ui.i18n import LANGUAGE_NAMES, LANGUAGES, _
-from ui.selection import Selection, build_selection, is_resnet, with_upload
+from ui.selection import Selection, build_selection, with_upload
 
 SELECTION_KEY = "_selection"  # the last valid Selection, read by the pages
 # Controls a page does not read, hidden there (their values are kept): the group-size page sweeps every
@@ -34,9 +34,9 @@ UPLOAD_SIZE = max(C.IMAGE_SIZES)  # decoded once at the largest image size; each
 def _on_net_change() -> None:
     """A new family starts from its own default sizes (an MLP is deep and wide, a ResNet narrow)."""
     net = st.session_state.get("net")
-    if net in DEFAULT_DEPTH:
-        st.session_state["depth"] = DEFAULT_DEPTH[net]
-        st.session_state["width"] = DEFAULT_WIDTH[net]
+    if net in catalog.ARCHITECTURES:
+        st.session_state["depth"] = catalog.family(net).default_depth
+        st.session_state["width"] = catalog.family(net).default_width
 
 
 def _group_controls(net: str, width: int, stages: int, lecture: bool) -> None:
@@ -115,7 +115,7 @@ def _probe_controls() -> None:
 def _network_controls(lecture: bool, ignored: set[str]) -> None:
     """Network, normalizers, sizes and GroupNorm's setting (those in ``ignored`` are not drawn)."""
     state = st.session_state
-    net = st.selectbox(_("Network"), C.NETS, format_func=C.labelled(C.NET_LABELS), key="net",
+    net = st.selectbox(_("Network"), tuple(C.NETS), format_func=C.net_labels(), key="net",
                        persist_state=KEEP, on_change=_on_net_change)
     if "norms" in ignored:
         norms = list(state.get("norms", C.DEFAULTS["norms"]))
@@ -130,13 +130,14 @@ def _network_controls(lecture: bool, ignored: set[str]) -> None:
         st.caption(sizes.format(depth=fixed["depth"], width=fixed["width"], stages=fixed.get("stages")))
     else:
         depths = sorted({*C.DEPTHS, int(state.get("depth", C.DEFAULTS["depth"]))})
-        st.select_slider(_("Depth (blocks per stage)") if net == "resnet" else _("Depth (layers)"), depths,
+        info = C.family_of(net)
+        st.select_slider(_("Depth (blocks per stage)") if info.residual else _("Depth (layers)"), depths,
                          key="depth", persist_state=KEEP)
-        st.select_slider(_("Width (channels)") if net != "mlp" else _("Width (units)"), C.WIDTHS,
+        st.select_slider(_("Width (channels)") if info.spatial else _("Width (units)"), C.WIDTHS,
                          key="width", persist_state=KEEP)
-    if net == "resnet":
+    if C.is_residual(net) and net not in PRESETS:
         st.slider(_("Stages (width doubles, stride 2)"), 1, C.MAX_STAGES, key="stages", persist_state=KEEP)
-    if is_resnet(net):
+    if C.is_residual(net):
         cols = st.columns(2)
         cols[0].checkbox(_("Pre-activation"), key="preact", persist_state=KEEP)
         cols[1].checkbox("SkipInit (α = 0)", key="skipinit", persist_state=KEEP)

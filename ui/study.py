@@ -16,13 +16,14 @@ import pandas as pd
 import streamlit as st
 
 from normlab import NORMALIZERS
+from normlab.core import catalog
 from normlab.core.config import divisors
 from normlab.core.train_config import StudyConfig, TrainConfig
 from normlab.science.study import study_row
 from normlab.science.training import TrainResult
 from ui import controls
 from ui.defaults import quick_study
-from ui.figures import ARCH_LABELS
+from ui.figures import arch_label
 from ui.i18n import N_, _
 
 QUICK = quick_study()  # the page's first study (also warmed into the store by `python -m ui.warm`)
@@ -136,7 +137,7 @@ def verdict(runs: pd.DataFrame, table: pd.DataFrame, speed: str, config: StudyCo
     else:
         said = _("{net}: Spearman ρ = {rho}, {confidence} interval [{lo}, {hi}] over {n} runs: this is not "
                  "decisive (the interval contains 0).")
-    return said.format(net=_(ARCH_LABELS[pooled]), rho=f"{rho:+.2f}", confidence=f"{config.confidence:.0%}",
+    return said.format(net=arch_label(pooled), rho=f"{rho:+.2f}", confidence=f"{config.confidence:.0%}",
                        lo=f"{lo:+.2f}", hi=f"{hi:+.2f}", n=len(runs))
 
 
@@ -166,7 +167,8 @@ def settings_form(config: StudyConfig) -> StudyConfig | None:
     with st.expander(_("Study settings"), expanded=False), st.form("training_settings"):
         cols = st.columns(3)
         archs = cols[0].multiselect(_("Architectures"), ("cnn", "resnet"), default=list(config.archs),
-                                    format_func=controls.labelled(ARCH_LABELS))
+                                    format_func=controls.labelled({a: catalog.family(a).label
+                                                                   for a in ("cnn", "resnet")}))
         norms = cols[1].multiselect(_("Normalizers"), tuple(NORMALIZERS), default=list(config.norms),
                                     format_func=controls.normalizer_labels())
         groups = cols[2].multiselect(_("Group counts (GroupNorm, EvoNorm-S0)"), divisors(config.width),

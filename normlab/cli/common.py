@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from normlab.core import catalog
 from normlab.core.catalog import NORM_NAMES, SUMMARY_STATS
 from normlab.core.config import (
     ARCHS,
@@ -36,11 +37,17 @@ USAGE_ERROR = 2  # exit status for bad input, as argparse uses
 FORMATS = ("csv", "json", "table")
 TRAINING_COMMANDS = ("train", "study")  # in normlab.cli.train, loaded only when one runs
 
+def _per_family(field: str) -> str:
+    """A help text that says what a size means in each family: 'hidden layers (mlp), ... or ... (resnet)'."""
+    parts = [f"{getattr(info, field)} ({name})" for name, info in catalog.ARCHITECTURES.items()]
+    return ", ".join(parts[:-1]) + f" or {parts[-1]}" if len(parts) > 1 else parts[0]
+
+
 FIELD_HELP = {
     "arch": f"network family: {', '.join(ARCHS)} (a preset fixes it)",
     "norm": f"normalizer: {', '.join(NORM_NAMES)}",
-    "depth": "hidden layers (mlp), conv layers (cnn) or blocks per stage (resnet)",
-    "width": "hidden width (mlp, cnn) or first-stage width (resnet)",
+    "depth": _per_family("depth_help"),
+    "width": _per_family("width_help"),
     "groups": "group count of groupnorm / evonorm_s0 (must divide every width)",
     "group_size": "channels per group, instead of --groups",
     "preset": f"paper network: {', '.join(PRESETS)}",

@@ -1,4 +1,5 @@
-"""The one table of normalizers and metrics: names, labels, traits, cost terms, colours and help texts.
+"""The one table of normalizers, architecture families and metrics: names, labels, traits, cost terms,
+colours and help texts.
 
 Plain data, no torch: config, theory, budget, the CLI and every page read it, and ``normlab.science.norms``
 keys its factories by its names. Adding a normalizer is one ``NormInfo`` line here plus one factory
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from normlab.core import plans
 
 
 def N_(message: str) -> str:
@@ -151,6 +154,85 @@ def unregister(name: str) -> None:
 
 
 _refresh()
+
+
+# --- Architecture families ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ArchInfo:
+    """What the rest of normlab knows of an architecture family without building it.
+
+    Adding a family is its builder (a module of normlab.science) plus one ``ArchInfo`` row here (and
+    the translation of its labels): the configs, the cost model, the theory, the CLI and every page
+    read the rest from this row.
+    """
+
+    name: str
+    label: str  # its name on charts and in the CLI's list (N_-marked)
+    menu: str  # the sidebar's entry for a network of this family of one's own size (N_-marked)
+    # "package.module:function" of the science layer, or the function itself:
+    # build(config, normalizer, input_shape) -> normlab.science.models.Net
+    builder: str | Callable
+    walk: Callable  # walk(visitor, config, image_size): its layers as a probe meets them (core.plans)
+    default_depth: int  # when neither the user nor a preset gives one: small enough to redraw live
+    default_width: int
+    depth_help: str  # what depth counts, for the CLI's help
+    width_help: str
+    residual: bool = False  # residual blocks: stages, preact, skipinit, the residual-net theory
+    spatial: bool = True  # convolutions over images (else flat features): the widths are channels
+    norms: tuple[str, ...] | None = None  # the normalizers it accepts; None: every one
+    symbol: str = "circle"  # its marker on the training-speed charts
+
+
+ARCHITECTURES: dict[str, ArchInfo] = {
+    "mlp": ArchInfo("mlp", "MLP", N_("MLP (choose the size)"), "normlab.science.models:mlp", plans.walk_mlp,
+                    default_depth=20, default_width=256, depth_help="hidden layers",
+                    width_help="hidden units", spatial=False, symbol="square"),
+    "cnn": ArchInfo("cnn", N_("plain CNN"), N_("Plain CNN (choose the size)"), "normlab.science.models:cnn",
+                    plans.walk_cnn, default_depth=10, default_width=32, depth_help="conv layers",
+                    width_help="channels", symbol="circle"),
+    "resnet": ArchInfo("resnet", "ResNet", N_("ResNet (choose the size)"), "normlab.science.models:resnet",
+                       plans.walk_resnet, default_depth=8, default_width=16,
+                       depth_help="blocks per stage",
+                       width_help="first-stage width, doubling per stage",
+                       residual=True, symbol="diamond"),
+}
+ARCH_NAMES: list[str] = list(ARCHITECTURES)  # refreshed in place by register_family / unregister_family
+
+
+def family(name: str) -> ArchInfo:
+    """The table row of architecture ``name``; an unknown name is a ValueError listing the known ones."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture (arch) {name!r}; expected one of "
+                         f"{', '.join(map(repr, ARCHITECTURES))}")
+    return ARCHITECTURES[name]
+
+
+def accepts(arch: str, norm: str) -> bool:
+    """Whether family ``arch`` builds with normalizer ``norm``."""
+    allowed = family(arch).norms
+    return allowed is None or norm in allowed
+
+
+def register_family(info: ArchInfo) -> None:
+    """Add an architecture family to the table (its builder is named in the row)."""
+    if info.name in ARCHITECTURES:
+        raise ValueError(f"architecture {info.name!r} is already in the catalog")
+    ARCHITECTURES[info.name] = info
+    ARCH_NAMES[:] = list(ARCHITECTURES)
+
+
+def unregister_family(name: str) -> None:
+    """Remove a family registered with :func:`register_family`."""
+    ARCHITECTURES.pop(name)
+    ARCH_NAMES[:] = list(ARCHITECTURES)
+
+
+def final_features(model_config, image_size: int) -> int:
+    """Features per sample of the final representation (before pooling): no rank can exceed it."""
+    last = plans.LastPoint()
+    family(model_config.arch).walk(last, model_config, image_size)
+    return last.features
 
 
 # --- Metrics -----------------------------------------------------------------------------------------------

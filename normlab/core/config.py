@@ -10,9 +10,10 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, fields
 
-from normlab.core.catalog import GROUPED_NORMS, NORM_NAMES
+from normlab.core import catalog
+from normlab.core.catalog import ARCH_NAMES, GROUPED_NORMS, NORM_NAMES
 
-ARCHS = ("mlp", "cnn", "resnet")
+ARCHS = ARCH_NAMES  # the architecture families of the catalog, in its order
 WN_ACT_PLACEMENTS = ("after_add", "in_branch")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -39,9 +40,6 @@ PRESETS: dict[str, dict] = {
 }
 DEFAULT_CLASSES = 10  # free networks: the probe's random labels over 10 classes (spec section 3)
 
-# Defaults when neither the user nor a preset gives a size: small enough to redraw live on a CPU.
-DEFAULT_DEPTH = {"mlp": 20, "cnn": 10, "resnet": 8}
-DEFAULT_WIDTH = {"mlp": 256, "cnn": 32, "resnet": 16}
 # GroupNorm's default is 32 groups (Wu & He 2018), reduced to a count that divides every width.
 DEFAULT_GROUPS = 32
 MAX_STAGES = 6
@@ -50,6 +48,11 @@ MAX_STAGES = 6
 MAX_DEPTH = 10_000
 MAX_WIDTH = 65_536
 MAX_SEED = 2**62
+
+
+def _residual() -> str:
+    """The residual families, as a message names them: 'resnet'."""
+    return " or ".join(repr(a.name) for a in catalog.ARCHITECTURES.values() if a.residual)
 
 
 def choices(values) -> str:
@@ -95,21 +98,21 @@ def _check_bool(name: str, value) -> None:
 class ModelConfig:
     """What network to build: family, normalizer and sizes.
 
-    ``depth`` counts hidden layers (mlp), conv layers (cnn) or blocks per stage (resnet).
-    ``width`` is the hidden width (mlp, cnn) or the first stage's width (resnet, doubling per stage).
+    ``depth`` and ``width`` mean what the family's catalog row says: hidden layers and units (mlp), conv
+    layers and channels (cnn), blocks per stage and the first stage's width, doubling per stage (resnet).
     Sizes left as ``None`` come from the preset, else from the family's default.
     """
 
     arch: str = "resnet"  # one of ARCHS; a preset fixes it
     norm: str = "batchnorm"  # one of NORM_NAMES
-    depth: int | None = None  # None: preset or DEFAULT_DEPTH[arch]
-    width: int | None = None  # None: preset or DEFAULT_WIDTH[arch]
+    depth: int | None = None  # None: preset or the family's default_depth (normlab.core.catalog)
+    width: int | None = None  # None: preset or the family's default_width
     groups: int | None = None  # GroupNorm / EvoNorm-S0 group count; None: from group_size or default
     group_size: int | None = None  # channels per group, the alternative to groups
     preset: str | None = None  # one of PRESETS, or None for a free network
-    stages: int | None = None  # resnet only: stages of `depth` blocks; None: preset or 1
-    preact: bool = False  # resnet: pre-activation blocks (He et al. 2016b)
-    skipinit: bool = False  # resnet: learnable branch scale alpha initialised to 0 (De & Smith 2020)
+    stages: int | None = None  # residual families only: stages of `depth` blocks; None: preset or 1
+    preact: bool = False  # residual: pre-activation blocks (He et al. 2016b)
+    skipinit: bool = False  # residual: learnable branch scale alpha initialised to 0 (De & Smith 2020)
     # weightnorm resnet: corrected ReLU after each addition (the paper's code) or inside the branch
     wn_act: str = "after_add"
     in_channels: int = 3  # input image channels
@@ -138,27 +141,30 @@ class ModelConfig:
                         f"Leave {name} unset or drop the preset."
                     )
             object.__setattr__(self, "arch", preset["arch"])
-        _check_choice("architecture (arch)", self.arch, ARCHS)
+        info = catalog.family(self.arch)  # an unknown family: a ValueError naming the known ones
+        if not catalog.accepts(self.arch, self.norm):
+            raise ValueError(f"normalizer (norm) {self.norm!r} does not apply to arch {self.arch!r}; "
+                             f"allowed: {choices(info.norms)}")
         if self.num_classes is None:
             object.__setattr__(self, "num_classes", preset.get("num_classes", DEFAULT_CLASSES))
         check_int("num_classes", self.num_classes, low=2, high=MAX_WIDTH)
         if self.depth is None:
-            object.__setattr__(self, "depth", preset.get("depth", DEFAULT_DEPTH[self.arch]))
+            object.__setattr__(self, "depth", preset.get("depth", info.default_depth))
         if self.width is None:
-            object.__setattr__(self, "width", preset.get("width", DEFAULT_WIDTH[self.arch]))
+            object.__setattr__(self, "width", preset.get("width", info.default_width))
         check_int("depth", self.depth, high=MAX_DEPTH)
         check_int("width", self.width, high=MAX_WIDTH)
-        if self.arch == "resnet":
+        if info.residual:
             if self.stages is None:
                 object.__setattr__(self, "stages", preset.get("stages", 1))
             check_int("stages", self.stages)
             if self.stages > MAX_STAGES:
                 raise ValueError(f"stages must be between 1 and {MAX_STAGES}; got {self.stages}")
         elif self.stages is not None:
-            raise ValueError(f"stages applies to arch 'resnet' only; got stages={self.stages!r} "
+            raise ValueError(f"stages applies to arch {_residual()} only; got stages={self.stages!r} "
                              f"with arch {self.arch!r}")
-        if self.arch != "resnet" and (self.preact or self.skipinit):
-            raise ValueError(f"preact and skipinit apply to arch 'resnet' only; got arch {self.arch!r}")
+        if not info.residual and (self.preact or self.skipinit):
+            raise ValueError(f"preact and skipinit apply to arch {_residual()} only; got arch {self.arch!r}")
         if self.norm != "weightnorm":
             object.__setattr__(self, "wn_act", "after_add")  # canonical: the field is unused
         self._resolve_groups()
@@ -217,11 +223,16 @@ class ModelConfig:
         return self.groups
 
     @property
+    def residual(self) -> bool:
+        """Whether the family has residual blocks (stages, preact, skipinit; the residual theory)."""
+        return catalog.family(self.arch).residual
+
+    @property
     def plan(self) -> tuple[tuple[int, int], ...]:
-        """(width, stride) of every conv layer of a cnn, or of every block of a resnet."""
+        """(width, stride) of every conv layer of a plain net, or of every block of a residual one."""
         if self.preset is not None and "plan" in PRESETS[self.preset]:
             return PRESETS[self.preset]["plan"]
-        if self.arch == "resnet":
+        if self.residual:
             return tuple(
                 (self.width * 2**s, 2 if (s > 0 and b == 0) else 1)
                 for s in range(self.stages)
@@ -234,7 +245,7 @@ class ModelConfig:
         """Every distinct normalized width in the network, smallest first (without building the plan)."""
         if self.preset is not None and "plan" in PRESETS[self.preset]:
             return tuple(sorted({w for w, _ in PRESETS[self.preset]["plan"]}))
-        if self.arch == "resnet":
+        if self.residual:
             return tuple(self.width * 2**s for s in range(self.stages))
         return (self.width,)
 

@@ -10,6 +10,7 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, field, replace
 
+from normlab.core import catalog
 from normlab.core.catalog import GROUPED_NORMS, NORM_NAMES
 from normlab.core.config import (
     ARCHS,
@@ -274,7 +275,7 @@ class StudyConfig:
         configs = []
         for arch in self.archs:
             sizes = {"width": self.width}
-            if arch == "resnet":
+            if catalog.family(arch).residual:
                 sizes.update(depth=self.resnet_depth, stages=self.resnet_stages)
             else:  # the plain nets: cnn, and an mlp if asked for
                 sizes.update(depth=self.cnn_depth)

@@ -35,7 +35,7 @@ def _refuse(what: str, value: int, env: str, limit: float, unit: str = "") -> Bu
 
 def _check_sizes(m: ModelConfig, batch: int, seeds: int, limits: Limits) -> None:
     """Depth, width, batch and seeds against their limits: plain arithmetic, nothing walked."""
-    staged = m.arch == "resnet" and m.stages > 1 and m.preset is None
+    staged = m.residual and m.stages > 1 and m.preset is None
     depth = network_depth(m)
     if depth > limits.max_depth:
         what = f"depth (blocks: {m.depth} x {m.stages} stages)" if staged else "depth"

@@ -55,26 +55,21 @@ class Cost:
 
 
 def network_depth(model_config: ModelConfig) -> int:
-    """Layers of an mlp or cnn, residual blocks of a resnet; never materializes the plan."""
+    """Layers of a plain net, residual blocks of a residual one; never materializes the plan."""
     if model_config.preset is not None and "plan" in PRESETS[model_config.preset]:
         return len(PRESETS[model_config.preset]["plan"])
-    if model_config.arch == "resnet":
+    if model_config.residual:
         return model_config.depth * model_config.stages
     return model_config.depth
 
 
 def max_width(model_config: ModelConfig) -> int:
-    """The widest layer of the network; a resnet doubles its width at every stage."""
+    """The widest layer of the network; a residual net doubles its width at every stage."""
     if model_config.preset is not None and "plan" in PRESETS[model_config.preset]:
         return max(w for w, _ in PRESETS[model_config.preset]["plan"])
-    if model_config.arch == "resnet":
+    if model_config.residual:
         return model_config.width * 2 ** (model_config.stages - 1)
     return model_config.width
-
-
-def _conv_out(size: int, stride: int) -> int:
-    """Spatial size after a 3x3 conv with padding 1."""
-    return (size - 1) // stride + 1
 
 
 def _gram_flops(n: int, d: int) -> float:
@@ -149,6 +144,11 @@ class _Tally:
         self.points += 1
         self.traffic += 2.0 * self.n * features  # read once more, as float64
 
+    def shortcut_norm(self, features: int) -> None:
+        """The normalizer of a projection shortcut: a unit without its activation, not probed."""
+        self.saves(self.per_unit - 1, features)
+        self.elementwise(max(1, self.unit_ops - 1), features)
+
     def moments(self, features: int) -> None:
         """A probe point reduced to channel moments only (the residual branch, for res_var)."""
         self.metrics += 4.0 * self.n * features
@@ -157,55 +157,10 @@ class _Tally:
 
 
 def _walk(m: ModelConfig, batch: int, image_size: int) -> _Tally:
-    """The layers of ``m`` on a batch of ``batch`` images of ``image_size``, as ``run_probes`` meets them."""
+    """The layers of ``m`` on a batch of ``batch`` images of ``image_size``, as ``run_probes`` meets them:
+    its family's walk (normlab.core.plans) over a tally."""
     t = _Tally(batch, m.norm)
-    size = image_size
-    k = 9  # 3x3 kernels
-    t.saves(1, m.in_channels * size * size)  # the input batch
-    if m.arch == "mlp":
-        f_in = m.in_channels * size * size
-        for _ in range(m.depth):
-            t.linear(f_in, m.width)
-            t.unit(m.width)
-            f_in = m.width
-        t.linear(f_in, m.num_classes)
-    elif m.arch == "cnn":
-        c_in = m.in_channels
-        for width, stride in m.plan:
-            size = _conv_out(size, stride)
-            t.linear(c_in * k, width, positions=size * size)
-            t.unit(width * size * size)
-            c_in = width
-        t.elementwise(1, c_in * size * size)  # global pooling
-        t.linear(c_in, m.num_classes)
-    else:
-        c_in = m.width
-        t.linear(m.in_channels * k, c_in, positions=size * size)
-        if not m.preact:  # a pre-activation net starts with a bare conv
-            t.unit(c_in * size * size)
-        # A post-activation block outputs its last activation's tensor: one Gram serves both taps.
-        # Pre-activation blocks, and WN with the activation in the branch, output a fresh sum.
-        sum_out = m.preact or (m.norm == "weightnorm" and m.wn_act == "in_branch")
-        for c_out, stride in m.plan:
-            out = _conv_out(size, stride)
-            feats = c_out * out * out
-            t.linear(c_in * k, c_out, positions=out * out)  # conv1
-            t.linear(c_out * k, c_out, positions=out * out)  # conv2
-            t.unit(feats)  # norm1 -> act1
-            t.unit(feats)  # norm2 -> act2
-            t.moments(feats)  # the residual branch
-            t.elementwise(2, feats)  # alpha * branch, + shortcut
-            if sum_out:
-                t.gram(feats)
-            if stride != 1 or c_in != c_out:  # projection shortcut: conv + norm, no activation
-                t.linear(c_in * k, c_out, positions=out * out)
-                t.saves(t.per_unit - 1, feats)
-                t.elementwise(max(1, t.unit_ops - 1), feats)
-            c_in, size = c_out, out
-        if m.preact:  # the final norm -> activation before pooling
-            t.unit(c_in * size * size)
-        t.elementwise(1, c_in * size * size)  # global pooling
-        t.linear(c_in, m.num_classes)
+    catalog.family(m.arch).walk(t, m, image_size)
     return t
 
 

@@ -1,18 +1,21 @@
 """build_model(config): the mlp, non-residual cnn and CIFAR-style resnet of spec section 2.
 
-The normalizer is always a parameter (a registry entry); a residual and a plain net differ only in
-the block. Every model lists its probe points in forward order, so probes never guess at module
-names. Knows nothing of probes, metrics or the UI.
+Each family's builder is named in its catalog row (normlab.core.catalog.ARCHITECTURES); these three
+live here. The normalizer is always a parameter (a registry entry); a residual and a plain net differ
+only in the block. Every model lists its probe points in forward order, so probes never guess at
+module names. Checks the deadline while it builds; knows nothing of probes, metrics, budgets or the UI.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Iterator
 
 import torch
 from torch import nn
 
+from normlab.core import catalog
 from normlab.core.config import ModelConfig
 from normlab.core.deadline import check_time
 from normlab.science.norms import (
@@ -205,8 +208,9 @@ def _is_act_slot(name: str) -> bool:
     return leaf.startswith("act") and not name.endswith(".act_in_branch")
 
 
-def _mlp(config: ModelConfig, normalizer: Normalizer, in_features: int) -> Net:
-    layers, f_in = [], in_features
+def mlp(config: ModelConfig, normalizer: Normalizer, input_shape: tuple[int, ...]) -> Net:
+    """Flatten, ``depth`` x (linear -> norm -> activation), linear head."""
+    layers, f_in = [], math.prod(input_shape)
     for _ in range(config.depth):
         layers.append(Layer(make_linear(normalizer, f_in, config.width), normalizer, config.width,
                             config.groups_at(config.width)))
@@ -215,7 +219,8 @@ def _mlp(config: ModelConfig, normalizer: Normalizer, in_features: int) -> Net:
     return Net(config, nn.Sequential(nn.Flatten(), *layers), head, pool=False)
 
 
-def _cnn(config: ModelConfig, normalizer: Normalizer) -> Net:
+def cnn(config: ModelConfig, normalizer: Normalizer, input_shape: tuple[int, ...]) -> Net:
+    """The plan's convs, each -> norm -> activation, global pooling, linear head."""
     layers, c_in = [], config.in_channels
     for width, stride in config.plan:
         conv = make_conv(normalizer, c_in, width, stride)
@@ -225,7 +230,8 @@ def _cnn(config: ModelConfig, normalizer: Normalizer) -> Net:
     return Net(config, nn.Sequential(*layers), head, pool=True)
 
 
-def _resnet(config: ModelConfig, normalizer: Normalizer) -> Net:
+def resnet(config: ModelConfig, normalizer: Normalizer, input_shape: tuple[int, ...]) -> Net:
+    """A stem conv, the plan's residual blocks (post- or pre-activation), global pooling, linear head."""
     width = config.width
     stem_conv = make_conv(normalizer, config.in_channels, width)
     if config.preact:  # the blocks normalize their own input; the stem is a bare conv
@@ -258,16 +264,14 @@ class _FinalNormAct(nn.Module):
 
 
 def build_model(config: ModelConfig, input_shape: tuple[int, ...] | None = None) -> Net:
-    """Build the network ``config`` describes, at initialization.
+    """Build the network ``config`` describes, at initialization, with its family's builder.
 
     Args:
         config: the validated model configuration.
         input_shape: (C, H, W) of one input; the mlp flattens it. Default (in_channels, 32, 32).
     """
-    normalizer = get_normalizer(config.norm)
-    if config.arch == "mlp":
-        shape = input_shape or (config.in_channels, 32, 32)
-        return _mlp(config, normalizer, math.prod(shape))
-    if config.arch == "cnn":
-        return _cnn(config, normalizer)
-    return _resnet(config, normalizer)
+    builder = catalog.family(config.arch).builder
+    if isinstance(builder, str):  # "package.module:function", a builder module of this layer
+        module, _, name = builder.partition(":")
+        builder = getattr(importlib.import_module(module), name)
+    return builder(config, get_normalizer(config.norm), input_shape or (config.in_channels, 32, 32))

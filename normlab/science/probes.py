@@ -22,11 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
+from normlab.core import catalog
 from normlab.core.catalog import SUMMARY_STATS
 from normlab.core.config import (
-    DEFAULT_DEPTH,
     DEFAULT_GROUPS,
-    DEFAULT_WIDTH,
     PRESETS,
     ModelConfig,
     ProbeConfig,
@@ -442,10 +441,11 @@ def _defaulted(base: ModelConfig) -> set[str]:
     """The size fields of ``base`` that hold their preset or family default (so they may re-resolve)."""
     preset = PRESETS.get(base.preset, {}) if base.preset else {}
     out = set()
-    for name, table in (("depth", DEFAULT_DEPTH), ("width", DEFAULT_WIDTH)):
-        if getattr(base, name) == preset.get(name, table[base.arch]):
+    info = catalog.family(base.arch)
+    for name, default in (("depth", info.default_depth), ("width", info.default_width)):
+        if getattr(base, name) == preset.get(name, default):
             out.add(name)
-    if base.stages == preset.get("stages", 1 if base.arch == "resnet" else None):
+    if base.stages == preset.get("stages", 1 if base.residual else None):
         out.add("stages")
     if base.group_size is None and base.groups is not None and base.groups == math.gcd(
         DEFAULT_GROUPS, *base.widths
@@ -644,7 +644,8 @@ class _DetailReducer(_Reducer):
         stats = super().__call__(output, kind)
         if isinstance(stats, GramStats) and id(stats) not in self.values:
             flat = output.detach().reshape(-1)
-            at = torch.randint(flat.numel(), (min(self.samples, flat.numel()),), generator=self.generator)
+            # with replacement, ``samples`` from every point: points of different sizes stack as (P, S)
+            at = torch.randint(flat.numel(), (self.samples,), generator=self.generator)
             self.values[id(stats)] = flat[at.to(flat.device)].float().cpu()
         return stats
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from normlab.core import catalog
+
 # Yang et al. (2019): with BatchNorm + ReLU the gradient grows by sqrt(pi / (pi - 1)) per layer toward
 # the input, at large width and batch.
 BN_GRAD_RATE = math.sqrt(math.pi / (math.pi - 1))  # ~1.2112
@@ -228,12 +230,14 @@ def growth(values: Sequence[float], stages: Sequence[int] | None = None) -> Grow
 
 
 def stage_ids(rows: pd.DataFrame) -> np.ndarray:
-    """The ResNet stage of every block-level row (``index`` counts blocks; ``depth`` blocks a stage).
-
-    Other networks, and rows without the config columns, are one stage.
+    """The stage of every block-level row of a residual net (``index`` counts blocks; ``depth`` blocks a
+    stage). Plain networks, and rows without the config columns, are one stage.
     """
     zero = np.zeros(len(rows), dtype=int)
-    if rows.empty or "arch" not in rows or "depth" not in rows or rows["arch"].iloc[0] != "resnet":
+    if rows.empty or "arch" not in rows or "depth" not in rows:
+        return zero
+    info = catalog.ARCHITECTURES.get(rows["arch"].iloc[0])
+    if info is None or not info.residual:
         return zero
     if rows["kind"].iloc[0] not in ("block", "res"):
         return zero

@@ -161,7 +161,7 @@ def variance_law(config: ModelConfig, input_var: float = 1.0) -> VarianceLaw:
     Raises:
         ValueError: the config is outside every law's assumptions; the message says why.
     """
-    if config.arch != "resnet":
+    if not config.residual:
         raise ValueError(f"the block-variance laws are for residual nets (arch 'resnet'); got arch "
                          f"{config.arch!r}")
     if config.norm == "weightnorm" and config.wn_act == "after_add" and not config.preact:
@@ -281,7 +281,7 @@ def gradient_applies(config: ModelConfig) -> tuple[bool, str]:
     """Whether the BatchNorm gradient rate holds for ``config``, and why (not)."""
     if config.norm != "batchnorm":
         return False, f"the gradient rate is derived for batchnorm only; got norm {config.norm!r}"
-    if config.arch == "resnet":
+    if config.residual:
         return False, "the gradient rate is for plain nets (mlp, cnn); residual connections change it"
     if config.depth < 3:
         return False, f"the rate needs at least 3 hidden layers to show; got depth {config.depth}"
