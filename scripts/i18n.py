@@ -74,7 +74,7 @@ def read_po(lang: str):
         return babel_read_po(f, locale=lang)
 
 
-def catalog_problems() -> list[str]:
+def translation_problems() -> list[str]:
     """What is wrong with the catalogs: strings missing or untranslated, a stale .mo, broken fields."""
     import gettext
     import re
@@ -138,7 +138,7 @@ def merge(lang: str, fragments: list[str]) -> int:
 
 def check() -> int:
     """Problems with the catalogs, printed; 0 when every language is complete and compiled."""
-    problems = catalog_problems()
+    problems = translation_problems()
     for problem in problems:
         print(problem)
     return 1 if problems else 0

@@ -24,13 +24,13 @@ TINY_PROBE = ProbeConfig(batch_size=4, image_size=8)
 
 
 def test_the_factories_and_the_catalog_name_the_same_normalizers():
-    assert set(norms.NORMALIZERS) == set(catalog.NORMALIZERS)
-    assert tuple(NORM_NAMES) == tuple(catalog.NORMALIZERS)
+    assert set(norms.NORMALIZERS) == set(catalog.NORM_INFO)
+    assert tuple(NORM_NAMES) == tuple(catalog.NORM_INFO)
     assert GROUPED_NORMS == {"groupnorm", "evonorm_s0"}
 
 
 def test_a_catalog_entry_without_a_factory_is_an_error_that_names_it(monkeypatch):
-    monkeypatch.setitem(catalog.NORMALIZERS, "orphan", catalog.NormInfo("orphan", "Orphan", "norm"))
+    monkeypatch.setitem(catalog.NORM_INFO, "orphan", catalog.NormInfo("orphan", "Orphan", "norm"))
     with pytest.raises(RuntimeError, match=r"catalog entries without a factory \['orphan'\]"):
         norms.check_registry()
     with pytest.raises(RuntimeError, match="orphan"):
@@ -39,10 +39,10 @@ def test_a_catalog_entry_without_a_factory_is_an_error_that_names_it(monkeypatch
 
 def test_the_registry_reads_labels_and_traits_from_the_catalog():
     for name, entry in norms.NORMALIZERS.items():
-        info = catalog.NORMALIZERS[name]
+        info = catalog.NORM_INFO[name]
         assert (entry.label, entry.grouped, entry.batch_dependent, entry.family) == (
             info.label, info.grouped, info.batch_dependent, info.family)
-    assert catalog.NORMALIZERS["evonorm_b0"].slot == "activation"
+    assert catalog.NORM_INFO["evonorm_b0"].slot == "activation"
     assert norms.NORMALIZERS["sws"].weights == "sws"
 
 

@@ -16,7 +16,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+
+from ui.server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -279,12 +280,6 @@ def test_the_package_installs_from_the_build_context(context, tmp_path):
     assert any(n.endswith("entry_points.txt") for n in names)  # the `normlab` command
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return response.status, response.read()
@@ -293,7 +288,7 @@ def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 @pytest.fixture(scope="module")
 def server(context):
     """The image's start command, running in a copy of the build context; stopped afterwards."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, **env_of_image(), "HOME": str(context.parent)}
     proc = subprocess.Popen(start_command(port), cwd=context, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -329,7 +324,7 @@ def test_the_start_command_serves_the_app_and_answers_the_health_check(server):
 
 
 def test_the_health_check_fails_when_nothing_answers():
-    check = subprocess.run(health_command(_free_port()), capture_output=True, timeout=30)
+    check = subprocess.run(health_command(free_port()), capture_output=True, timeout=30)
     assert check.returncode != 0
 
 

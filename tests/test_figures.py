@@ -636,10 +636,14 @@ def test_every_reason_the_theory_gives_is_said_in_plain_words_in_both_languages(
              (theory.gradient_applies, ModelConfig(arch="cnn", norm="layernorm", depth=4, width=8)),
              (theory.gradient_applies, ModelConfig(arch="resnet", norm="batchnorm", depth=2, width=8)),
              (theory.gradient_applies, ModelConfig(arch="cnn", norm="batchnorm", depth=2, width=8))]
+    codes = set()
     for applies, model in cases:
         ok, why = applies(model)
         assert not ok
+        codes.add(why.code)
         said = overlays.plain(model, why)
-        assert said.split(": ", 1)[1] in [words for _opening, words in overlays.REASONS], why
+        assert said.split(": ", 1)[1] == overlays.REASONS[why.code], why
         with i18n.use("ko"):
             assert HANGUL.search(overlays.plain(model, why)), why
+    # every code the overlays withhold a curve for has its words (rank_norm: no rank overlay is drawn)
+    assert codes == set(overlays.REASONS) == set(theory.REASON_CODES) - {"rank_norm"}

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from helpers import APP, ROOT, open_app, registered_pages
 
-from normlab.core.catalog import METRICS, NORMALIZERS
-from scripts.i18n import catalog_problems
+from normlab.core.catalog import METRICS, NORM_INFO
+from scripts.i18n import translation_problems
 from ui import i18n
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -35,7 +35,7 @@ TERMS = {
     "ms", "mib", "gib", "mb", "gflop", "flop", "flops", "px", "inf", "nan", "log", "max", "min", "std",
     "var", "exp", "cos", "sim", "lr", "acc", "spearman", "pearson",
 }
-for spec in NORMALIZERS.values():  # the layers keep their names (BatchNorm, Weight Normalization, ...)
+for spec in NORM_INFO.values():  # the layers keep their names (BatchNorm, Weight Normalization, ...)
     TERMS.update(w.lower() for w in re.findall(r"[A-Za-z]+", f"{spec.name} {spec.label}"))
 for metric in METRICS:
     TERMS.update(w.lower() for w in re.findall(r"[A-Za-z]+", metric))
@@ -125,7 +125,7 @@ def leftovers(texts: list[str]) -> list[str]:
 
 
 def test_every_marked_string_is_translated_and_compiled():
-    problems = catalog_problems()
+    problems = translation_problems()
     assert not problems, f"{len(problems)} catalog problems:\n" + "\n".join(problems[:60])
 
 

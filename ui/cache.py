@@ -25,7 +25,7 @@ import pandas as pd
 import streamlit as st
 
 from normlab import ModelConfig, ProbeConfig, run_probes
-from normlab.core.config import UPLOAD_INPUT
+from normlab.core.config import UPLOAD_INPUT, Progress
 from normlab.core.train_config import TrainConfig
 from normlab.ops.budget import check_many, check_sweep, check_training
 from normlab.ops.cost import estimate_cost
@@ -48,7 +48,6 @@ from normlab.science.probes import vary
 from normlab.science.study import correlate
 from normlab.science.training import TrainResult
 
-Progress = Callable[[int, int, str], None]
 OnWait = Callable[[QueueStatus], None]
 
 DETAIL = "detail"  # the rank page's per-point arrays (kept in memory, not in the store)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from normlab import INPUTS, NORM_NAMES, PRESETS, ModelConfig
 from normlab.core import catalog
-from normlab.core.config import common_divisors
+from normlab.core.config import DEVICES, WN_ACT_PLACEMENTS, common_divisors
 from ui.i18n import DEFAULT as DEFAULT_LANG
 from ui.i18n import LANGUAGES, N_, _
 
@@ -50,14 +50,15 @@ WIDTHS = (4, 8, 16, 32, 64, 128, 256, 512)
 BATCHES = (4, 8, 16, 32, 64, 128, 256)
 IMAGE_SIZES = (8, 16, 32, 64)
 RANK_TOLS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
-MAX_DEPTH = 320  # deep enough for an unnormalized ResNet to overflow float32 (~270 blocks)
+# The sidebar's ranges: what a slider offers, far below the engine's ceilings (normlab.core.config)
+SLIDER_MAX_DEPTH = 320  # deep enough for an unnormalized ResNet to overflow float32 (~270 blocks)
 # The depth slider's stops: roughly logarithmic, so 8 sits near the middle rather than at the far left
 # of 1..320 (a link's depth outside this list is added to it, so every depth stays reachable).
-DEPTHS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, MAX_DEPTH)
-MAX_STAGES = 4
-MAX_SEEDS = 8
-MAX_SEED = 10_000
-WN_ACTS = ("after_add", "in_branch")
+DEPTHS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256,
+          SLIDER_MAX_DEPTH)
+SLIDER_MAX_STAGES = 4
+SLIDER_MAX_SEEDS = 8
+SLIDER_MAX_SEED = 10_000
 GROUP_BY = ("groups", "group_size")
 SCALES = ("log", "linear")
 SCALE_LABELS = {"log": N_("log"), "linear": N_("linear")}
@@ -84,18 +85,18 @@ CONTROLS: tuple[Control, ...] = (
     Control("group_by", "groups", "choice", GROUP_BY),
     Control("groups", 4, "int", low=1, high=max(WIDTHS)),
     Control("group_size", 4, "int", low=1, high=max(WIDTHS)),
-    Control("depth", catalog.family("resnet").default_depth, "int", low=1, high=MAX_DEPTH),
+    Control("depth", catalog.family("resnet").default_depth, "int", low=1, high=SLIDER_MAX_DEPTH),
     Control("width", catalog.family("resnet").default_width, "choice", WIDTHS),
-    Control("stages", 1, "int", low=1, high=MAX_STAGES),
+    Control("stages", 1, "int", low=1, high=SLIDER_MAX_STAGES),
     Control("preact", False, "bool"),
     Control("skipinit", False, "bool"),
-    Control("wn_act", "after_add", "choice", WN_ACTS),
+    Control("wn_act", WN_ACT_PLACEMENTS[0], "choice", WN_ACT_PLACEMENTS),
     Control("input", "gaussian", "choice", INPUTS),
     Control("batch", 32, "choice", BATCHES),
     Control("image", 16, "choice", IMAGE_SIZES),
-    Control("seeds", 1, "int", low=1, high=MAX_SEEDS),
-    Control("seed", 0, "int", low=0, high=MAX_SEED),
-    Control("device", "auto", "choice", ("auto", "cpu", "cuda", "mps")),
+    Control("seeds", 1, "int", low=1, high=SLIDER_MAX_SEEDS),
+    Control("seed", 0, "int", low=0, high=SLIDER_MAX_SEED),
+    Control("device", DEVICES[0], "choice", DEVICES),
     Control("rank_tol", 1e-3, "float", RANK_TOLS),
     Control("lang", DEFAULT_LANG, "choice", LANGUAGES),
     Control("lecture", False, "bool"),
@@ -111,8 +112,6 @@ CONTROLS: tuple[Control, ...] = (
 )
 BY_KEY = {c.key: c for c in CONTROLS}
 DEFAULTS = {c.key: c.default for c in CONTROLS}
-# Controls a lecturer hides in lecture mode: the probe's plumbing, not the science.
-LECTURE_HIDDEN = ("input", "batch", "image", "seeds", "seed", "device", "rank_tol", "wn_act")
 # Every control also reads the page from a link; "page" is handled by the app's navigation.
 PAGE_PARAM = "page"
 
@@ -129,7 +128,7 @@ def labelled(labels: Mapping[object, str]) -> Callable[[object], str]:
 
 def normalizer_labels() -> Callable[[object], str]:
     """``format_func`` of a normalizer menu: the layers' names ("No normalization" translated)."""
-    return labelled({name: catalog.NORMALIZERS[name].label for name in NORM_NAMES})
+    return labelled({name: catalog.NORM_INFO[name].label for name in NORM_NAMES})
 
 
 def _parse(control: Control, text: str):

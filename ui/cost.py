@@ -23,12 +23,6 @@ def _limits() -> Limits:
         return Limits()
 
 
-def estimate_seconds(models: Sequence[ModelConfig], probe: ProbeConfig) -> float:
-    """Predicted wall time to probe every network once on this server (a cached network costs nothing)."""
-    limits = _limits()
-    return sum(predicted_seconds(estimate_cost(m, probe), limits) for m in models)
-
-
 def cost_summary(models: Sequence[ModelConfig], probe: ProbeConfig) -> str:
     """One line for the sidebar: compute, memory and the predicted time of a fresh run, with the limit."""
     costs = [estimate_cost(m, probe) for m in models]

@@ -26,11 +26,12 @@ from ui.measures import (
     depth_rows,
     describe_growth,
     gradient_rates,
+    norm_label,
     stage_starts,
 )
 
 # One fixed colour per normalizer (normlab.core.catalog), so a normalizer looks the same on every page.
-NORM_COLORS = {name: info.color for name, info in catalog.NORMALIZERS.items()}
+NORM_COLORS = {name: info.color for name, info in catalog.NORM_INFO.items()}
 FALLBACK_COLOR = catalog.FALLBACK_COLOR
 # Series of the same normalizer that differ in another field (input, skipinit, ...) differ in dash.
 DASHES = ("solid", "dot", "dashdot", "longdash")
@@ -927,6 +928,13 @@ SPEEDS = {"acc_at_k": N_("held-out accuracy after k steps"),
           "steps_to_target": N_("steps to the target accuracy")}
 
 
+def _run_label(norm: str, rows: pd.DataFrame) -> str:
+    """A training run's normalizer in the session's language, with its group count (the frames' own
+    ``label`` column is the engine's English)."""
+    groups = rows["groups"].iloc[0] if "groups" in rows.columns else None
+    return norm_label(norm, groups)
+
+
 def similarity_speed_figure(runs: pd.DataFrame, correlations: pd.DataFrame, speed: str, steps: int,
                             uirevision: str = "training") -> go.Figure:
     """cos_sim at init (x) against training speed (y), one point per run, coloured by normalizer.
@@ -937,7 +945,8 @@ def similarity_speed_figure(runs: pd.DataFrame, correlations: pd.DataFrame, spee
     fig = go.Figure()
     level = steps * 1.08  # a row above the last step for runs that never reach the target
     speed_title = _(SPEEDS[speed])
-    for (arch, norm, label), part in runs.groupby(["arch", "norm", "label"], sort=False):
+    for (arch, norm, _english), part in runs.groupby(["arch", "norm", "label"], sort=False):
+        label = _run_label(norm, part)
         y = part[speed].to_numpy(dtype=float)
         missing = np.isnan(y)
         shown = np.where(missing, 0.0 if speed == "acc_at_k" else level, y)
@@ -990,8 +999,9 @@ def curves_figure(curves: pd.DataFrame, y: str, uirevision: str = "training-curv
                         subplot_titles=[arch_label(a) for a in archs])
     legend_seen = set()
     for col, arch in enumerate(archs, start=1):
-        for (label, norm, seed), run in curves[curves["arch"] == arch].groupby(["label", "norm", "seed"],
-                                                                              sort=False):
+        for (_english, norm, seed), run in curves[curves["arch"] == arch].groupby(["label", "norm", "seed"],
+                                                                                 sort=False):
+            label = _run_label(norm, run)
             run = run.dropna(subset=[y])
             fig.add_trace(go.Scatter(
                 x=run["step"], y=run[y], mode="lines", name=label, legendgroup=label,
@@ -1053,7 +1063,7 @@ def _dynamics_traces(stats: list[pd.DataFrame], norms: list[str], step: int) -> 
             color = norm_color(norm)
             band_x = np.concatenate([x, x[::-1]]) if len(x) else x
             band_y = np.concatenate([rows["high"].to_numpy(), rows["low"].to_numpy()[::-1]]) if len(x) else x
-            label = _(catalog.NORMALIZERS[norm].label) if norm in catalog.NORMALIZERS else norm
+            label = _(catalog.NORM_INFO[norm].label) if norm in catalog.NORM_INFO else norm
             traces.append(go.Scatter(x=band_x, y=band_y, fill="toself", mode="lines", line={"width": 0},
                                      fillcolor=_rgba(color, 0.18), hoverinfo="skip", showlegend=False,
                                      legendgroup=norm, xaxis=f"x{axis}", yaxis=f"y{axis}"))
@@ -1114,7 +1124,7 @@ def dynamics_curves_figure(curves: pd.DataFrame, y: str, *, uirevision: str = "d
     for norm, run in rows.groupby("norm", sort=False):
         stats = run.groupby("step")[y].agg(["mean", "min", "max"]).reset_index()
         color = norm_color(norm)
-        label = _(catalog.NORMALIZERS[norm].label) if norm in catalog.NORMALIZERS else norm
+        label = _(catalog.NORM_INFO[norm].label) if norm in catalog.NORM_INFO else norm
         x = stats["step"].to_numpy(dtype=float)
         fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]),
                                  y=np.concatenate([stats["max"].to_numpy(), stats["min"].to_numpy()[::-1]]),

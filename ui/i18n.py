@@ -1,4 +1,4 @@
-"""The dashboard's language: every visible string through one gettext catalog, English or Korean.
+"""The dashboard's language: every visible string through gettext's translations, English or Korean.
 
 Strings are written in English in the code and wrapped in ``_()`` where they are shown; strings made
 at import time (tables of labels) are marked with ``N_()`` and passed through ``_()`` where they are
@@ -32,13 +32,13 @@ _context: contextvars.ContextVar[str | None] = contextvars.ContextVar("normlab_l
 
 
 def N_(message: str) -> str:
-    """Mark ``message`` for the catalog without translating it (for tables built at import time)."""
+    """Mark ``message`` for translation without translating it (for tables built at import time)."""
     return message
 
 
 @functools.cache
-def catalog(lang: str) -> gettext.NullTranslations:
-    """The compiled catalog of ``lang`` (the source language: the strings as written)."""
+def translations(lang: str) -> gettext.NullTranslations:
+    """The compiled translations of ``lang`` (the source language: the strings as written)."""
     if lang == DEFAULT:
         return gettext.NullTranslations()
     return gettext.translation(DOMAIN, LOCALE_DIR, languages=[lang])
@@ -69,13 +69,13 @@ def current() -> str:
 
 
 def _(message: str) -> str:
-    """``message`` in the current language (itself where the catalog has no entry)."""
-    return catalog(current()).gettext(message)
+    """``message`` in the current language (itself where the translations have no entry)."""
+    return translations(current()).gettext(message)
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:
     """The singular or plural form for ``n`` in the current language."""
-    return catalog(current()).ngettext(singular, plural, n)
+    return translations(current()).ngettext(singular, plural, n)
 
 
 @contextlib.contextmanager

@@ -183,11 +183,6 @@ def final_value(stats: pd.DataFrame, metric: str) -> pd.Series:
                       if (part["metric"] == metric).any()}, dtype=float)
 
 
-def series_norms(stats: pd.DataFrame) -> dict[str, str]:
-    """Map every series label to its normalizer name (for colours)."""
-    return dict(zip(stats["series"], stats["norm"], strict=True))
-
-
 def stage_starts(stats: pd.DataFrame) -> list[float]:
     """Depths (1-based block numbers) where a new stage of a residual net begins, for the dotted lines."""
     info = catalog.ARCHITECTURES.get(stats["arch"].iloc[0]) if not stats.empty and "arch" in stats else None

@@ -7,7 +7,6 @@ same network and anchored on a measured point, so the dashed curve compares shap
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 
 import pandas as pd
@@ -30,25 +29,18 @@ PLAIN_WORDS = {  # one line each, for a student, where a theory curve is withhel
               "and doubles the width in stages, so the line would not match the layers"),
     "overflowed": N_("the measured gradient overflowed, so there is nothing to anchor the line on"),
 }
-# The theory's reasons for withholding a curve (normlab.science.theory writes them for the API, with
-# code names),
-# known by their opening words and said in plain words; a reason not listed here shows as the engine
-# wrote it.
-REASONS = (
-    (r"the block-variance laws are for residual nets",
-     N_("the block-variance laws are for residual nets (ResNet)")),
-    (r"weightnorm with the corrected ReLU after each addition",
-     N_("with the corrected ReLU after each addition the variance compounds and explodes faster than "
-        "doubling, even with SkipInit; no closed form")),
-    (r"\w+ in pre-activation blocks: no closed-form trunk law",
-     N_("no closed-form trunk law in pre-activation blocks (the branch variance depends on EvoNorm's "
-        "data-dependent denominator)")),
-    (r"the gradient rate is derived for batchnorm only",
-     N_("the gradient rate is derived for BatchNorm only")),
-    (r"the gradient rate is for plain nets",
-     N_("the gradient rate is for plain nets (MLP, CNN); residual connections change it")),
-    (r"the rate needs at least 3 hidden layers", N_("the rate needs at least 3 hidden layers to show")),
-)
+# The theory's reasons for withholding a curve, by their code (normlab.science.theory.REASON_CODES), in
+# plain words; a reason without a code here shows as the engine wrote it.
+REASONS = {
+    "not_residual": N_("the block-variance laws are for residual nets (ResNet)"),
+    "wn_after_add": N_("with the corrected ReLU after each addition the variance compounds and explodes "
+                       "faster than doubling, even with SkipInit; no closed form"),
+    "trunk_preact": N_("no closed-form trunk law in pre-activation blocks (the branch variance depends on "
+                       "EvoNorm's data-dependent denominator)"),
+    "gradient_norm": N_("the gradient rate is derived for BatchNorm only"),
+    "gradient_residual": N_("the gradient rate is for plain nets (MLP, CNN); residual connections change it"),
+    "gradient_depth": N_("the rate needs at least 3 hidden layers to show"),
+}
 
 
 def _exact_slope(model: ModelConfig) -> bool:
@@ -60,12 +52,10 @@ def _label(model: ModelConfig) -> str:
 
 
 def plain(model: ModelConfig, why: str) -> str:
-    """A theory's reason in plain words for ``model``: its name first, no code names or repr quotes."""
-    for opening, words in REASONS:
-        if re.match(opening, why):
-            return f"{_label(model)}: {_(words)}"
-    why = re.sub(r";? ?got (norm|arch|depth) .*$", "", why).replace("_", " ")
-    return f"{_label(model)}: {why}"
+    """A theory's reason in plain words for ``model``: its name first, then the reason's words in the
+    session's language (by its code), else the engine's sentence."""
+    words = REASONS.get(getattr(why, "code", None))
+    return f"{_label(model)}: {_(words) if words else why}"
 
 
 def _variance_source(law: theory.VarianceLaw) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from normlab import NORMALIZERS, PRESETS, ModelConfig, ProbeConfig
+from normlab import PRESETS, ModelConfig, ProbeConfig
+from normlab.core.catalog import NORM_INFO
 from ui import controls as C
 from ui.i18n import _
 
@@ -47,7 +48,7 @@ def build_selection(values: Mapping[str, object]) -> Selection:
         fields.update(preact=bool(v["preact"]), skipinit=bool(v["skipinit"]), wn_act=v["wn_act"])
     group = {v["group_by"]: int(v[v["group_by"]])}
     models = tuple(
-        ModelConfig(**fields, norm=norm, **(group if NORMALIZERS[norm].grouped else {})) for norm in norms
+        ModelConfig(**fields, norm=norm, **(group if NORM_INFO[norm].grouped else {})) for norm in norms
     )
     probe = ProbeConfig(input=v["input"], batch_size=int(v["batch"]), image_size=int(v["image"]),
                         seed=int(v["seed"]), seeds=int(v["seeds"]), device=v["device"],

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from normlab import NORM_NAMES, NORMALIZERS, PRESETS, available_devices
+from normlab import NORM_NAMES, PRESETS, available_devices
 from normlab.core import catalog
+from normlab.core.config import WN_ACT_PLACEMENTS
 from normlab.science.data import MAX_UPLOAD_BYTES, MAX_UPLOADS, register_upload
 from ui import controls as C
 from ui import i18n, links
@@ -101,8 +102,9 @@ def _probe_controls() -> None:
         st.select_slider(_("Batch size N"), C.BATCHES, key="batch", persist_state=KEEP,
                          help=_("No rank can exceed min(N, features)."))
         st.select_slider(_("Image size"), C.IMAGE_SIZES, key="image", persist_state=KEEP)
-        st.slider(_("Seeds (mean line, min–max band)"), 1, C.MAX_SEEDS, key="seeds", persist_state=KEEP)
-        st.number_input(_("First seed"), 0, C.MAX_SEED, key="seed", persist_state=KEEP)
+        st.slider(_("Seeds (mean line, min–max band)"), 1, C.SLIDER_MAX_SEEDS, key="seeds",
+                  persist_state=KEEP)
+        st.number_input(_("First seed"), 0, C.SLIDER_MAX_SEED, key="seed", persist_state=KEEP)
         devices = ["auto", *available_devices()]
         if st.session_state.get("device") not in devices:
             st.session_state["device"] = "auto"
@@ -136,16 +138,18 @@ def _network_controls(lecture: bool, ignored: set[str]) -> None:
         st.select_slider(_("Width (channels)") if info.spatial else _("Width (units)"), C.WIDTHS,
                          key="width", persist_state=KEEP)
     if C.is_residual(net) and net not in PRESETS:
-        st.slider(_("Stages (width doubles, stride 2)"), 1, C.MAX_STAGES, key="stages", persist_state=KEEP)
+        st.slider(_("Stages (width doubles, stride 2)"), 1, C.SLIDER_MAX_STAGES, key="stages",
+                  persist_state=KEEP)
     if C.is_residual(net):
         cols = st.columns(2)
         cols[0].checkbox(_("Pre-activation"), key="preact", persist_state=KEEP)
         cols[1].checkbox("SkipInit (α = 0)", key="skipinit", persist_state=KEEP)
         if "weightnorm" in norms and not lecture:
-            st.radio(_("Weight Normalization: corrected ReLU"), C.WN_ACTS, key="wn_act", persist_state=KEEP,
-                     horizontal=True, format_func={"after_add": _("after the addition (paper's code)"),
-                                                   "in_branch": _("inside the branch")}.get)
-    if "groups" not in ignored and any(NORMALIZERS[n].grouped for n in norms):
+            st.radio(_("Weight Normalization: corrected ReLU"), WN_ACT_PLACEMENTS, key="wn_act",
+                     persist_state=KEEP, horizontal=True,
+                     format_func={"after_add": _("after the addition (paper's code)"),
+                                  "in_branch": _("inside the branch")}.get)
+    if "groups" not in ignored and any(catalog.NORM_INFO[n].grouped for n in norms):
         try:
             _group_controls(net, int(state["width"]), int(state["stages"]), lecture)
         except ValueError as err:

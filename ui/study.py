@@ -3,7 +3,8 @@
 ``Study`` keeps its state in a mapping (the session's state on the page, a dict in tests): the study
 config, the finished runs of this session and whether the viewer stopped it. Each run is trained on
 its own (and stored by ``ui.cache``), so a stopped study resumes where it stopped and a plot option
-never retrains. Knows nothing of torch; draws widgets only in ``settings_form``.
+never retrains. Reads finished runs (their frames), never trains or builds a network itself; draws
+widgets only in ``settings_form``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import Callable, MutableMapping
 import pandas as pd
 import streamlit as st
 
-from normlab import NORMALIZERS
 from normlab.core import catalog
 from normlab.core.config import divisors
 from normlab.core.train_config import StudyConfig, TrainConfig
@@ -169,7 +169,7 @@ def settings_form(config: StudyConfig) -> StudyConfig | None:
         archs = cols[0].multiselect(_("Architectures"), ("cnn", "resnet"), default=list(config.archs),
                                     format_func=controls.labelled({a: catalog.family(a).label
                                                                    for a in ("cnn", "resnet")}))
-        norms = cols[1].multiselect(_("Normalizers"), tuple(NORMALIZERS), default=list(config.norms),
+        norms = cols[1].multiselect(_("Normalizers"), tuple(catalog.NORM_INFO), default=list(config.norms),
                                     format_func=controls.normalizer_labels())
         groups = cols[2].multiselect(_("Group counts (GroupNorm, EvoNorm-S0)"), divisors(config.width),
                                      default=list(config.groups),
@@ -202,7 +202,7 @@ def settings_form(config: StudyConfig) -> StudyConfig | None:
     return StudyConfig(
         archs=tuple(archs), norms=tuple(norms), seeds=seeds,
         # group counts matter only to grouped normalizers; without one, keep the old ones
-        groups=tuple(groups) if groups or any(NORMALIZERS[n].grouped for n in norms) else config.groups,
+        groups=tuple(groups) if groups or any(catalog.NORM_INFO[n].grouped for n in norms) else config.groups,
         seed=int(first_seed), width=config.width, cnn_depth=cnn_depth, resnet_depth=resnet_depth,
         k_steps=k_steps,
         train=dataclasses.replace(config.train, steps=steps, lr=lr, target_accuracy=target,

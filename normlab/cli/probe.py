@@ -172,7 +172,7 @@ def catalogue(devices: bool = True) -> dict:
     return {
         "normalizers": {name: {"label": n.label, "slot": n.slot, "family": n.family, "grouped": n.grouped,
                                "batch_dependent": n.batch_dependent}
-                        for name, n in catalog.NORMALIZERS.items()},
+                        for name, n in catalog.NORM_INFO.items()},
         "presets": {name: {k: v for k, v in p.items() if k != "plan"} for name, p in PRESETS.items()},
         "inputs": list(INPUTS + DISK_INPUTS),
         "archs": list(ARCHS),

@@ -6,7 +6,7 @@ keys its factories by its names. Adding a normalizer is one ``NormInfo`` line he
 entry in ``normlab.science.norms.NORMALIZERS``; a name in one table but not the other is refused when
 ``normlab.science.norms`` is imported (and by a test). Knows nothing of modules, frames or the UI.
 
-The name collections (``NORM_NAMES``, ``GROUPED_NORMS``, ...) follow :data:`NORMALIZERS` through
+The name collections (``NORM_NAMES``, ``GROUPED_NORMS``, ...) follow :data:`NORM_INFO` through
 :func:`register` and :func:`unregister`, so an entry registered at run time is seen everywhere at once.
 """
 
@@ -70,7 +70,7 @@ class NormInfo:
         return families.get(self.slot, "none")
 
 
-NORMALIZERS: dict[str, NormInfo] = {
+NORM_INFO: dict[str, NormInfo] = {
     n.name: n
     for n in (
         NormInfo("none", N_("No normalization"), "none", saved_per_unit=1, ops_per_unit=1, color="#4d4d4d"),
@@ -98,18 +98,18 @@ NORMALIZERS: dict[str, NormInfo] = {
 
 def normalizer(name: str) -> NormInfo:
     """The catalog entry of ``name``; an unknown name is a ValueError listing the known ones."""
-    if name not in NORMALIZERS:
-        raise ValueError(f"Unknown normalizer {name!r}; expected one of {sorted(NORMALIZERS)}")
-    return NORMALIZERS[name]
+    if name not in NORM_INFO:
+        raise ValueError(f"Unknown normalizer {name!r}; expected one of {sorted(NORM_INFO)}")
+    return NORM_INFO[name]
 
 
 def label(name: str) -> str:
     """The display name of a normalizer; an unknown name shows as itself."""
-    return NORMALIZERS[name].label if name in NORMALIZERS else str(name)
+    return NORM_INFO[name].label if name in NORM_INFO else str(name)
 
 
 def color(name: str) -> str:
-    return NORMALIZERS[name].color if name in NORMALIZERS else FALLBACK_COLOR
+    return NORM_INFO[name].color if name in NORM_INFO else FALLBACK_COLOR
 
 
 # Name collections everything else reads. They are plain lists and sets (Streamlit, pandas and argparse
@@ -133,23 +133,23 @@ _SETS: tuple[tuple[set[str], Callable[[NormInfo], bool]], ...] = (
 
 
 def _refresh() -> None:
-    NORM_NAMES[:] = list(NORMALIZERS)
+    NORM_NAMES[:] = list(NORM_INFO)
     for names, keep in _SETS:
         names.clear()
-        names.update(name for name, info in NORMALIZERS.items() if keep(info))
+        names.update(name for name, info in NORM_INFO.items() if keep(info))
 
 
 def register(info: NormInfo) -> None:
     """Add a normalizer to the table (its factories go in ``normlab.science.norms.NORMALIZERS``)."""
-    if info.name in NORMALIZERS:
+    if info.name in NORM_INFO:
         raise ValueError(f"normalizer {info.name!r} is already in the catalog")
-    NORMALIZERS[info.name] = info
+    NORM_INFO[info.name] = info
     _refresh()
 
 
 def unregister(name: str) -> None:
     """Remove a normalizer registered with :func:`register`."""
-    NORMALIZERS.pop(name)
+    NORM_INFO.pop(name)
     _refresh()
 
 

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
 from normlab.core import catalog
 from normlab.core.catalog import ARCH_NAMES, GROUPED_NORMS, NORM_NAMES
+
+# The callbacks every long computation takes: progress(done, total, label) and should_stop().
+Progress = Callable[[int, int, str], None]
+ShouldStop = Callable[[], bool]
 
 ARCHS = ARCH_NAMES  # the architecture families of the catalog, in its order
 WN_ACT_PLACEMENTS = ("after_add", "in_branch")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from normlab.core.config import Progress
 from normlab.ops.store import ResultStore, record_key
 
 BACKENDS = ("local", "ray")
@@ -30,7 +31,6 @@ POLL_SECONDS = 0.5  # how often a Ray driver checks should_stop while no point f
 TASK_THREADS = 1  # torch threads per Ray task: one point per core, and the numbers of a 1-thread run
 ENV_PREFIX = "NORMLAB_"  # the driver's settings (budget limits among them) that travel to the workers
 
-Progress = Callable[[int, int, str], None]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,11 +10,11 @@ store (normlab.ops.records). Never prints; progress goes to an optional ``progre
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from normlab.core import catalog
-from normlab.core.config import ModelConfig, ProbeConfig, describe
+from normlab.core.config import ModelConfig, ProbeConfig, Progress, ShouldStop, describe
 from normlab.core.train_config import StudyConfig, TrainConfig
 from normlab.ops import records
 from normlab.ops.backends import Kind, Point, check_backend, run_points
@@ -28,8 +28,6 @@ if TYPE_CHECKING:  # the science is imported when a computation runs: the CLI's 
     from normlab.science.study import StudyResult
     from normlab.science.training import TrainResult
 
-Progress = Callable[[int, int, str], None]
-ShouldStop = Callable[[], bool]
 
 
 def run_probes(model_config: ModelConfig, probe_config: ProbeConfig,
@@ -99,7 +97,7 @@ def run_sweep(model_config: ModelConfig, probe_config: ProbeConfig, over: Mappin
     points = [Point(records.PROBE, (mc, pc), pc.seeds, name=describe(mc, short=True), suffix=")",
                     prefix=", ".join(f"{k}={v}" for k, v in changes.items()) + " (")
               for changes, mc, pc in configs]
-    frames, _ = run_points(points, KINDS, backend, address, store, progress)
+    frames, _ = run_points(points, RUNS, backend, address, store, progress)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -152,7 +150,7 @@ def run_study(study_config: StudyConfig | None = None, progress: Progress | None
     points = [Point(records.TRAIN, (mc, tc), tc.steps, prefix=f"run {i + 1}/{len(plan)}: ",
                     name=f"{mc.arch} {catalog.label(mc.norm)} seed {tc.seed}")
               for i, (mc, tc) in enumerate(plan)]
-    results, stopped = run_points(points, KINDS, backend, address, store, progress, should_stop)
+    results, stopped = run_points(points, RUNS, backend, address, store, progress, should_stop)
     # A stop keeps the runs finished before it (on Ray, those that happened to finish first).
     return assemble_study(config, [r for r in results if r is not None], stopped=stopped)
 
@@ -169,7 +167,7 @@ def _train_point(model_config, train_config, progress=None, should_stop=None):
     return run_training(model_config, train_config, progress=progress, should_stop=should_stop)
 
 
-KINDS = {
+RUNS = {  # how each kind of point runs and is stored
     records.PROBE: Kind(
         run=_probe_point,
         put=lambda store, point, frame: records.put_probe(store, *point.configs, frame),

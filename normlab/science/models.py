@@ -31,7 +31,7 @@ ACT = "act"  # after a normalizer and its activation
 BLOCK = "block"  # a residual block's output
 RES = "res"  # a residual branch, scaled by alpha, just before the addition
 CONV = "conv"  # a conv/linear output z, where grad_norm reads dL/dz
-KINDS = (ACT, BLOCK, RES, CONV)
+POINT_KINDS = (ACT, BLOCK, RES, CONV)  # what a probe point of a model is
 
 
 def _init_weights(layer: nn.Module) -> None:

@@ -6,7 +6,7 @@ models, probes or the UI.
 
 Every normalizer occupies up to three slots of a layer, conv -> norm -> activation:
 ``Normalizer.norm(C)`` fills the norm slot, ``Normalizer.act(C)`` the activation slot, and
-``Normalizer.layer`` decides whether the conv/linear itself normalizes its weights.
+``Normalizer.weights`` decides whether the conv/linear itself normalizes its weights.
 """
 
 from __future__ import annotations
@@ -382,10 +382,10 @@ NORMALIZERS: dict[str, Normalizer] = {
 
 def check_registry() -> None:
     """The factories and the catalog must name the same normalizers, else one of them lacks an entry."""
-    built, known = set(NORMALIZERS), set(catalog.NORMALIZERS)
+    built, known = set(NORMALIZERS), set(catalog.NORM_INFO)
     if built != known:
         raise RuntimeError(
-            f"normlab.science.norms.NORMALIZERS and normlab.core.catalog.NORMALIZERS disagree: "
+            f"normlab.science.norms.NORMALIZERS and normlab.core.catalog.NORM_INFO disagree: "
             f"factories without a catalog entry {sorted(built - known)}, catalog entries without a factory "
             f"{sorted(known - built)}"
         )

@@ -29,6 +29,7 @@ from normlab.core.config import (
     PRESETS,
     ModelConfig,
     ProbeConfig,
+    Progress,
     describe,
 )
 from normlab.core.deadline import check_time
@@ -49,8 +50,6 @@ from normlab.science.metrics import (
 )
 from normlab.science.models import ACT, BLOCK, CONV, RES, build_model
 from normlab.science.norms import EvoNormB0, EvoNormS0, FilterResponseNorm
-
-Progress = Callable[[int, int, str], None]
 
 SPECTRUM = "spectrum"  # the kind of the Gram-eigenvalue rows
 KINDS = (ACT, BLOCK, RES, CONV, SPECTRUM)

@@ -104,12 +104,6 @@ def gradient_range(frame: pd.DataFrame, value: str = "value") -> float:
     return range_of_gradients(layer_means(hidden_gradients(frame), value))
 
 
-def gradient_growth_by(frame: pd.DataFrame, by: str | Sequence[str], value: str = "value") -> pd.Series:
-    """:func:`gradient_growth` of every run of ``frame``, runs told apart by the columns ``by``."""
-    out = {key: gradient_growth(part, value) for key, part in frame.groupby(by, sort=False, dropna=False)}
-    return pd.Series(out, dtype=float)
-
-
 # --- Final values -----------------------------------------------------------------------------------------
 
 

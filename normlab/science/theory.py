@@ -155,6 +155,39 @@ def _stem_var(config: ModelConfig, input_var: float) -> float | None:
     return RELU_VAR * conv_gain * input_var  # relu of a He / SWS conv output
 
 
+class Reason(str):
+    """Why a theory curve is withheld: the English sentence (a str, as the API has always returned), and
+    ``code``, a stable name from :data:`REASON_CODES` that a front end translates instead of reading the
+    words."""
+
+    code: str
+
+    def __new__(cls, code: str, text: str) -> Reason:
+        assert code in REASON_CODES, f"unknown reason code {code!r}"
+        reason = super().__new__(cls, text)
+        reason.code = code
+        return reason
+
+
+class Withheld(ValueError):
+    """A config outside a law's assumptions; ``reason`` carries the code and the words."""
+
+    def __init__(self, code: str, text: str) -> None:
+        self.reason = Reason(code, text)
+        super().__init__(self.reason)
+
+
+REASON_CODES = (
+    "not_residual",  # the block-variance laws are for residual nets
+    "wn_after_add",  # weightnorm with the corrected ReLU after each addition: no closed form
+    "trunk_preact",  # a trunk normalizer in pre-activation blocks: no closed form
+    "gradient_norm",  # the gradient rate is derived for batchnorm only
+    "gradient_residual",  # the gradient rate is for plain nets
+    "gradient_depth",  # the gradient rate needs 3 hidden layers to show
+    "rank_norm",  # the rank bounds cover batchnorm and the GroupNorm family only
+)
+
+
 def variance_law(config: ModelConfig, input_var: float = 1.0) -> VarianceLaw:
     """The variance law of ``config``'s block outputs.
 
@@ -162,18 +195,19 @@ def variance_law(config: ModelConfig, input_var: float = 1.0) -> VarianceLaw:
         ValueError: the config is outside every law's assumptions; the message says why.
     """
     if not config.residual:
-        raise ValueError(f"the block-variance laws are for residual nets (arch 'resnet'); got arch "
-                         f"{config.arch!r}")
+        raise Withheld("not_residual", f"the block-variance laws are for residual nets (arch 'resnet'); "
+                                       f"got arch {config.arch!r}")
     if config.norm == "weightnorm" and config.wn_act == "after_add" and not config.preact:
-        raise ValueError("weightnorm with the corrected ReLU after each addition compounds and explodes "
-                         "faster than doubling, even with SkipInit (spec section 2); no closed form")
+        raise Withheld("wn_after_add", "weightnorm with the corrected ReLU after each addition compounds "
+                       "and explodes faster than doubling, even with SkipInit (spec section 2); no closed "
+                       "form")
     stem = _stem_var(config, input_var)
     if config.skipinit:
         return _flat_law(config, stem)
     if config.norm in TRUNK_NORMS:
         if config.preact:
-            raise ValueError(f"{config.norm} in pre-activation blocks: no closed-form trunk law (the branch "
-                             "variance depends on EvoNorm's data-dependent denominator)")
+            raise Withheld("trunk_preact", f"{config.norm} in pre-activation blocks: no closed-form trunk "
+                           "law (the branch variance depends on EvoNorm's data-dependent denominator)")
         return VarianceLaw(
             "flat", None, 0.0, None,
             f"{config.norm} acts after the addition, on the trunk, so the block outputs stay at one level "
@@ -225,11 +259,11 @@ def _flat_law(config: ModelConfig, stem: float | None) -> VarianceLaw:
 
 
 def variance_applies(config: ModelConfig) -> tuple[bool, str]:
-    """Whether a variance law holds for ``config``'s block outputs, and why (not)."""
+    """Whether a variance law holds for ``config``'s block outputs, and why (not: a :class:`Reason`)."""
     try:
         law = variance_law(config)
-    except ValueError as err:
-        return False, str(err)
+    except Withheld as err:
+        return False, err.reason
     return True, f"{law.law}: {law.assumptions}"
 
 
@@ -278,13 +312,16 @@ _GRADIENT_ASSUMPTIONS = (
 
 
 def gradient_applies(config: ModelConfig) -> tuple[bool, str]:
-    """Whether the BatchNorm gradient rate holds for ``config``, and why (not)."""
+    """Whether the BatchNorm gradient rate holds for ``config``, and why (not: a :class:`Reason`)."""
     if config.norm != "batchnorm":
-        return False, f"the gradient rate is derived for batchnorm only; got norm {config.norm!r}"
+        return False, Reason("gradient_norm",
+                             f"the gradient rate is derived for batchnorm only; got norm {config.norm!r}")
     if config.residual:
-        return False, "the gradient rate is for plain nets (mlp, cnn); residual connections change it"
+        return False, Reason("gradient_residual",
+                             "the gradient rate is for plain nets (mlp, cnn); residual connections change it")
     if config.depth < 3:
-        return False, f"the rate needs at least 3 hidden layers to show; got depth {config.depth}"
+        return False, Reason("gradient_depth",
+                             f"the rate needs at least 3 hidden layers to show; got depth {config.depth}")
     return True, _GRADIENT_ASSUMPTIONS
 
 
@@ -322,8 +359,8 @@ def gradient_theory(config: ModelConfig, last_grad_norm: float = 1.0,
 def rank_applies(config: ModelConfig) -> tuple[bool, str]:
     """Whether a rank bound speaks of ``config``'s final features, and why (not)."""
     if config.norm not in RANK_NORMS:
-        return False, (f"the rank bounds cover batchnorm and the GroupNorm family (groupnorm, layernorm, "
-                       f"instancenorm); got norm {config.norm!r}")
+        return False, Reason("rank_norm", f"the rank bounds cover batchnorm and the GroupNorm family "
+                                          f"(groupnorm, layernorm, instancenorm); got norm {config.norm!r}")
     if config.norm == "batchnorm":
         return True, "BatchNorm: final-feature rank is Omega(sqrt(width)) (Daneshmand et al. 2020); shape"
     return True, ("GroupNorm family: final-feature rank is Omega(sqrt(width / group size)) (Lubana et al. "

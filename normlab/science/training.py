@@ -13,7 +13,6 @@ import copy
 import functools
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from normlab.core import catalog
-from normlab.core.config import MAX_IMAGE_SIZE, ModelConfig, check_int
+from normlab.core.config import MAX_IMAGE_SIZE, ModelConfig, Progress, ShouldStop, check_int
 from normlab.core.deadline import check_time
 from normlab.core.train_config import TEST_DIGITS, TrainConfig
 from normlab.science import datasets
@@ -36,8 +35,6 @@ SPLIT_SEED = 0
 DIGITS_SIZE = 8  # scikit-learn's digits are 8x8 grey images with values 0..16
 EVAL_CHUNK = 1000  # held-out images per forward pass: CIFAR's 10000 at once would need GBs
 
-Progress = Callable[[int, int, str], None]
-ShouldStop = Callable[[], bool]
 
 # ---------------------------------------------------------------------------------------------
 # Data
