@@ -202,7 +202,7 @@ ARCH_NAMES: list[str] = list(ARCHITECTURES)  # refreshed in place by register_fa
 
 def family(name: str) -> ArchInfo:
     """The table row of architecture ``name``; an unknown name is a ValueError listing the known ones."""
-    if name not in ARCHITECTURES:
+    if not isinstance(name, str) or name not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture (arch) {name!r}; expected one of "
                          f"{', '.join(map(repr, ARCHITECTURES))}")
     return ARCHITECTURES[name]
