@@ -123,7 +123,7 @@ INVALID = {
     "skipinit": st.one_of(st.integers(), st.text(max_size=4), st.none()),
     "wn_act": _NOT_A_NAME.filter(lambda v: v not in WN_ACT_PLACEMENTS),
     "in_channels": _NOT_A_COUNT,
-    "num_classes": st.one_of(_NOT_A_COUNT, st.just(1)),
+    "num_classes": st.one_of(_NOT_A_COUNT.filter(lambda v: v is not None), st.just(1)),  # None: the default
     "input": _NOT_A_NAME.filter(lambda v: v not in INPUTS),
     "batch_size": st.one_of(_NOT_A_COUNT, st.just(1)),
     "image_size": st.one_of(_NOT_A_COUNT, st.integers(257, 10**9)),
