@@ -112,6 +112,17 @@ def test_the_warm_command_reports_and_refuses_by_name(tmp_path, capsys):
     assert "computed 2, already stored 0" in capsys.readouterr().out
 
 
+def test_the_warm_command_fails_on_a_store_it_cannot_write_before_computing_anything(tmp_path, capsys,
+                                                                                      monkeypatch):
+    (tmp_path / "file").write_text("")  # a folder under a file: unwritable even as root
+    calls = []
+    monkeypatch.setattr(warm, "run_probes", lambda *a, **k: calls.append(a))
+    assert warm.main(["--only", "stage_reset", "--store", str(tmp_path / "file" / "results")]) == 1
+    err = capsys.readouterr().err
+    assert "python -m ui.warm: error: the result store" in err and "cannot be written" in err
+    assert calls == [], "nothing is computed that could not be kept"
+
+
 def test_another_server_process_opening_a_warmed_claim_computes_nothing(tmp_path, monkeypatch):
     store = tmp_path / "store"
     # warmed by a separate process, as the Dockerfile's `python -m ui.warm` does

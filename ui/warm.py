@@ -80,7 +80,14 @@ def warm(store: ResultStore, only: Iterable[str] | None = None,
         store: where the records go (the dashboard's ``NORMLAB_STORE``).
         only: claim keys and/or ``"defaults"``; default all.
         progress: called as ``progress(done, total, label)`` after each item, stored or computed.
+
+    Raises:
+        OSError: ``store`` cannot be written (its message says why and the fix), before anything runs:
+            a warm-up that keeps nothing must fail the image's build, not report what it computed.
     """
+    problem = store.write_problem()
+    if problem is not None:
+        raise OSError(problem)
     probes, trainings = plan(only)
     total = len(probes) + len(trainings)
     report = WarmReport()
@@ -133,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     def show(done: int, _total: int, label: str) -> None:
         print(f"[{done}/{total}] {label}", file=sys.stderr)
 
-    report = warm(store, args.only, progress=show)
+    try:
+        report = warm(store, args.only, progress=show)
+    except OSError as err:
+        print(f"python -m ui.warm: error: {err}", file=sys.stderr)
+        return 1
     print(f"computed {report.computed}, already stored {report.skipped}")
     return 0
 
