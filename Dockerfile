@@ -5,6 +5,7 @@
 #   docker run -p 8501:8501 normlab
 #   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130 -t normlab:cuda .
 #   docker run --gpus all -p 8501:8501 normlab:cuda
+#   podman build --format docker -t normlab .   # Podman's default (OCI) format drops the HEALTHCHECK
 FROM python:3.11-slim
 
 # Where torch comes from. PyTorch's CPU wheels keep the image small; a CUDA index (cu130, cu128, ...)
