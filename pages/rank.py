@@ -4,8 +4,7 @@ distributions per layer and GroupNorm's rank bound measured."""
 import pandas as pd
 import streamlit as st
 
-from normlab import ModelConfig, ProbeConfig
-from ui import cache, controls, figures, measures, views
+from ui import cache, controls, defaults, figures, measures, views
 from ui.i18n import N_, _
 
 # One measure at a time, each with its definition (spec section 3).
@@ -19,12 +18,6 @@ MEASURES = {
     "cos_sim": N_("mean off-diagonal entry of M (the paper's code): 1 = all samples have the same "
                   "direction."),
 }
-# GroupNorm's rank result is read on a plain CNN over natural images (residual nets keep more rank and
-# the trend is flatter), at sizes that compute in a few seconds on a CPU.
-BOUND_NET = {"arch": "cnn", "depth": 10}
-BOUND_PROBE = ProbeConfig(input="images", batch_size=64, image_size=8)
-BOUND_SIZES = (1, 2, 4, 8, 16, 32)
-BOUND_WIDTHS = (8, 16, 32, 64, 128)
 
 selection = views.header(
     _("Property 2 · Rank collapse"),
@@ -84,25 +77,24 @@ if details:
 
 st.subheader(_("GroupNorm's rank bound: Ω(√(width / group size))"))
 cols = st.columns(2)
-width = cols[0].select_slider(_("Width (for the group-size sweep)"), (16, 32, 64), value=32,
-                              key="bound_width")
-size = cols[1].select_slider(_("Group size (for the width sweep)"), (1, 2, 4, 8), value=4, key="bound_size")
+width = cols[0].select_slider(_("Width (for the group-size sweep)"), defaults.BOUND_WIDTH_CHOICES,
+                              value=defaults.BOUND_WIDTH, key="bound_width")
+size = cols[1].select_slider(_("Group size (for the width sweep)"), defaults.BOUND_SIZE_CHOICES,
+                             value=defaults.BOUND_SIZE, key="bound_size")
 
 
-def bound_sweeps() -> tuple:
-    """Final-feature ranks of GroupNorm over group sizes (at ``width``) and over widths (at ``size``)."""
-    base = ModelConfig(**BOUND_NET, width=width, norm="groupnorm", group_size=1)
-    by_size = cache.sweep(base, BOUND_PROBE, "group_size", tuple(s for s in BOUND_SIZES if s <= width))
-    base = ModelConfig(**BOUND_NET, width=max(size, 8), norm="groupnorm", group_size=size)
-    by_width = cache.sweep(base, BOUND_PROBE, "width", tuple(w for w in BOUND_WIDTHS if w >= size))
-    return by_size, by_width
+def sweep_bound() -> tuple:
+    """Final-feature ranks of GroupNorm over group sizes (at ``width``) and over widths (at ``size``); the
+    first view's two sweeps are the ones ``python -m ui.warm`` computes ahead."""
+    return tuple(cache.sweep(base, defaults.BOUND_PROBE, field, values)
+                 for base, field, values in defaults.bound_sweeps(width, size))
 
 
 with st.spinner(_("Sweeping group sizes and widths…"), show_time=True):
-    sweeps = views.attempt(N_("sweep group sizes and widths"), bound_sweeps, "bound")
+    sweeps = views.attempt(N_("sweep group sizes and widths"), sweep_bound, "bound")
 if sweeps is not None:
     by_size, by_width = sweeps
-    bound_ceiling = BOUND_PROBE.batch_size
+    bound_ceiling = defaults.BOUND_PROBE.batch_size
     left, right = st.columns(2)
     with left:
         points = figures.final_points(by_size, "effective_rank")
@@ -121,8 +113,9 @@ if sweeps is not None:
                  "stays at N − 1 here for every group size, and the stable rank is dominated by the top "
                  "eigenvalue (1.2–2); the effective rank weighs how evenly the batch spreads, and it falls "
                  "with the group size as the bound says. The dashed curve is the bound's shape scaled by "
-                 "least squares.").format(depth=BOUND_NET["depth"], batch=BOUND_PROBE.batch_size,
-                                          size=BOUND_PROBE.image_size))
+                 "least squares.").format(depth=defaults.BOUND_NET["depth"],
+                                          batch=defaults.BOUND_PROBE.batch_size,
+                                          size=defaults.BOUND_PROBE.image_size))
 
 with st.expander(_("Eigen-spectrum of the final features")):
     scale = st.segmented_control(_("Axis"), controls.SCALES, key="spec_scale", persist_state="session",

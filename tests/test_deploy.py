@@ -121,6 +121,16 @@ def test_the_image_is_a_slim_python_with_a_workdir_and_a_non_root_user():
     assert words.index("USER") < words.index("ENTRYPOINT")
 
 
+def test_the_image_carries_no_figure_renderer_since_the_viewers_browser_exports_the_figures():
+    # kaleido 1.x needs a Chrome the image does not have, and a font only it would use: neither is
+    # installed; each chart's camera button exports it in the browser (ui.views.chart_config)
+    runs = " ".join(rest for word, rest in instructions() if word == "RUN")
+    assert "apt-get" not in runs and "fonts-" not in runs and "chromium" not in runs
+    names = {Requirement(line).name.lower() for line in (ROOT / "requirements.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")}
+    assert "kaleido" not in names and "plotly" in names
+
+
 def test_the_app_is_served_headless_on_all_interfaces_at_8501_with_a_health_check():
     assert only("EXPOSE") == "8501"
     entry = exec_form(only("ENTRYPOINT"))

@@ -231,7 +231,7 @@ def test_settings_come_from_the_documented_environment_variables():
 
 
 def test_torch_threads_share_the_machine_among_the_slots(monkeypatch):
-    monkeypatch.setattr(settings, "available_cpus", lambda: 8)
+    monkeypatch.setattr(settings, "available_cpus", lambda cgroup_root=None: 8)
     assert torch_threads(2, {}) == 4
     assert torch_threads(3, {}) == 2
     assert torch_threads(16, {}) == 1

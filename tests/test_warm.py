@@ -21,7 +21,7 @@ from normlab.science.study import study_row
 from ui import controls as C
 from ui import warm
 from ui.claims import CLAIMS
-from ui.defaults import dynamics_runs
+from ui.defaults import BOUND_PROBE, bound_sweeps, dynamics_runs
 from ui.selection import build_selection
 from ui.study import QUICK
 
@@ -42,8 +42,29 @@ def test_the_warm_defaults_are_each_pages_default_view():
     counts = C.group_choices(C.DEFAULTS["net"], base.width, base.stages)
     sweep_base = dataclasses.replace(base, norm=C.DEFAULTS["sweep_norm"], groups=counts[0], group_size=None)
     sweep = ui.cache.sweep_points(sweep_base, selection.probe, "groups", counts)
-    assert probes == views + [pair for pair in sweep if pair not in views]
+    views += [pair for pair in sweep if pair not in views]
+    for base, field, values in bound_sweeps():  # the rank page's GroupNorm bound, at its sliders' defaults
+        views += [p for p in ui.cache.sweep_points(base, BOUND_PROBE, field, values) if p not in views]
+    assert probes == views
     assert trainings == QUICK.runs() + dynamics_runs()
+
+
+def test_the_rank_pages_first_view_asks_only_for_sweeps_the_warm_up_computes(monkeypatch):
+    asked = []
+    sweep = ui.cache.sweep
+
+    def spy(model, probe, field, values, **kwargs):
+        asked.extend(ui.cache.sweep_points(model, probe, field, values))
+        return sweep(model, probe, field, values, **kwargs)
+
+    monkeypatch.setattr(ui.cache, "sweep", spy)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("pages/rank.py").run()
+    assert not at.exception and not at.error
+    probes, _ = warm.plan([warm.DEFAULTS])
+    assert len(set(asked)) == 10  # 6 group sizes and 5 widths, one network in both
+    assert all(pair in probes for pair in asked), "the first visitor computes no sweep point"
 
 
 def test_warm_refuses_an_unknown_setup_by_name():
@@ -105,11 +126,22 @@ def test_warm_computes_what_is_missing_then_skips_it(tmp_path):
 
 def test_the_warm_command_reports_and_refuses_by_name(tmp_path, capsys):
     assert warm.main(["--store", str(tmp_path), "--dry-run"]) == 0
-    assert "38 probes and 18 training runs" in capsys.readouterr().out
+    assert "48 probes and 18 training runs" in capsys.readouterr().out
     assert warm.main(["--store", str(tmp_path), "--only", "nope"]) == 2
     assert "unknown warm setup" in capsys.readouterr().err
     assert warm.main(["--only", "stage_reset", "--store", str(tmp_path)]) == 0
     assert "computed 2, already stored 0" in capsys.readouterr().out
+
+
+def test_the_warm_command_fails_on_a_store_it_cannot_write_before_computing_anything(tmp_path, capsys,
+                                                                                      monkeypatch):
+    (tmp_path / "file").write_text("")  # a folder under a file: unwritable even as root
+    calls = []
+    monkeypatch.setattr(warm, "run_probes", lambda *a, **k: calls.append(a))
+    assert warm.main(["--only", "stage_reset", "--store", str(tmp_path / "file" / "results")]) == 1
+    err = capsys.readouterr().err
+    assert "python -m ui.warm: error: the result store" in err and "cannot be written" in err
+    assert calls == [], "nothing is computed that could not be kept"
 
 
 def test_another_server_process_opening_a_warmed_claim_computes_nothing(tmp_path, monkeypatch):

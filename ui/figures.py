@@ -38,8 +38,8 @@ DASHES = ("solid", "dot", "dashdot", "longdash")
 OVERFLOW_NOTE = N_("▲ at the top: overflowed (inf/NaN) values")
 # English, as the catalog marks them: pass a title through metric_title (or _()) where it is shown.
 METRIC_TITLES = {name: info.title for name, info in catalog.METRIC_INFO.items()}
-# Plotly's default Latin face first, then faces with Hangul, so Korean labels render in the browser and in
-# PNG/SVG exports (kaleido draws with the fonts of the machine it runs on).
+# Plotly's default Latin face first, then faces with Hangul, so Korean labels render in the viewer's browser
+# and in the PNG its camera button exports (drawn by the same browser, with the same fonts).
 FONT_FAMILY = ('"Open Sans", verdana, arial, "Noto Sans CJK KR", "Noto Sans KR", NanumGothic, '
                '"Malgun Gothic", "Apple SD Gothic Neo", sans-serif')
 

@@ -20,7 +20,7 @@ from normlab.core.deadline import ComputeTimeout
 from normlab.ops.budget import BudgetExceeded
 from normlab.ops.serving import QueueStatus, QueueTimeout
 from ui import cache
-from ui.export import export_panel
+from ui.export import FIGURE_SCALE, export_panel
 from ui.figures import lecture_style
 from ui.i18n import N_, _
 from ui.links import markdown_text
@@ -28,9 +28,6 @@ from ui.sidebar import Selection, current_selection
 
 T = TypeVar("T")
 log = logging.getLogger("normlab.dashboard")
-
-# Plotly's own export (the camera button): PNG at 4x the on-screen size, for papers and slides.
-EXPORT_SCALE = 4
 
 
 def header(title: str, look_for: str, definition: str) -> Selection:
@@ -133,10 +130,14 @@ def measure(selection: Selection) -> pd.DataFrame | None:
 
 
 def chart_config(filename: str, image_format: str = "png") -> dict:
-    """Plotly config: the modebar's camera exports the figure at publication resolution."""
+    """Plotly config: the modebar's camera exports the figure at publication resolution.
+
+    This is how every figure is exported (the export panel says so): plotly's own image export, in the
+    viewer's browser, so the server needs no headless Chrome and the image has the fonts the page shows.
+    """
     return {
         "displaylogo": False,
-        "toImageButtonOptions": {"format": image_format, "filename": filename, "scale": EXPORT_SCALE},
+        "toImageButtonOptions": {"format": image_format, "filename": filename, "scale": FIGURE_SCALE},
     }
 
 
