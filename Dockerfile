@@ -26,7 +26,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # No system packages: nothing on the server draws text. Figures, Korean ones included, are exported by the
-# viewer's browser (each chart's camera button, ui/views.py), with the fonts that browser shows them in.
+# viewer's browser (each chart's camera button, ui/compute/views.py), with the fonts that browser shows them in.
 
 # Dependencies first, so that a code change does not reinstall them. torch comes from the chosen index
 # alone, held to the version range in requirements.txt; the rest of requirements.txt then finds it

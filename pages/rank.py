@@ -4,8 +4,15 @@ distributions per layer and GroupNorm's rank bound measured."""
 import pandas as pd
 import streamlit as st
 
-from ui import cache, controls, defaults, figures, measures, views
-from ui.i18n import N_, _
+from ui.compute import cache, views
+from ui.content import defaults
+from ui.figures import measures
+from ui.figures.depth import depth_figure, spectrum_figure
+from ui.figures.samples import collapse_figure, distribution_figure
+from ui.figures.scaling import final_points, rank_scaling_figure
+from ui.figures.style import METRIC_TITLES
+from ui.state import controls
+from ui.state.i18n import N_, _
 
 # One measure at a time, each with its definition (spec section 3).
 MEASURES = {
@@ -41,15 +48,15 @@ with st.spinner(_("Picturing the samples…"), show_time=True):
         label: cache.probe_detail(m, selection.probe)
         for label, m in zip(labels, selection.models, strict=True)
     }, "detail") or {}
-collapse = figures.collapse_figure(details, norms, uirevision="collapse")
+collapse = collapse_figure(details, norms, uirevision="collapse")
 views.chart(collapse, "collapse", selection)
 
 st.subheader(_("One rank measure along depth"))
-names = {m: _(figures.METRIC_TITLES[m]).split(" (")[0] for m in MEASURES}  # the title less its symbol
+names = {m: _(METRIC_TITLES[m]).split(" (")[0] for m in MEASURES}  # the title less its symbol
 measure = st.segmented_control(_("Measure"), tuple(MEASURES), key="rank_measure", required=True,
                                default="stable_rank", persist_state="session", format_func=names.get)
 st.caption(_(MEASURES[measure]))
-fig = figures.depth_figure(stats, measure, ceiling=None if measure == "cos_sim" else ceiling,
+fig = depth_figure(stats, measure, ceiling=None if measure == "cos_sim" else ceiling,
                            uirevision=f"rank-{measure}")
 views.chart(fig, "rank", selection)
 with st.expander(_("Centered cosine similarity: why it is not drawn")):
@@ -71,7 +78,7 @@ if details:
     grad = cols[1].select_slider(_("Conv/linear output of the gradients"), range(len(first.grad_layers)),
                                  value=0, key="dist_grad",
                                  format_func=lambda k: f"{k + 1} · {first.grad_layers[k]}")
-    views.chart(figures.distribution_figure(details, norms, position, grad), "distributions", selection)
+    views.chart(distribution_figure(details, norms, position, grad), "distributions", selection)
     st.caption(_("From the first seed's pass: a fixed random sample of the activation values at that depth "
                  "and each sample's own gradient norm, per normalizer."))
 
@@ -97,14 +104,14 @@ if sweeps is not None:
     bound_ceiling = defaults.BOUND_PROBE.batch_size
     left, right = st.columns(2)
     with left:
-        points = figures.final_points(by_size, "effective_rank")
-        views.chart(figures.rank_scaling_figure(points, "group_size", "effective_rank",
+        points = final_points(by_size, "effective_rank")
+        views.chart(rank_scaling_figure(points, "group_size", "effective_rank",
                                                 fixed=_("width {width}").format(width=width),
                                                 ceiling=bound_ceiling, uirevision="bound-size"),
                     "bound-size", selection)
     with right:
-        points = figures.final_points(by_width, "effective_rank")
-        views.chart(figures.rank_scaling_figure(points, "width", "effective_rank",
+        points = final_points(by_width, "effective_rank")
+        views.chart(rank_scaling_figure(points, "width", "effective_rank",
                                                 fixed=_("group size {size}").format(size=size),
                                                 ceiling=bound_ceiling, uirevision="bound-width"),
                     "bound-width", selection)
@@ -120,7 +127,7 @@ if sweeps is not None:
 with st.expander(_("Eigen-spectrum of the final features")):
     scale = st.segmented_control(_("Axis"), controls.SCALES, key="spec_scale", persist_state="session",
                                  required=True, format_func=controls.labelled(controls.SCALE_LABELS))
-    spectrum = figures.spectrum_figure(stats, ceiling=ceiling, log_y=scale == "log",
+    spectrum = spectrum_figure(stats, ceiling=ceiling, log_y=scale == "log",
                                        uirevision=f"spectrum-{scale}")
     views.chart(spectrum, "spectrum", selection)
     st.caption(_("Rank ceiling min(batch, features) = {ceiling}: batch {batch}; a collapsed network "

@@ -90,8 +90,8 @@ TIMEOUT = 300  # seconds per run: a fresh claims page probes a few dozen small n
 
 
 def registered_pages() -> list[str]:
-    """The page files app.py puts in its navigation (the page table, ui.nav)."""
-    from ui.nav import PAGES
+    """The page files app.py puts in its navigation (the page table, ui.state.nav)."""
+    from ui.state.nav import PAGES
 
     return [page.path for page in PAGES]
 

@@ -219,7 +219,7 @@ CLAIM_CHART_JS = """() => {
 
 def test_lecture_mode_at_1920x1080_shows_every_claims_chart_on_the_first_screen_in_large_type(
         server, browser, artifacts):
-    from ui.claims import CLAIMS
+    from ui.content.claims import CLAIMS
 
     page = browser.new_page(viewport={"width": 1920, "height": 1080})
     try:
@@ -263,9 +263,9 @@ def test_korean_lecture_mode_steps_through_the_claims_in_korean(server, browser,
     every claim with its chart, in Korean, with no English sentence in the main view."""
     from test_i18n import english_words
 
-    from ui import i18n
-    from ui.claims import CLAIMS
-    from ui.i18n import _
+    from ui.content.claims import CLAIMS
+    from ui.state import i18n
+    from ui.state.i18n import _
 
     with i18n.use("ko"):
         titles = [_(claim.title) for claim in CLAIMS]

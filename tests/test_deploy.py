@@ -123,7 +123,7 @@ def test_the_image_is_a_slim_python_with_a_workdir_and_a_non_root_user():
 
 def test_the_image_carries_no_figure_renderer_since_the_viewers_browser_exports_the_figures():
     # kaleido 1.x needs a Chrome the image does not have, and a font only it would use: neither is
-    # installed; each chart's camera button exports it in the browser (ui.views.chart_config)
+    # installed; each chart's camera button exports it in the browser (ui.compute.views.chart_config)
     runs = " ".join(rest for word, rest in instructions() if word == "RUN")
     assert "apt-get" not in runs and "fonts-" not in runs and "chromium" not in runs
     names = {Requirement(line).name.lower() for line in (ROOT / "requirements.txt").read_text().splitlines()

@@ -16,11 +16,11 @@ import pytest
 from helpers import charts
 from streamlit.testing.v1 import AppTest
 
-import ui.cache
+import ui.compute.cache
 from normlab import ModelConfig, ProbeConfig
 from normlab.cli import main as cli_main
 from normlab.ops.output import to_csv, to_json
-from ui import export, views
+from ui.compute import export, views
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
@@ -104,7 +104,7 @@ def test_cli_command_is_a_probe_for_one_network_and_a_sweep_over_normalizers_for
 ], ids=["one", "three"])
 def test_snippet_and_command_reproduce_the_cached_frame_exactly(models, tmp_path):
     probe = ProbeConfig(batch_size=8, image_size=8, seeds=2)
-    view = ui.cache.probe_all(models, probe)
+    view = ui.compute.cache.probe_all(models, probe)
     same_numbers(run_snippet(export.python_snippet(models, probe)), view)
     same_numbers(run_cli(export.cli_command(models, probe, out="x.csv"), tmp_path), view)
 
@@ -119,11 +119,11 @@ def test_the_printed_command_runs_as_a_program(tmp_path):
     subprocess.run([normlab, *shlex.split(command)[1:]], check=True, cwd=tmp_path, timeout=300)
     frame = pd.read_csv(tmp_path / "cli.csv")
     # another process may run torch with other threads: equal up to float32 rounding
-    same_numbers(frame, ui.cache.probe_all(models, probe), rtol=1e-5)
+    same_numbers(frame, ui.compute.cache.probe_all(models, probe), rtol=1e-5)
 
 
 def test_data_downloads_are_written_as_the_cli_writes_them():
-    frame = ui.cache.probe_all((ModelConfig(arch="mlp", norm="none", depth=2, width=4),),
+    frame = ui.compute.cache.probe_all((ModelConfig(arch="mlp", norm="none", depth=2, width=4),),
                                ProbeConfig(batch_size=4, image_size=4))
     records = json.loads(to_json(frame))
     assert len(records) == len(frame) and set(records[0]) == set(frame.columns)
@@ -153,7 +153,7 @@ def test_each_views_snippet_and_command_give_the_views_numbers(page, tmp_path):
     assert "Data · CSV" in labels and "Data · JSON" in labels
     snippet, command = export_code(at)
     selection = at.session_state["_selection"]
-    view = ui.cache.probe_all(selection.models, selection.probe)
+    view = ui.compute.cache.probe_all(selection.models, selection.probe)
     same_numbers(run_snippet(snippet), view)
     same_numbers(run_cli(command, tmp_path), view)
 

@@ -173,10 +173,10 @@ def test_the_dashboard_serves_from_memory_over_an_unwritable_store_with_one_line
         unwritable, monkeypatch, caplog):
     from streamlit.testing.v1 import AppTest
 
-    import ui.cache
+    import ui.compute.cache
 
     monkeypatch.setenv("NORMLAB_STORE", str(unwritable))
-    ui.cache.clear()
+    ui.compute.cache.clear()
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=300)
     at.run()  # the launcher's warm-up run: the default view, computed here since the store holds nothing
     assert not at.exception and not at.error
@@ -185,4 +185,4 @@ def test_the_dashboard_serves_from_memory_over_an_unwritable_store_with_one_line
     assert not at.exception and not at.error
     (said,) = store_log(caplog)
     assert "cannot be written" in said.getMessage() and said.exc_info is None
-    ui.cache.clear()
+    ui.compute.cache.clear()

@@ -11,19 +11,19 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import ui.cache
+import ui.compute.cache
 from normlab import ModelConfig, ProbeConfig, run_probes
 from normlab.core.train_config import TrainConfig
 from normlab.ops import records, serving
 from normlab.ops.run import run_training
 from normlab.ops.store import ResultStore
 from normlab.science.study import study_row
-from ui import controls as C
 from ui import warm
-from ui.claims import CLAIMS
-from ui.defaults import BOUND_PROBE, bound_sweeps, dynamics_runs
-from ui.selection import build_selection
-from ui.study import QUICK
+from ui.compute.study import QUICK
+from ui.content.claims import CLAIMS
+from ui.content.defaults import BOUND_PROBE, bound_sweeps, dynamics_runs
+from ui.state import controls as C
+from ui.state.selection import build_selection
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,23 +41,24 @@ def test_the_warm_defaults_are_each_pages_default_view():
     base = selection.base
     counts = C.group_choices(C.DEFAULTS["net"], base.width, base.stages)
     sweep_base = dataclasses.replace(base, norm=C.DEFAULTS["sweep_norm"], groups=counts[0], group_size=None)
-    sweep = ui.cache.sweep_points(sweep_base, selection.probe, "groups", counts)
+    sweep = ui.compute.cache.sweep_points(sweep_base, selection.probe, "groups", counts)
     views += [pair for pair in sweep if pair not in views]
     for base, field, values in bound_sweeps():  # the rank page's GroupNorm bound, at its sliders' defaults
-        views += [p for p in ui.cache.sweep_points(base, BOUND_PROBE, field, values) if p not in views]
+        sweep = ui.compute.cache.sweep_points(base, BOUND_PROBE, field, values)
+        views += [p for p in sweep if p not in views]
     assert probes == views
     assert trainings == QUICK.runs() + dynamics_runs()
 
 
 def test_the_rank_pages_first_view_asks_only_for_sweeps_the_warm_up_computes(monkeypatch):
     asked = []
-    sweep = ui.cache.sweep
+    sweep = ui.compute.cache.sweep
 
     def spy(model, probe, field, values, **kwargs):
-        asked.extend(ui.cache.sweep_points(model, probe, field, values))
+        asked.extend(ui.compute.cache.sweep_points(model, probe, field, values))
         return sweep(model, probe, field, values, **kwargs)
 
-    monkeypatch.setattr(ui.cache, "sweep", spy)
+    monkeypatch.setattr(ui.compute.cache, "sweep", spy)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     at.run()
     at.switch_page("pages/rank.py").run()
@@ -150,11 +151,11 @@ def test_another_server_process_opening_a_warmed_claim_computes_nothing(tmp_path
     subprocess.run([sys.executable, "-m", "ui.warm", "--only", "stage_reset", "--store", str(store)],
                    cwd=ROOT, check=True, capture_output=True, timeout=600)
     monkeypatch.setenv("NORMLAB_STORE", str(store))
-    ui.cache.clear()  # this process has computed nothing
+    ui.compute.cache.clear()  # this process has computed nothing
     gate = serving.Gate()
     monkeypatch.setattr(serving, "_default_gate", gate)
     calls = []
-    monkeypatch.setattr(ui.cache, "run_probes", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(ui.compute.cache, "run_probes", lambda *a, **k: calls.append(a))
     index = warm.CLAIM_KEYS.index("stage_reset")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     # the lecturer's link: the claim's setup in the sidebar, lecture mode on at that claim
@@ -167,4 +168,4 @@ def test_another_server_process_opening_a_warmed_claim_computes_nothing(tmp_path
     assert at.subheader[0].value.startswith(f"{index + 1}. {CLAIMS[index].title}")
     assert calls == [] and gate.computed == 0, "the warmed claim opened from the store"
     assert at.get("plotly_chart"), "its picture is drawn"
-    ui.cache.clear()
+    ui.compute.cache.clear()

@@ -2,7 +2,7 @@
 
 Run it once before a lecture (the Dockerfile runs it at build time): the dashboard then opens every
 claim, even the larger ones, from the store at once, for every visitor and across restarts. The plan is
-read from the dashboard's own tables (the claims of ui.claims, the sidebar's defaults, the group-size
+read from the dashboard's own tables (the claims of ui.content.claims, the sidebar's defaults, the group-size
 sweep, the training pages' runs), so it cannot drift from what the pages compute.
 """
 
@@ -17,11 +17,11 @@ from normlab import ModelConfig, ProbeConfig, TrainConfig, run_probes, run_train
 from normlab.core.config import describe
 from normlab.ops.records import PROBE, TRAIN, probe_key, save_probe, save_training, train_key
 from normlab.ops.store import ENV_VAR, ResultStore, default_store
-from ui import controls as C
-from ui.cache import sweep_points
-from ui.claims import CLAIMS
-from ui.defaults import BOUND_PROBE, bound_sweeps, dynamics_runs, quick_study
-from ui.selection import build_selection
+from ui.compute.cache import sweep_points
+from ui.content.claims import CLAIMS
+from ui.content.defaults import BOUND_PROBE, bound_sweeps, dynamics_runs, quick_study
+from ui.state import controls as C
+from ui.state.selection import build_selection
 
 CLAIM_KEYS = tuple(claim.key for claim in CLAIMS)
 DEFAULTS = "defaults"  # the name of every page's default view in ``--only``

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from normlab import ModelConfig, ProbeConfig, StudyConfig, TrainConfig
 from normlab.core.catalog import GROUPED_NORMS
-from ui.controls import DEFAULTS
+from ui.state.controls import DEFAULTS
 
 DYNAMICS_NORMS = ("batchnorm", "layernorm", "instancenorm", "none")
 DYNAMICS_SEEDS = 2

@@ -19,10 +19,10 @@ import streamlit as st
 
 from normlab import PRESETS, ModelConfig, ProbeConfig
 from normlab.ops.output import to_csv, to_json
-from ui.i18n import _
+from ui.state.i18n import _
 
-# The camera button's PNG: publication resolution, 4x the on-screen pixels (ui.views.chart_config sets it,
-# the export panel promises it).
+# The camera button's PNG: publication resolution, 4x the on-screen pixels (ui.compute.views.chart_config
+# sets it, the export panel promises it).
 FIGURE_SCALE = 4
 
 
