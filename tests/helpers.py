@@ -78,10 +78,6 @@ def charts(at: AppTest) -> list[go.Figure]:
     return [go.Figure(json.loads(el.proto.spec, object_hook=_typed_array)) for el in at.get("plotly_chart")]
 
 
-# The toy normalizer of the ``toy_normalizer`` fixture (conftest.py)
-TOY = "toy"
-
-
 # --- The dashboard under AppTest ---------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[1]
