@@ -244,6 +244,51 @@ def test_lecture_mode_at_1920x1080_shows_every_claims_chart_on_the_first_screen_
         page.close()
 
 
+# Every tick mark and grid line of every chart against every tick label's box, in the page's pixels: the
+# pairs that meet, as '"label" crossed by <class> at (x, y)'. Nothing drawn (an empty path) is left out.
+CROSSINGS_JS = """() => {
+  const hit = (a, b) => a.left < b.right && a.right > b.left && a.top < b.bottom && a.bottom > b.top;
+  const crossing = [], counts = {labels: 0, lines: 0};
+  for (const chart of document.querySelectorAll('.js-plotly-plot')) {
+    const labels = [...chart.querySelectorAll('g.xtick text, g.ytick text')]
+      .filter(t => t.textContent.trim()).map(t => [t.textContent, t.getBoundingClientRect()]);
+    const lines = [...chart.querySelectorAll('path.xtick, path.ytick, path.xgrid, path.ygrid')]
+      .map(p => [p.getAttribute('class'), p.getBoundingClientRect()])
+      .filter(([, r]) => r.width > 0 || r.height > 0);
+    counts.labels += labels.length; counts.lines += lines.length;
+    for (const [cls, r] of lines)
+      for (const [text, b] of labels)
+        if (hit(r, b)) crossing.push(`"${text}" crossed by ${cls} at (${r.x.toFixed(0)}, ${r.y.toFixed(0)})`);
+  }
+  return {crossing, counts};
+}"""
+# Whether a chart on the page has a log axis and has drawn its tick labels.
+LOG_AXIS_DRAWN_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(c => c._fullLayout
+  && Object.keys(c._fullLayout).some(k => /^[xy]axis/.test(k) && c._fullLayout[k].type === 'log')
+  && c.querySelector('g.ytick text'))"""
+
+
+@pytest.mark.parametrize("path, width, height", [
+    ("variance-growth", 1440, 900),
+    ("variance-growth?lecture=1", 1920, 1080),  # lecture type: larger labels, the same tick lengths
+    ("paper-claims?lecture=1&claim=1", 1920, 1080),  # claim 2: four decades of variance
+])
+def test_no_tick_or_grid_line_crosses_a_label_of_a_log_axis(server, browser, artifacts, path, width, height):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    try:
+        page.goto(f"{server}/{path}")
+        page.wait_for_function(LOG_AXIS_DRAWN_JS, timeout=LOAD_MS)
+        _settled(page)
+        page.wait_for_timeout(500)  # the chart's own layout pass
+        found = page.evaluate(CROSSINGS_JS)
+        name = re.sub(r"\W+", "-", path)
+        page.screenshot(path=artifacts / f"log-axis-{name}.png")
+        assert found["counts"]["labels"] and found["counts"]["lines"], found["counts"]
+        assert not found["crossing"], f"{path} at {width}x{height}: {found['crossing'][:5]}"
+    finally:
+        page.close()
+
+
 def test_switching_the_language_back_and_forth_keeps_every_choice(server, page):
     """Choice widgets send back the label they showed: after a switch the labels differ, and the
     language control's callback must keep the values (a lost one showed as an error, or dropped)."""
