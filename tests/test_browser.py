@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -508,3 +510,59 @@ def test_training_dynamics_play_steps_the_figure_through_the_probed_steps(server
     assert len(seen) >= 4, f"the figure showed only {len(seen)} different steps while playing"
     active = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout.sliders[0].active")
     assert active >= 3, f"the step slider stands at frame {active} after playing"
+
+
+# ---------------------------------------------------------------------------------------------
+# Korean on a machine without a Hangul font (a projector PC, a fresh Linux box)
+
+# Fontconfig as the system's, less every font that covers Korean: Chromium then has no Hangul of its own.
+NO_HANGUL_FONTCONFIG = """<?xml version="1.0"?>
+<!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">
+<fontconfig>
+  <include ignore_missing="yes">/etc/fonts/fonts.conf</include>
+  <selectfont><rejectfont><pattern><patelt name="lang"><string>ko</string></patelt></pattern></rejectfont>
+  </selectfont>
+</fontconfig>
+"""
+# The page's web font faces of ``family`` once every font the page uses has loaded, and the font family
+# that the page's heading and the first chart's axis title are drawn in.
+FONTS_JS = """async (family) => {
+  await document.fonts.ready;
+  const faces = [...document.fonts].filter(f => f.family.replace(/"/g, '') === family)
+    .map(f => ({weight: f.weight, status: f.status}));
+  const axis = document.querySelector('.js-plotly-plot .ytitle, .js-plotly-plot .xtitle');
+  return {faces, heading: getComputedStyle(document.querySelector('h1')).fontFamily,
+          figure: axis && getComputedStyle(axis).fontFamily};
+}"""
+
+
+def test_korean_renders_in_the_served_web_font_in_a_browser_without_a_hangul_font(
+        server, browser, chromium_path, artifacts, tmp_path):
+    from ui.figures import HANGUL_WEB_FONT
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11, as in the image
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    for face in config["theme"]["fontFaces"]:
+        with urllib.request.urlopen(f"{server}/{face['url']}", timeout=30) as response:
+            assert response.status == 200 and response.read(4) == b"wOF2", face["url"]
+    fontconfig = tmp_path / "fonts.conf"
+    fontconfig.write_text(NO_HANGUL_FONTCONFIG)
+    env = {**os.environ, "FONTCONFIG_FILE": str(fontconfig)}
+    if shutil.which("fc-list"):  # the simulation holds: no system font left that covers Korean
+        left = subprocess.run(["fc-list", ":lang=ko", "file"], env=env, capture_output=True, text=True)
+        assert not left.stdout.strip(), left.stdout
+    bare = browser.browser_type.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, env=env)
+    try:
+        page = bare.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(f"{server}/variance-growth?lang=ko")
+        page.get_by_role("heading", name="속성 1 · 깊이에 따른 분산 증가").wait_for(timeout=LOAD_MS)
+        wait_for_chart(page)
+        _settled(page)
+        fonts = page.evaluate(FONTS_JS, HANGUL_WEB_FONT)
+        page.screenshot(path=artifacts / "korean-without-a-system-hangul-font.png")
+        assert sorted(face["weight"] for face in fonts["faces"]) == ["400", "700"], fonts
+        assert all(face["status"] == "loaded" for face in fonts["faces"]), fonts  # used by the page
+        assert fonts["heading"].startswith(HANGUL_WEB_FONT), fonts
+        assert HANGUL_WEB_FONT in fonts["figure"], fonts
+    finally:
+        bare.close()

@@ -37,10 +37,14 @@ DASHES = ("solid", "dot", "dashdot", "longdash")
 OVERFLOW_NOTE = N_("▲ at the top: overflowed (inf/NaN) values")
 # English, as the catalog marks them: pass a title through metric_title (or _()) where it is shown.
 METRIC_TITLES = {name: info.title for name, info in catalog.METRIC_INFO.items()}
-# Plotly's default Latin face first, then faces with Hangul, so Korean labels render in the browser and in
-# PNG/SVG exports (kaleido draws with the fonts of the machine it runs on).
-FONT_FAMILY = ('"Open Sans", verdana, arial, "Noto Sans CJK KR", "Noto Sans KR", NanumGothic, '
-               '"Malgun Gothic", "Apple SD Gothic Neo", sans-serif')
+# The Hangul web font the app serves (.streamlit/config.toml, static/fonts): Korean renders in the browser
+# even where the machine has no Hangul font.
+HANGUL_WEB_FONT = "normlab-hangul"
+# Plotly's default Latin face first, then the served Hangul face (it holds Hangul alone, so Latin never
+# reaches it), then system faces with Hangul for PNG/SVG exports (kaleido draws with the fonts of the
+# machine it runs on, without the page's web fonts).
+FONT_FAMILY = (f'"Open Sans", verdana, arial, {HANGUL_WEB_FONT}, "Noto Sans CJK KR", "Noto Sans KR", '
+               'NanumGothic, "Malgun Gothic", "Apple SD Gothic Neo", sans-serif')
 
 
 def metric_title(metric: str) -> str:
