@@ -490,6 +490,24 @@ def test_log_axes_get_clean_power_ticks_and_no_bars():
     assert not any(t.type == "bar" for t in bars.data)
 
 
+def test_minor_ticks_of_a_log_axis_stay_clear_of_its_labels_in_both_modes():
+    # Plotly sets a tick label off its axis by the major tick length alone: a minor tick as long as or
+    # longer than the major one (or a major one not drawn) runs through the labels ("10" read "1Q").
+    checked, crossing = [], []
+    for name, built in _every_builder().items():
+        for mode, fig in (("normal", built), ("lecture", lecture_style(go.Figure(built)))):
+            for key in fig.layout.to_plotly_json():
+                axis = fig.layout[key] if key.startswith(("xaxis", "yaxis")) else None
+                if axis is None or axis.type != "log" or axis.minor.ticks in (None, ""):
+                    continue
+                checked.append((name, mode, key))
+                if not (axis.minor.ticks == "inside"
+                        or (axis.ticks == "outside" and (axis.ticklen or 5) > (axis.minor.ticklen or 5))):
+                    crossing.append((name, mode, key, axis.ticks, axis.ticklen, axis.minor.ticklen))
+    assert checked, "no figure drew a log axis with minor ticks"
+    assert not crossing, crossing
+
+
 def test_grow_with_depth_reveals_the_curve_one_block_at_a_time():
     stats = measures.aggregate(contract_frame())
     fig = grow_with_depth(depth_figure(stats, "act_var"))

@@ -28,10 +28,14 @@ DASHES = ("solid", "dot", "dashdot", "longdash")
 OVERFLOW_NOTE = N_("▲ at the top: overflowed (inf/NaN) values")
 # English, as the catalog marks them: pass a title through metric_title (or _()) where it is shown.
 METRIC_TITLES = {name: info.title for name, info in catalog.METRIC_INFO.items()}
-# Plotly's default Latin face first, then faces with Hangul, so Korean labels render in the viewer's browser
-# and in the PNG its camera button exports (drawn by the same browser, with the same fonts).
-FONT_FAMILY = ('"Open Sans", verdana, arial, "Noto Sans CJK KR", "Noto Sans KR", NanumGothic, '
-               '"Malgun Gothic", "Apple SD Gothic Neo", sans-serif')
+# The Hangul web font the app serves (.streamlit/config.toml, static/fonts): Korean renders in the browser
+# even where the machine has no Hangul font.
+HANGUL_WEB_FONT = "normlab-hangul"
+# Plotly's default Latin face first, then the served Hangul face (it holds Hangul alone, so Latin never
+# reaches it), then system faces with Hangul; the PNG the camera button exports is drawn by the same
+# browser, with the same fonts.
+FONT_FAMILY = (f'"Open Sans", verdana, arial, {HANGUL_WEB_FONT}, "Noto Sans CJK KR", "Noto Sans KR", '
+               'NanumGothic, "Malgun Gothic", "Apple SD Gothic Neo", sans-serif')
 
 
 def metric_title(metric: str) -> str:
@@ -193,6 +197,9 @@ def _nice_log_ticks(low: float, high: float) -> tuple[list[float], list[str]]:
     return inside, [f"{v:.6g}" for v in inside]
 
 
+LOG_TICKLEN, LOG_MINOR_TICKLEN = 6, 3  # px: decades and the unlabelled 2..9 between them
+
+
 def clean_log_axes(fig: go.Figure) -> go.Figure:
     """Log axes with clean major ticks: 10ⁿ every decade (unlabelled minor ticks between) over a wide
     range, 1-2-5 values written in full over a narrow one; never "5 4 3 2" or a mix of "10T" and "10²⁶"."""
@@ -210,9 +217,13 @@ def clean_log_axes(fig: go.Figure) -> go.Figure:
         low, high = float(values.min()), float(values.max())
         span = math.log10(high) - math.log10(low)
         if span >= 2:
+            # Plotly sets a label off the axis by the *major* tick length only: with no major tick the
+            # labels sit on the axis line and the minor dashes run through them ("10" read "1Q"). Major
+            # ticks longer than the minor ones push every label clear of them, in any font size.
             axis.update(tickmode="linear", tick0=0, dtick=max(1, math.ceil(span / 10)),
-                        exponentformat="power", showexponent="all",
-                        minor={"ticks": "outside", "ticklen": 3, "dtick": "D1", "showgrid": False})
+                        exponentformat="power", showexponent="all", ticks="outside", ticklen=LOG_TICKLEN,
+                        minor={"ticks": "outside", "ticklen": LOG_MINOR_TICKLEN, "dtick": "D1",
+                               "showgrid": False})
         else:
             tickvals, ticktext = _nice_log_ticks(low, high)
             axis.update(tickmode="array", tickvals=tickvals, ticktext=ticktext)
