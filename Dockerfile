@@ -5,6 +5,7 @@
 #   docker run -p 8501:8501 normlab
 #   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130 -t normlab:cuda .
 #   docker run --gpus all -p 8501:8501 normlab:cuda
+#   podman build --format docker -t normlab .   # Podman's default (OCI) format drops the HEALTHCHECK
 FROM python:3.11-slim
 
 # Where torch comes from. PyTorch's CPU wheels keep the image small; a CUDA index (cu130, cu128, ...)
@@ -24,12 +25,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# A font with Hangul, for the Korean dashboard's figures and their PNG/SVG exports (kaleido renders with
-# the server's fonts; ui/figures.py names NanumGothic among its fallbacks).
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install --yes --no-install-recommends fonts-nanum \
-    && rm -rf /var/lib/apt/lists/*
+# No system packages: nothing on the server draws text. Figures, Korean ones included, are exported by the
+# viewer's browser (each chart's camera button, ui/compute/views.py), with the fonts that browser shows them in.
 
 # Dependencies first, so that a code change does not reinstall them. torch comes from the chosen index
 # alone, held to the version range in requirements.txt; the rest of requirements.txt then finds it

@@ -1,7 +1,7 @@
 """normlab dashboard: page config, the shared sidebar, and navigation over the pages in pages/.
 
 Start it with ``streamlit run app.py``. The sidebar is drawn once here for every page; each page reads
-its result with ``ui.sidebar.current_selection()``. Knows nothing of torch.
+its result with ``ui.state.selection.current_selection()``. Knows nothing of torch.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import i18n, links
-from ui.i18n import _
-from ui.lecture import lecture_mode
-from ui.nav import PAGES
-from ui.sidebar import sidebar
+from ui.shell.lecture import lecture_mode
+from ui.shell.sidebar import sidebar
+from ui.state import i18n, links
+from ui.state.i18n import _
+from ui.state.nav import PAGES
 
 # A file shipped with the app, served by this server: a viewer's browser contacts no other host.
 ICON = Path(__file__).parent / "ui" / "static" / "favicon.png"

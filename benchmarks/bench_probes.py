@@ -56,7 +56,7 @@ MODELS = {  # name -> (network, image size); mlp: depth 50, width 512; cnn: dept
     "cnn": (ModelConfig(arch="cnn", norm="batchnorm", depth=20, width=64), 32),
     "resnet56": (ModelConfig(preset="resnet56", norm="batchnorm"), 32),
 }
-# The dashboard's default view (ui/controls.py): a ResNet of 8 blocks of width 16 with three
+# The dashboard's default view (ui/state/controls.py): a ResNet of 8 blocks of width 16 with three
 # normalizers (GroupNorm with 4 groups), one seed of 32 Gaussian 16x16 images.
 DASHBOARD_NETS = tuple(
     ModelConfig(arch="resnet", norm=norm, depth=8, width=16, stages=1, **({"groups": 4} if grouped else {}))

@@ -32,7 +32,7 @@ from normlab.ops.backends import import_ray, start_ray  # noqa: E402
 from normlab.ops.cost import estimate_cost  # noqa: E402
 from normlab.science.probes import vary  # noqa: E402
 
-# The dashboard's default network (ui/controls.py, as in benchmarks/bench_probes.py).
+# The dashboard's default network (ui/state/controls.py, as in benchmarks/bench_probes.py).
 MODEL = ModelConfig(arch="resnet", norm="batchnorm", depth=8, width=16, stages=1)
 PROBE = ProbeConfig(batch_size=32, image_size=16, seeds=1)
 NORMS = ["batchnorm", "groupnorm", "layernorm", "instancenorm", "none", "frn", "evonorm_b0", "evonorm_s0"]

@@ -8,11 +8,12 @@ from functools import partial
 
 import streamlit as st
 
-from ui import measures, views
-from ui.claims import CLAIMS
-from ui.i18n import N_, _
-from ui.lecture import current_claim, load_claim
-from ui.sidebar import current_selection
+from ui.compute import views
+from ui.content.claims import CLAIMS
+from ui.figures import measures
+from ui.shell.lecture import current_claim, load_claim
+from ui.state.i18n import N_, _
+from ui.state.selection import current_selection
 
 TITLE = _("The paper's claims, measured live")
 if current_selection().lecture:  # the title alone: the claim's chart must start on the first screen

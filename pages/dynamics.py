@@ -3,9 +3,18 @@
 import pandas as pd
 import streamlit as st
 
-from ui import cache, controls, figures, views
-from ui.defaults import DYNAMICS_NORMS, DYNAMICS_PROBE_STEPS, DYNAMICS_SEEDS, DYNAMICS_STEPS, dynamics_runs
-from ui.i18n import N_, _
+from ui.compute import cache, views
+from ui.content.defaults import (
+    DYNAMICS_NORMS,
+    DYNAMICS_PROBE_STEPS,
+    DYNAMICS_SEEDS,
+    DYNAMICS_STEPS,
+    dynamics_runs,
+)
+from ui.figures.dynamics import DYNAMICS_MIDDLE, dynamics_curves_figure, dynamics_figure
+from ui.figures.style import METRIC_TITLES
+from ui.state import controls
+from ui.state.i18n import N_, _
 
 CHOICES = ("batchnorm", "layernorm", "groupnorm", "instancenorm", "none")  # activation-based, and none
 MAX_SEEDS = 3
@@ -59,18 +68,18 @@ if results is None:
 probes = pd.concat([r.probes for r in results], ignore_index=True)
 curves = pd.concat([r.curve for r in results], ignore_index=True)
 
-middle = st.segmented_control(_("Middle panel"), tuple(figures.DYNAMICS_MIDDLE), key="dynamics_middle",
+middle = st.segmented_control(_("Middle panel"), tuple(DYNAMICS_MIDDLE), key="dynamics_middle",
                               required=True, default="cos_sim", persist_state="session",
-                              format_func=controls.labelled(figures.METRIC_TITLES))
+                              format_func=controls.labelled(METRIC_TITLES))
 left, right = st.columns([3, 1])
 with left:
-    views.chart(figures.dynamics_figure(probes, middle, uirevision=f"dynamics-{middle}"), "dynamics",
+    views.chart(dynamics_figure(probes, middle, uirevision=f"dynamics-{middle}"), "dynamics",
                 selection)
 with right:
     y = st.segmented_control(_("Curve"), ("loss", "test_acc"), key="dynamics_curve", required=True,
                              default="loss", persist_state="session",
                              format_func={"test_acc": _("held-out accuracy"), "loss": _("training loss")}.get)
-    views.chart(figures.dynamics_curves_figure(curves, y, uirevision=f"dynamics-curves-{y}"),
+    views.chart(dynamics_curves_figure(curves, y, uirevision=f"dynamics-curves-{y}"),
                 "dynamics_curves", selection)
 diverged = [_("{norm} seed {seed}").format(norm=r.model_config.norm, seed=r.train_config.seed)
             for r in results if r.diverged]

@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from ui import explorer, views
-from ui.i18n import _
+from ui.compute import views
+from ui.content import explorer
+from ui.state.i18n import _
 
 
 @st.cache_data(show_spinner=_("Reading the results…"), max_entries=4)

@@ -2,10 +2,13 @@
 
 import streamlit as st
 
-from ui import controls, figures, measures, overlays, views
-from ui.claims import CLAIMS
-from ui.i18n import N_, _
-from ui.lecture import load_claim
+from ui.compute import views
+from ui.content.claims import CLAIMS
+from ui.figures import measures, overlays
+from ui.figures.depth import gradient_figure, grow_with_depth
+from ui.shell.lecture import load_claim
+from ui.state import controls
+from ui.state.i18n import N_, _
 
 selection = views.header(
     _("Property 3 · Gradient explosion at initialization"),
@@ -29,11 +32,11 @@ if frame is None:
     st.stop()
 stats = measures.aggregate(frame)
 theory, skipped = overlays.gradient_overlay(stats, selection.models)
-fig = figures.gradient_figure(stats, log_y=scale == "log", theory=theory,
+fig = gradient_figure(stats, log_y=scale == "log", theory=theory,
                               reference_rate=measures.BN_GRADIENT_RATE if not theory.empty else None,
                               uirevision=f"gradients-{scale}")
 if motion:  # ▶ Play draws the layers one at a time, input first
-    fig = figures.grow_with_depth(fig, _("layer "))
+    fig = grow_with_depth(fig, _("layer "))
 views.chart(fig, "gradients", selection)
 growth = measures.gradient_growth(stats)
 st.caption(_("Gradient growth, first layer over last hidden layer: {growths}.").format(

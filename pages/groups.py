@@ -5,8 +5,11 @@ import dataclasses
 import streamlit as st
 
 from normlab.core import catalog
-from ui import cache, controls, figures, measures, views
-from ui.i18n import N_, _
+from ui.compute import cache, views
+from ui.figures import measures
+from ui.figures.groups import tradeoff_figure
+from ui.state import controls
+from ui.state.i18n import N_, _
 
 selection = views.header(
     _("The group-size trade-off: speed against stability"),
@@ -46,7 +49,7 @@ bar.empty()
 if frame is None:
     st.stop()
 points = measures.tradeoff_points(frame)
-fig = figures.tradeoff_figure(points, log_y=scale == "log", uirevision=f"tradeoff-{scale}")
+fig = tradeoff_figure(points, log_y=scale == "log", uirevision=f"tradeoff-{scale}")
 views.chart(fig, "tradeoff", selection)
 st.dataframe(points.drop(columns=["label"]), hide_index=True)
 views.export(frame, {N_("tradeoff"): fig}, selection, "groups", models=[model], over={"groups": counts})

@@ -5,10 +5,12 @@ import math
 import streamlit as st
 
 from normlab.science import summary
-from ui import figures, measures, views
-from ui.claims import BY_KEY, CLAIMS
-from ui.i18n import N_, _
-from ui.lecture import load_claim
+from ui.compute import views
+from ui.content.claims import BY_KEY, CLAIMS
+from ui.figures import measures
+from ui.figures.depth import overview_figure
+from ui.shell.lecture import load_claim
+from ui.state.i18n import N_, _
 
 # A first visit: one claim per property, each loading its setup and opening the page that shows it.
 START_HERE = (
@@ -86,6 +88,6 @@ for series, column in zip(growth, st.columns(len(growth)), strict=True):
         st.metric(_("2 · final cos_sim / stable rank"), both)
         st.metric(_("3 · gradient growth (first / last hidden)"),
                   _shown(gradients.get(series, math.nan), ".3g", "×"))
-fig = figures.overview_figure(stats)
+fig = overview_figure(stats)
 views.chart(fig, "overview", selection)
 views.export(frame, {N_("overview"): fig}, selection, "overview")

@@ -4,9 +4,15 @@ distributions per layer and GroupNorm's rank bound measured."""
 import pandas as pd
 import streamlit as st
 
-from normlab import ModelConfig, ProbeConfig
-from ui import cache, controls, figures, measures, views
-from ui.i18n import N_, _
+from ui.compute import cache, views
+from ui.content import defaults
+from ui.figures import measures
+from ui.figures.depth import depth_figure, spectrum_figure
+from ui.figures.samples import collapse_figure, distribution_figure
+from ui.figures.scaling import final_points, rank_scaling_figure
+from ui.figures.style import METRIC_TITLES
+from ui.state import controls
+from ui.state.i18n import N_, _
 
 # One measure at a time, each with its definition (spec section 3).
 MEASURES = {
@@ -19,12 +25,6 @@ MEASURES = {
     "cos_sim": N_("mean off-diagonal entry of M (the paper's code): 1 = all samples have the same "
                   "direction."),
 }
-# GroupNorm's rank result is read on a plain CNN over natural images (residual nets keep more rank and
-# the trend is flatter), at sizes that compute in a few seconds on a CPU.
-BOUND_NET = {"arch": "cnn", "depth": 10}
-BOUND_PROBE = ProbeConfig(input="images", batch_size=64, image_size=8)
-BOUND_SIZES = (1, 2, 4, 8, 16, 32)
-BOUND_WIDTHS = (8, 16, 32, 64, 128)
 
 selection = views.header(
     _("Property 2 · Rank collapse"),
@@ -48,15 +48,15 @@ with st.spinner(_("Picturing the samples…"), show_time=True):
         label: cache.probe_detail(m, selection.probe)
         for label, m in zip(labels, selection.models, strict=True)
     }, "detail") or {}
-collapse = figures.collapse_figure(details, norms, uirevision="collapse")
+collapse = collapse_figure(details, norms, uirevision="collapse")
 views.chart(collapse, "collapse", selection)
 
 st.subheader(_("One rank measure along depth"))
-names = {m: _(figures.METRIC_TITLES[m]).split(" (")[0] for m in MEASURES}  # the title less its symbol
+names = {m: _(METRIC_TITLES[m]).split(" (")[0] for m in MEASURES}  # the title less its symbol
 measure = st.segmented_control(_("Measure"), tuple(MEASURES), key="rank_measure", required=True,
                                default="stable_rank", persist_state="session", format_func=names.get)
 st.caption(_(MEASURES[measure]))
-fig = figures.depth_figure(stats, measure, ceiling=None if measure == "cos_sim" else ceiling,
+fig = depth_figure(stats, measure, ceiling=None if measure == "cos_sim" else ceiling,
                            uirevision=f"rank-{measure}")
 views.chart(fig, "rank", selection)
 with st.expander(_("Centered cosine similarity: why it is not drawn")):
@@ -78,41 +78,40 @@ if details:
     grad = cols[1].select_slider(_("Conv/linear output of the gradients"), range(len(first.grad_layers)),
                                  value=0, key="dist_grad",
                                  format_func=lambda k: f"{k + 1} · {first.grad_layers[k]}")
-    views.chart(figures.distribution_figure(details, norms, position, grad), "distributions", selection)
+    views.chart(distribution_figure(details, norms, position, grad), "distributions", selection)
     st.caption(_("From the first seed's pass: a fixed random sample of the activation values at that depth "
                  "and each sample's own gradient norm, per normalizer."))
 
 st.subheader(_("GroupNorm's rank bound: Ω(√(width / group size))"))
 cols = st.columns(2)
-width = cols[0].select_slider(_("Width (for the group-size sweep)"), (16, 32, 64), value=32,
-                              key="bound_width")
-size = cols[1].select_slider(_("Group size (for the width sweep)"), (1, 2, 4, 8), value=4, key="bound_size")
+width = cols[0].select_slider(_("Width (for the group-size sweep)"), defaults.BOUND_WIDTH_CHOICES,
+                              value=defaults.BOUND_WIDTH, key="bound_width")
+size = cols[1].select_slider(_("Group size (for the width sweep)"), defaults.BOUND_SIZE_CHOICES,
+                             value=defaults.BOUND_SIZE, key="bound_size")
 
 
-def bound_sweeps() -> tuple:
-    """Final-feature ranks of GroupNorm over group sizes (at ``width``) and over widths (at ``size``)."""
-    base = ModelConfig(**BOUND_NET, width=width, norm="groupnorm", group_size=1)
-    by_size = cache.sweep(base, BOUND_PROBE, "group_size", tuple(s for s in BOUND_SIZES if s <= width))
-    base = ModelConfig(**BOUND_NET, width=max(size, 8), norm="groupnorm", group_size=size)
-    by_width = cache.sweep(base, BOUND_PROBE, "width", tuple(w for w in BOUND_WIDTHS if w >= size))
-    return by_size, by_width
+def sweep_bound() -> tuple:
+    """Final-feature ranks of GroupNorm over group sizes (at ``width``) and over widths (at ``size``); the
+    first view's two sweeps are the ones ``python -m ui.warm`` computes ahead."""
+    return tuple(cache.sweep(base, defaults.BOUND_PROBE, field, values)
+                 for base, field, values in defaults.bound_sweeps(width, size))
 
 
 with st.spinner(_("Sweeping group sizes and widths…"), show_time=True):
-    sweeps = views.attempt(N_("sweep group sizes and widths"), bound_sweeps, "bound")
+    sweeps = views.attempt(N_("sweep group sizes and widths"), sweep_bound, "bound")
 if sweeps is not None:
     by_size, by_width = sweeps
-    bound_ceiling = BOUND_PROBE.batch_size
+    bound_ceiling = defaults.BOUND_PROBE.batch_size
     left, right = st.columns(2)
     with left:
-        points = figures.final_points(by_size, "effective_rank")
-        views.chart(figures.rank_scaling_figure(points, "group_size", "effective_rank",
+        points = final_points(by_size, "effective_rank")
+        views.chart(rank_scaling_figure(points, "group_size", "effective_rank",
                                                 fixed=_("width {width}").format(width=width),
                                                 ceiling=bound_ceiling, uirevision="bound-size"),
                     "bound-size", selection)
     with right:
-        points = figures.final_points(by_width, "effective_rank")
-        views.chart(figures.rank_scaling_figure(points, "width", "effective_rank",
+        points = final_points(by_width, "effective_rank")
+        views.chart(rank_scaling_figure(points, "width", "effective_rank",
                                                 fixed=_("group size {size}").format(size=size),
                                                 ceiling=bound_ceiling, uirevision="bound-width"),
                     "bound-width", selection)
@@ -121,13 +120,14 @@ if sweeps is not None:
                  "stays at N − 1 here for every group size, and the stable rank is dominated by the top "
                  "eigenvalue (1.2–2); the effective rank weighs how evenly the batch spreads, and it falls "
                  "with the group size as the bound says. The dashed curve is the bound's shape scaled by "
-                 "least squares.").format(depth=BOUND_NET["depth"], batch=BOUND_PROBE.batch_size,
-                                          size=BOUND_PROBE.image_size))
+                 "least squares.").format(depth=defaults.BOUND_NET["depth"],
+                                          batch=defaults.BOUND_PROBE.batch_size,
+                                          size=defaults.BOUND_PROBE.image_size))
 
 with st.expander(_("Eigen-spectrum of the final features")):
     scale = st.segmented_control(_("Axis"), controls.SCALES, key="spec_scale", persist_state="session",
                                  required=True, format_func=controls.labelled(controls.SCALE_LABELS))
-    spectrum = figures.spectrum_figure(stats, ceiling=ceiling, log_y=scale == "log",
+    spectrum = spectrum_figure(stats, ceiling=ceiling, log_y=scale == "log",
                                        uirevision=f"spectrum-{scale}")
     views.chart(spectrum, "spectrum", selection)
     st.caption(_("Rank ceiling min(batch, features) = {ceiling}: batch {batch}; a collapsed network "

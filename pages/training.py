@@ -4,9 +4,10 @@ import pandas as pd
 import streamlit as st
 
 from normlab.science.study import variant_label
-from ui import cache, figures, views
-from ui.i18n import N_, _
-from ui.study import Study, column_labels, settings_form, speed_label, verdict
+from ui.compute import cache, views
+from ui.compute.study import Study, column_labels, settings_form, speed_label, verdict
+from ui.figures.training import SPEEDS, curves_figure, similarity_speed_figure
+from ui.state.i18n import N_, _
 
 selection = views.header(
     _("Training speed: does what we see at init predict training?"),
@@ -63,10 +64,10 @@ table = views.attempt(N_("correlate the runs"),
                       lambda: cache.correlations(runs, config.n_boot, config.confidence, config.seed), "rho")
 if table is None:
     st.stop()
-speed = st.segmented_control(_("Training speed"), tuple(figures.SPEEDS), key="training_speed", required=True,
+speed = st.segmented_control(_("Training speed"), tuple(SPEEDS), key="training_speed", required=True,
                              default="acc_at_k", persist_state="session",
                              format_func=lambda s: speed_label(s, config))
-fig = figures.similarity_speed_figure(runs, table, speed, config.train.steps, uirevision=f"training-{speed}")
+fig = similarity_speed_figure(runs, table, speed, config.train.steps, uirevision=f"training-{speed}")
 views.chart(fig, "training_scatter", selection)
 if said := verdict(runs, table, speed, config):
     st.caption(said)
@@ -78,7 +79,7 @@ with st.expander(_("Training curves"), expanded=False):
                                                     "loss": _("training loss")}[c])
     curves = pd.concat([r.curve.assign(label=variant_label(r.model_config)) for r in results],
                        ignore_index=True)
-    views.chart(figures.curves_figure(curves, y, uirevision=f"training-curves-{y}"), "training_curves",
+    views.chart(curves_figure(curves, y, uirevision=f"training-curves-{y}"), "training_curves",
                 selection)
 
 with st.expander(_("Runs and correlations"), expanded=False):

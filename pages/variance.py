@@ -2,8 +2,11 @@
 
 import streamlit as st
 
-from ui import controls, figures, measures, overlays, views
-from ui.i18n import N_, _
+from ui.compute import views
+from ui.figures import measures, overlays
+from ui.figures.depth import depth_figure, grow_with_depth
+from ui.state import controls
+from ui.state.i18n import N_, _
 
 selection = views.header(
     _("Property 1 · Variance growth with depth"),
@@ -33,10 +36,10 @@ if frame is None:
 stats = measures.aggregate(frame)
 theory, skipped = (overlays.variance_overlay(stats, selection.models) if show_theory and metric == "act_var"
                    else (None, []))
-fig = figures.depth_figure(stats, metric, log_y=scale == "log", theory=theory, annotate_growth=True,
+fig = depth_figure(stats, metric, log_y=scale == "log", theory=theory, annotate_growth=True,
                            uirevision=f"variance-{metric}-{scale}")
 if motion:
-    fig = figures.grow_with_depth(fig, _("depth "))  # ▶ Play draws the curve block by block
+    fig = grow_with_depth(fig, _("depth "))  # ▶ Play draws the curve block by block
 views.chart(fig, "variance", selection)
 if skipped:
     st.caption(_("No theory curve for {networks}.").format(networks="; ".join(skipped)))

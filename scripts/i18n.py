@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from babel.messages.frontend import CommandLineInterface  # noqa: E402
 
-from ui.i18n import DOMAIN, LANGUAGES, LOCALE_DIR  # noqa: E402
+from ui.state.i18n import DOMAIN, LANGUAGES, LOCALE_DIR  # noqa: E402
 
 POT = LOCALE_DIR / f"{DOMAIN}.pot"
 TRANSLATED = LANGUAGES[1:]  # the source language needs no catalog

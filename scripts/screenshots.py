@@ -1,5 +1,5 @@
 """The README's screenshots: the dashboard's new views at 1440×900 and lecture mode at 1920×1080, in
-English and (a browser set to Korean) in Korean; the Korean one needs a Hangul font (fonts-nanum).
+English and (a browser set to Korean) in Korean, whose Hangul comes from the web font the app serves.
 
 Starts ``streamlit run app.py`` on a free port, drives Debian's Chromium (no browser download) and writes
 PNGs into docs/. Run:  .venv/bin/python scripts/screenshots.py

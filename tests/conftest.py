@@ -1,13 +1,15 @@
 """Fixtures shared by the test files: an empty result store for every test (so no test writes into
 ~/.cache or resumes another's points), a small stored sweep and study, and a toy normalizer registered
-for the length of one test. Plain helpers are in helpers.py."""
+for the length of one test. Plain helpers are in helpers.py (imported by the tests that need them:
+it brings plotly and Streamlit, which a machine running the engine's tests alone may not have)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from helpers import TOY
+
+TOY = "toy"  # the toy normalizer of the toy_normalizer fixture
 
 
 @pytest.fixture(autouse=True)

@@ -78,10 +78,6 @@ def charts(at: AppTest) -> list[go.Figure]:
     return [go.Figure(json.loads(el.proto.spec, object_hook=_typed_array)) for el in at.get("plotly_chart")]
 
 
-# The toy normalizer of the ``toy_normalizer`` fixture (conftest.py)
-TOY = "toy"
-
-
 # --- The dashboard under AppTest ---------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,8 +86,8 @@ TIMEOUT = 300  # seconds per run: a fresh claims page probes a few dozen small n
 
 
 def registered_pages() -> list[str]:
-    """The page files app.py puts in its navigation (the page table, ui.nav)."""
-    from ui.nav import PAGES
+    """The page files app.py puts in its navigation (the page table, ui.state.nav)."""
+    from ui.state.nav import PAGES
 
     return [page.path for page in PAGES]
 

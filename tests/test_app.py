@@ -9,8 +9,8 @@ import pytest
 from helpers import APP, ROOT, TIMEOUT, charts, open_app, registered_pages, tiny_study  # noqa: F401
 from streamlit.testing.v1 import AppTest
 
-import ui.cache
-from ui import figures
+import ui.compute.cache
+from ui.figures.style import figure_text
 
 
 def series_names(at: AppTest, index: int = 0) -> set[str]:
@@ -22,15 +22,15 @@ def series_names(at: AppTest, index: int = 0) -> set[str]:
 def probe_calls(monkeypatch):
     """Counts the engine runs behind the cache (emptied first: another test's results in this process's
     memory would make a config look already computed)."""
-    ui.cache.clear()
+    ui.compute.cache.clear()
     calls = []
-    real = ui.cache.run_probes
+    real = ui.compute.cache.run_probes
 
     def counting(model, probe, progress=None):
         calls.append(model)
         return real(model, probe, progress)
 
-    monkeypatch.setattr(ui.cache, "run_probes", counting)
+    monkeypatch.setattr(ui.compute.cache, "run_probes", counting)
     return calls
 
 
@@ -129,7 +129,7 @@ def test_tradeoff_sweeps_every_group_count():
 
 def test_rank_page_draws_the_rank_ceiling():
     at = open_app("pages/rank.py", norms=["batchnorm"], depth="3", batch="8")
-    annotations = " ".join(figures.figure_text(c) for c in charts(at))
+    annotations = " ".join(figure_text(c) for c in charts(at))
     assert "min(batch, features) = 8" in annotations
 
 
@@ -184,16 +184,16 @@ def open_fresh(page: str, **params) -> AppTest:
 def fresh_store(monkeypatch, tmp_path):
     """An empty result store and an empty in-process memory: a server that has computed nothing."""
     monkeypatch.setenv("NORMLAB_STORE", str(tmp_path / "store"))
-    ui.cache.clear()
+    ui.compute.cache.clear()
     yield tmp_path / "store"
-    ui.cache.clear()
+    ui.compute.cache.clear()
 
 
 @pytest.fixture
 def engine_calls(monkeypatch):
     """Counts every probe and training run the dashboard starts."""
     calls = []
-    real_probe, real_train = ui.cache.run_probes, ui.cache.run_training
+    real_probe, real_train = ui.compute.cache.run_probes, ui.compute.cache.run_training
 
     def probe(model, probe, progress=None):
         calls.append(("probe", model))
@@ -203,8 +203,8 @@ def engine_calls(monkeypatch):
         calls.append(("train", model))
         return real_train(model, train, progress=progress)
 
-    monkeypatch.setattr(ui.cache, "run_probes", probe)
-    monkeypatch.setattr(ui.cache, "run_training", train)
+    monkeypatch.setattr(ui.compute.cache, "run_probes", probe)
+    monkeypatch.setattr(ui.compute.cache, "run_training", train)
     return calls
 
 
@@ -217,7 +217,7 @@ def test_every_page_renders_in_a_second_fresh_session_from_the_first_ones_result
     assert engine_calls, f"{page}: the first session computed nothing"
     engine_calls.clear()
     if drop_memory:
-        ui.cache.clear()  # only the store on disk is left, as after a restart
+        ui.compute.cache.clear()  # only the store on disk is left, as after a restart
     second = open_fresh(page)
     assert not second.exception, second.exception
     assert not second.error, [e.value for e in second.error]
@@ -257,8 +257,8 @@ def test_a_page_whose_computation_raises_shows_its_own_message_and_a_retry(page,
     def fail(*args, **kwargs):
         raise err
 
-    monkeypatch.setattr(ui.cache, "run_probes", fail)
-    monkeypatch.setattr(ui.cache, "run_training", fail)
+    monkeypatch.setattr(ui.compute.cache, "run_probes", fail)
+    monkeypatch.setattr(ui.compute.cache, "run_training", fail)
     at = open_fresh(page)
     assert not at.exception, at.exception
     assert any(said in e for e in shown(at)), shown(at)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -219,7 +221,7 @@ CLAIM_CHART_JS = """() => {
 
 def test_lecture_mode_at_1920x1080_shows_every_claims_chart_on_the_first_screen_in_large_type(
         server, browser, artifacts):
-    from ui.claims import CLAIMS
+    from ui.content.claims import CLAIMS
 
     page = browser.new_page(viewport={"width": 1920, "height": 1080})
     try:
@@ -244,6 +246,51 @@ def test_lecture_mode_at_1920x1080_shows_every_claims_chart_on_the_first_screen_
         page.close()
 
 
+# Every tick mark and grid line of every chart against every tick label's box, in the page's pixels: the
+# pairs that meet, as '"label" crossed by <class> at (x, y)'. Nothing drawn (an empty path) is left out.
+CROSSINGS_JS = """() => {
+  const hit = (a, b) => a.left < b.right && a.right > b.left && a.top < b.bottom && a.bottom > b.top;
+  const crossing = [], counts = {labels: 0, lines: 0};
+  for (const chart of document.querySelectorAll('.js-plotly-plot')) {
+    const labels = [...chart.querySelectorAll('g.xtick text, g.ytick text')]
+      .filter(t => t.textContent.trim()).map(t => [t.textContent, t.getBoundingClientRect()]);
+    const lines = [...chart.querySelectorAll('path.xtick, path.ytick, path.xgrid, path.ygrid')]
+      .map(p => [p.getAttribute('class'), p.getBoundingClientRect()])
+      .filter(([, r]) => r.width > 0 || r.height > 0);
+    counts.labels += labels.length; counts.lines += lines.length;
+    for (const [cls, r] of lines)
+      for (const [text, b] of labels)
+        if (hit(r, b)) crossing.push(`"${text}" crossed by ${cls} at (${r.x.toFixed(0)}, ${r.y.toFixed(0)})`);
+  }
+  return {crossing, counts};
+}"""
+# Whether a chart on the page has a log axis and has drawn its tick labels.
+LOG_AXIS_DRAWN_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(c => c._fullLayout
+  && Object.keys(c._fullLayout).some(k => /^[xy]axis/.test(k) && c._fullLayout[k].type === 'log')
+  && c.querySelector('g.ytick text'))"""
+
+
+@pytest.mark.parametrize("path, width, height", [
+    ("variance-growth", 1440, 900),
+    ("variance-growth?lecture=1", 1920, 1080),  # lecture type: larger labels, the same tick lengths
+    ("paper-claims?lecture=1&claim=1", 1920, 1080),  # claim 2: four decades of variance
+])
+def test_no_tick_or_grid_line_crosses_a_label_of_a_log_axis(server, browser, artifacts, path, width, height):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    try:
+        page.goto(f"{server}/{path}")
+        page.wait_for_function(LOG_AXIS_DRAWN_JS, timeout=LOAD_MS)
+        _settled(page)
+        page.wait_for_timeout(500)  # the chart's own layout pass
+        found = page.evaluate(CROSSINGS_JS)
+        name = re.sub(r"\W+", "-", path)
+        page.screenshot(path=artifacts / f"log-axis-{name}.png")
+        assert found["counts"]["labels"] and found["counts"]["lines"], found["counts"]
+        assert not found["crossing"], f"{path} at {width}x{height}: {found['crossing'][:5]}"
+    finally:
+        page.close()
+
+
 def test_switching_the_language_back_and_forth_keeps_every_choice(server, page):
     """Choice widgets send back the label they showed: after a switch the labels differ, and the
     language control's callback must keep the values (a lost one showed as an error, or dropped)."""
@@ -263,9 +310,9 @@ def test_korean_lecture_mode_steps_through_the_claims_in_korean(server, browser,
     every claim with its chart, in Korean, with no English sentence in the main view."""
     from test_i18n import english_words
 
-    from ui import i18n
-    from ui.claims import CLAIMS
-    from ui.i18n import _
+    from ui.content.claims import CLAIMS
+    from ui.state import i18n
+    from ui.state.i18n import _
 
     with i18n.use("ko"):
         titles = [_(claim.title) for claim in CLAIMS]
@@ -463,3 +510,59 @@ def test_training_dynamics_play_steps_the_figure_through_the_probed_steps(server
     assert len(seen) >= 4, f"the figure showed only {len(seen)} different steps while playing"
     active = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout.sliders[0].active")
     assert active >= 3, f"the step slider stands at frame {active} after playing"
+
+
+# ---------------------------------------------------------------------------------------------
+# Korean on a machine without a Hangul font (a projector PC, a fresh Linux box)
+
+# Fontconfig as the system's, less every font that covers Korean: Chromium then has no Hangul of its own.
+NO_HANGUL_FONTCONFIG = """<?xml version="1.0"?>
+<!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">
+<fontconfig>
+  <include ignore_missing="yes">/etc/fonts/fonts.conf</include>
+  <selectfont><rejectfont><pattern><patelt name="lang"><string>ko</string></patelt></pattern></rejectfont>
+  </selectfont>
+</fontconfig>
+"""
+# The page's web font faces of ``family`` once every font the page uses has loaded, and the font family
+# that the page's heading and the first chart's axis title are drawn in.
+FONTS_JS = """async (family) => {
+  await document.fonts.ready;
+  const faces = [...document.fonts].filter(f => f.family.replace(/"/g, '') === family)
+    .map(f => ({weight: f.weight, status: f.status}));
+  const axis = document.querySelector('.js-plotly-plot .ytitle, .js-plotly-plot .xtitle');
+  return {faces, heading: getComputedStyle(document.querySelector('h1')).fontFamily,
+          figure: axis && getComputedStyle(axis).fontFamily};
+}"""
+
+
+def test_korean_renders_in_the_served_web_font_in_a_browser_without_a_hangul_font(
+        server, browser, chromium_path, artifacts, tmp_path):
+    from ui.figures.style import HANGUL_WEB_FONT
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11, as in the image
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    for face in config["theme"]["fontFaces"]:
+        with urllib.request.urlopen(f"{server}/{face['url']}", timeout=30) as response:
+            assert response.status == 200 and response.read(4) == b"wOF2", face["url"]
+    fontconfig = tmp_path / "fonts.conf"
+    fontconfig.write_text(NO_HANGUL_FONTCONFIG)
+    env = {**os.environ, "FONTCONFIG_FILE": str(fontconfig)}
+    if shutil.which("fc-list"):  # the simulation holds: no system font left that covers Korean
+        left = subprocess.run(["fc-list", ":lang=ko", "file"], env=env, capture_output=True, text=True)
+        assert not left.stdout.strip(), left.stdout
+    bare = browser.browser_type.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, env=env)
+    try:
+        page = bare.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(f"{server}/variance-growth?lang=ko")
+        page.get_by_role("heading", name="속성 1 · 깊이에 따른 분산 증가").wait_for(timeout=LOAD_MS)
+        wait_for_chart(page)
+        _settled(page)
+        fonts = page.evaluate(FONTS_JS, HANGUL_WEB_FONT)
+        page.screenshot(path=artifacts / "korean-without-a-system-hangul-font.png")
+        assert sorted(face["weight"] for face in fonts["faces"]) == ["400", "700"], fonts
+        assert all(face["status"] == "loaded" for face in fonts["faces"]), fonts  # used by the page
+        assert fonts["heading"].startswith(HANGUL_WEB_FONT), fonts
+        assert HANGUL_WEB_FONT in fonts["figure"], fonts
+    finally:
+        bare.close()

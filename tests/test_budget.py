@@ -309,7 +309,7 @@ def test_check_budget_reads_the_environment_when_no_limits_are_given(monkeypatch
 
 
 def test_the_server_limits_are_the_defaults_and_the_predictions_assume_the_gates_threads(monkeypatch):
-    monkeypatch.setattr("normlab.ops.settings.available_cpus", lambda: 8)
+    monkeypatch.setattr("normlab.ops.settings.available_cpus", lambda cgroup_root=None: 8)
     limits = server_limits({})
     assert (limits.max_width, limits.max_seconds, limits.hard_seconds) == (1024, 60.0, 240.0)
     assert limits.threads == 4  # 8 CPUs shared by the default 2 slots

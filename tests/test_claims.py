@@ -10,10 +10,12 @@ import pytest
 from helpers import contract_frame, registered_pages
 from streamlit.testing.v1 import AppTest
 
-import ui.cache
+import ui.compute.cache
 from normlab import ModelConfig, ProbeConfig
-from ui import claims, controls, measures
-from ui.claims import CLAIMS
+from ui.content import claims
+from ui.content.claims import CLAIMS
+from ui.figures import measures
+from ui.state import controls
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 TIMEOUT = 300
@@ -21,7 +23,7 @@ TIMEOUT = 300
 
 def measured(claim: claims.Claim) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The claim's frame as the claims page gets it (through the app's cache, so later app runs reuse it)."""
-    frame = pd.concat([ui.cache.probe(m, p) for m, p in claim.runs()], ignore_index=True)
+    frame = pd.concat([ui.compute.cache.probe(m, p) for m, p in claim.runs()], ignore_index=True)
     return frame, measures.aggregate(frame)
 
 

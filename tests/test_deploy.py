@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import unicodedata
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -121,6 +122,16 @@ def test_the_image_is_a_slim_python_with_a_workdir_and_a_non_root_user():
     assert words.index("USER") < words.index("ENTRYPOINT")
 
 
+def test_the_image_carries_no_figure_renderer_since_the_viewers_browser_exports_the_figures():
+    # kaleido 1.x needs a Chrome the image does not have, and a font only it would use: neither is
+    # installed; each chart's camera button exports it in the browser (ui.compute.views.chart_config)
+    runs = " ".join(rest for word, rest in instructions() if word == "RUN")
+    assert "apt-get" not in runs and "fonts-" not in runs and "chromium" not in runs
+    names = {Requirement(line).name.lower() for line in (ROOT / "requirements.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")}
+    assert "kaleido" not in names and "plotly" in names
+
+
 def test_the_app_is_served_headless_on_all_interfaces_at_8501_with_a_health_check():
     assert only("EXPOSE") == "8501"
     entry = exec_form(only("ENTRYPOINT"))
@@ -184,6 +195,46 @@ def test_the_start_command_as_written_watches_no_files():
     assert config["server"]["runOnSave"] is False
     readme = (ROOT / "README.md").read_text()
     assert "--server.fileWatcherType=auto" in readme, "the README says how a developer turns watching on"
+
+
+def _code_points(ranges: str) -> set[int]:
+    """The code points of a CSS unicode-range list such as "U+1100-11FF, U+AC00-D7A3"."""
+    out = set()
+    for part in ranges.split(","):
+        low, _, high = part.strip().removeprefix("U+").partition("-")
+        out |= set(range(int(low, 16), int(high or low, 16) + 1))
+    return out
+
+
+def test_the_app_serves_a_hangul_web_font_and_latin_text_keeps_streamlits():
+    """Korean renders on a browser without a system Hangul font (a projector PC): the app serves a
+    Hangul-only face from ./static, named first in the theme's font for light and dark alike and in the
+    figures' font family; the files ship in the repository and in the image, with their licence."""
+    tomllib = pytest.importorskip("tomllib")
+    from ui.figures.style import FONT_FAMILY, HANGUL_WEB_FONT
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["enableStaticServing"] is True
+    faces = config["theme"]["fontFaces"]
+    assert {face["family"] for face in faces} == {HANGUL_WEB_FONT}
+    assert sorted(int(face["weight"]) for face in faces) == [400, 700]  # text and headings
+    catalog = (ROOT / "ui" / "locale" / "ko" / "LC_MESSAGES" / "normlab.po").read_text()
+    hangul = {ord(c) for c in catalog if unicodedata.name(c, "").startswith("HANGUL")}
+    shipped = set(context_files())
+    for face in faces:
+        assert face["url"].startswith("app/static/"), face  # Streamlit serves ./static there
+        path = ROOT / face["url"].removeprefix("app/")
+        assert path.read_bytes()[:4] == b"wOF2" and path.stat().st_size < 1_000_000, path
+        assert path.relative_to(ROOT).as_posix() in shipped, "the image must serve the font too"
+        covered = _code_points(face["unicodeRange"])
+        assert hangul and hangul <= covered, sorted(chr(c) for c in hangul - covered)[:10]
+        assert not covered & set(range(0x80)), "Latin text must keep Streamlit's own font"
+    # A font in [theme] itself would make a custom light theme: a dark-mode browser would lose dark.
+    assert "font" not in config["theme"]
+    for scheme in ("light", "dark"):
+        assert config["theme"][scheme]["font"].split(",")[0].strip() == HANGUL_WEB_FONT
+    assert f"arial, {HANGUL_WEB_FONT}," in FONT_FAMILY  # after the Latin faces, before system Hangul
+    assert "SIL Open Font License" in (ROOT / "static" / "fonts" / "OFL.txt").read_text()
 
 
 def test_the_image_warms_its_result_store_at_build_time_for_the_server_user():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from helpers import APP, TIMEOUT, charts
 from streamlit.testing.v1 import AppTest
 
-import ui.cache
+import ui.compute.cache
 
 
 def open_dynamics() -> AppTest:
@@ -19,15 +19,15 @@ def open_dynamics() -> AppTest:
 
 def test_the_page_trains_draws_every_step_and_a_fresh_session_reads_the_store(monkeypatch, tmp_path):
     monkeypatch.setenv("NORMLAB_STORE", str(tmp_path / "store"))
-    ui.cache.clear()
+    ui.compute.cache.clear()
     calls = []
-    real = ui.cache.run_training
+    real = ui.compute.cache.run_training
 
     def counting(model, train, progress=None):
         calls.append(model.norm)
         return real(model, train, progress=progress)
 
-    monkeypatch.setattr(ui.cache, "run_training", counting)
+    monkeypatch.setattr(ui.compute.cache, "run_training", counting)
     at = open_dynamics()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
@@ -35,7 +35,7 @@ def test_the_page_trains_draws_every_step_and_a_fresh_session_reads_the_store(mo
     fig = charts(at)[0]
     assert [f.name for f in fig.frames] == ["0", "1", "2", "5", "10", "20", "50"]
     assert {t.name for t in fig.data if t.name} == {"BatchNorm", "No normalization"}
-    ui.cache.clear()  # a fresh process: the runs come from the store, nothing trains again
+    ui.compute.cache.clear()  # a fresh process: the runs come from the store, nothing trains again
     again = open_dynamics()
     assert not again.exception, again.exception
     assert sorted(calls) == ["batchnorm", "none"]

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ui import figures
+from ui.figures.dynamics import dynamics_curves_figure, dynamics_figure
+from ui.figures.style import figure_text
 
 
 def probe_rows(norms=("batchnorm", "none"), steps=(0, 1, 5), seeds=(0, 1), layers=3) -> pd.DataFrame:
@@ -29,7 +30,7 @@ def mean_lines(data) -> list:
 
 
 def test_one_frame_per_probed_step_each_redrawing_every_trace():
-    fig = figures.dynamics_figure(probe_rows())
+    fig = dynamics_figure(probe_rows())
     assert [f.name for f in fig.frames] == ["0", "1", "5"]
     assert all(len(f.data) == len(fig.data) for f in fig.frames)
     assert [s.label for s in fig.layout.sliders[0].steps] == ["0", "1", "5"]
@@ -38,7 +39,7 @@ def test_one_frame_per_probed_step_each_redrawing_every_trace():
 
 
 def test_a_frame_draws_the_seed_mean_of_its_step_with_the_min_max_band():
-    fig = figures.dynamics_figure(probe_rows())
+    fig = dynamics_figure(probe_rows())
     frame = next(f for f in fig.frames if f.name == "5")
     line = mean_lines(frame.data)[0]  # variance panel, BatchNorm
     # seeds 0 and 1: (1 + index) * 6 * 1 and * 2, mean * 1.5
@@ -50,7 +51,7 @@ def test_a_frame_draws_the_seed_mean_of_its_step_with_the_min_max_band():
 
 
 def test_axes_keep_one_range_over_every_step():
-    fig = figures.dynamics_figure(probe_rows())
+    fig = dynamics_figure(probe_rows())
     low, high = fig.layout.yaxis.range
     assert fig.layout.yaxis.type == "log"
     assert low <= np.log10(1) and high >= np.log10(3 * 6 * 2)
@@ -60,27 +61,27 @@ def test_axes_keep_one_range_over_every_step():
 def test_overflowed_values_are_gaps_with_a_note():
     rows = probe_rows()
     rows.loc[rows.index[0], "value"] = np.inf
-    fig = figures.dynamics_figure(rows)
-    assert "overflowed" in figures.figure_text(fig)
-    assert not figures.figure_text(figures.dynamics_figure(probe_rows())).count("overflowed")
+    fig = dynamics_figure(rows)
+    assert "overflowed" in figure_text(fig)
+    assert not figure_text(dynamics_figure(probe_rows())).count("overflowed")
 
 
 def test_an_unknown_middle_panel_is_refused_by_name():
     with pytest.raises(ValueError, match="middle must be one of"):
-        figures.dynamics_figure(probe_rows(), "nope")
+        dynamics_figure(probe_rows(), "nope")
 
 
 def test_no_rows_is_a_message_not_a_crash():
-    fig = figures.dynamics_figure(probe_rows().iloc[0:0])
+    fig = dynamics_figure(probe_rows().iloc[0:0])
     assert "No probed step" in fig.layout.annotations[0].text
 
 
 def test_curves_draw_the_seed_mean_and_band_per_normalizer():
     curves = pd.DataFrame({"norm": ["none"] * 4, "seed": [0, 0, 1, 1], "step": [0, 1, 0, 1],
                            "loss": [np.nan, 2.0, np.nan, 4.0], "test_acc": [0.1, 0.2, 0.3, 0.4]})
-    fig = figures.dynamics_curves_figure(curves, "loss")
+    fig = dynamics_curves_figure(curves, "loss")
     np.testing.assert_allclose([t for t in fig.data if t.name][0].y, [3.0])  # step 0 has no loss
-    acc = figures.dynamics_curves_figure(curves, "test_acc")
+    acc = dynamics_curves_figure(curves, "test_acc")
     np.testing.assert_allclose([t for t in acc.data if t.name][0].y, [0.2, 0.3])
     with pytest.raises(ValueError, match="y must be one of"):
-        figures.dynamics_curves_figure(curves, "nope")
+        dynamics_curves_figure(curves, "nope")

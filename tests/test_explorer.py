@@ -25,8 +25,8 @@ from tests.test_browser import (  # noqa: F401 (fixtures: browser, chromium_path
     wait_for_chart,
     wait_for_names,
 )
-from ui import explorer
-from ui.figures import norm_color
+from ui.content import explorer
+from ui.figures.style import norm_color
 from ui.server import free_port, start_server, stop_server, wait_healthy
 
 PAGE = "pages/explorer.py"
@@ -196,7 +196,7 @@ def test_the_explorer_draws_the_stored_sweep_in_a_browser(explorer_server, page,
 
 
 def test_a_field_some_records_lack_is_listed_sorted_with_missing_last_and_filtered_as_shown():
-    from ui import explorer
+    from ui.content import explorer
 
     table = pd.DataFrame({"groups": [4, None, 2, None, 16], "preset": [None, "vgg10", None, "resnet56", None],
                           "value": [1.0, 2.0, 3.0, 4.0, 5.0], "metric": "act_var", "norm": "groupnorm",

@@ -16,11 +16,11 @@ import pytest
 from helpers import charts
 from streamlit.testing.v1 import AppTest
 
-import ui.cache
+import ui.compute.cache
 from normlab import ModelConfig, ProbeConfig
 from normlab.cli import main as cli_main
 from normlab.ops.output import to_csv, to_json
-from ui import export, figures, measures, views
+from ui.compute import export, views
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
@@ -104,7 +104,7 @@ def test_cli_command_is_a_probe_for_one_network_and_a_sweep_over_normalizers_for
 ], ids=["one", "three"])
 def test_snippet_and_command_reproduce_the_cached_frame_exactly(models, tmp_path):
     probe = ProbeConfig(batch_size=8, image_size=8, seeds=2)
-    view = ui.cache.probe_all(models, probe)
+    view = ui.compute.cache.probe_all(models, probe)
     same_numbers(run_snippet(export.python_snippet(models, probe)), view)
     same_numbers(run_cli(export.cli_command(models, probe, out="x.csv"), tmp_path), view)
 
@@ -119,33 +119,21 @@ def test_the_printed_command_runs_as_a_program(tmp_path):
     subprocess.run([normlab, *shlex.split(command)[1:]], check=True, cwd=tmp_path, timeout=300)
     frame = pd.read_csv(tmp_path / "cli.csv")
     # another process may run torch with other threads: equal up to float32 rounding
-    same_numbers(frame, ui.cache.probe_all(models, probe), rtol=1e-5)
+    same_numbers(frame, ui.compute.cache.probe_all(models, probe), rtol=1e-5)
 
 
 def test_data_downloads_are_written_as_the_cli_writes_them():
-    frame = ui.cache.probe_all((ModelConfig(arch="mlp", norm="none", depth=2, width=4),),
+    frame = ui.compute.cache.probe_all((ModelConfig(arch="mlp", norm="none", depth=2, width=4),),
                                ProbeConfig(batch_size=4, image_size=4))
     records = json.loads(to_json(frame))
     assert len(records) == len(frame) and set(records[0]) == set(frame.columns)
     assert pd.read_csv(io.StringIO(to_csv(frame))).shape == frame.shape
 
 
-@pytest.mark.skipif(not export.figure_exporter_available(), reason="no Chrome/Chromium for kaleido here")
-def test_figures_export_as_png_and_svg_on_the_server():
-    frame = ui.cache.probe_all((ModelConfig(arch="mlp", norm="batchnorm", depth=3, width=8),),
-                               ProbeConfig(batch_size=8, image_size=4))
-    fig = figures.depth_figure(measures.aggregate(frame), "act_var")
-    png = export._render(fig, "png")()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    width = int.from_bytes(png[16:20], "big")
-    assert width >= 700 * export.FIGURE_SCALE  # publication resolution, not screen size
-    svg = export._render(fig, "svg")()
-    assert svg.lstrip().startswith(b"<svg")
-
-
 def test_the_chart_camera_exports_at_high_resolution():
     options = views.chart_config("normlab-variance")["toImageButtonOptions"]
-    assert options["scale"] >= 3 and options["format"] == "png" and options["filename"] == "normlab-variance"
+    assert options == {"format": "png", "filename": "normlab-variance", "scale": export.FIGURE_SCALE}
+    assert export.FIGURE_SCALE >= 3  # publication resolution, not screen size
 
 
 # --- in the app: each view's code gives that view's numbers ----------------------------------------------
@@ -165,9 +153,32 @@ def test_each_views_snippet_and_command_give_the_views_numbers(page, tmp_path):
     assert "Data · CSV" in labels and "Data · JSON" in labels
     snippet, command = export_code(at)
     selection = at.session_state["_selection"]
-    view = ui.cache.probe_all(selection.models, selection.probe)
+    view = ui.compute.cache.probe_all(selection.models, selection.probe)
     same_numbers(run_snippet(snippet), view)
     same_numbers(run_cli(command, tmp_path), view)
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_figures_are_exported_by_the_browser_at_the_scale_the_panel_promises(lang):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update(page="rank-collapse", norms="batchnorm", depth="3", width="8", lang=lang)
+    at.run()
+    assert not at.exception
+    # every chart's camera button: a PNG at FIGURE_SCALE x its size on screen, named after the chart
+    configs = [json.loads(el.proto.config) for el in at.get("plotly_chart")]
+    assert len(configs) >= 3
+    for config in configs:
+        options = config["toImageButtonOptions"]
+        assert options["format"] == "png" and options["scale"] == export.FIGURE_SCALE
+        assert options["filename"].startswith("normlab-")
+    # the panel downloads the data and says plainly where the figures come from: no server-side image
+    assert len(at.download_button) == 2  # CSV and JSON
+    (caption,) = [c.value for c in at.caption if "PNG" in c.value]
+    camera = {"en": "camera button", "ko": "카메라 버튼"}[lang]
+    assert f"{export.FIGURE_SCALE}" in caption and camera in caption
+    if lang == "en":
+        assert [b.label for b in at.download_button] == ["Data · CSV", "Data · JSON"]
+        assert caption.startswith("Figures (collapse, rank, spectrum): ")
 
 
 def test_the_variance_charts_numbers_are_the_snippets_numbers():

@@ -16,7 +16,24 @@ from test_i18n import english_words, figure_texts
 
 from normlab import NORM_NAMES, ModelConfig, ProbeConfig
 from normlab.science.probes import ProbeDetail
-from ui import figures, i18n, measures
+from ui.figures import measures
+from ui.figures.depth import (
+    MAX_FRAMES,
+    bar_figure,
+    depth_figure,
+    gradient_figure,
+    grow_with_depth,
+    overview_figure,
+    rank_figure,
+    spectrum_figure,
+)
+from ui.figures.dynamics import dynamics_curves_figure, dynamics_figure
+from ui.figures.groups import tradeoff_figure
+from ui.figures.samples import collapse_figure, distribution_figure
+from ui.figures.scaling import final_points, rank_scaling_figure, shape_scale
+from ui.figures.style import FONT_FAMILY, NORM_COLORS, NOTES_META, OVERFLOW_NOTE, figure_text, lecture_style
+from ui.figures.training import curves_figure, similarity_speed_figure
+from ui.state import i18n
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 CITED = {"Yang"}  # authors the figures cite by name (Yang et al. 2019), kept as written in both languages
@@ -137,30 +154,30 @@ def test_tradeoff_points_hold_one_row_per_group_count_with_named_ends():
 
 
 def test_every_normalizer_has_its_own_fixed_colour():
-    assert set(figures.NORM_COLORS) == set(NORM_NAMES)
-    assert len(set(figures.NORM_COLORS.values())) == len(NORM_NAMES)
+    assert set(NORM_COLORS) == set(NORM_NAMES)
+    assert len(set(NORM_COLORS.values())) == len(NORM_NAMES)
 
 
 def test_depth_figure_draws_one_line_per_normalizer_in_its_colour():
-    fig = figures.depth_figure(compare("batchnorm", "none", "layernorm"), "act_var")
+    fig = depth_figure(compare("batchnorm", "none", "layernorm"), "act_var")
     lines = mean_traces(fig)
     assert [t.name for t in lines] == ["BatchNorm", "No normalization", "LayerNorm"]
-    colours = [figures.NORM_COLORS[n] for n in ("batchnorm", "none", "layernorm")]
+    colours = [NORM_COLORS[n] for n in ("batchnorm", "none", "layernorm")]
     assert [t.line.color for t in lines] == colours
     assert list(lines[0].x) == [1, 2, 3, 4, 5]
 
 
 def test_a_normalizer_keeps_its_colour_on_every_figure():
     frame = compare("layernorm", "sws")
-    for fig in (figures.depth_figure(frame, "act_var"), figures.gradient_figure(frame),
-                figures.overview_figure(frame), figures.spectrum_figure(frame), figures.rank_figure(frame)):
+    for fig in (depth_figure(frame, "act_var"), gradient_figure(frame),
+                overview_figure(frame), spectrum_figure(frame), rank_figure(frame)):
         colours = {t.name.split(" · ")[0]: t.line.color for t in fig.data if t.mode == "lines+markers"}
-        assert colours["LayerNorm"] == figures.NORM_COLORS["layernorm"]
-        assert colours["Scaled Weight Standardization"] == figures.NORM_COLORS["sws"]
+        assert colours["LayerNorm"] == NORM_COLORS["layernorm"]
+        assert colours["Scaled Weight Standardization"] == NORM_COLORS["sws"]
 
 
 def test_seeds_are_drawn_as_a_min_max_band_around_the_mean():
-    fig = figures.depth_figure(contract_frame(), "act_var")
+    fig = depth_figure(contract_frame(), "act_var")
     band = [t for t in fig.data if t.fill == "tonexty"]
     assert len(band) == 1
     base = np.array([0.7 + 0.35 * b for b in range(5)])
@@ -171,12 +188,12 @@ def test_seeds_are_drawn_as_a_min_max_band_around_the_mean():
 
 
 def test_a_single_seed_draws_no_band():
-    fig = figures.depth_figure(contract_frame(probe=ProbeConfig(batch_size=8, seeds=1)), "act_var")
+    fig = depth_figure(contract_frame(probe=ProbeConfig(batch_size=8, seeds=1)), "act_var")
     assert not [t for t in fig.data if t.fill == "tonexty"]
 
 
 def test_hover_shows_exact_mean_min_max_and_layer():
-    fig = figures.depth_figure(contract_frame(), "act_var")
+    fig = depth_figure(contract_frame(), "act_var")
     line = mean_traces(fig)[0]
     assert "%{y:.6g}" in line.hovertemplate and "customdata[1]" in line.hovertemplate
     layer, low, high, n = line.customdata[0]
@@ -185,78 +202,78 @@ def test_hover_shows_exact_mean_min_max_and_layer():
 
 @pytest.mark.parametrize("log_y", [True, False])
 def test_axis_scale_follows_the_option(log_y):
-    fig = figures.depth_figure(contract_frame(), "act_var", log_y=log_y)
+    fig = depth_figure(contract_frame(), "act_var", log_y=log_y)
     assert fig.layout.yaxis.type == ("log" if log_y else "linear")
-    grads = figures.gradient_figure(contract_frame(), log_y=log_y)
+    grads = gradient_figure(contract_frame(), log_y=log_y)
     assert grads.layout.yaxis.type == ("log" if log_y else "linear")
 
 
 def test_zoom_survives_reruns_through_uirevision():
-    assert figures.depth_figure(contract_frame(), "act_var", uirevision="v-act").layout.uirevision == "v-act"
-    assert figures.rank_figure(contract_frame(), uirevision="r").layout.uirevision == "r"
+    assert depth_figure(contract_frame(), "act_var", uirevision="v-act").layout.uirevision == "v-act"
+    assert rank_figure(contract_frame(), uirevision="r").layout.uirevision == "r"
 
 
 def test_overflow_is_drawn_as_markers_at_the_top_with_a_note():
     frame = compare("none", "batchnorm", var=lambda b: 10.0 ** b if b < 4 else math.inf)
-    fig = figures.depth_figure(frame, "act_var", log_y=True)
+    fig = depth_figure(frame, "act_var", log_y=True)
     markers = [t for t in fig.data if t.marker.symbol == "triangle-up"]
     assert markers and all(list(t.x) == [4, 5] for t in markers)
     assert min(min(t.y) for t in markers) > 10.0 ** 3 * 1.04  # above every finite value
-    assert figures.OVERFLOW_NOTE in figures.figure_text(fig)
+    assert OVERFLOW_NOTE in figure_text(fig)
     line = mean_traces(fig)[0]
     assert math.isnan(line.y[3]) and math.isnan(line.y[4])  # the line breaks, it does not reach inf
 
 
 def test_an_all_overflowed_frame_still_draws():
     frame = contract_frame(var=lambda b: math.inf, grad=lambda k: math.nan)
-    for fig in (figures.depth_figure(frame, "act_var", log_y=True), figures.gradient_figure(frame),
-                figures.overview_figure(frame)):
+    for fig in (depth_figure(frame, "act_var", log_y=True), gradient_figure(frame),
+                overview_figure(frame)):
         assert any(t.marker.symbol == "triangle-up" for t in fig.data)
 
 
 def test_growth_per_block_is_written_on_the_variance_plot():
-    fig = figures.depth_figure(compare("batchnorm", "none", var=lambda b: 0.7 + 0.35 * (b - 1)), "act_var",
+    fig = depth_figure(compare("batchnorm", "none", var=lambda b: 0.7 + 0.35 * (b - 1)), "act_var",
                                annotate_growth=True)
-    text = figures.figure_text(fig)
+    text = figure_text(fig)
     assert "BatchNorm: +0.357 per block: linear" in text  # the seed mean of 0.35 * (1, 1.04)
 
 
 def test_overflow_after_growth_is_named_in_the_growth_note():
-    fig = figures.depth_figure(contract_frame(var=lambda b: 2.0 ** b if b < 5 else math.inf), "act_var",
+    fig = depth_figure(contract_frame(var=lambda b: 2.0 ** b if b < 5 else math.inf), "act_var",
                                annotate_growth=True)
-    assert "then overflow from 5" in figures.figure_text(fig)
+    assert "then overflow from 5" in figure_text(fig)
 
 
 def test_theory_is_drawn_dashed_in_the_series_colour():
     theory = pd.DataFrame({"series": "BatchNorm", "x": [1, 2, 3], "y": [0.7, 1.04, 1.38],
                            "source": "linear (De & Smith 2020)"})
-    fig = figures.depth_figure(contract_frame(), "act_var", theory=theory)
+    fig = depth_figure(contract_frame(), "act_var", theory=theory)
     dashed = [t for t in fig.data if t.name == "theory: linear (De & Smith 2020)"]
     assert len(dashed) == 1 and dashed[0].line.dash == "dash"
-    assert dashed[0].line.color == figures.NORM_COLORS["batchnorm"]
+    assert dashed[0].line.color == NORM_COLORS["batchnorm"]
 
 
 def test_stage_transitions_are_marked():
     frame = contract_frame(ModelConfig(arch="resnet", norm="batchnorm", depth=2, width=4, stages=3))
-    fig = figures.depth_figure(frame, "act_var")
+    fig = depth_figure(frame, "act_var")
     assert sorted(s.x0 for s in fig.layout.shapes) == [2.5, 4.5]
 
 
 def test_residual_variance_is_read_at_the_residual_branches():
-    fig = figures.depth_figure(contract_frame(res_var=lambda b: 3.0 * b), "res_var")
+    fig = depth_figure(contract_frame(res_var=lambda b: 3.0 * b), "res_var")
     assert np.allclose(mean_traces(fig)[0].y, [3.0 * b * 1.02 for b in range(1, 6)])
 
 
 def test_rank_figure_draws_similarities_ranks_and_the_ceiling():
-    fig = figures.rank_figure(contract_frame(), ceiling=8)
+    fig = rank_figure(contract_frame(), ceiling=8)
     names = {t.name for t in mean_traces(fig)}
     assert {"BatchNorm", "BatchNorm · stable rank", "BatchNorm · numerical rank"} <= names
     assert any(s.y0 == 8 and s.y1 == 8 for s in fig.layout.shapes)
-    assert "min(batch, features) = 8" in figures.figure_text(fig)
+    assert "min(batch, features) = 8" in figure_text(fig)
 
 
 def test_spectrum_is_drawn_by_rank_from_one_with_the_ceiling():
-    fig = figures.spectrum_figure(contract_frame(), ceiling=8)
+    fig = spectrum_figure(contract_frame(), ceiling=8)
     line = mean_traces(fig)[0]
     assert list(line.x) == list(range(1, 9))
     assert line.y[0] == pytest.approx(4.0 * 1.02)
@@ -264,12 +281,12 @@ def test_spectrum_is_drawn_by_rank_from_one_with_the_ceiling():
 
 
 def test_gradient_figure_draws_norms_rates_and_the_reference_line():
-    fig = figures.gradient_figure(contract_frame(grad=lambda k: 1.25 ** k),
+    fig = gradient_figure(contract_frame(grad=lambda k: 1.25 ** k),
                                   reference_rate=measures.BN_GRADIENT_RATE)
     rate = next(t for t in fig.data if t.name == "BatchNorm: rate")
     assert np.allclose(rate.y, 1.25)
     assert any(s.y0 == pytest.approx(measures.BN_GRADIENT_RATE) for s in fig.layout.shapes)
-    assert "Yang et al. 2019" in figures.figure_text(fig)
+    assert "Yang et al. 2019" in figure_text(fig)
 
 
 def test_tradeoff_figure_draws_one_labelled_point_per_group_count():
@@ -278,12 +295,12 @@ def test_tradeoff_figure_draws_one_labelled_point_per_group_count():
                            "grad_growth": [1.5, 3.0, 9.0], "grad_min": [1.4, 2.8, 8.0],
                            "grad_max": [1.6, 3.2, 10.0],
                            "label": ["G=1 (LayerNorm)", "G=2", "G=4 (InstanceNorm)"]})
-    fig = figures.tradeoff_figure(points)
+    fig = tradeoff_figure(points)
     trace = fig.data[0]
     assert list(trace.text) == ["G=4 (InstanceNorm)", "G=2", "G=1 (LayerNorm)"]  # by group size
     assert list(trace.y) == [9.0, 3.0, 1.5] and fig.layout.yaxis.type == "log"
     overflowed = points.assign(grad_growth=[1.5, 3.0, math.inf])
-    fig = figures.tradeoff_figure(overflowed)
+    fig = tradeoff_figure(overflowed)
     assert len(fig.data[0].x) == 2 and fig.data[1].marker.symbol == "triangle-up"
 
 
@@ -291,23 +308,23 @@ def test_bar_figure_colours_bars_by_normalizer_and_marks_overflow():
     frame = compare("batchnorm", "none")
     stats = measures.aggregate(frame)
     values = pd.Series({"BatchNorm": 3.0, "No normalization": math.inf})
-    fig = figures.bar_figure(values, stats, "growth")
+    fig = bar_figure(values, stats, "growth")
     assert list(fig.data[0].x) == ["BatchNorm"]
-    assert fig.data[0].marker.color[0] == figures.NORM_COLORS["batchnorm"]
+    assert fig.data[0].marker.color[0] == NORM_COLORS["batchnorm"]
     assert fig.data[1].marker.symbol == "triangle-up"
 
 
 def test_empty_frames_give_a_message_not_an_exception():
     empty = contract_frame().iloc[0:0]
-    for fig in (figures.depth_figure(empty, "act_var"), figures.gradient_figure(empty),
-                figures.spectrum_figure(empty), figures.overview_figure(empty)):
+    for fig in (depth_figure(empty, "act_var"), gradient_figure(empty),
+                spectrum_figure(empty), overview_figure(empty)):
         assert fig.layout.annotations and not fig.data
 
 
 def test_lecture_style_enlarges_fonts_and_the_plot():
-    fig = figures.depth_figure(contract_frame(), "act_var")
+    fig = depth_figure(contract_frame(), "act_var")
     height = fig.layout.height
-    figures.lecture_style(fig)
+    lecture_style(fig)
     assert fig.layout.font.size >= 20 and fig.layout.height > height
 
 
@@ -341,7 +358,7 @@ def _heatmaps(fig, frame_name: str) -> list[np.ndarray]:
 
 def test_collapsing_and_non_collapsing_batches_give_visibly_different_matrices():
     details = {"collapses": synthetic_detail(True), "stays apart": synthetic_detail(False)}
-    fig = figures.collapse_figure(details, {"collapses": "none", "stays apart": "batchnorm"})
+    fig = collapse_figure(details, {"collapses": "none", "stays apart": "batchnorm"})
     assert [f.name for f in fig.frames] == [str(b) for b in range(1, 7)]  # one frame per depth
     first, last = _heatmaps(fig, "1"), _heatmaps(fig, "6")
     off = ~np.eye(12, dtype=bool)
@@ -360,14 +377,14 @@ def test_collapsing_and_non_collapsing_batches_give_visibly_different_matrices()
 
 def test_collapse_figure_is_bounded_in_samples_and_frames():
     detail = synthetic_detail(True, n=40, depth=90)
-    fig = figures.collapse_figure({"a": detail}, {"a": "none"}, samples=16)
-    assert len(fig.frames) <= figures.MAX_FRAMES
+    fig = collapse_figure({"a": detail}, {"a": "none"}, samples=16)
+    assert len(fig.frames) <= MAX_FRAMES
     assert np.asarray(fig.data[0].z).shape == (16, 16)
 
 
 def test_distribution_figure_draws_one_histogram_pair_per_normalizer():
     details = {"A": synthetic_detail(True), "B": synthetic_detail(False, seed=1)}
-    fig = figures.distribution_figure(details, {"A": "none", "B": "batchnorm"}, position=3, grad_layer=1)
+    fig = distribution_figure(details, {"A": "none", "B": "batchnorm"}, position=3, grad_layer=1)
     hists = [t for t in fig.data if t.type == "histogram"]
     assert len(hists) == 4
     np.testing.assert_allclose(hists[0].x, details["A"].activations[2])  # depth 3 = the third point
@@ -379,9 +396,9 @@ def test_rank_scaling_draws_the_square_root_shape_through_the_measured_scale():
     measured = 3.0 * np.sqrt(32 / sizes) * np.array([1.1, 0.95, 1.0, 1.05, 0.9])  # c = 3 with noise
     points = pd.DataFrame({"width": 32, "group_size": sizes, "mean": measured, "min": measured - 0.5,
                            "max": measured + 0.5})
-    fig = figures.rank_scaling_figure(points, "group_size", "effective_rank", fixed="width 32")
+    fig = rank_scaling_figure(points, "group_size", "effective_rank", fixed="width 32")
     shape = next(t for t in fig.data if "shape" in t.name)
-    c = figures.shape_scale(measured, np.sqrt(32 / sizes))
+    c = shape_scale(measured, np.sqrt(32 / sizes))
     assert c == pytest.approx(np.dot(measured, np.sqrt(32 / sizes)) / np.dot(32 / sizes, np.ones(5)))
     assert 2.8 < c < 3.2 and "least squares" in shape.name
     # the curve passes through the measured points' scale: at every measured size within the noise
@@ -393,7 +410,7 @@ def test_rank_scaling_draws_the_square_root_shape_through_the_measured_scale():
 def test_final_points_read_rank_per_network_of_a_sweep():
     parts = [contract_frame(ModelConfig(arch="resnet", norm="groupnorm", depth=5, width=8, group_size=g),
                             rank=lambda b, g=g: 8.0 / g) for g in (1, 2, 4)]
-    points = figures.final_points(pd.concat(parts, ignore_index=True), "stable_rank")
+    points = final_points(pd.concat(parts, ignore_index=True), "stable_rank")
     assert list(points["group_size"]) == [1, 2, 4] and list(points["width"]) == [8, 8, 8]
     np.testing.assert_allclose(points["mean"], [8.0, 4.0, 2.0])
 
@@ -433,16 +450,16 @@ def _all_figures():
     points = pd.DataFrame({"width": 8, "group_size": sizes, "mean": 4 / sizes, "min": 4 / sizes,
                            "max": 4 / sizes})
     return {
-        "depth": figures.depth_figure(stats, "act_var", log_y=True, annotate_growth=True, ceiling=None),
-        "rank": figures.depth_figure(stats, "stable_rank", ceiling=8),
-        "rank panels": figures.rank_figure(stats, ceiling=8),
-        "spectrum": figures.spectrum_figure(stats, ceiling=8),
-        "gradients": figures.gradient_figure(stats, reference_rate=measures.BN_GRADIENT_RATE),
-        "overview": figures.overview_figure(stats),
-        "bars": figures.bar_figure(measures.gradient_growth(stats), stats, "growth", log_y=True),
-        "collapse": figures.collapse_figure(details, {"A": "none", "B": "batchnorm"}),
-        "distributions": figures.distribution_figure(details, {}, 2, 0),
-        "scaling": figures.rank_scaling_figure(points, "group_size", "stable_rank", ceiling=8),
+        "depth": depth_figure(stats, "act_var", log_y=True, annotate_growth=True, ceiling=None),
+        "rank": depth_figure(stats, "stable_rank", ceiling=8),
+        "rank panels": rank_figure(stats, ceiling=8),
+        "spectrum": spectrum_figure(stats, ceiling=8),
+        "gradients": gradient_figure(stats, reference_rate=measures.BN_GRADIENT_RATE),
+        "overview": overview_figure(stats),
+        "bars": bar_figure(measures.gradient_growth(stats), stats, "growth", log_y=True),
+        "collapse": collapse_figure(details, {"A": "none", "B": "batchnorm"}),
+        "distributions": distribution_figure(details, {}, 2, 0),
+        "scaling": rank_scaling_figure(points, "group_size", "stable_rank", ceiling=8),
     }
 
 
@@ -454,7 +471,7 @@ def test_no_note_or_label_box_is_drawn_over_the_data(name):
         # anything tied to data coordinates would sit among the traces
         assert annotation.xref in ("paper", None) or "domain" in str(annotation.xref), annotation.text
         assert _outside(annotation, domains, fig), f"{name}: {annotation.text!r} lies over a plotting area"
-    for note in [a for a in fig.layout.annotations if a.name == figures.NOTES_META]:
+    for note in [a for a in fig.layout.annotations if a.name == NOTES_META]:
         # the note block lives in the top margin, which is made tall enough for its lines
         assert note.y == 1 and note.yanchor == "bottom"
         assert fig.layout.margin.t >= 20 * (note.text.count("<br>") + 1)
@@ -462,20 +479,38 @@ def test_no_note_or_label_box_is_drawn_over_the_data(name):
 
 def test_log_axes_get_clean_power_ticks_and_no_bars():
     frame = contract_frame(var=lambda b: 10.0 ** (3 * b))
-    fig = figures.depth_figure(measures.aggregate(frame), "act_var", log_y=True)
+    fig = depth_figure(measures.aggregate(frame), "act_var", log_y=True)
     assert fig.layout.yaxis.exponentformat == "power" and fig.layout.yaxis.dtick >= 1
     assert fig.layout.yaxis.minor.ticks == "outside"  # minor ticks drawn, not labelled
-    narrow = figures.depth_figure(measures.aggregate(contract_frame()), "act_var", log_y=True)
+    narrow = depth_figure(measures.aggregate(contract_frame()), "act_var", log_y=True)
     assert narrow.layout.yaxis.tickmode == "array"
     assert all(t in ("0.5", "1", "2", "5") for t in narrow.layout.yaxis.ticktext)  # written out in full
-    bars = figures.bar_figure(pd.Series({"BatchNorm": 3.0}), measures.aggregate(contract_frame()), "g",
+    bars = bar_figure(pd.Series({"BatchNorm": 3.0}), measures.aggregate(contract_frame()), "g",
                               log_y=True)
     assert not any(t.type == "bar" for t in bars.data)
 
 
+def test_minor_ticks_of_a_log_axis_stay_clear_of_its_labels_in_both_modes():
+    # Plotly sets a tick label off its axis by the major tick length alone: a minor tick as long as or
+    # longer than the major one (or a major one not drawn) runs through the labels ("10" read "1Q").
+    checked, crossing = [], []
+    for name, built in _every_builder().items():
+        for mode, fig in (("normal", built), ("lecture", lecture_style(go.Figure(built)))):
+            for key in fig.layout.to_plotly_json():
+                axis = fig.layout[key] if key.startswith(("xaxis", "yaxis")) else None
+                if axis is None or axis.type != "log" or axis.minor.ticks in (None, ""):
+                    continue
+                checked.append((name, mode, key))
+                if not (axis.minor.ticks == "inside"
+                        or (axis.ticks == "outside" and (axis.ticklen or 5) > (axis.minor.ticklen or 5))):
+                    crossing.append((name, mode, key, axis.ticks, axis.ticklen, axis.minor.ticklen))
+    assert checked, "no figure drew a log axis with minor ticks"
+    assert not crossing, crossing
+
+
 def test_grow_with_depth_reveals_the_curve_one_block_at_a_time():
     stats = measures.aggregate(contract_frame())
-    fig = figures.grow_with_depth(figures.depth_figure(stats, "act_var"))
+    fig = grow_with_depth(depth_figure(stats, "act_var"))
     assert [f.name for f in fig.frames] == ["1", "2", "3", "4", "5"]
     line = next(i for i, t in enumerate(fig.data) if t.mode == "lines+markers")
     shown = [sum(v is not None for v in f.data[line].y) for f in fig.frames]
@@ -485,15 +520,15 @@ def test_grow_with_depth_reveals_the_curve_one_block_at_a_time():
 
 def test_lecture_style_makes_ticks_and_legends_readable_from_the_back():
     details = {"A": synthetic_detail(True)}
-    for fig in (figures.lecture_style(figures.collapse_figure(details, {})),
-                figures.lecture_style(figures.depth_figure(measures.aggregate(contract_frame()), "act_var"))):
+    for fig in (lecture_style(collapse_figure(details, {})),
+                lecture_style(depth_figure(measures.aggregate(contract_frame()), "act_var"))):
         assert fig.layout.legend.font.size >= 18
         axes = [k for k in fig.layout.to_plotly_json() if k.startswith(("xaxis", "yaxis"))]
         assert axes and all(fig.layout[k].tickfont.size >= 18 for k in axes)
 
 
 def test_theory_lines_are_withheld_in_plain_words_where_their_assumptions_fail():
-    from ui import overlays
+    from ui.figures import overlays
 
     models = [ModelConfig(arch="resnet", norm=n, depth=5, width=8,
                           **({"groups": 2} if n == "groupnorm" else {}))
@@ -513,10 +548,10 @@ def test_rank_scaling_says_so_where_the_measurement_leaves_the_shape():
     widths = np.array([8, 16, 32, 64])
     flat = pd.DataFrame({"width": widths, "group_size": 4, "mean": [20.0, 18.0, 19.0, 17.0],
                          "min": 17.0, "max": 21.0})
-    fig = figures.rank_scaling_figure(flat, "width", "effective_rank")
-    assert "does not follow the shape" in figures.figure_text(fig)
+    fig = rank_scaling_figure(flat, "width", "effective_rank")
+    assert "does not follow the shape" in figure_text(fig)
     rising = flat.assign(mean=2.0 * np.sqrt(widths / 4))
-    assert "does not follow" not in figures.figure_text(figures.rank_scaling_figure(rising, "width", "x"))
+    assert "does not follow" not in figure_text(rank_scaling_figure(rising, "width", "x"))
 
 
 # --- Both languages: the figures speak the session's, in a font that has Hangul --------------------------
@@ -540,52 +575,52 @@ def _every_builder(lang: str = "en") -> dict[str, go.Figure]:
     with i18n.use(lang):
         return {
             **_all_figures(),
-            "empty": figures.depth_figure(contract_frame().iloc[0:0], "act_var"),
-            "growing": figures.grow_with_depth(figures.depth_figure(stats, "act_var")),
-            "tradeoff": figures.tradeoff_figure(points),
-            "speed": figures.similarity_speed_figure(runs_frame(), correlations(), "acc_at_k", steps=100),
-            "curves": figures.curves_figure(curves, "loss"),
-            "dynamics": figures.dynamics_figure(probe_rows()),
-            "dynamics curves": figures.dynamics_curves_figure(curves, "loss"),
+            "empty": depth_figure(contract_frame().iloc[0:0], "act_var"),
+            "growing": grow_with_depth(depth_figure(stats, "act_var")),
+            "tradeoff": tradeoff_figure(points),
+            "speed": similarity_speed_figure(runs_frame(), correlations(), "acc_at_k", steps=100),
+            "curves": curves_figure(curves, "loss"),
+            "dynamics": dynamics_figure(probe_rows()),
+            "dynamics curves": dynamics_curves_figure(curves, "loss"),
         }
 
 
 @pytest.mark.parametrize("name", BUILDERS)
 def test_every_figure_keeps_the_latin_face_and_falls_back_to_hangul_fonts(name):
     family = _every_builder()[name].layout.font.family
-    assert family == figures.FONT_FAMILY
+    assert family == FONT_FAMILY
     assert family.startswith('"Open Sans", verdana, arial') and "Noto Sans CJK KR" in family
     assert family.endswith("sans-serif")
 
 
 def test_lecture_style_keeps_the_font_family():
-    fig = figures.lecture_style(figures.depth_figure(measures.aggregate(contract_frame()), "act_var"))
-    assert fig.layout.font.family == figures.FONT_FAMILY and fig.layout.font.size >= 20
+    fig = lecture_style(depth_figure(measures.aggregate(contract_frame()), "act_var"))
+    assert fig.layout.font.family == FONT_FAMILY and fig.layout.font.size >= 20
 
 
 def test_figures_in_korean_have_korean_titles_axes_and_controls():
     stats = measures.aggregate(compare("batchnorm", "groupnorm", var=lambda b: 2.0 ** b))
     with i18n.use("ko"):
-        depth = figures.depth_figure(stats, "act_var", annotate_growth=True, ceiling=8)
-        depth = figures.grow_with_depth(depth)
-        grads = figures.gradient_figure(stats, reference_rate=measures.BN_GRADIENT_RATE)
-        ranks = figures.rank_figure(stats)
+        depth = depth_figure(stats, "act_var", annotate_growth=True, ceiling=8)
+        depth = grow_with_depth(depth)
+        grads = gradient_figure(stats, reference_rate=measures.BN_GRADIENT_RATE)
+        ranks = rank_figure(stats)
     assert depth.layout.xaxis.title.text == "깊이 (블록)"
     assert depth.layout.yaxis.title.text == "활성화 분산 (act_var)"
     assert [b.label for b in depth.layout.updatemenus[0].buttons] == ["▶ 재생", "❚❚ 일시정지"]
     assert depth.layout.sliders[0].currentvalue.prefix == "깊이 "
-    assert "블록당 ×" in figures.figure_text(depth) and "min(배치, 특징 수) = 8" in figures.figure_text(depth)
+    assert "블록당 ×" in figure_text(depth) and "min(배치, 특징 수) = 8" in figure_text(depth)
     assert "평균 %{y:.6g}" in mean_traces(depth)[0].hovertemplate
     assert grads.layout.yaxis2.title.text == "비율"
     assert [a.text for a in grads.layout.annotations][:1] == ["각 합성곱/선형 층 출력의 기울기 노름"]
     assert "BatchNorm · 안정 랭크" in {t.name for t in mean_traces(ranks)}
     # and in English, as before
-    depth = figures.grow_with_depth(figures.depth_figure(stats, "act_var", annotate_growth=True))
+    depth = grow_with_depth(depth_figure(stats, "act_var", annotate_growth=True))
     assert depth.layout.xaxis.title.text == "depth (block)"
     assert depth.layout.yaxis.title.text == "activation variance (act_var)"
     assert [b.label for b in depth.layout.updatemenus[0].buttons] == ["▶ Play", "❚❚ Pause"]
     assert depth.layout.sliders[0].currentvalue.prefix == "depth "
-    assert "per block" in figures.figure_text(depth)
+    assert "per block" in figure_text(depth)
 
 
 @pytest.mark.parametrize("name", BUILDERS)
@@ -627,7 +662,7 @@ def test_the_dashboard_describes_growth_as_the_engine_does_in_english(values, st
 
 def test_every_reason_the_theory_gives_is_said_in_plain_words_in_both_languages():
     from normlab.science import theory
-    from ui import overlays
+    from ui.figures import overlays
 
     cases = [(theory.variance_applies, ModelConfig(arch="cnn", norm="batchnorm", depth=4, width=8)),
              (theory.variance_applies, ModelConfig(arch="resnet", norm="weightnorm", depth=2, width=8)),

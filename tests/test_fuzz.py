@@ -441,13 +441,13 @@ def _ui(name: str):
 
 @st.composite
 def hostile_params(draw):
-    controls = _ui("ui.controls")  # the dashboard's controls table: pure Python
+    controls = _ui("ui.state.controls")  # the dashboard's controls table: pure Python
     keys = st.one_of(st.sampled_from(tuple(controls.BY_KEY) + (controls.PAGE_PARAM,)), st.text(max_size=8))
     return draw(st.dictionaries(keys, st.lists(HOSTILE, min_size=1, max_size=2), max_size=8))
 
 
 def _hostile_link(params):
-    links, controls = _ui("ui.links"), _ui("ui.controls")
+    links, controls = _ui("ui.state.links"), _ui("ui.state.controls")
     values, notices = links.check_link(params)
     for key, value in values.items():  # whatever was kept is a value its control allows
         control = controls.BY_KEY[key]
@@ -462,7 +462,7 @@ def _hostile_link(params):
     dropped = set(params) - set(values) - {controls.PAGE_PARAM}
     assert len(notices) >= len(dropped)
     try:
-        selection = _ui("ui.selection").build_selection(values)
+        selection = _ui("ui.state.selection").build_selection(values)
     except ValueError:
         return  # the sidebar shows the message and keeps the last valid selection
     for model in selection.models:

@@ -19,7 +19,7 @@ from helpers import APP, ROOT, open_app, registered_pages
 
 from normlab.core.catalog import METRICS, NORM_INFO
 from scripts.i18n import translation_problems
-from ui import i18n
+from ui.state import i18n
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 # Words a Korean page keeps in English: the field's terms and names, units, abbreviations.

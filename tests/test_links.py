@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
-from ui import controls as C
-from ui import links
+from ui.state import controls as C
+from ui.state import links
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 TIMEOUT = 300

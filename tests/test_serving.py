@@ -231,7 +231,7 @@ def test_settings_come_from_the_documented_environment_variables():
 
 
 def test_torch_threads_share_the_machine_among_the_slots(monkeypatch):
-    monkeypatch.setattr(settings, "available_cpus", lambda: 8)
+    monkeypatch.setattr(settings, "available_cpus", lambda cgroup_root=None: 8)
     assert torch_threads(2, {}) == 4
     assert torch_threads(3, {}) == 2
     assert torch_threads(16, {}) == 1
@@ -405,7 +405,7 @@ def test_the_gate_shares_the_servers_memory_limit():
 
 
 def test_the_dashboards_computations_reserve_their_estimated_memory(monkeypatch):
-    import ui.cache
+    import ui.compute.cache
     from normlab import ModelConfig, ProbeConfig
     from normlab.ops.cost import estimate_cost
 
@@ -415,11 +415,11 @@ def test_the_dashboards_computations_reserve_their_estimated_memory(monkeypatch)
         asked.append(memory_mb)
         return fn()
 
-    monkeypatch.setattr(ui.cache, "compute", fake_compute)
-    ui.cache.clear()
+    monkeypatch.setattr(ui.compute.cache, "compute", fake_compute)
+    ui.compute.cache.clear()
     model = ModelConfig(arch="mlp", depth=3, width=16, norm="batchnorm")
     probe_config = ProbeConfig(batch_size=8, seeds=1, image_size=4)
-    ui.cache.probe(model, probe_config)
+    ui.compute.cache.probe(model, probe_config)
     assert asked == [estimate_cost(model, probe_config).memory_mb] and asked[0] > 0
 
 

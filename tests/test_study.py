@@ -9,7 +9,7 @@ import pytest
 
 from normlab.core.train_config import StudyConfig, TrainConfig
 from normlab.science.training import TrainResult
-from ui.study import STATE_CONFIG, Study, verdict
+from ui.compute.study import STATE_CONFIG, Study, verdict
 
 
 def small(**changes) -> StudyConfig:

@@ -17,7 +17,8 @@ from normlab import ModelConfig, ProbeConfig, cli, run_probes
 from normlab.core.train_config import TrainConfig
 from normlab.ops.run import run_training
 from normlab.science import summary
-from ui import claims, measures
+from ui.content import claims
+from ui.figures import measures
 
 ROOT = Path(__file__).resolve().parents[1]
 

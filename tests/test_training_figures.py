@@ -6,7 +6,8 @@ import math
 
 import pandas as pd
 
-from ui.figures import arch_label, curves_figure, norm_color, similarity_speed_figure
+from ui.figures.style import norm_color
+from ui.figures.training import arch_label, curves_figure, similarity_speed_figure
 
 
 def runs_frame() -> pd.DataFrame:

@@ -10,13 +10,13 @@ from helpers import APP, TIMEOUT, charts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import ui.cache
+import ui.compute.cache
 from normlab import ModelConfig, ProbeConfig, run_probes
 from normlab.ops.store import default_store
 from normlab.science import data as D
-from ui import controls as C
-from ui.selection import build_selection, with_upload
-from ui.sidebar import UPLOAD_KEY
+from ui.shell.sidebar import UPLOAD_KEY
+from ui.state import controls as C
+from ui.state.selection import build_selection, with_upload
 
 NET = ModelConfig(arch="cnn", depth=3, width=8, norm="batchnorm")
 
@@ -25,9 +25,9 @@ NET = ModelConfig(arch="cnn", depth=3, width=8, norm="batchnorm")
 def empty_store(tmp_path, monkeypatch):
     """A store of this test's own, and a cold in-process memory."""
     monkeypatch.setenv("NORMLAB_STORE", str(tmp_path / "store"))
-    ui.cache.clear()
+    ui.compute.cache.clear()
     yield tmp_path / "store"
-    ui.cache.clear()
+    ui.compute.cache.clear()
 
 
 def image_bytes(seed: int, shape=(40, 30), fmt="PNG") -> bytes:
@@ -78,20 +78,21 @@ def test_fewer_than_two_images_cannot_be_a_batch():
 
 def test_the_cache_computes_an_upload_once_and_keeps_it_out_of_the_store(monkeypatch, empty_store):
     calls = []
-    real = ui.cache.run_probes
-    monkeypatch.setattr(ui.cache, "run_probes", lambda m, p, progress=None: calls.append(p) or real(m, p))
+    real = ui.compute.cache.run_probes
+    monkeypatch.setattr(ui.compute.cache, "run_probes",
+                        lambda m, p, progress=None: calls.append(p) or real(m, p))
     upload = D.register_upload([("a.png", image_bytes(0)), ("b.png", image_bytes(1))], 16)
     probe = upload.probe_config(seeds=2)
-    frame = ui.cache.probe(NET, probe)
-    again = ui.cache.probe(NET, D.register_upload([("a.png", image_bytes(0)), ("b.png", image_bytes(1))],
-                                                  16).probe_config(seeds=2))
+    frame = ui.compute.cache.probe(NET, probe)
+    same = D.register_upload([("a.png", image_bytes(0)), ("b.png", image_bytes(1))], 16)
+    again = ui.compute.cache.probe(NET, same.probe_config(seeds=2))
     assert len(calls) == 1
     assert frame.equals(again) and frame.equals(run_probes(NET, probe))
     assert (frame["input"] == "upload").all()
-    assert ui.cache.stored_probe(NET, ProbeConfig(batch_size=2, image_size=16, seeds=2)) is None
+    assert ui.compute.cache.stored_probe(NET, ProbeConfig(batch_size=2, image_size=16, seeds=2)) is None
     assert default_store().root == empty_store
     assert not empty_store.exists() or not any(p.is_file() for p in empty_store.rglob("*"))  # nothing on disk
-    ui.cache.probe(NET, ProbeConfig(batch_size=2, image_size=16))  # while an ordinary probe is stored
+    ui.compute.cache.probe(NET, ProbeConfig(batch_size=2, image_size=16))  # while an ordinary probe is stored
     assert any(p.is_file() for p in empty_store.rglob("*"))
 
 

@@ -11,19 +11,19 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import ui.cache
+import ui.compute.cache
 from normlab import ModelConfig, ProbeConfig, run_probes
 from normlab.core.train_config import TrainConfig
 from normlab.ops import records, serving
 from normlab.ops.run import run_training
 from normlab.ops.store import ResultStore
 from normlab.science.study import study_row
-from ui import controls as C
 from ui import warm
-from ui.claims import CLAIMS
-from ui.defaults import dynamics_runs
-from ui.selection import build_selection
-from ui.study import QUICK
+from ui.compute.study import QUICK
+from ui.content.claims import CLAIMS
+from ui.content.defaults import BOUND_PROBE, bound_sweeps, dynamics_runs
+from ui.state import controls as C
+from ui.state.selection import build_selection
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,9 +41,31 @@ def test_the_warm_defaults_are_each_pages_default_view():
     base = selection.base
     counts = C.group_choices(C.DEFAULTS["net"], base.width, base.stages)
     sweep_base = dataclasses.replace(base, norm=C.DEFAULTS["sweep_norm"], groups=counts[0], group_size=None)
-    sweep = ui.cache.sweep_points(sweep_base, selection.probe, "groups", counts)
-    assert probes == views + [pair for pair in sweep if pair not in views]
+    sweep = ui.compute.cache.sweep_points(sweep_base, selection.probe, "groups", counts)
+    views += [pair for pair in sweep if pair not in views]
+    for base, field, values in bound_sweeps():  # the rank page's GroupNorm bound, at its sliders' defaults
+        sweep = ui.compute.cache.sweep_points(base, BOUND_PROBE, field, values)
+        views += [p for p in sweep if p not in views]
+    assert probes == views
     assert trainings == QUICK.runs() + dynamics_runs()
+
+
+def test_the_rank_pages_first_view_asks_only_for_sweeps_the_warm_up_computes(monkeypatch):
+    asked = []
+    sweep = ui.compute.cache.sweep
+
+    def spy(model, probe, field, values, **kwargs):
+        asked.extend(ui.compute.cache.sweep_points(model, probe, field, values))
+        return sweep(model, probe, field, values, **kwargs)
+
+    monkeypatch.setattr(ui.compute.cache, "sweep", spy)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("pages/rank.py").run()
+    assert not at.exception and not at.error
+    probes, _ = warm.plan([warm.DEFAULTS])
+    assert len(set(asked)) == 10  # 6 group sizes and 5 widths, one network in both
+    assert all(pair in probes for pair in asked), "the first visitor computes no sweep point"
 
 
 def test_warm_refuses_an_unknown_setup_by_name():
@@ -105,11 +127,22 @@ def test_warm_computes_what_is_missing_then_skips_it(tmp_path):
 
 def test_the_warm_command_reports_and_refuses_by_name(tmp_path, capsys):
     assert warm.main(["--store", str(tmp_path), "--dry-run"]) == 0
-    assert "38 probes and 18 training runs" in capsys.readouterr().out
+    assert "48 probes and 18 training runs" in capsys.readouterr().out
     assert warm.main(["--store", str(tmp_path), "--only", "nope"]) == 2
     assert "unknown warm setup" in capsys.readouterr().err
     assert warm.main(["--only", "stage_reset", "--store", str(tmp_path)]) == 0
     assert "computed 2, already stored 0" in capsys.readouterr().out
+
+
+def test_the_warm_command_fails_on_a_store_it_cannot_write_before_computing_anything(tmp_path, capsys,
+                                                                                      monkeypatch):
+    (tmp_path / "file").write_text("")  # a folder under a file: unwritable even as root
+    calls = []
+    monkeypatch.setattr(warm, "run_probes", lambda *a, **k: calls.append(a))
+    assert warm.main(["--only", "stage_reset", "--store", str(tmp_path / "file" / "results")]) == 1
+    err = capsys.readouterr().err
+    assert "python -m ui.warm: error: the result store" in err and "cannot be written" in err
+    assert calls == [], "nothing is computed that could not be kept"
 
 
 def test_another_server_process_opening_a_warmed_claim_computes_nothing(tmp_path, monkeypatch):
@@ -118,11 +151,11 @@ def test_another_server_process_opening_a_warmed_claim_computes_nothing(tmp_path
     subprocess.run([sys.executable, "-m", "ui.warm", "--only", "stage_reset", "--store", str(store)],
                    cwd=ROOT, check=True, capture_output=True, timeout=600)
     monkeypatch.setenv("NORMLAB_STORE", str(store))
-    ui.cache.clear()  # this process has computed nothing
+    ui.compute.cache.clear()  # this process has computed nothing
     gate = serving.Gate()
     monkeypatch.setattr(serving, "_default_gate", gate)
     calls = []
-    monkeypatch.setattr(ui.cache, "run_probes", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(ui.compute.cache, "run_probes", lambda *a, **k: calls.append(a))
     index = warm.CLAIM_KEYS.index("stage_reset")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     # the lecturer's link: the claim's setup in the sidebar, lecture mode on at that claim
@@ -135,4 +168,4 @@ def test_another_server_process_opening_a_warmed_claim_computes_nothing(tmp_path
     assert at.subheader[0].value.startswith(f"{index + 1}. {CLAIMS[index].title}")
     assert calls == [] and gate.computed == 0, "the warmed claim opened from the store"
     assert at.get("plotly_chart"), "its picture is drawn"
-    ui.cache.clear()
+    ui.compute.cache.clear()

@@ -2,7 +2,7 @@
 
 Run it once before a lecture (the Dockerfile runs it at build time): the dashboard then opens every
 claim, even the larger ones, from the store at once, for every visitor and across restarts. The plan is
-read from the dashboard's own tables (the claims of ui.claims, the sidebar's defaults, the group-size
+read from the dashboard's own tables (the claims of ui.content.claims, the sidebar's defaults, the group-size
 sweep, the training pages' runs), so it cannot drift from what the pages compute.
 """
 
@@ -17,11 +17,11 @@ from normlab import ModelConfig, ProbeConfig, TrainConfig, run_probes, run_train
 from normlab.core.config import describe
 from normlab.ops.records import PROBE, TRAIN, probe_key, save_probe, save_training, train_key
 from normlab.ops.store import ENV_VAR, ResultStore, default_store
-from ui import controls as C
-from ui.cache import sweep_points
-from ui.claims import CLAIMS
-from ui.defaults import dynamics_runs, quick_study
-from ui.selection import build_selection
+from ui.compute.cache import sweep_points
+from ui.content.claims import CLAIMS
+from ui.content.defaults import BOUND_PROBE, bound_sweeps, dynamics_runs, quick_study
+from ui.state import controls as C
+from ui.state.selection import build_selection
 
 CLAIM_KEYS = tuple(claim.key for claim in CLAIMS)
 DEFAULTS = "defaults"  # the name of every page's default view in ``--only``
@@ -31,7 +31,8 @@ def default_views() -> tuple[list[tuple[ModelConfig, ProbeConfig]], list[tuple[M
     """The probes behind every page's default view and the training pages' runs.
 
     The sidebar's default selection (overview, variance, rank and gradient pages), the group-size page's
-    default sweep, the training page's quick study and the training-dynamics page's runs.
+    default sweep, the rank page's sweeps of GroupNorm's rank bound, the training page's quick study and
+    the training-dynamics page's runs.
     """
     selection = build_selection(C.DEFAULTS)
     probes = [(m, selection.probe) for m in selection.models]
@@ -40,6 +41,9 @@ def default_views() -> tuple[list[tuple[ModelConfig, ProbeConfig]], list[tuple[M
     sweep_base = replace(base, norm=C.DEFAULTS["sweep_norm"], groups=counts[0], group_size=None)
     sweep = sweep_points(sweep_base, selection.probe, "groups", counts)
     probes += [pair for pair in sweep if pair not in probes]
+    for bound_base, field, values in bound_sweeps():
+        bound = sweep_points(bound_base, BOUND_PROBE, field, values)
+        probes += [pair for pair in bound if pair not in probes]
     return probes, quick_study().runs() + dynamics_runs()
 
 
@@ -80,7 +84,14 @@ def warm(store: ResultStore, only: Iterable[str] | None = None,
         store: where the records go (the dashboard's ``NORMLAB_STORE``).
         only: claim keys and/or ``"defaults"``; default all.
         progress: called as ``progress(done, total, label)`` after each item, stored or computed.
+
+    Raises:
+        OSError: ``store`` cannot be written (its message says why and the fix), before anything runs:
+            a warm-up that keeps nothing must fail the image's build, not report what it computed.
     """
+    problem = store.write_problem()
+    if problem is not None:
+        raise OSError(problem)
     probes, trainings = plan(only)
     total = len(probes) + len(trainings)
     report = WarmReport()
@@ -133,7 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     def show(done: int, _total: int, label: str) -> None:
         print(f"[{done}/{total}] {label}", file=sys.stderr)
 
-    report = warm(store, args.only, progress=show)
+    try:
+        report = warm(store, args.only, progress=show)
+    except OSError as err:
+        print(f"python -m ui.warm: error: {err}", file=sys.stderr)
+        return 1
     print(f"computed {report.computed}, already stored {report.skipped}")
     return 0
 

@@ -56,6 +56,10 @@ def _check_memory(memory_mb: float, limits: Limits, what: str = "") -> None:
     if limits.machine_memory:
         budget = (f"the memory this machine has free, {number(limits.max_memory_mb)} MiB "
                   f"(MemAvailable less {MEMORY_MARGIN:.0%})")
+    elif limits.container_memory:
+        # the operator's variable is named too: raising it is not the fix, docker run --memory is
+        budget = (f"the memory this container allows, {number(limits.max_memory_mb)} MiB (its memory limit "
+                  f"less headroom; {ENV_VARS['max_memory_mb']} cannot raise it)")
     else:
         budget = f"the budget {number(limits.max_memory_mb)} MiB ({ENV_VARS['max_memory_mb']})"
     raise BudgetExceeded(f"estimated peak memory {number(memory_mb)} MiB{what} exceeds {budget} "

@@ -38,6 +38,12 @@ def train_key(model: ModelConfig, train: TrainConfig) -> str:
     return record_key(TRAIN, model, train)
 
 
+def _refused(store: ResultStore, err: Exception) -> bool:
+    """Whether ``err`` is the store's folder refusing this process: then it was said once, with the fix,
+    and every later read or write of it stays quiet instead of logging a traceback each time."""
+    return isinstance(err, OSError) and store.refused(err)
+
+
 def put_probe(store: ResultStore, model: ModelConfig, probe: ProbeConfig, frame: pd.DataFrame) -> Path:
     """Store one probe's frame."""
     return store.put(PROBE, probe_key(model, probe), frame, describe(PROBE, model, probe))
@@ -54,20 +60,26 @@ def load_probe(store: ResultStore | None, model: ModelConfig, probe: ProbeConfig
         return None
     try:
         return get_probe(store, model, probe)
-    except Exception:  # a damaged file is a miss: the probe runs again and rewrites it
-        log.warning("unreadable probe record in %s; computing it again", store, exc_info=True)
+    except Exception as err:  # a damaged file is a miss: the probe runs again and rewrites it
+        if not _refused(store, err):
+            log.warning("unreadable probe record in %s; computing it again", store, exc_info=True)
         return None
 
 
 def save_probe(store: ResultStore | None, model: ModelConfig, probe: ProbeConfig,
                frame: pd.DataFrame) -> None:
-    """Write one probe's frame; a store that cannot be written (full, read-only) is logged, not raised."""
-    if store is None:
+    """Write one probe's frame; a store that cannot be written (full, read-only) is logged, not raised.
+
+    A folder this process may not write is logged once, with the fix (``ResultStore.writable``), and
+    never tried again: the result stays in the caller's memory.
+    """
+    if store is None or not store.writable():
         return
     try:
         put_probe(store, model, probe, frame)
-    except Exception:
-        log.warning("could not write a probe record to %s", store, exc_info=True)
+    except Exception as err:
+        if not _refused(store, err):
+            log.warning("could not write a probe record to %s", store, exc_info=True)
 
 
 def load_training(store: ResultStore | None, model: ModelConfig, train: TrainConfig) -> TrainResult | None:
@@ -77,19 +89,24 @@ def load_training(store: ResultStore | None, model: ModelConfig, train: TrainCon
         return None
     try:
         return get_train(store, model, train)
-    except Exception:
-        log.warning("unreadable training record in %s; training again", store, exc_info=True)
+    except Exception as err:
+        if not _refused(store, err):
+            log.warning("unreadable training record in %s; training again", store, exc_info=True)
         return None
 
 
 def save_training(store: ResultStore | None, result: TrainResult) -> None:
-    """Write a finished run (a run stopped early is not a result of its configs and is never written)."""
-    if store is None or result.stopped:
+    """Write a finished run (a run stopped early is not a result of its configs and is never written).
+
+    A store that cannot be written is logged as ``save_probe`` logs it: once, with the fix.
+    """
+    if store is None or result.stopped or not store.writable():
         return
     try:
         put_train(store, result)
-    except Exception:
-        log.warning("could not write a training record to %s", store, exc_info=True)
+    except Exception as err:
+        if not _refused(store, err):
+            log.warning("could not write a training record to %s", store, exc_info=True)
 
 
 def put_train(store: ResultStore, result) -> Path:

@@ -12,14 +12,15 @@ allocator hands memory back (``tune_allocator``).
 
 Environment variables:
 
-    NORMLAB_MAX_CONCURRENT  probes computing at the same time (default 2; 1 to 256)
+    NORMLAB_MAX_CONCURRENT  probes computing at the same time (default 2; 1 to 256; at most the
+                            container's CPU quota)
     NORMLAB_QUEUE_TIMEOUT   seconds a probe may wait for a slot before it is refused (default 120;
                             at most a day)
     NORMLAB_TORCH_THREADS   torch threads per probe (default: the machine's CPUs / max concurrent;
-                            1 to 1024)
+                            1 to 1024; at most the container's CPU quota)
     NORMLAB_HARD_SECONDS    a computation still running after this long is stopped (normlab.ops.settings)
     NORMLAB_MAX_MEMORY_MB   the process's memory, which the running computations' estimates share
-                            (normlab.ops.settings)
+                            (normlab.ops.settings; at most the container's memory limit less a headroom)
 
 Each is checked when the gate is made (at the server's first request), and a value out of range is a
 ValueError naming the variable and the allowed range.

@@ -8,7 +8,10 @@ the configs *and* ``ENGINE_VERSION``, so a change that alters the numbers never 
 The dashboard, ``python -m ui.warm`` and the sweeps (local or distributed) all read and write this one store:
 identical requests from every session, process and machine sharing the folder are computed once.
 Writes are atomic (a hidden temporary file renamed into place), so a crash leaves no half record and
-two writers of one key leave one whole file. Knows nothing of torch or of the UI.
+two writers of one key leave one whole file. A folder this process cannot write (a root-owned bind
+mount, a read-only file system) is found on its first check (``ResultStore.writable``) and logged once
+with the fix; the best-effort writers (normlab.ops.records) then write nothing more there. Knows nothing
+of torch or of the UI.
 
 Environment:
 
@@ -18,9 +21,12 @@ Environment:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
+import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +39,13 @@ DEFAULT_ROOT = Path("~/.cache/normlab/results")
 FILE_NAME = "part-0.parquet"
 _META_KEY = b"normlab"  # the record's kind, configs and engine version, as JSON in the Parquet metadata
 KEY_LENGTH = 24  # hex digits of sha256: 96 bits, no collision among any number of records one could store
+# Errors that mean "this process may not write here" rather than a fault: said once, not per write.
+_REFUSALS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR)
+
+log = logging.getLogger(__name__)
+# Each folder's write problem (None: writable), tried once per process: the dashboard asks on every lookup.
+_problems: dict[Path, str | None] = {}
+_problems_lock = threading.Lock()
 
 
 if TYPE_CHECKING:
@@ -88,6 +101,37 @@ class ResultStore:
 
     def __repr__(self) -> str:
         return f"ResultStore({str(self.root)!r})"
+
+    def write_problem(self) -> str | None:
+        """Why records cannot be written here, with the fix; None when they can.
+
+        Tried for real once per folder and process: the folder is made and a hidden file written and
+        removed there (permission bits say nothing of read-only mounts, nor to root). Logs nothing.
+        """
+        with _problems_lock:
+            if self.root not in _problems:
+                _problems[self.root] = _try_writing(self.root)
+            return _problems[self.root]
+
+    def writable(self) -> bool:
+        """Whether records can be written here (``write_problem``); the first time a folder cannot, the
+        reason and the fix are logged once (WARNING) for this process."""
+        problem = self.write_problem()
+        if problem is not None:
+            _say_once(self.root, problem)
+        return problem is None
+
+    def refused(self, err: OSError) -> bool:
+        """Whether ``err``, met reading or writing here, means this process may not write the folder (or a
+        folder in it). If so the store is marked unwritable and the fix logged once, without a traceback.
+        """
+        if err.errno not in _REFUSALS:
+            return False
+        with _problems_lock:
+            problem = _problems.get(self.root) or _advice(self.root, err)
+            _problems[self.root] = problem
+        _say_once(self.root, problem)
+        return True
 
     def path(self, kind: str, key: str) -> Path:
         if not (len(key) == KEY_LENGTH and all(c in "0123456789abcdef" for c in key)):
@@ -192,6 +236,53 @@ class ResultStore:
         import pandas as pd
 
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+_said: set[Path] = set()
+
+
+def _say_once(root: Path, problem: str) -> None:
+    with _problems_lock:
+        if root in _said:
+            return
+        _said.add(root)
+    log.warning(problem)
+
+
+def _try_writing(root: Path) -> str | None:
+    """None when a file can be made in ``root`` (made first if need be), else why not and the fix."""
+    probe = root / f".{uuid.uuid4().hex}.tmp"  # hidden: dataset readers skip it
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        return _advice(root, err)
+    return None
+
+
+def _owner(path: Path) -> int | None:
+    """The uid owning ``path`` or, when it does not exist, its nearest existing parent."""
+    for folder in (path, *path.parents):
+        try:
+            return folder.stat().st_uid
+        except OSError:
+            continue
+    return None
+
+
+def _advice(root: Path, err: OSError) -> str:
+    """What an operator reads once: what failed, what it costs, whose folder it is, and the fix."""
+    me = os.geteuid() if hasattr(os, "geteuid") else None  # POSIX only
+    owner = _owner(root)
+    whose = (f" It belongs to uid {owner}, and this process runs as uid {me}."
+             if None not in (me, owner) and owner != me else "")
+    uid = "UID" if me is None else me
+    return (f"the result store {root} cannot be written ({err.strerror or err}): results are kept in this "
+            f"process's memory only, and computed again after a restart.{whose} Fix: mount a named volume "
+            f"there (docker run -v normlab-results:{root} ...; a new volume starts with the image's warmed "
+            f"records, which a bind mount hides), or give the host folder to this user (chown -R "
+            f"{uid}:{uid} HOST_FOLDER). NORMLAB_STORE=off keeps results in memory without this warning.")
 
 
 def _meta(schema: pa.Schema) -> dict:

@@ -619,7 +619,7 @@ class ProbeDetail:
     """
 
     layers: tuple[str, ...]  # (P,) probe point names in forward order
-    positions: np.ndarray  # (P,) 1-based depth (block or layer), as ``ui.measures.depth_rows`` counts it
+    positions: np.ndarray  # (P,) 1-based depth (block or layer), as the dashboard's depth_rows counts it
     cosine: np.ndarray  # (P, N, N) float32 cosine similarity of the flattened samples (the cos_sim matrix)
     projection: np.ndarray  # (P, N, 2) float32 centered samples on their top two principal directions,
     # in units of the root-mean-square sample norm (a collapsed batch sits near the origin)

@@ -1,7 +1,7 @@
 """One definition of each number read off a probe frame: gradient growth and range, final value, growth.
 
-The CLI's sweep table, every dashboard page (through ``ui.measures``), the claims and the training study
-call these functions, so the same network reads the same everywhere. Pure numpy/pandas over the tidy
+The CLI's sweep table, every dashboard page (through ``ui.figures.measures``), the claims and the training
+study call these functions, so the same network reads the same everywhere. Pure numpy/pandas over the tidy
 frames of ``normlab.run_probes``; no torch, no UI. docs/probes.md states each definition.
 
 * **gradient growth**: ``grad_norm`` at the first conv/linear output over the one at the last hidden

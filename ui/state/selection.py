@@ -1,7 +1,7 @@
 """What the pages draw: the compared networks and how they are probed, built from control values.
 
 Pure: no Streamlit, so claims, links and tests build selections exactly as the sidebar does (its
-messages speak the current language, ``ui.i18n``).
+messages speak the current language, ``ui.state.i18n``).
 """
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+import streamlit as st
+
 from normlab import PRESETS, ModelConfig, ProbeConfig
 from normlab.core.catalog import NORM_INFO
-from ui import controls as C
-from ui.i18n import _
+from ui.state import controls as C
+from ui.state.i18n import _
 
 
 @dataclass(frozen=True)
@@ -70,3 +72,12 @@ def with_upload(selection: Selection, upload) -> Selection:
                                 seeds=selection.probe.seeds, device=selection.probe.device,
                                 rank_tol=selection.probe.rank_tol)
     return replace(selection, probe=probe)
+
+
+SELECTION_KEY = "_selection"  # the last valid Selection the sidebar made, read by the pages
+
+
+def current_selection() -> Selection:
+    """The selection the shared sidebar produced on this run (pages call this)."""
+    selection = st.session_state.get(SELECTION_KEY)
+    return selection if selection is not None else build_selection(C.DEFAULTS)

@@ -3,7 +3,7 @@
 Pages stay descriptions of their UI; what they have in common lives here. ``attempt`` is the one place
 that turns what the engine can raise into a page's own message with a Retry button: nothing reaches
 Streamlit's error box, and tracebacks go to the server's log, never to the page. The page's words are
-translated (``ui.i18n``); the engine's own message, quoted in them, stays as the engine wrote it.
+translated (``ui.state.i18n``); the engine's own message, quoted in them, stays as the engine wrote it.
 """
 
 from __future__ import annotations
@@ -19,18 +19,15 @@ import streamlit as st
 from normlab.core.deadline import ComputeTimeout
 from normlab.ops.budget import BudgetExceeded
 from normlab.ops.serving import QueueStatus, QueueTimeout
-from ui import cache
-from ui.export import export_panel
-from ui.figures import lecture_style
-from ui.i18n import N_, _
-from ui.links import markdown_text
-from ui.sidebar import Selection, current_selection
+from ui.compute import cache
+from ui.compute.export import FIGURE_SCALE, export_panel
+from ui.figures.style import lecture_style
+from ui.state.i18n import N_, _
+from ui.state.links import markdown_text
+from ui.state.selection import Selection, current_selection
 
 T = TypeVar("T")
 log = logging.getLogger("normlab.dashboard")
-
-# Plotly's own export (the camera button): PNG at 4x the on-screen size, for papers and slides.
-EXPORT_SCALE = 4
 
 
 def header(title: str, look_for: str, definition: str) -> Selection:
@@ -133,10 +130,14 @@ def measure(selection: Selection) -> pd.DataFrame | None:
 
 
 def chart_config(filename: str, image_format: str = "png") -> dict:
-    """Plotly config: the modebar's camera exports the figure at publication resolution."""
+    """Plotly config: the modebar's camera exports the figure at publication resolution.
+
+    This is how every figure is exported (the export panel says so): plotly's own image export, in the
+    viewer's browser, so the server needs no headless Chrome and the image has the fonts the page shows.
+    """
     return {
         "displaylogo": False,
-        "toImageButtonOptions": {"format": image_format, "filename": filename, "scale": EXPORT_SCALE},
+        "toImageButtonOptions": {"format": image_format, "filename": filename, "scale": FIGURE_SCALE},
     }
 
 

@@ -2,7 +2,7 @@
 
 Every control's widget key is also its URL query parameter, so a link can hold the whole view and
 ``parse_params`` can check a link before anything is drawn. Pure Python: no Streamlit here; the
-notices are phrased in the current language (``ui.i18n``), the labels marked for it.
+notices are phrased in the current language (``ui.state.i18n``), the labels marked for it.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from normlab import INPUTS, NORM_NAMES, PRESETS, ModelConfig
 from normlab.core import catalog
 from normlab.core.config import DEVICES, WN_ACT_PLACEMENTS, common_divisors
-from ui.i18n import DEFAULT as DEFAULT_LANG
-from ui.i18n import LANGUAGES, N_, _
+from ui.state.i18n import DEFAULT as DEFAULT_LANG
+from ui.state.i18n import LANGUAGES, N_, _
 
 
 class _Nets(Sequence):

@@ -2,7 +2,7 @@
 
 ``Study`` keeps its state in a mapping (the session's state on the page, a dict in tests): the study
 config, the finished runs of this session and whether the viewer stopped it. Each run is trained on
-its own (and stored by ``ui.cache``), so a stopped study resumes where it stopped and a plot option
+its own (and stored by ``ui.compute.cache``), so a stopped study resumes where it stopped and a plot option
 never retrains. Reads finished runs (their frames), never trains or builds a network itself; draws
 widgets only in ``settings_form``.
 """
@@ -21,10 +21,10 @@ from normlab.core.config import divisors
 from normlab.core.train_config import StudyConfig, TrainConfig
 from normlab.science.study import study_row
 from normlab.science.training import TrainResult
-from ui import controls
-from ui.defaults import quick_study
-from ui.figures import arch_label
-from ui.i18n import N_, _
+from ui.content.defaults import quick_study
+from ui.figures.training import arch_label
+from ui.state import controls
+from ui.state.i18n import N_, _
 
 QUICK = quick_study()  # the page's first study (also warmed into the store by `python -m ui.warm`)
 STATE_CONFIG = "training_study"  # the StudyConfig the page runs
@@ -93,7 +93,7 @@ class Study:
         """Train every missing run in plan order, keeping each as it finishes.
 
         Args:
-            train: ``train(model, train_config, step_progress)`` -> TrainResult (``ui.cache.train``).
+            train: ``train(model, train_config, step_progress)`` -> TrainResult (``ui.compute.cache.train``).
             progress: called as ``progress(fraction, text)`` for the whole study after each step.
         """
         plan, steps = self.plan, self.config.train.steps

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ui.i18n import N_
+from ui.state.i18n import N_
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The runs behind the training pages' first views: the quick study and the training-dynamics runs.
+"""The runs behind pages' first views beyond the sidebar's selection: the quick study, the training-dynamics
+runs and the rank page's sweeps of GroupNorm's rank bound.
 
 Plain configs, so the pages, the warm-up (``python -m ui.warm``) and the tests read one definition.
 """
@@ -8,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
-from normlab import ModelConfig, StudyConfig, TrainConfig
+from normlab import ModelConfig, ProbeConfig, StudyConfig, TrainConfig
 from normlab.core.catalog import GROUPED_NORMS
-from ui.controls import DEFAULTS
+from ui.state.controls import DEFAULTS
 
 DYNAMICS_NORMS = ("batchnorm", "layernorm", "instancenorm", "none")
 DYNAMICS_SEEDS = 2
@@ -36,3 +37,26 @@ def quick_study() -> StudyConfig:
     (the CLI's default study, ``normlab study``, is the full one)."""
     return StudyConfig(archs=("cnn",), norms=("none", "batchnorm", "layernorm", "groupnorm", "instancenorm"),
                        groups=(4,), seeds=2, train=TrainConfig(steps=150, image_size=12), k_steps=100)
+
+
+# GroupNorm's rank result (the rank page) is read on a plain CNN over natural images (residual nets keep
+# more rank and the trend is flatter), at sizes that compute in a few seconds on a CPU.
+BOUND_NET = {"arch": "cnn", "depth": 10}
+BOUND_PROBE = ProbeConfig(input="images", batch_size=64, image_size=8)
+BOUND_SIZES = (1, 2, 4, 8, 16, 32)
+BOUND_WIDTHS = (8, 16, 32, 64, 128)
+# The page's two sliders: the width of the group-size sweep, the group size of the width sweep.
+BOUND_WIDTH_CHOICES, BOUND_WIDTH = (16, 32, 64), 32
+BOUND_SIZE_CHOICES, BOUND_SIZE = (1, 2, 4, 8), 4
+
+
+def bound_sweeps(width: int = BOUND_WIDTH, size: int = BOUND_SIZE) -> list[tuple[ModelConfig, str, tuple]]:
+    """The rank page's sweeps of GroupNorm's final-feature rank, as (base network, field, values).
+
+    Over group sizes at ``width``, and over widths at group size ``size``; each probed with
+    ``BOUND_PROBE``. The defaults are the page's first view, which ``python -m ui.warm`` computes.
+    """
+    by_size = ModelConfig(**BOUND_NET, width=width, norm="groupnorm", group_size=1)
+    by_width = ModelConfig(**BOUND_NET, width=max(size, 8), norm="groupnorm", group_size=size)
+    return [(by_size, "group_size", tuple(s for s in BOUND_SIZES if s <= width)),
+            (by_width, "width", tuple(w for w in BOUND_WIDTHS if w >= size))]

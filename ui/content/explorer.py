@@ -18,9 +18,9 @@ from plotly.subplots import make_subplots
 from normlab.core.train_config import TrainConfig
 from normlab.ops.store import ResultStore, default_store
 from normlab.science.probes import MODEL_FIELDS, PROBE_FIELDS
-from ui.figures import _rgba, norm_color
-from ui.i18n import N_, _
-from ui.measures import norm_label
+from ui.figures.measures import norm_label
+from ui.figures.style import norm_color, rgba
+from ui.state.i18n import N_, _
 
 ENV_VAR = "NORMLAB_EXPLORER_STORE"  # the operator's choice of dataset; a visitor never types a path
 DATASETS = {"probe": N_("Probes at initialization"), "train": N_("Training runs")}
@@ -207,7 +207,7 @@ def sweep_figure(table: pd.DataFrame, x: str, facet: str | None, metric: str, *,
             if BANDS[band] is not None:
                 band_y = list(rows["hi"]) + list(rows["lo"])[::-1]  # upper edge out, lower edge back
                 fig.add_trace(go.Scatter(x=list(xs) + list(xs)[::-1], y=band_y, mode="lines", fill="toself",
-                                         fillcolor=_rgba(color, 0.18), line={"width": 0}, hoverinfo="skip",
+                                         fillcolor=rgba(color, 0.18), line={"width": 0}, hoverinfo="skip",
                                          showlegend=False, legendgroup=norm,
                                          name=_("{name} band").format(name=name)),
                               row=1, col=col)

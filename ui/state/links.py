@@ -18,9 +18,9 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from ui import controls as C
-from ui import i18n
-from ui.i18n import _
+from ui.state import controls as C
+from ui.state import i18n
+from ui.state.i18n import _
 
 RESTORED_KEY = "_link_restored"  # set once the session's opening link has been read
 NOTICE_KEY = "_link_notices"  # what was wrong with that link

@@ -2,7 +2,7 @@
 
 The seconds come from normlab.ops.budget's cost model, calibrated on this server for the torch threads
 each computation gets (``server_limits().threads``), so the caption and the refusal never disagree.
-No Streamlit here; the caption speaks the current language (``ui.i18n``).
+No Streamlit here; the caption speaks the current language (``ui.state.i18n``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from normlab import ModelConfig, ProbeConfig
 from normlab.ops.calibration import predicted_seconds
 from normlab.ops.cost import estimate_cost
 from normlab.ops.settings import Limits, server_limits
-from ui.i18n import _, ngettext
+from ui.state.i18n import _, ngettext
 
 
 def _limits() -> Limits:

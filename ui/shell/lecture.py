@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import controls as C
-from ui.claims import CLAIMS
-from ui.i18n import _
+from ui.content.claims import CLAIMS
+from ui.state import controls as C
+from ui.state.i18n import _
 
 CLAIMS_PAGE = "pages/claims.py"
 CLAIMS_URL = "paper-claims"

@@ -22,11 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 DOMAIN = "normlab"
-LOCALE_DIR = Path(__file__).parent / "locale"
+LOCALE_DIR = Path(__file__).resolve().parents[1] / "locale"  # ui/locale
 LANGUAGES = ("en", "ko")  # the source language first
 LANGUAGE_NAMES = {"en": "English", "ko": "한국어"}  # each in its own language, as a menu shows them
 DEFAULT = "en"
-KEY = "lang"  # the session-state key and link parameter (a control of ui.controls)
+KEY = "lang"  # the session-state key and link parameter (a control of ui.state.controls)
 # Outside a session (tests, exports built by hand) the language is this context's, ``use(lang)``.
 _context: contextvars.ContextVar[str | None] = contextvars.ContextVar("normlab_lang", default=None)
 

@@ -17,7 +17,7 @@ from normlab import ModelConfig, ProbeConfig, summarize
 from normlab.core import catalog
 from normlab.science import summary
 from normlab.science.summary import EXP_DECAY, EXP_GROWTH, FLAT, UNKNOWN, Growth, growth, trunk_kind
-from ui.i18n import N_, _
+from ui.state.i18n import N_, _
 
 __all__ = ["Growth", "growth", "trunk_kind"]  # re-exported: the figures and claims read them from here
 

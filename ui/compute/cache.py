@@ -98,10 +98,23 @@ def _compute(kind: str, key: str, fn: Callable, on_wait: OnWait | None, memory_m
 # --- Probes and sweeps ------------------------------------------------------------------------------
 
 
+def _server_store():
+    """The result store (None when ``NORMLAB_STORE`` is off).
+
+    Its first use in this process tries writing there: the launcher's warm-up run looks up the default
+    view, so a folder the server cannot write (a root-owned bind mount) is logged once, with the fix, at
+    start, and the server then serves from memory without a traceback per write.
+    """
+    store = default_store()
+    if store is not None:
+        store.writable()
+    return store
+
+
 def _store_for(probe_config: ProbeConfig):
     """The result store, except for uploaded images: their results stay in this process's memory only
     (keyed, as every probe, by their configs, whose ``data_dir`` is the content hash of the images)."""
-    return None if probe_config.input == UPLOAD_INPUT else default_store()
+    return None if probe_config.input == UPLOAD_INPUT else _server_store()
 
 
 def stored_probe(model: ModelConfig, probe_config: ProbeConfig) -> pd.DataFrame | None:
@@ -224,7 +237,7 @@ def stored_training(model: ModelConfig, train_config: TrainConfig) -> TrainResul
     key = (TRAIN, train_key(model, train_config))
     result = memory.get(key)
     if result is None:
-        result = load_training(default_store(), model, train_config)
+        result = load_training(_server_store(), model, train_config)
         if result is not None:
             memory.put(key, result)
     return result
@@ -247,11 +260,11 @@ def train(model: ModelConfig, train_config: TrainConfig, on_wait: OnWait | None 
     key = train_key(model, train_config)
 
     def run() -> TrainResult:
-        found = load_training(default_store(), model, train_config)
+        found = load_training(_server_store(), model, train_config)
         if found is not None:
             return found
         out = run_training(model, train_config, progress=progress)
-        save_training(default_store(), out)
+        save_training(_server_store(), out)
         return out
 
     cost = check_training(model, train_config, server_limits())  # admitted already: its estimate

@@ -13,9 +13,9 @@ import pandas as pd
 
 from normlab import ModelConfig
 from normlab.science import theory
-from ui import measures
-from ui.i18n import N_, _
-from ui.measures import depth_rows
+from ui.figures import measures
+from ui.figures.measures import depth_rows
+from ui.state.i18n import N_, _
 
 OVERLAY_COLUMNS = ["series", "x", "y", "source"]
 # Normalizers for which the linear law's slope (+0.34 per post-activation block) is exact: the batch

@@ -1,14 +1,16 @@
-"""Export from every view: the data (CSV, JSON), the figures (PNG, SVG) and the code that reproduces them.
+"""Export from every view: the data (CSV, JSON), the figures (PNG) and the code that reproduces them.
 
 The data files are written exactly as the ``normlab`` command line writes them, and the Python snippet
-and CLI command rebuild the same configs, so a reader can check any number on the screen.
+and CLI command rebuild the same configs, so a reader can check any number on the screen. The figures
+are exported by the viewer's browser (plotly's own image export, each chart's camera button), not by
+the server: the image is the chart as the viewer sees it, Hangul included, and the server needs no
+headless Chrome (kaleido's) and no fonts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import shlex
-import shutil
 from collections.abc import Sequence
 
 import pandas as pd
@@ -17,12 +19,11 @@ import streamlit as st
 
 from normlab import PRESETS, ModelConfig, ProbeConfig
 from normlab.ops.output import to_csv, to_json
-from ui.i18n import _
+from ui.state.i18n import _
 
-# Server-side PNG/SVG needs kaleido's headless Chrome; without one the chart's camera button still
-# exports (plotly's client-side export in the browser).
-FIGURE_SCALE = 4  # publication resolution: 4x the on-screen pixels
-_CHROMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+# The camera button's PNG: publication resolution, 4x the on-screen pixels (ui.compute.views.chart_config
+# sets it, the export panel promises it).
+FIGURE_SCALE = 4
 
 
 def _unset_value(config, field: dataclasses.Field):
@@ -114,40 +115,25 @@ def cli_command(models: Sequence[ModelConfig], probe: ProbeConfig, fmt: str = "c
                        *probe_flags, *tail])
 
 
-def figure_exporter_available() -> bool:
-    """Whether kaleido can find a headless Chrome/Chromium here to render PNG/SVG on the server."""
-    return any(shutil.which(name) for name in _CHROMES)
-
-
-def _render(fig: go.Figure, fmt: str):
-    return lambda: fig.to_image(format=fmt, scale=FIGURE_SCALE if fmt == "png" else 1)
-
-
 def export_panel(frame: pd.DataFrame, figures: dict[str, go.Figure], models: Sequence[ModelConfig],
                  probe: ProbeConfig, name: str, over: dict | None = None) -> None:
-    """Download buttons for the data and figures, and the code that gives the same numbers.
+    """Download buttons for the data, where to export the figures, and the code that gives the same numbers.
 
     Args:
-        figures: each figure by its name in the file names, an English word marked with ``N_`` (its
-            button shows it translated).
+        figures: the view's charts by name, an English word marked with ``N_`` (the panel names them
+            translated); each is exported from its own camera button, drawn by the viewer's browser.
     """
     with st.expander(_("Export: data, figures and the code that reproduces them"),
                      icon=":material/download:"):
-        cols = st.columns(4)
+        cols = st.columns([1, 1, 2])
         cols[0].download_button(_("Data · CSV"), to_csv(frame), f"normlab-{name}.csv", "text/csv",
                                 key=f"csv-{name}", on_click="ignore", icon=":material/table:")
         cols[1].download_button(_("Data · JSON"), to_json(frame), f"normlab-{name}.json", "application/json",
                                 key=f"json-{name}", on_click="ignore", icon=":material/data_object:")
-        if figure_exporter_available():
-            for k, (fig_name, fig) in enumerate(figures.items()):
-                for j, fmt in enumerate(("png", "svg")):
-                    cols[(2 + j) % 4].download_button(
-                        f"{_(fig_name)} · {fmt.upper()}", _render(fig, fmt),
-                        f"normlab-{name}-{fig_name}.{fmt}",
-                        f"image/{'svg+xml' if fmt == 'svg' else 'png'}", key=f"{fmt}-{name}-{k}",
-                        on_click="ignore", icon=":material/image:")
-        else:
-            cols[2].caption(_("Figures: use the camera button on each chart (PNG at 4× resolution)."))
+        names = ", ".join(_(fig_name) for fig_name in figures)
+        cols[2].caption(_("Figures ({names}): the camera button at the top right of each chart downloads it "
+                          "as a PNG at {scale}× its size on screen, drawn by your browser as you see it.")
+                        .format(names=names, scale=FIGURE_SCALE))
         st.markdown(_("**Python** (same numbers):"))
         st.code(python_snippet(models, probe, over), language="python")
         st.markdown(_("**Command line** (same numbers):"))

@@ -1,8 +1,8 @@
 """The shared sidebar: widgets in, a ``Selection`` of frozen configs out.
 
 ``sidebar()`` draws the controls (their values live in session state under the keys of
-``ui.controls``, which are also the link's parameters), shows what the choice costs and returns the
-configs built by ``ui.selection.build_selection``.
+``ui.state.controls``, which are also the link's parameters), shows what the choice costs and returns the
+configs built by ``ui.state.selection.build_selection``.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ from normlab import NORM_NAMES, PRESETS, available_devices
 from normlab.core import catalog
 from normlab.core.config import WN_ACT_PLACEMENTS
 from normlab.science.data import MAX_UPLOAD_BYTES, MAX_UPLOADS, register_upload
-from ui import controls as C
-from ui import i18n, links
-from ui.cost import cost_summary
-from ui.i18n import LANGUAGE_NAMES, LANGUAGES, _
-from ui.selection import Selection, build_selection, with_upload
+from ui.compute.cost import cost_summary
+from ui.state import controls as C
+from ui.state import i18n, links
+from ui.state.i18n import LANGUAGE_NAMES, LANGUAGES, _
+from ui.state.selection import SELECTION_KEY, Selection, build_selection, with_upload
 
-SELECTION_KEY = "_selection"  # the last valid Selection, read by the pages
 # Controls a page does not read, hidden there (their values are kept): the group-size page sweeps every
 # group count of one GroupNorm net, the training pages run their own networks.
 IGNORED = {"groups": {"norms", "groups"}, "training": {"network"}, "dynamics": {"network"}}
@@ -224,9 +223,3 @@ def sidebar(page_name: str | None = None, url_path: str | None = None) -> Select
             st.caption(cost_summary(selection.models, selection.probe))
         _share(page_name, url_path)
     return selection
-
-
-def current_selection() -> Selection:
-    """The selection the shared sidebar produced on this run (pages call this)."""
-    selection = st.session_state.get(SELECTION_KEY)
-    return selection if selection is not None else build_selection(C.DEFAULTS)

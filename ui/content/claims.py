@@ -19,10 +19,12 @@ import plotly.graph_objects as go
 
 from normlab import ModelConfig, ProbeConfig
 from normlab.science import summary
-from ui import controls as C
-from ui import figures, measures
-from ui.i18n import N_, _
-from ui.selection import build_selection
+from ui.figures import measures
+from ui.figures.depth import bar_figure, depth_figure, rank_figure
+from ui.figures.groups import tradeoff_figure
+from ui.state import controls as C
+from ui.state.i18n import N_, _
+from ui.state.selection import build_selection
 
 
 @dataclass(frozen=True)
@@ -228,17 +230,17 @@ def instance_vs_batch(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
 
 
 def _variance_picture(log: bool):
-    return lambda frame, stats: figures.depth_figure(stats, "act_var", log_y=log, annotate_growth=True,
+    return lambda frame, stats: depth_figure(stats, "act_var", log_y=log, annotate_growth=True,
                                                      uirevision="claim-variance")
 
 
 def _growth_bars(frame: pd.DataFrame, stats: pd.DataFrame) -> go.Figure:
-    return figures.bar_figure(measures.gradient_growth(stats), stats,
+    return bar_figure(measures.gradient_growth(stats), stats,
                               _("gradient growth (first / last hidden)"), log_y=True)
 
 
 def _rank_bars(frame: pd.DataFrame, stats: pd.DataFrame) -> go.Figure:
-    return figures.bar_figure(measures.final_value(stats, "stable_rank"), stats, _("final stable rank"))
+    return bar_figure(measures.final_value(stats, "stable_rank"), stats, _("final stable rank"))
 
 
 CLAIMS: tuple[Claim, ...] = (
@@ -273,7 +275,7 @@ CLAIMS: tuple[Claim, ...] = (
            "it (or with LayerNorm) they collapse toward one direction."),
         {"net": "mlp", "depth": 20, "width": 64, "norms": ("batchnorm", "layernorm", "none"), "batch": 16,
          "image": 8, "seeds": 2},
-        "rank", batchnorm_rank, lambda frame, stats: figures.rank_figure(stats, uirevision="claim-rank"),
+        "rank", batchnorm_rank, lambda frame, stats: rank_figure(stats, uirevision="claim-rank"),
     ),
     Claim(
         "group_rank", N_("GroupNorm: larger groups, lower rank"),
@@ -300,7 +302,7 @@ CLAIMS: tuple[Claim, ...] = (
         {"net": "cnn", "depth": 10, "width": 16, "norms": ("groupnorm",), "input": "images", "batch": 16,
          "image": 8, "seeds": 2},
         "groups", tradeoff,
-        lambda frame, stats: figures.tradeoff_figure(measures.tradeoff_points(frame),
+        lambda frame, stats: tradeoff_figure(measures.tradeoff_points(frame),
                                                      uirevision="claim-tradeoff"),
         variants=tuple({"groups": g} for g in (1, 2, 4, 8, 16)),
     ),
