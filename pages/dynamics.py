@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from normlab.core.train_config import TEST_DIGITS
 from ui.compute import cache, views
 from ui.content.defaults import (
     DYNAMICS_NORMS,
@@ -32,7 +33,8 @@ selection = views.header(
     _("act_var: per-channel variance over (N,H,W), averaged over channels · cos_sim: mean off-diagonal "
       "cosine similarity of the samples' representations · stable/effective rank of their Gram matrix · "
       "grad_norm: L2 norm of the loss's gradient w.r.t. each conv layer's output. Lines: seed mean; bands: "
-      "min–max over seeds. Loss: the training batch's cross-entropy; accuracy: 360 held-out digits."),
+      "min–max over seeds. Loss: the training batch's cross-entropy; accuracy: {digits} held-out digits."
+      ).format(digits=TEST_DIGITS),
 )
 state = st.session_state
 state.setdefault("dynamics_norms", list(DYNAMICS_NORMS))  # the defaults are what `python -m ui.warm` stores

@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from normlab.core.train_config import TEST_DIGITS
 from normlab.science.study import variant_label
 from ui.compute import cache, views
 from ui.compute.study import Study, column_labels, settings_form, speed_label, verdict
@@ -16,9 +17,10 @@ selection = views.header(
       "trains. Each point is one short SGD run on scikit-learn's digits (one normalizer, one seed); a "
       "negative ρ for accuracy after k steps, or a positive one for steps to the target, agrees with it."),
     _("x: cos_sim at the final features at init (mean off-diagonal Gram entry of L2-normalized samples, on "
-      "a training batch with its true labels) · y: held-out accuracy (360 digits, fixed split) after k "
+      "a training batch with its true labels) · y: held-out accuracy ({digits} digits, fixed split) after k "
       "steps, or the first evaluated step reaching the target accuracy. ρ: Spearman rank correlation with a "
-      "percentile bootstrap interval over runs; diverged runs and unreached targets rank as the slowest."),
+      "percentile bootstrap interval over runs; diverged runs and unreached targets rank as the slowest."
+      ).format(digits=TEST_DIGITS),
 )
 study = Study(st.session_state)
 submitted = views.attempt(N_("run this study"), lambda: settings_form(study.config), "settings")
