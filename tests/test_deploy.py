@@ -187,6 +187,14 @@ def test_the_deployment_config_hides_errors_and_developer_tools_from_viewers():
     assert config["client"]["toolbarMode"] == "viewer"
 
 
+def test_a_headless_start_asks_no_outside_host_for_the_server_address():
+    """Streamlit's headless banner looks its external IP up at checkip.amazonaws.com unless the server's
+    address is set (found by scripts/container_check.sh: "Did not auto detect external IP" in the log)."""
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["browser"]["serverAddress"] == "localhost"
+
+
 def test_the_start_command_as_written_watches_no_files():
     """`streamlit run app.py` must not watch the virtual environment or the result store."""
     tomllib = pytest.importorskip("tomllib")
