@@ -40,11 +40,14 @@ COPY . .
 # computes the paper claims and every page's default view into the image's result store (NORMLAB_STORE),
 # owned by that user: a lecture's claims open at once for every visitor, and never compute again after
 # a restart. The install's own leftovers in /app (build/, normlab.egg-info/) go in the same layer.
+# The warm-up computes on one torch thread: its networks are small, and torch's two threads, spinning on a
+# build host busy with anything else, made the whole build 974 s instead of 159 s on 2 shared cores
+# (docs/deploy.md, "Checking the container").
 RUN pip install --no-deps . \
     && rm -rf build normlab.egg-info \
     && groupadd --gid 1000 normlab \
     && useradd --create-home --uid 1000 --gid 1000 normlab \
-    && python -m ui.warm \
+    && OMP_NUM_THREADS=1 python -m ui.warm \
     && chown -R 1000:1000 /app/results
 USER 1000:1000
 

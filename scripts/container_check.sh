@@ -2,7 +2,7 @@
 # The container, built and served for real: Podman builds the Dockerfile and runs it, and each check an
 # operator would make prints one line (PASS or FAIL, what, the measurement), then a summary with timings.
 #
-#   sudo scripts/container_check.sh            # the whole check, about 5-10 minutes on 2 cores
+#   sudo scripts/container_check.sh            # the whole check: ~5 minutes on 2 cores, 8-9 the first time
 #   sudo scripts/container_check.sh --keep     # leave the image for a rerun with --no-build
 #   sudo scripts/container_check.sh --no-build # check the image an earlier --keep run left
 #
@@ -21,7 +21,7 @@
 #      ResNet-56 link by name and stays up.
 # Podman's settings for this run go in a file of its own (CONTAINERS_CONF), not in /etc/containers: runc
 # (crun rejects some VMs' hybrid cgroups) and a nofile limit a container without CAP_SYS_RESOURCE may set.
-# Everything it creates is removed at the end, except the base image and its work folder.
+# Everything it creates is removed at the end, except the packages, the base image and its work folder.
 #
 # Environment: NORMLAB_CHECK_PYTHON (default .venv/bin/python: the project's venv, with Playwright from
 # requirements-dev.txt), NORMLAB_CHECK_WORK (default /var/tmp/normlab-container-check).
