@@ -28,6 +28,7 @@ from normlab.core.config import (
     ARCHS,
     DEVICES,
     INPUTS,
+    MAX_SEEDS,
     PRESETS,
     WN_ACT_PLACEMENTS,
     ModelConfig,
@@ -103,7 +104,7 @@ def valid_probe_kwargs(draw, tiny: bool = True):
         "batch_size": draw(st.integers(2, 6) if tiny else st.integers(2, 4096)),
         "image_size": draw(st.integers(1, 8) if tiny else st.integers(1, 256)),
         "seed": draw(st.integers(0, 2**31)),
-        "seeds": draw(st.integers(1, 2) if tiny else st.integers(1, 10**6)),
+        "seeds": draw(st.integers(1, 2) if tiny else st.integers(1, MAX_SEEDS)),
         "device": "cpu",
         "rank_tol": draw(st.floats(1e-9, 0.5)),
     }

@@ -98,7 +98,7 @@ NORM_INFO: dict[str, NormInfo] = {
 
 def normalizer(name: str) -> NormInfo:
     """The catalog entry of ``name``; an unknown name is a ValueError listing the known ones."""
-    if name not in NORM_INFO:
+    if not isinstance(name, str) or name not in NORM_INFO:
         raise ValueError(f"Unknown normalizer {name!r}; expected one of {sorted(NORM_INFO)}")
     return NORM_INFO[name]
 

@@ -6,10 +6,11 @@ the bad value and what is allowed, before any tensor is allocated.
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields, is_dataclass
 
 from normlab.core import catalog
 from normlab.core.catalog import ARCH_NAMES, GROUPED_NORMS, NORM_NAMES
@@ -49,10 +50,16 @@ DEFAULT_CLASSES = 10  # free networks: the probe's random labels over 10 classes
 DEFAULT_GROUPS = 32
 MAX_STAGES = 6
 # Hard ceilings far above any operator budget (normlab.ops.budget): past them even validating a config
-# (its layer plan, its divisors) would cost time, so they are refused first, by arithmetic alone.
+# (its layer plan, its divisors, its list of seeds) would cost time or fill the memory, so they are
+# refused first, by arithmetic alone. Without an operator's limit (the command line, the API) they are
+# all that stands between a typo and a MemoryError.
 MAX_DEPTH = 10_000
 MAX_WIDTH = 65_536
+MAX_CHANNELS = MAX_WIDTH * 2 ** (MAX_STAGES - 1)  # the last stage of the widest residual net
 MAX_SEED = 2**62
+MAX_SEEDS = 10_000  # seeds of one probe; a server's NORMLAB_MAX_SEEDS is 16
+MAX_SWEEP_POINTS = 10_000  # combinations of one sweep, each validated and priced before any runs
+MAX_ITEMS = 1_000  # entries of a list-valued field (a study's archs, norms, groups)
 
 
 def _residual() -> str:
@@ -89,9 +96,45 @@ def check_real(name: str, value, low: float, high: float | None = None, *, open_
         raise ValueError(f"{name} must be in {lo}, {hi}; got {value!r}")
 
 
-def _check_choice(name: str, value, allowed) -> None:
-    if value not in allowed:
+def check_choice(name: str, value, allowed) -> None:
+    """Refuse anything but one of the names ``allowed`` (a string: an array or a list is no name)."""
+    if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"Unknown {name} {value!r}; expected one of {choices(allowed)}")
+
+
+def check_items(name: str, value, most: int = MAX_ITEMS) -> tuple:
+    """The entries of a list-valued field as a tuple, at most ``most`` of them.
+
+    One value that is not a list (a string, a number) is a list of one. No more than ``most`` + 1
+    entries are ever taken, so a huge range or an endless generator is refused at once, by name.
+    """
+    if isinstance(value, (str, bytes)):
+        return (value,)
+    try:
+        entries = iter(value)
+    except TypeError:  # a number, None, a 0-d array: one value, checked as an entry by the caller
+        return (value,)
+    out = tuple(itertools.islice(entries, most + 1))
+    if len(out) > most:
+        raise ValueError(f"{name} must list at most {most:,} values; got more")
+    return out
+
+
+def check_callback(name: str, value, call: str) -> None:
+    """Refuse anything but None or a function, naming how it is called: 'progress(done, total, label)'."""
+    if value is not None and not callable(value):
+        raise ValueError(f"{name} must be a callable {call} or None; got {type(value).__name__}")
+
+
+def check_instance(name: str, value, cls: type) -> None:
+    """Refuse anything but an instance of ``cls`` (a config, the limits), naming the argument."""
+    if not isinstance(value, cls):
+        raise ValueError(f"{name} must be a normlab {cls.__name__}; got {type(value).__name__}")
+
+
+def _differs(given, fixed) -> bool:
+    """Whether a field's value differs from a preset's; an array or another odd value always does."""
+    return not (isinstance(given, (str, numbers.Integral)) and given == fixed)
 
 
 def _check_bool(name: str, value) -> None:
@@ -126,21 +169,21 @@ class ModelConfig:
     num_classes: int | None = None
 
     def __post_init__(self) -> None:
-        _check_choice("normalizer (norm)", self.norm, NORM_NAMES)
-        _check_choice("wn_act", self.wn_act, WN_ACT_PLACEMENTS)
+        check_choice("normalizer (norm)", self.norm, NORM_NAMES)
+        check_choice("wn_act", self.wn_act, WN_ACT_PLACEMENTS)
         _check_bool("preact", self.preact)
         _check_bool("skipinit", self.skipinit)
         check_int("in_channels", self.in_channels, high=MAX_WIDTH)
         preset = {}
         if self.preset is not None:
-            _check_choice("preset", self.preset, tuple(PRESETS))
+            check_choice("preset", self.preset, tuple(PRESETS))
             preset = PRESETS[self.preset]
             for name in ("arch", "depth", "width", "stages"):
                 given = getattr(self, name)
                 # arch keeps a default value, so only a different non-default arch conflicts
-                if name == "arch" and given == ModelConfig.arch:
+                if name == "arch" and not _differs(given, ModelConfig.arch):
                     continue
-                if given is not None and name in preset and given != preset[name]:
+                if given is not None and name in preset and _differs(given, preset[name]):
                     raise ValueError(
                         f"preset {self.preset!r} fixes {name}={preset[name]!r}; got {name}={given!r}. "
                         f"Leave {name} unset or drop the preset."
@@ -266,15 +309,30 @@ def divisors(n: int) -> list[int]:
 
 def common_divisors(widths) -> list[int]:
     """Group counts (or group sizes) valid for every width in ``widths``."""
+    widths = check_items("widths", widths)
+    if not widths:
+        raise ValueError("widths must list at least one width")
+    for w in widths:
+        check_int("widths", w, high=MAX_CHANNELS)
     return divisors(math.gcd(*widths))
 
 
-def config_from_dict(cls, values: dict):
-    """Build ``cls`` from a mapping, refusing unknown keys by name."""
+def config_from_dict(cls, values: Mapping):
+    """Build config class ``cls`` (ModelConfig, ProbeConfig, ...) from a mapping; unknown keys are refused."""
+    if not (isinstance(cls, type) and is_dataclass(cls)):
+        raise ValueError(f"cls must be a normlab config class such as ModelConfig; got {cls!r}")
+    if not isinstance(values, Mapping):
+        raise ValueError(f"values must be a mapping of {cls.__name__} field names to values; "
+                         f"got {type(values).__name__}")
+    odd = [k for k in values if not isinstance(k, str)]
+    if odd:
+        raise ValueError(f"values must map {cls.__name__} field names (strings) to values; "
+                         f"got the key(s) {odd!r}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"Unknown {cls.__name__} field(s) {unknown}; expected some of {sorted(known)}")
+        raise ValueError(f"Unknown {cls.__name__} field(s) {unknown} in values; "
+                         f"expected some of {sorted(known)}")
     return cls(**values)
 
 
@@ -302,7 +360,7 @@ class ProbeConfig:
     data_dir: str | None = None  # folder of a DISK_INPUTS input; None: $NORMLAB_DATA_DIR (read at probe time)
 
     def __post_init__(self) -> None:
-        _check_choice("input", self.input, INPUTS + DISK_INPUTS + (UPLOAD_INPUT,))
+        check_choice("input", self.input, INPUTS + DISK_INPUTS + (UPLOAD_INPUT,))
         if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir.strip()):
             raise ValueError(f"data_dir must be a folder path or None; got {self.data_dir!r}")
         if self.input == UPLOAD_INPUT and not str(self.data_dir or "").startswith("upload:"):
@@ -315,8 +373,8 @@ class ProbeConfig:
         if self.image_size > MAX_IMAGE_SIZE:
             raise ValueError(f"image_size must be between 1 and {MAX_IMAGE_SIZE}; got {self.image_size}")
         check_int("seed", self.seed, low=0, high=MAX_SEED)
-        check_int("seeds", self.seeds, high=MAX_SEED)
-        _check_choice("device", self.device, DEVICES)
+        check_int("seeds", self.seeds, high=MAX_SEEDS)
+        check_choice("device", self.device, DEVICES)
         if isinstance(self.rank_tol, bool) or not isinstance(self.rank_tol, (int, float)) or not (
             0 < self.rank_tol < 1
         ):
@@ -353,5 +411,6 @@ def describe(model: ModelConfig, probe: ProbeConfig | None = None, *, short: boo
     text = ", ".join(parts)
     if probe is None:
         return text
-    seeds = f"seed {probe.seed}" if probe.seeds == 1 else f"seeds {probe.seed}..{probe.seed_list[-1]}"
+    last = probe.seed + probe.seeds - 1
+    seeds = f"seed {probe.seed}" if probe.seeds == 1 else f"seeds {probe.seed}..{last}"
     return f"{text} | {probe.input}, batch {probe.batch_size}, image {probe.image_size}, {seeds}"

@@ -7,7 +7,6 @@ command line builds them before it loads torch. The runs themselves are normlab.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass, field, replace
 
 from normlab.core import catalog
@@ -22,9 +21,10 @@ from normlab.core.config import (
     MAX_WIDTH,
     ModelConfig,
     ProbeConfig,
+    check_choice,
     check_int,
+    check_items,
     check_real,
-    choices,
 )
 
 # The held-out split is fixed, so every seed and every normalizer is scored on the same 360 digits;
@@ -42,6 +42,7 @@ LR_DROP = 0.1  # the paper's schedule ends at a tenth of the base rate (0.1 -> 0
 MAX_STEPS = 100_000  # ~500 epochs of the digits at batch 64: hours for the smallest net on a CPU
 MAX_STUDY_SEEDS = 1_000
 MAX_BOOT = 1_000_000  # bootstrap resamples: ~1 minute of Spearman's rho on the default study
+MAX_STUDY_RUNS = 10_000  # training runs of one study: the default study has 84
 
 
 @dataclass(frozen=True)
@@ -92,21 +93,18 @@ class TrainConfig:
             )
         check_real("target_accuracy", self.target_accuracy, 0.0, 1.0, open_low=True)
         check_real("max_loss", self.max_loss, 0.0, open_low=True)
-        if self.device not in DEVICES:
-            raise ValueError(f"Unknown device {self.device!r}; expected one of {choices(DEVICES)}")
+        check_choice("device", self.device, DEVICES)
         self._check_schedule()
 
     def _check_schedule(self) -> None:
         """The fields of probing at chosen steps, CIFAR data and the paper's schedule."""
         if self.probe_steps is not None:
-            steps = self.probe_steps
-            if isinstance(steps, (numbers.Integral, str)) or not hasattr(steps, "__iter__"):
-                steps = (steps,)  # one value; a string is refused by _check_int below, naming the field
+            # one value is a list of one; a string is refused by check_int below, naming the field
+            steps = check_items("probe_steps", self.probe_steps, MAX_STEPS + 1)
             for k in steps:
                 check_int("probe_steps", k, 0, self.steps)
             object.__setattr__(self, "probe_steps", tuple(sorted({int(k) for k in steps})))
-        if self.dataset not in TRAIN_DATASETS:
-            raise ValueError(f"Unknown dataset {self.dataset!r}; expected one of {choices(TRAIN_DATASETS)}")
+        check_choice("dataset", self.dataset, TRAIN_DATASETS)
         if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir.strip()):
             raise ValueError(f"data_dir must be a folder path or None; got {self.data_dir!r}")
         if self.dataset == "digits":
@@ -181,8 +179,7 @@ def paper_recipe(norm: str, steps: int | None = None, dataset: str = "cifar100",
     for 3/4 of the rest, a tenth of it after. ``changes`` override any field (batch_size rescales the
     rate as the paper's code does: 0.1 * 256 / batch_size).
     """
-    if norm not in NORM_NAMES:
-        raise ValueError(f"Unknown normalizer (norm) {norm!r}; expected one of {choices(NORM_NAMES)}")
+    check_choice("normalizer (norm)", norm, NORM_NAMES)
     batch = changes.get("batch_size", PAPER_BATCH)
     check_int("batch_size", batch, 2, CIFAR_TRAIN_SIZE)
     epoch = math.ceil(CIFAR_TRAIN_SIZE / batch)
@@ -214,12 +211,6 @@ SPEED_METRICS = ("acc_at_k", "steps_to_target")
 STUDY_TRAIN = TrainConfig(steps=150, image_size=12)
 
 
-def _as_tuple(value) -> tuple:
-    if isinstance(value, str):
-        return (value,)
-    return tuple(value)
-
-
 @dataclass(frozen=True)
 class StudyConfig:
     """Which networks to train and how to correlate their init similarity with their training speed.
@@ -243,21 +234,23 @@ class StudyConfig:
     confidence: float = 0.95
 
     def __post_init__(self) -> None:
-        for name in ("archs", "norms", "groups"):
-            object.__setattr__(self, name, _as_tuple(getattr(self, name)))
+        for name in ("archs", "norms", "groups"):  # one value is a list of one
+            object.__setattr__(self, name, check_items(name, getattr(self, name)))
             if not getattr(self, name):
                 raise ValueError(f"{name} must list at least one value")
         for arch in self.archs:
-            if arch not in ARCHS:
-                raise ValueError(f"Unknown architecture (archs) {arch!r}; expected some of {choices(ARCHS)}")
+            check_choice("architecture (archs)", arch, ARCHS)
         for norm in self.norms:
-            if norm not in NORM_NAMES:
-                raise ValueError(
-                    f"Unknown normalizer (norms) {norm!r}; expected some of {choices(NORM_NAMES)}"
-                )
+            check_choice("normalizer (norms)", norm, NORM_NAMES)
         for g in self.groups:
             check_int("groups", g, 1, MAX_WIDTH)
         check_int("seeds", self.seeds, 1, MAX_STUDY_SEEDS)
+        # counted before any is built: archs x norms (grouped ones once per entry of groups) x seeds
+        networks = len(self.archs) * sum(len(self.groups) if n in GROUPED_NORMS else 1 for n in self.norms)
+        runs = networks * self.seeds
+        if runs > MAX_STUDY_RUNS:
+            raise ValueError(f"the study would train {runs:,} runs ({networks:,} networks of archs x norms x "
+                             f"groups, seeds {self.seeds} each); at most {MAX_STUDY_RUNS:,}")
         check_int("seed", self.seed, 0, MAX_SEED - self.seeds)
         check_int("width", self.width, 1, MAX_WIDTH)
         check_int("cnn_depth", self.cnn_depth, 1, MAX_DEPTH)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from normlab.core.config import Progress
+from normlab.core.config import Progress, check_callback, check_choice
 from normlab.ops.store import ResultStore, record_key
 
 BACKENDS = ("local", "ray")
@@ -84,8 +84,7 @@ class Kind:
 
 def check_backend(backend: str, address: str | None = None) -> None:
     """A ValueError naming the choices for an unknown backend, or an address without the Ray backend."""
-    if backend not in BACKENDS:
-        raise ValueError(f"Unknown backend {backend!r}; expected one of {', '.join(map(repr, BACKENDS))}")
+    check_choice("backend", backend, BACKENDS)
     if address is not None:
         if backend != "ray":
             raise ValueError(f"address {address!r} is for the 'ray' backend; got backend {backend!r}")
@@ -211,9 +210,8 @@ def run_points(points: Sequence[Point], kinds: Mapping[str, Kind], backend: str 
     """
     check_backend(backend, address)
     check_store(store)
-    if progress is not None and not callable(progress):
-        raise ValueError(f"progress must be a callable progress(done, total, label) or None; "
-                         f"got {type(progress).__name__}")
+    check_callback("progress", progress, "progress(done, total, label)")
+    check_callback("should_stop", should_stop, "should_stop() -> bool")
     results: list = [None] * len(points)
     total = sum(p.cost for p in points)
     if store is not None:

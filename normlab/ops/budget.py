@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from normlab.core.config import ModelConfig, ProbeConfig, describe
+from normlab.core.config import ModelConfig, ProbeConfig, check_instance, describe
 from normlab.core.text import number
 from normlab.ops.calibration import predicted_seconds, training_seconds
 from normlab.ops.cost import Cost, TrainingCost, estimate_cost, max_width, network_depth, training_memory_mb
@@ -93,7 +93,10 @@ def check_budget(model_config: ModelConfig, probe_config: ProbeConfig, limits: L
         BudgetExceeded: a ValueError whose message names the limit, its environment variable, the
             estimate and by how much the config exceeds it.
     """
+    check_instance("model_config", model_config, ModelConfig)
+    check_instance("probe_config", probe_config, ProbeConfig)
     limits = local_limits() if limits is None else limits
+    check_instance("limits", limits, Limits)
     _check_sizes(model_config, probe_config.batch_size, probe_config.seeds, limits)
     cost = estimate_cost(model_config, probe_config)
     if cost.gflop > limits.max_cost_gflop:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from normlab.core import catalog
-from normlab.core.config import PRESETS, ModelConfig, ProbeConfig
+from normlab.core.config import PRESETS, ModelConfig, ProbeConfig, check_instance
 from normlab.core.train_config import ALL_DIGITS, TEST_DIGITS
 from normlab.ops.settings import BASE_MEMORY_MB, MIB
 
@@ -195,6 +195,8 @@ def estimate_cost(model_config: ModelConfig, probe_config: ProbeConfig) -> Cost:
         model_config: the network.
         probe_config: batch, image size and seeds of the probe.
     """
+    check_instance("model_config", model_config, ModelConfig)
+    check_instance("probe_config", probe_config, ProbeConfig)
     m = model_config
     t = _walk(m, probe_config.batch_size, probe_config.image_size)
     # The statistics work on a float64 copy of one probe point and its centered copy at a time;

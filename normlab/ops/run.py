@@ -140,9 +140,9 @@ def run_study(study_config: StudyConfig | None = None, progress: Progress | None
         store: a ResultStore that keeps each finished run (a train record) and supplies those it
             already holds, so a rerun resumes; None keeps nothing.
     """
-    config = study_config or StudyConfig()
-    if not isinstance(config, StudyConfig):
-        raise ValueError(f"study_config must be a StudyConfig or None; got {type(config).__name__}")
+    if study_config is not None and not isinstance(study_config, StudyConfig):  # 0 or [] is no default
+        raise ValueError(f"study_config must be a StudyConfig or None; got {type(study_config).__name__}")
+    config = StudyConfig() if study_config is None else study_config
     check_study(config)  # every run's memory and the limits set, before the first run
     from normlab.science.study import assemble_study
 

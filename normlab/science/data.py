@@ -22,7 +22,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from normlab.core.config import DISK_INPUTS, INPUTS, UPLOAD_INPUT, ProbeConfig
+from normlab.core.config import (
+    DISK_INPUTS,
+    INPUTS,
+    MAX_SEED,
+    MAX_WIDTH,
+    UPLOAD_INPUT,
+    ProbeConfig,
+    check_instance,
+    check_int,
+)
 from normlab.science import datasets
 
 # Independent random streams drawn from one user seed: weights, inputs and labels never share draws.
@@ -181,8 +190,9 @@ def make_inputs(probe_config: ProbeConfig, seed: int, in_channels: int = 3) -> t
     :func:`register_upload`, preprocessed as the folder images; its own order when ``batch_size``
     equals the number of images (every seed sees the same batch; only the init changes).
     """
-    if not isinstance(probe_config, ProbeConfig):
-        raise ValueError(f"probe_config must be a ProbeConfig; got {type(probe_config).__name__}")
+    check_instance("probe_config", probe_config, ProbeConfig)
+    check_int("seed", seed, 0, MAX_SEED)
+    check_int("in_channels", in_channels, 1, MAX_WIDTH)
     n, size = probe_config.batch_size, probe_config.image_size
     gen = _generator(seed, "inputs")
     if probe_config.input == "gaussian":

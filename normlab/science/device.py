@@ -6,7 +6,7 @@ import warnings
 
 import torch
 
-from normlab.core.config import DEVICES
+from normlab.core.config import DEVICES, check_choice
 
 
 def available_devices() -> list[str]:
@@ -22,8 +22,7 @@ def available_devices() -> list[str]:
 
 def resolve_device(name: str = "auto") -> torch.device:
     """The torch device for ``name``; asking for one that is absent raises a ValueError saying so."""
-    if name not in DEVICES:
-        raise ValueError(f"Unknown device {name!r}; expected one of {', '.join(map(repr, DEVICES))}")
+    check_choice("device", name, DEVICES)
     have = available_devices()
     if name == "auto":
         return torch.device(have[0])

@@ -16,7 +16,14 @@ import torch
 from torch import nn
 
 from normlab.core import catalog
-from normlab.core.config import ModelConfig
+from normlab.core.config import (
+    MAX_IMAGE_SIZE,
+    MAX_WIDTH,
+    ModelConfig,
+    check_instance,
+    check_int,
+    check_items,
+)
 from normlab.core.deadline import check_time
 from normlab.science.norms import (
     Normalizer,
@@ -268,10 +275,25 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...] | None = None)
 
     Args:
         config: the validated model configuration.
-        input_shape: (C, H, W) of one input; the mlp flattens it. Default (in_channels, 32, 32).
+        input_shape: (C, H, W) of one input, C = ``config.in_channels``; the mlp flattens it.
+            Default (in_channels, 32, 32).
     """
+    check_instance("config", config, ModelConfig)
+    input_shape = (config.in_channels, 32, 32) if input_shape is None else _check_shape(config, input_shape)
     builder = catalog.family(config.arch).builder
     if isinstance(builder, str):  # "package.module:function", a builder module of this layer
         module, _, name = builder.partition(":")
         builder = getattr(importlib.import_module(module), name)
-    return builder(config, get_normalizer(config.norm), input_shape or (config.in_channels, 32, 32))
+    return builder(config, get_normalizer(config.norm), input_shape)
+
+
+def _check_shape(config: ModelConfig, input_shape) -> tuple[int, int, int]:
+    """``input_shape`` as (C, H, W), refused by name unless it is three sizes with C = in_channels."""
+    shape = check_items("input_shape", input_shape, 3)
+    if len(shape) != 3:
+        raise ValueError(f"input_shape must be (C, H, W), three sizes; got {input_shape!r}")
+    for value, high in zip(shape, (MAX_WIDTH, MAX_IMAGE_SIZE, MAX_IMAGE_SIZE), strict=True):
+        check_int("input_shape", value, high=high)
+    if shape[0] != config.in_channels:
+        raise ValueError(f"input_shape's channels ({shape[0]}) must equal in_channels ({config.in_channels})")
+    return tuple(int(v) for v in shape)

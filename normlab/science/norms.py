@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from normlab.core import catalog
+from normlab.core.config import MAX_CHANNELS, check_int, choices, common_divisors
 
 EPS = 1e-5
 # Gain that restores unit variance after a ReLU of a standard normal: 1 / sqrt(Var(relu(z))).
@@ -403,4 +404,11 @@ def get_normalizer(name: str) -> Normalizer:
 
 def create_norm(name: str, num_channels: int, *, groups: int | None = None) -> nn.Module:
     """The norm-slot module of normalizer ``name`` over ``num_channels`` channels."""
-    return get_normalizer(name).norm(num_channels, groups=groups)
+    normalizer = get_normalizer(name)
+    check_int("num_channels", num_channels, high=MAX_CHANNELS)
+    if groups is not None:
+        check_int("groups", groups, high=MAX_CHANNELS)
+        if normalizer.grouped and num_channels % groups:
+            raise ValueError(f"Number of groups ({groups}) does not divide num_channels ({num_channels}); "
+                             f"allowed: {choices(common_divisors([num_channels]))}")
+    return normalizer.norm(num_channels, groups=groups)

@@ -26,13 +26,19 @@ from normlab.core import catalog
 from normlab.core.catalog import SUMMARY_STATS
 from normlab.core.config import (
     DEFAULT_GROUPS,
+    MAX_SEED,
+    MAX_SWEEP_POINTS,
     PRESETS,
     ModelConfig,
     ProbeConfig,
     Progress,
+    check_callback,
+    check_instance,
+    check_int,
+    check_items,
     describe,
 )
-from normlab.core.deadline import check_time
+from normlab.core.deadline import ComputeTimeout, check_time
 from normlab.science.data import derive_seed, make_inputs, make_labels
 from normlab.science.device import resolve_device
 from normlab.science.hooks import Tap, Taps, record
@@ -292,16 +298,12 @@ def _rows(passes: Sequence[_Packed], rank_tol: float) -> dict[str, list]:
 
 
 def check_configs(model_config, probe_config) -> None:
-    if not isinstance(model_config, ModelConfig):
-        raise ValueError(f"model_config must be a normlab ModelConfig; got {type(model_config).__name__}")
-    if not isinstance(probe_config, ProbeConfig):
-        raise ValueError(f"probe_config must be a normlab ProbeConfig; got {type(probe_config).__name__}")
+    check_instance("model_config", model_config, ModelConfig)
+    check_instance("probe_config", probe_config, ProbeConfig)
 
 
 def check_progress(progress) -> None:
-    if progress is not None and not callable(progress):
-        raise ValueError(f"progress must be a callable progress(done, total, label) or None; "
-                         f"got {type(progress).__name__}")
+    check_callback("progress", progress, "progress(done, total, label)")
 
 
 def _probe_pass(model_config: ModelConfig, probe_config: ProbeConfig, seed: int, device: torch.device,
@@ -407,15 +409,22 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     Non-finite values propagate (a NaN seed makes the mean NaN), and ``overflow`` is set when any
     seed overflowed: a summary never hides a blow-up.
     """
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(f"frame must be a probe frame (a pandas DataFrame of run_probes); "
+                         f"got {type(frame).__name__}")
     missing = [c for c in ("value", *KEY_COLUMNS) if c not in frame.columns]
     if missing:
-        raise ValueError(f"summarize needs a probe frame; missing columns {missing}")
+        raise ValueError(f"frame must be a probe frame; missing columns {missing}")
     keys = [c for c in frame.columns if c not in ("seed", "value", "final", "overflow")]
     # Group on a group id, then take each group's key values from its first row: config columns
     # keep their own values (8, None), where grouping on them directly would turn them into floats.
     gid = frame.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
     first = ~pd.Series(gid).duplicated().to_numpy()
-    values = frame["value"].to_numpy(dtype=np.float64)
+    try:
+        values = frame["value"].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        dtype = frame["value"].dtype
+        raise ValueError(f"frame's value column must hold numbers; got dtype {dtype}") from None
     by = pd.Series(values).groupby(gid)
     has_nan = pd.Series(np.isnan(values)).groupby(gid).any().to_numpy()
     flags = frame[[c for c in ("final", "overflow") if c in frame.columns]].reset_index(drop=True)
@@ -481,16 +490,28 @@ def vary(base: ModelConfig, changes: Mapping[str, object]) -> ModelConfig:
 
 
 def check_over(over) -> int:
-    """Refuse a malformed sweep mapping by name; the number of combinations it spans (not enumerated)."""
+    """Refuse a malformed sweep mapping by name; the number of combinations it spans (not enumerated).
+
+    Past MAX_SWEEP_POINTS combinations a sweep is refused here, whatever the operator's limits, before
+    anything enumerates it.
+    """
     if not isinstance(over, Mapping):
         raise ValueError(f"over must be a mapping field -> list of values; got {type(over).__name__}")
     unknown = [k for k in over if k not in SWEEP_FIELDS]
     if unknown:
         raise ValueError(f"Unknown sweep field(s) {unknown}; expected some of {list(SWEEP_FIELDS)}")
+    count = 1
     for key, values in over.items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
             raise ValueError(f"sweep values for {key!r} must be a non-empty list; got {values!r}")
-    return math.prod(len(v) for v in over.values())
+        try:
+            count *= len(values)
+        except OverflowError:  # a range past sys.maxsize
+            count = math.inf
+        if count > MAX_SWEEP_POINTS:
+            shown = "more than 2**63" if math.isinf(count) else f"{count:,}"
+            raise ValueError(f"over spans {shown} combinations; a sweep has at most {MAX_SWEEP_POINTS:,}")
+    return count
 
 
 def sweep_configs(model_config: ModelConfig, probe_config: ProbeConfig,
@@ -547,32 +568,53 @@ def probe_module(
         A frame with columns ``seed, layer, index, kind, metric, value, final, overflow``; the final
         representation is the module's ``final`` attribute when it has one, else its last activation
         point. No parameter's ``.grad`` is touched.
+
+    Raises:
+        ValueError: an argument of the wrong kind, or inputs (targets) the module cannot run on, e.g.
+            an integer batch into a Linear layer; the message names it and quotes torch's reason.
     """
     if not isinstance(module, nn.Module):
         raise ValueError(f"module must be a torch.nn.Module; got {type(module).__name__}")
     if not isinstance(inputs, torch.Tensor) or inputs.dim() == 0 or inputs.shape[0] < 2:
         shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
         raise ValueError(f"inputs must be a tensor batch (N, ...) with N >= 2; got {shape}")
+    if targets is not None and (not isinstance(targets, torch.Tensor) or targets.dim() == 0
+                                or targets.shape[0] != inputs.shape[0]):
+        shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+        raise ValueError(f"targets must be None or a tensor with one entry per sample "
+                         f"({inputs.shape[0]}, ...); got {shape}")
     if not (isinstance(rank_tol, (int, float)) and 0 < rank_tol < 1):
         raise ValueError(f"rank_tol must be a number between 0 and 1 (exclusive); got {rank_tol!r}")
+    check_int("seed", seed, 0, MAX_SEED)
     named = dict(module.named_modules())
-    if modules is None and hasattr(module, "probe_points"):
-        taps = _measure(module, x_for_probe(inputs), _loss_for(targets, seed),
-                        list(module.probe_points()), getattr(module, "final", None))
-        return _frame(_rows([_pack(taps, seed)], rank_tol), {})
-    points = [(n, CONV, m) for n, m in named.items() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d,
-                                                                      nn.Linear))]
-    if modules is None:
-        points += [(n, ACT, m) for n, m in named.items() if isinstance(m, NORM_LAYERS)]
-    else:
-        modules = [modules] if isinstance(modules, str) else list(modules)
+    if modules is not None:
+        modules = check_items("modules", modules, len(named))
+        odd = [n for n in modules if not isinstance(n, str)]
+        if odd:
+            raise ValueError(f"modules must name submodules of the module (strings); got {odd[:5]!r}")
         unknown = [n for n in modules if n not in named]
         if unknown:
             shown = [n for n in named if n][:20]
-            raise ValueError(f"Unknown module name(s) {unknown}; the module has e.g. {shown}")
-        points += [(n, ACT, named[n]) for n in modules]
-    taps = _measure(module, x_for_probe(inputs), _loss_for(targets, seed), points,
-                    getattr(module, "final", None))
+            raise ValueError(f"Unknown module name(s) {unknown} in modules; the module has e.g. {shown}")
+    if modules is None and hasattr(module, "probe_points"):
+        points = list(module.probe_points())
+    else:
+        points = [(n, CONV, m) for n, m in named.items()
+                  if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))]
+        if modules is None:
+            points += [(n, ACT, m) for n, m in named.items() if isinstance(m, NORM_LAYERS)]
+        else:
+            points += [(n, ACT, named[n]) for n in modules]
+    try:
+        taps = _measure(module, x_for_probe(inputs), _loss_for(targets, seed), points,
+                        getattr(module, "final", None))
+    except (RuntimeError, IndexError) as err:  # torch's word on a dtype, shape or class the module refuses
+        if isinstance(err, (ComputeTimeout, torch.OutOfMemoryError)):
+            raise
+        given = f"inputs {inputs.dtype} {tuple(inputs.shape)}"
+        if targets is not None:
+            given += f" with targets {targets.dtype} {tuple(targets.shape)}"
+        raise ValueError(f"{given} do not run through the module: {err}") from err
     return _frame(_rows([_pack(taps, seed)], rank_tol), {})
 
 

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from normlab.core import catalog
-from normlab.core.config import ModelConfig, check_int, check_real, choices
+from normlab.core.config import MAX_SEED, ModelConfig, check_int, check_real, choices
 from normlab.core.train_config import MAX_BOOT, SPEED_METRICS, StudyConfig
-from normlab.science.summary import spearman
+from normlab.science.summary import as_numbers, spearman
 from normlab.science.training import TrainResult, final_metric
 
 # ---------------------------------------------------------------------------------------------
@@ -32,14 +32,26 @@ def bootstrap_ci(x: Sequence[float], y: Sequence[float], statistic: Callable = s
     """
     check_int("n_boot", n_boot, 1, MAX_BOOT)
     check_real("confidence", confidence, 0.0, 1.0, open_low=True, open_high=True)
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if not callable(statistic):
+        raise ValueError(f"statistic must be a function statistic(x, y) -> float; "
+                         f"got {type(statistic).__name__}")
+    check_int("seed", seed, 0, MAX_SEED)
+    x, y = as_numbers("x", x), as_numbers("y", y)
     if len(x) != len(y):
         raise ValueError(f"bootstrap_ci needs x and y of equal length; got {len(x)} and {len(y)}")
     if len(x) < 2:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(x), size=(n_boot, len(x)))  # (n_boot, n)
-    stats = np.array([statistic(x[p], y[p]) for p in picks])
+
+    def resample() -> float:
+        p = rng.integers(0, len(x), size=len(x))  # one at a time: the draws of an (n_boot, n) array, O(n)
+        value = statistic(x[p], y[p])
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"statistic must return a number; got {value!r}") from None
+
+    stats = np.array([resample() for _ in range(n_boot)])
     stats = stats[np.isfinite(stats)]
     if not len(stats):
         return math.nan, math.nan

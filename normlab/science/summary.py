@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from normlab.core import catalog
+from normlab.core.config import check_items
 
 # Yang et al. (2019): with BatchNorm + ReLU the gradient grows by sqrt(pi / (pi - 1)) per layer toward
 # the input, at large width and batch.
@@ -267,14 +268,40 @@ def rankdata(values: Sequence[float]) -> np.ndarray:
     return ranks
 
 
+# Values of one statistic's sample (spearman, bootstrap_ci): far more than a study's runs.
+MAX_SAMPLES = 1_000_000
+
+
+def as_numbers(name: str, values) -> np.ndarray:
+    """``values`` as a 1-D float64 array; anything but a list (or array) of numbers is refused by name.
+
+    A list is read no further than MAX_SAMPLES + 1 entries, so a huge range is refused, not expanded.
+    """
+    if not hasattr(values, "__array__"):  # an array, a Series or a tensor is already in memory
+        values = check_items(name, values, MAX_SAMPLES)
+    shown = type(values).__name__
+    try:
+        raw = np.asarray(values)
+        shown = f"{raw.ndim}-D {raw.dtype}"
+        # object entries may be numbers (None reads as NaN); strings and complex numbers are none
+        out = raw.astype(np.float64, copy=False) if raw.ndim == 1 and raw.dtype.kind in "biufO" else None
+    except (TypeError, ValueError):  # ragged nesting, an object that is no number
+        out = None
+    if out is None:
+        raise ValueError(f"{name} must be a one-dimensional list of numbers; got {shown}")
+    if out.size > MAX_SAMPLES:
+        raise ValueError(f"{name} must list at most {MAX_SAMPLES:,} values; got {out.size:,}")
+    return out
+
+
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman's rank correlation: Pearson's correlation of the average ranks.
 
     Returns NaN for fewer than two pairs, for any NaN input, or when either side is constant.
     """
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"spearman needs two 1-D sequences of equal length; got shapes {x.shape}, {y.shape}")
+    x, y = as_numbers("x", x), as_numbers("y", y)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must be of equal length; got {len(x)} and {len(y)}")
     if len(x) < 2 or np.isnan(x).any() or np.isnan(y).any():
         return math.nan
     rx, ry = rankdata(x), rankdata(y)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +19,15 @@ import pandas as pd
 import torch
 
 from normlab.core import catalog
-from normlab.core.config import ModelConfig
+from normlab.core.config import (
+    MAX_CHANNELS,
+    ModelConfig,
+    check_choice,
+    check_instance,
+    check_int,
+    check_items,
+    check_real,
+)
 from normlab.science import summary
 from normlab.science.models import BLOCK, CONV, build_model
 
@@ -284,6 +291,12 @@ def variance_theory(config: ModelConfig, start_var: float | None = None, input_v
     Raises:
         ValueError: the config is outside the laws' assumptions.
     """
+    check_instance("config", config, ModelConfig)
+    if start_var is not None:
+        check_real("start_var", start_var, 0.0)
+    check_real("input_var", input_var, 0.0)
+    if increment is not None:
+        check_real("increment", increment, -math.inf)
     law = variance_law(config, input_var)
     if increment is not None:
         law = dataclasses.replace(law, increment=increment)
@@ -339,6 +352,9 @@ def gradient_theory(config: ModelConfig, last_grad_norm: float = 1.0,
     Raises:
         ValueError: the config is outside the assumptions.
     """
+    check_instance("config", config, ModelConfig)
+    check_real("last_grad_norm", last_grad_norm, 0.0)
+    check_real("rate", rate, 0.0, open_low=True)
     ok, reason = gradient_applies(config)
     if not ok:
         raise ValueError(reason)
@@ -367,10 +383,6 @@ def rank_applies(config: ModelConfig) -> tuple[bool, str]:
                   "2021); layernorm has one group of all channels, instancenorm groups of one; shape only")
 
 
-def _as_list(values) -> list:
-    return list(values) if isinstance(values, Iterable) and not isinstance(values, str) else [values]
-
-
 def rank_theory(widths, group_sizes, reference: tuple[int, int | None, float] | None = None,
                 metric: str = "numerical_rank") -> pd.DataFrame:
     """The shape of the final-feature rank over widths and group sizes: sqrt(width / group size).
@@ -390,18 +402,23 @@ def rank_theory(widths, group_sizes, reference: tuple[int, int | None, float] | 
         One row per (width, group_size) with ``width``, ``group_size``, ``groups``, ``norm``, ``metric``,
         ``value``, ``final`` and the curve's metadata.
     """
-    if metric not in RANK_METRICS:
-        raise ValueError(f"Unknown rank metric {metric!r}; expected one of {', '.join(RANK_METRICS)}")
-    widths, group_sizes = _as_list(widths), _as_list(group_sizes)
+    check_choice("rank metric", metric, RANK_METRICS)
+    widths, group_sizes = check_items("widths", widths), check_items("group_sizes", group_sizes)
     for w in widths:
-        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
-            raise ValueError(f"widths must be whole numbers >= 1; got {w!r}")
+        check_int("widths", w, high=MAX_CHANNELS)
     for g in group_sizes:
-        if g is not None and (isinstance(g, bool) or not isinstance(g, int) or g < 1):
-            raise ValueError(f"group_sizes must be whole numbers >= 1 or None (batchnorm); got {g!r}")
+        if g is not None:  # None: batchnorm
+            check_int("group_sizes", g, high=MAX_CHANNELS)
     scale = 1.0
     if reference is not None:
-        ref_width, ref_group, ref_value = reference
+        ref = check_items("reference", reference, 3)
+        if len(ref) != 3:
+            raise ValueError(f"reference must be (width, group_size, value); got {reference!r}")
+        ref_width, ref_group, ref_value = ref
+        check_int("reference width", ref_width, high=MAX_CHANNELS)
+        if ref_group is not None:
+            check_int("reference group_size", ref_group, high=MAX_CHANNELS)
+        check_real("reference value", ref_value, 0.0)
         scale = ref_value / _rank_shape(ref_width, ref_group)
     rows = [
         {"width": w, "group_size": g, "groups": None if g is None else w // g,
@@ -440,6 +457,6 @@ APPLIES = {"variance": variance_applies, "gradient": gradient_applies, "rank": r
 
 def applies(theory: str, config: ModelConfig) -> tuple[bool, str]:
     """Whether curve ``theory`` ("variance", "gradient" or "rank") holds for ``config``, and why (not)."""
-    if theory not in APPLIES:
-        raise ValueError(f"Unknown theory {theory!r}; expected one of {', '.join(APPLIES)}")
+    check_choice("theory", theory, tuple(APPLIES))
+    check_instance("config", config, ModelConfig)
     return APPLIES[theory](config)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from normlab.core import catalog
-from normlab.core.config import MAX_IMAGE_SIZE, ModelConfig, Progress, ShouldStop, check_int
+from normlab.core.config import MAX_IMAGE_SIZE, ModelConfig, Progress, ShouldStop, check_callback, check_int
 from normlab.core.deadline import check_time
 from normlab.core.train_config import TEST_DIGITS, TrainConfig
 from normlab.science import datasets
@@ -340,6 +340,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig | None = None,
         raise ValueError(f"model_config must be a normlab ModelConfig; got {type(model_config).__name__}")
     if train_config is not None and not isinstance(train_config, TrainConfig):
         raise ValueError(f"train_config must be a TrainConfig or None; got {type(train_config).__name__}")
+    check_callback("progress", progress, "progress(step, steps, label)")
+    check_callback("should_stop", should_stop, "should_stop() -> bool")
     cfg = train_config or TrainConfig()
     device = resolve_device(cfg.device)
     started = time.perf_counter()
