@@ -275,7 +275,7 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...] | None = None)
 
     Args:
         config: the validated model configuration.
-        input_shape: (C, H, W) of one input, C = ``config.in_channels``; the mlp flattens it.
+        input_shape: (C, H, W) of one input, C = ``config.in_channels`` for a conv net; the mlp flattens it.
             Default (in_channels, 32, 32).
     """
     check_instance("config", config, ModelConfig)
@@ -288,12 +288,13 @@ def build_model(config: ModelConfig, input_shape: tuple[int, ...] | None = None)
 
 
 def _check_shape(config: ModelConfig, input_shape) -> tuple[int, int, int]:
-    """``input_shape`` as (C, H, W), refused by name unless it is three sizes with C = in_channels."""
+    """``input_shape`` as (C, H, W), refused by name unless it is three sizes, with C = in_channels for a
+    family that convolves its input (a flat one, the mlp, takes any shape: it flattens it)."""
     shape = check_items("input_shape", input_shape, 3)
     if len(shape) != 3:
         raise ValueError(f"input_shape must be (C, H, W), three sizes; got {input_shape!r}")
     for value, high in zip(shape, (MAX_WIDTH, MAX_IMAGE_SIZE, MAX_IMAGE_SIZE), strict=True):
         check_int("input_shape", value, high=high)
-    if shape[0] != config.in_channels:
+    if catalog.family(config.arch).spatial and shape[0] != config.in_channels:
         raise ValueError(f"input_shape's channels ({shape[0]}) must equal in_channels ({config.in_channels})")
     return tuple(int(v) for v in shape)
