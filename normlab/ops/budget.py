@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from normlab.core.config import ModelConfig, ProbeConfig, check_instance, describe
 from normlab.core.text import number
 from normlab.ops.calibration import predicted_seconds, training_seconds
-from normlab.ops.cost import Cost, TrainingCost, estimate_cost, max_width, network_depth, training_memory_mb
+from normlab.ops.cost import Cost, TrainingCost, estimate_cost, max_width, network_depth, training_estimate
 from normlab.ops.settings import ENV_VARS, MEMORY_MARGIN, Limits, local_limits
 
 
@@ -177,6 +177,11 @@ def check_sweep(
     return costs
 
 
+def _training_seconds(estimate, train, limits: Limits) -> float:
+    """The run's predicted seconds where a time limit is set (only then is the time model calibrated)."""
+    return training_seconds(estimate, train, limits) if math.isfinite(limits.max_seconds) else math.nan
+
+
 def check_training(model_config: ModelConfig, train, limits: Limits | None = None) -> TrainingCost:
     """Refuse a training run over the limits before any work: sizes, memory, predicted seconds.
 
@@ -187,12 +192,12 @@ def check_training(model_config: ModelConfig, train, limits: Limits | None = Non
     """
     limits = local_limits() if limits is None else limits
     _check_sizes(model_config, train.batch_size, 1, limits)
-    memory = training_memory_mb(model_config, train)
-    seconds = training_seconds(model_config, train, limits) if math.isfinite(limits.max_seconds) else math.nan
-    _check_memory(memory, limits, " for training")
+    estimate = training_estimate(model_config, train)
+    _check_memory(estimate.memory_mb, limits, " for training")
+    seconds = _training_seconds(estimate, train, limits)
     if math.isfinite(limits.max_seconds):
         _check_seconds(seconds, limits, f" for {train.steps} training steps")
-    return TrainingCost(1, memory, (seconds,))
+    return TrainingCost(1, estimate.memory_mb, (seconds,))
 
 
 def check_study(study, limits: Limits | None = None) -> TrainingCost:
@@ -206,13 +211,12 @@ def check_study(study, limits: Limits | None = None) -> TrainingCost:
     if study.seeds > limits.max_seeds:
         raise _refuse("seeds", study.seeds, ENV_VARS["max_seeds"], limits.max_seeds)
     networks = study.model_configs()
-    memory, per_network = 0.0, []
     for m in networks:
         _check_sizes(m, study.train.batch_size, 1, limits)
-        memory = max(memory, training_memory_mb(m, study.train))
-        per_network.append(training_seconds(m, study.train, limits) if math.isfinite(limits.max_seconds)
-                           else math.nan)
+    estimates = [training_estimate(m, study.train) for m in networks]
+    memory = max((e.memory_mb for e in estimates), default=0.0)
     _check_memory(memory, limits, " for training")
+    per_network = [_training_seconds(e, study.train, limits) for e in estimates]
     seconds = tuple(s for s in per_network for _ in range(study.seeds))
     if math.isfinite(limits.max_seconds):
         _check_seconds(sum(seconds), limits, f" for the study's {len(seconds)} runs")

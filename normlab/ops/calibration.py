@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from normlab.core.config import ModelConfig, ProbeConfig
-from normlab.ops.cost import Cost, estimate_cost, training_costs
+from normlab.ops.cost import Cost, TrainingEstimate, estimate_cost
 from normlab.ops.settings import Limits
 
 # The time model: seconds = c0 + seeds * (a flops + m metric_flops + b ops + c points + e points^2
@@ -234,12 +234,11 @@ def predicted_seconds(cost: Cost, limits: Limits | None = None) -> float:
     return calibration(limits.threads or None if limits is not None else None).predict(cost)
 
 
-def training_seconds(model_config: ModelConfig, train, limits: Limits) -> float:
-    """Predicted seconds of ``run_training(model_config, train)``: its steps, evaluations and two probes."""
+def training_seconds(estimate: TrainingEstimate, train, limits: Limits) -> float:
+    """Predicted seconds of a training run: its steps, its evaluations and its two probes."""
     cal = calibration(limits.threads or None)
-    step, evaluation, probe = training_costs(model_config, train)
-    return (train.steps * cal.per_seed(step) + len(train.eval_steps) * cal.per_seed(evaluation)
-            + 2 * cal.predict(probe))
+    return (train.steps * cal.per_seed(estimate.step)
+            + len(train.eval_steps) * cal.per_seed(estimate.evaluation) + 2 * cal.predict(estimate.probe))
 
 
 def _main(argv: list[str] | None = None) -> int:

@@ -235,39 +235,40 @@ class TrainingCost:
         return sum(self.seconds_per_run)
 
 
-def training_memory_mb(model_config: ModelConfig, train) -> float:
-    """Peak memory in MiB of ``run_training(model_config, train)``, the process's base included.
+@dataclass(frozen=True)
+class TrainingEstimate:
+    """One training run on paper: its peak memory, and the costs the time model prices (one step, one
+    evaluation, one probe)."""
 
-    The two probes are ``run_probes``-like passes at the training batch; the data set is the digits,
-    upsampled once and split; the weights are held four times over (gradients, momentum, the probe's
-    deep copy); every evaluation is a forward pass over the held-out digits.
+    memory_mb: float  # the process's base included
+    step: Cost
+    evaluation: Cost
+    probe: Cost
+
+
+def training_estimate(model_config: ModelConfig, train) -> TrainingEstimate:
+    """What ``run_training(model_config, train)`` costs, from one walk at the training batch and one over
+    the held-out digits.
+
+    Memory: the two probes are ``run_probes``-like passes at the training batch; the data set is the
+    digits, upsampled once and split; the weights are held four times over (gradients, momentum, the
+    probe's deep copy); every evaluation is a forward pass over the held-out digits. A step is a forward
+    and a full backward (dL/dW too: three times the forward FLOPs) at the training batch, plus the
+    optimizer's few element-wise operations per weight.
     """
-    probe = ProbeConfig(batch_size=train.batch_size, image_size=train.image_size)
-    cost = estimate_cost(model_config, probe)
+    probe = estimate_cost(model_config, ProbeConfig(batch_size=train.batch_size, image_size=train.image_size))
     size, channels = train.image_size, model_config.in_channels
-    params = cost.parameter_bytes / _param_copies(model_config.norm)
+    params = probe.parameter_bytes / _param_copies(model_config.norm)
     data = 2 * ALL_DIGITS * channels * size * size * BYTES_PER_VALUE  # upsampled images, and the split
     # weights, their gradients, the momentum buffer and the probe's deep copy of the model
-    weights = 4 * params + cost.parameter_bytes - params
+    weights = 4 * params + probe.parameter_bytes - params
     t_eval = _walk(model_config, TEST_DIGITS, size)
-    evaluation = 2 * BYTES_PER_VALUE * TEST_DIGITS * max(t_eval.largest, 1)  # no_grad: two alive at once
-    return (cost.base_bytes + data + weights + cost.activation_bytes + cost.workspace_bytes
-            + evaluation) / MIB
-
-
-def training_costs(model_config: ModelConfig, train) -> tuple[Cost, Cost, Cost]:
-    """(one step, one evaluation, one probe) of ``run_training``, as costs the time model prices.
-
-    A step is a forward and a full backward (dL/dW too: three times the forward FLOPs) at the training
-    batch, plus the optimizer's few element-wise operations per weight.
-    """
-    probe = ProbeConfig(batch_size=train.batch_size, image_size=train.image_size)
-    cost = estimate_cost(model_config, probe)
-    params = cost.parameter_bytes / _param_copies(model_config.norm)
-    t_eval = _walk(model_config, TEST_DIGITS, train.image_size)
-    flops = cost.forward_flops
-    step = Cost(flops, 2 * flops, 0.0, 1, 0, 0, 0, ops=cost.ops * 1.5 + 6, points=0.0,
-                traffic_bytes=cost.traffic_bytes + 4 * params)
+    evaluation_bytes = 2 * BYTES_PER_VALUE * TEST_DIGITS * max(t_eval.largest, 1)  # no_grad: two alive
+    memory = (probe.base_bytes + data + weights + probe.activation_bytes + probe.workspace_bytes
+              + evaluation_bytes) / MIB
+    flops = probe.forward_flops
+    step = Cost(flops, 2 * flops, 0.0, 1, 0, 0, 0, ops=probe.ops * 1.5 + 6, points=0.0,
+                traffic_bytes=probe.traffic_bytes + 4 * params)
     evaluation = Cost(t_eval.forward, 0.0, 0.0, 1, 0, 0, 0, ops=t_eval.ops, points=0.0,
                       traffic_bytes=2 * BYTES_PER_VALUE * t_eval.traffic)
-    return step, evaluation, cost
+    return TrainingEstimate(memory, step, evaluation, probe)
