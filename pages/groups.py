@@ -1,11 +1,10 @@
 """Group-size trade-off: a sweep over group counts from LayerNorm (G=1) to InstanceNorm."""
 
-import dataclasses
-
 import streamlit as st
 
 from normlab.core import catalog
 from ui.compute import cache, views
+from ui.content.defaults import group_sweep
 from ui.figures import measures
 from ui.figures.groups import tradeoff_figure
 from ui.state import controls
@@ -28,13 +27,11 @@ scale = cols[1].segmented_control(_("Axis"), controls.SCALES, key="sweep_scale",
                                   persist_state="session",
                                   format_func=controls.labelled(controls.SCALE_LABELS))
 base = selection.base
-net = base.preset or base.arch
 if not catalog.accepts(base.arch, norm):
     st.info(_("This network does not take {norm}: choose another network in the sidebar for the "
               "group-size sweep.").format(norm=catalog.label(norm)))
     st.stop()
-counts = controls.group_choices(net, base.width, base.stages or 1)
-model = dataclasses.replace(base, norm=norm, groups=counts[0], group_size=None)
+model, counts = group_sweep(base, norm)
 slot, bar = st.empty(), st.empty()
 
 

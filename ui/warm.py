@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from normlab import ModelConfig, ProbeConfig, TrainConfig, run_probes, run_training
 from normlab.core.config import describe
@@ -19,7 +19,7 @@ from normlab.ops.records import PROBE, TRAIN, probe_key, save_probe, save_traini
 from normlab.ops.store import ENV_VAR, ResultStore, default_store
 from ui.compute.cache import sweep_points
 from ui.content.claims import CLAIMS
-from ui.content.defaults import BOUND_PROBE, bound_sweeps, dynamics_runs, quick_study
+from ui.content.defaults import BOUND_PROBE, bound_sweeps, dynamics_runs, group_sweep, quick_study
 from ui.state import controls as C
 from ui.state.selection import build_selection
 
@@ -36,9 +36,7 @@ def default_views() -> tuple[list[tuple[ModelConfig, ProbeConfig]], list[tuple[M
     """
     selection = build_selection(C.DEFAULTS)
     probes = [(m, selection.probe) for m in selection.models]
-    base = selection.base
-    counts = C.group_choices(C.DEFAULTS["net"], base.width, base.stages)
-    sweep_base = replace(base, norm=C.DEFAULTS["sweep_norm"], groups=counts[0], group_size=None)
+    sweep_base, counts = group_sweep(selection.base, C.DEFAULTS["sweep_norm"])
     sweep = sweep_points(sweep_base, selection.probe, "groups", counts)
     probes += [pair for pair in sweep if pair not in probes]
     for bound_base, field, values in bound_sweeps():

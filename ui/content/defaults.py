@@ -1,5 +1,5 @@
-"""The runs behind pages' first views beyond the sidebar's selection: the quick study, the training-dynamics
-runs and the rank page's sweeps of GroupNorm's rank bound.
+"""The runs behind pages' first views beyond the sidebar's selection: the group-size sweep, the quick
+study, the training-dynamics runs and the rank page's sweeps of GroupNorm's rank bound.
 
 Plain configs, so the pages, the warm-up (``python -m ui.warm``) and the tests read one definition.
 """
@@ -11,7 +11,15 @@ from dataclasses import replace
 
 from normlab import ModelConfig, ProbeConfig, StudyConfig, TrainConfig
 from normlab.core.catalog import GROUPED_NORMS
-from ui.state.controls import DEFAULTS
+from ui.state.controls import DEFAULTS, group_choices
+
+
+def group_sweep(base: ModelConfig, norm: str) -> tuple[ModelConfig, list[int]]:
+    """The group-size page's sweep of ``base``: the network with ``norm`` at the first group count, and
+    every group count that divides all its widths (from LayerNorm's one group to InstanceNorm's)."""
+    counts = group_choices(base.preset or base.arch, base.width, base.stages or 1)
+    return replace(base, norm=norm, groups=counts[0], group_size=None), counts
+
 
 DYNAMICS_NORMS = ("batchnorm", "layernorm", "instancenorm", "none")
 DYNAMICS_SEEDS = 2
