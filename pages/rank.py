@@ -56,8 +56,13 @@ names = {m: _(METRIC_TITLES[m]).split(" (")[0] for m in MEASURES}  # the title l
 measure = st.segmented_control(_("Measure"), tuple(MEASURES), key="rank_measure", required=True,
                                default="stable_rank", persist_state="session", format_func=names.get)
 st.caption(_(MEASURES[measure]))
+if measure == "stable_rank":
+    st.caption(_("Stable rank first: it counts the directions the batch points in (1 = all samples point the "
+                 "same way), so collapse shows as a fall toward 1. At the sidebar's defaults every network's "
+                 "stable rank falls with depth and BatchNorm's stays highest; the axis fits the values, "
+                 "since drawn up to the ceiling the fall would look flat."))
 fig = depth_figure(stats, measure, ceiling=None if measure == "cos_sim" else ceiling,
-                           uirevision=f"rank-{measure}")
+                   uirevision=f"rank-{measure}")
 views.chart(fig, "rank", selection)
 with st.expander(_("Centered cosine similarity: why it is not drawn")):
     st.markdown(
@@ -117,12 +122,13 @@ if sweeps is not None:
                     "bound-width", selection)
     st.caption(_("Plain CNN of depth {depth}, batch {batch} of {size}×{size} natural-image crops, one seed. "
                  "Why the effective rank: the numerical rank counts every direction above a tolerance and "
-                 "stays at N − 1 here for every group size, and the stable rank is dominated by the top "
-                 "eigenvalue (1.2–2); the effective rank weighs how evenly the batch spreads, and it falls "
-                 "with the group size as the bound says. The dashed curve is the bound's shape scaled by "
-                 "least squares.").format(depth=defaults.BOUND_NET["depth"],
-                                          batch=defaults.BOUND_PROBE.batch_size,
-                                          size=defaults.BOUND_PROBE.image_size))
+                 "stays at N − 1 here for every group size, and the stable rank stays between 1 and 2.5 "
+                 "here, held by the top eigenvalue; the effective rank weighs how evenly the batch spreads, "
+                 "and it falls with the group size as the bound says. The dashed curve is the bound's shape "
+                 "scaled by least squares; each panel's note sets the measured slope on log–log axes beside "
+                 "the shape's (±0.5).").format(depth=defaults.BOUND_NET["depth"],
+                                           batch=defaults.BOUND_PROBE.batch_size,
+                                           size=defaults.BOUND_PROBE.image_size))
 
 with st.expander(_("Eigen-spectrum of the final features")):
     scale = st.segmented_control(_("Axis"), controls.SCALES, key="spec_scale", persist_state="session",

@@ -549,9 +549,16 @@ def test_rank_scaling_says_so_where_the_measurement_leaves_the_shape():
     flat = pd.DataFrame({"width": widths, "group_size": 4, "mean": [20.0, 18.0, 19.0, 17.0],
                          "min": 17.0, "max": 21.0})
     fig = rank_scaling_figure(flat, "width", "effective_rank")
-    assert "does not follow the shape" in figure_text(fig)
+    assert "leaves the shape" in figure_text(fig)
+    shallow = flat.assign(mean=20.0 * (widths / 8) ** 0.08)  # rises, at a sixth of the shape's slope
+    assert "leaves the shape: log–log slope +0.08" in figure_text(rank_scaling_figure(shallow, "width", "x"))
     rising = flat.assign(mean=2.0 * np.sqrt(widths / 4))
-    assert "does not follow" not in figure_text(rank_scaling_figure(rising, "width", "x"))
+    text = figure_text(rank_scaling_figure(rising, "width", "x"))
+    assert "leaves" not in text and "slope of the measurement +0.50, of the shape +0.5" in text
+    sizes = np.array([1, 2, 4, 8])
+    falling = pd.DataFrame({"width": 32, "group_size": sizes, "mean": 40.0 * sizes ** -0.2, "min": 1.0,
+                            "max": 41.0})
+    assert "leaves" not in figure_text(rank_scaling_figure(falling, "group_size", "x"))
 
 
 # --- Both languages: the figures speak the session's, in a font that has Hangul --------------------------

@@ -142,11 +142,17 @@ def batchnorm_rank(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
     return Verdict(holds, text)
 
 
-def _by_group_size(stats: pd.DataFrame, values: pd.Series) -> pd.Series:
+def _group_sizes(stats: pd.DataFrame, values: pd.Series) -> dict[str, int]:
+    """Series label -> channels per group of a GroupNorm net set by group count."""
     sizes = {}
     for s in values.index:
         row = stats[stats["series"] == s].iloc[0]
         sizes[s] = int(row["width"]) // int(row["groups"])
+    return sizes
+
+
+def _by_group_size(stats: pd.DataFrame, values: pd.Series) -> pd.Series:
+    sizes = _group_sizes(stats, values)
     return pd.Series({sizes[s]: values[s] for s in values.index}).sort_index()
 
 
@@ -239,8 +245,18 @@ def _growth_bars(frame: pd.DataFrame, stats: pd.DataFrame) -> go.Figure:
                               _("gradient growth (first / last hidden)"), log_y=True)
 
 
-def _rank_bars(frame: pd.DataFrame, stats: pd.DataFrame) -> go.Figure:
-    return bar_figure(measures.final_value(stats, "stable_rank"), stats, _("final stable rank"))
+def _rank_by_group_size(frame: pd.DataFrame, stats: pd.DataFrame) -> go.Figure:
+    """The final stable rank per GroupNorm net, ordered by group size (channels per group), as the
+    claim's title and verdict speak of it: the bars fall from small groups to LayerNorm's one group."""
+    rank = measures.final_value(stats, "stable_rank")
+    sizes = _group_sizes(stats, rank)
+    order = sorted(rank.index, key=sizes.get)
+    fig = bar_figure(rank[order], stats, _("final stable rank"))
+    groups = {s: int(stats.loc[stats["series"] == s, "groups"].iloc[0]) for s in order}
+    fig.update_xaxes(title=_("group size (channels per group)"), tickmode="array", tickvals=order,
+                     ticktext=[_("{size} (G={groups})").format(size=sizes[s], groups=groups[s])
+                               for s in order])
+    return fig
 
 
 CLAIMS: tuple[Claim, ...] = (
@@ -283,7 +299,7 @@ CLAIMS: tuple[Claim, ...] = (
            "most."),
         {"net": "cnn", "depth": 10, "width": 16, "norms": ("groupnorm",), "batch": 16, "image": 8,
          "seeds": 2},
-        "rank", group_rank, _rank_bars,
+        "rank", group_rank, _rank_by_group_size,
         variants=tuple({"groups": g} for g in (1, 2, 4, 8, 16)),
     ),
     Claim(

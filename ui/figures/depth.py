@@ -40,6 +40,8 @@ from ui.figures.style import (
 )
 from ui.state.i18n import _
 
+CEILING_REACH = 2  # the rank ceiling is drawn when it is at most this many times the highest value
+
 
 def depth_figure(frame: pd.DataFrame, metric: str, *, log_y: bool = False, theory: pd.DataFrame | None = None,
                  annotate_growth: bool = False, ceiling: int | None = None,
@@ -52,7 +54,8 @@ def depth_figure(frame: pd.DataFrame, metric: str, *, log_y: bool = False, theor
         log_y: logarithmic y axis.
         theory: optional dashed curves, columns series, x, y, source.
         annotate_growth: write each series' growth per block above the plot.
-        ceiling: min(batch, features) for a rank metric, drawn dashed (no rank can exceed it).
+        ceiling: min(batch, features) for a rank metric, drawn dashed (no rank can exceed it) when the
+            values reach half of it; else named in a note, so the axis fits the values.
         uirevision: zoom is kept across reruns while this string stays the same.
     """
     stats = frame if "mean" in frame else aggregate(frame)
@@ -71,8 +74,14 @@ def depth_figure(frame: pd.DataFrame, metric: str, *, log_y: bool = False, theor
         note_overflow(fig)
     stage_lines(fig, rows)
     if ceiling:
-        fig.add_hline(y=ceiling, line={"dash": "dash", "color": "#444"})
-        add_note(fig, _("grey dashed: ceiling min(batch, features) = {ceiling}").format(ceiling=ceiling))
+        highest = rows["max"].to_numpy(float)
+        highest = highest[np.isfinite(highest)]
+        if not highest.size or ceiling <= CEILING_REACH * highest.max():
+            fig.add_hline(y=ceiling, line={"dash": "dash", "color": "#444"})
+            add_note(fig, _("grey dashed: ceiling min(batch, features) = {ceiling}").format(ceiling=ceiling))
+        else:  # drawn, it would squash every line flat at the bottom of the axis
+            add_note(fig, _("ceiling min(batch, features) = {ceiling}: far above these values, so not drawn "
+                            "and the axis fits them").format(ceiling=ceiling))
     if annotate_growth:
         for series, part in rows.groupby("series", sort=False):
             part = part.sort_values("position")
@@ -90,7 +99,10 @@ def depth_figure(frame: pd.DataFrame, metric: str, *, log_y: bool = False, theor
 
 
 def rank_figure(frame: pd.DataFrame, *, ceiling: int | None = None, uirevision: str = "rank") -> go.Figure:
-    """Two panels along depth: cosine similarity (uncentered solid, centered dotted) and the three ranks.
+    """Two panels along depth: cosine similarity and the three ranks.
+
+    The centered cosine is not drawn: it is about −1/(N−1) for any network (the rank page says why), below
+    the similarity axis.
 
     Args:
         ceiling: min(batch, features); drawn as a line on the rank panel since no rank can exceed it.
@@ -101,7 +113,7 @@ def rank_figure(frame: pd.DataFrame, *, ceiling: int | None = None, uirevision: 
     styles = series_styles(stats)
     overflow = []
     drawn = False
-    for col, metrics in ((1, ("cos_sim", "cos_sim_centered")), (2, ("stable_rank", "effective_rank",
+    for col, metrics in ((1, ("cos_sim",)), (2, ("stable_rank", "effective_rank",
                                                                      "numerical_rank"))):
         for k, metric in enumerate(metrics):
             rows = depth_rows(stats, metric)

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from normlab.core import catalog
+from normlab.science import summary
 from ui.figures.depth import play_controls
 from ui.figures.style import add_note, empty_figure, finish_figure, metric_title, norm_color, rgba
 from ui.figures.training import CURVES
@@ -75,6 +76,17 @@ def _dynamics_traces(stats: list[pd.DataFrame], norms: list[str], step: int) -> 
                     label=label, step=step),
             ))
     return traces
+
+
+def gradient_growth_by_step(probes: pd.DataFrame) -> pd.DataFrame:
+    """step x normalizer table of the gradient growth (``summary.gradient_growth``: first over last hidden
+    conv layer's grad_norm, on the seed means per layer), what the gradient panel's slope shows."""
+    rows = probes[(probes["kind"] == "conv") & (probes["metric"] == "grad_norm")]
+    growth = {(int(step), norm): summary.gradient_growth(part)
+              for (step, norm), part in rows.groupby(["step", "norm"], sort=True)}
+    table = pd.Series(growth, dtype=float).unstack()
+    table.index.name, table.columns.name = "step", "norm"
+    return table
 
 
 def dynamics_figure(probes: pd.DataFrame, middle: str = "cos_sim", *,

@@ -28,6 +28,23 @@ def shape_scale(measured: np.ndarray, shape: np.ndarray) -> float:
     return float(np.dot(measured[ok], shape[ok]) / denom) if denom > 0 else math.nan
 
 
+# The measurement follows the bound's shape when its log-log slope is at least this fraction of the shape's
+# (−1/2 against group size, +1/2 against width); below it the rank barely moves the way the shape does.
+FOLLOWS = 0.25
+SHAPE_SLOPES = {"group_size": -0.5, "width": 0.5}
+
+
+def shape_slope(points: pd.DataFrame, over: str) -> float:
+    """The least-squares slope of log(rank) against log(``over``) over the finite positive points (the
+    shape √(width / group size) has slope −1/2 against group size and +1/2 against width); NaN with fewer
+    than two."""
+    x, y = points[over].to_numpy(float), points["mean"].to_numpy(float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if ok.sum() < 2 or np.ptp(x[ok]) == 0:
+        return math.nan
+    return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
+
+
 def final_points(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per network of a sweep: ``metric`` at its final features (seed mean, min, max), with the
     network's width and group size (a GroupNorm net set by group count gets width / groups)."""
@@ -89,13 +106,16 @@ def rank_scaling_figure(points: pd.DataFrame, over: str, metric: str, *, ceiling
         add_note(fig, _("grey dotted: ceiling min(batch, features) = {ceiling}").format(ceiling=ceiling))
     add_note(fig, _("Lubana et al. 2021 bound the rank from below by Ω(√(width / group size)): a shape, its "
                     "constant unknown, so it is scaled to the measured points"), width=70)
-    ok = np.isfinite(y) & np.isfinite(shape)
-    if ok.sum() >= 3 and np.ptp(y[ok]) > 0 and np.ptp(shape[ok]) > 0:
-        follows = float(np.corrcoef(y[ok], shape[ok])[0, 1])  # does the rank move the way the shape does?
-        if follows < 0.5:
-            add_note(fig, _("here the measurement does not follow the shape (correlation {correlation}): the "
-                            "bound only says the rank cannot fall below it; something else limits it").format(
-                                correlation=f"{follows:+.2f}"), width=70)
+    slope, expected = shape_slope(points, over), SHAPE_SLOPES.get(over)
+    if expected is not None and math.isfinite(slope) and len(points) >= 3:
+        said = {"slope": f"{slope:+.2f}", "shape": f"{expected:+.1f}"}
+        if slope / expected >= FOLLOWS:
+            add_note(fig, _("log–log slope of the measurement {slope}, of the shape {shape}").format(**said),
+                     width=70)
+        else:  # the rank hardly moves (or moves the other way) where the shape says it should
+            add_note(fig, _("here the measurement leaves the shape: log–log slope {slope} against the "
+                            "shape's {shape}; the bound only says the rank cannot fall below it, so "
+                            "something else limits it").format(**said), width=70)
     fig.update_xaxes(type="log", title=over_title + (f" ({fixed})" if fixed else ""),
                      tickvals=list(x), ticktext=[f"{int(v)}" for v in x])
     fig.update_yaxes(title=metric_title(metric), rangemode="tozero")
