@@ -6,7 +6,7 @@ import streamlit as st
 from normlab.core.train_config import TEST_DIGITS
 from normlab.science.study import variant_label
 from ui.compute import cache, views
-from ui.compute.study import Study, column_labels, settings_form, speed_label, verdict
+from ui.compute.study import FULL, QUICK, Study, column_labels, settings_form, speed_label, verdict
 from ui.figures.training import SPEEDS, curves_figure, similarity_speed_figure
 from ui.state.i18n import N_, _
 
@@ -23,30 +23,61 @@ selection = views.header(
       ).format(digits=TEST_DIGITS),
 )
 study = Study(st.session_state)
+presets = st.columns(2)
+if presets[0].button(_("Quick study ({runs} runs)").format(runs=len(QUICK.runs())), key="training_quick",
+                     icon=":material/bolt:", help=_("The page's first study: seconds on a CPU.")):
+    study.submit(QUICK)
+if presets[1].button(_("The README's full study ({runs} runs)").format(runs=len(FULL.runs())),
+                     key="training_full", icon=":material/science:",
+                     help=_("The study behind the README's table (`normlab study`): {variants} normalizer "
+                            "variants × {nets} nets × {seeds} seeds, {steps} steps each. It trains for "
+                            "minutes; runs already in the store come back at once.").format(
+                         variants=len(FULL.runs()) // (len(FULL.archs) * FULL.seeds), nets=len(FULL.archs),
+                         seeds=FULL.seeds, steps=FULL.train.steps)):
+    study.submit(FULL)
 submitted = views.attempt(N_("run this study"), lambda: settings_form(study.config), "settings")
 if submitted is not None:
     study.submit(submitted)
+views.attempt(N_("read the stored runs"), lambda: study.take_stored(cache.stored_training), "stored")
 config, missing = study.config, study.missing
 
-if missing and not study.stopped:
+
+def draw_so_far(slot) -> None:
+    """The runs finished so far, drawn while the others train (the full view follows when all are done)."""
+    runs = study.runs_frame()
+    table = cache.correlations(runs, config.n_boot, config.confidence, config.seed)
+    speed = st.session_state.get("training_speed", "acc_at_k")
+    with slot.container():
+        fig = similarity_speed_figure(runs, table, speed, config.train.steps, uirevision="training-live")
+        views.chart(fig, f"training_live_{len(runs)}", selection)
+        st.caption(_("{finished} of {total} runs finished; the chart fills in as each run finishes.").format(
+            finished=len(runs), total=len(study.plan)))
+
+
+if missing and not study.stopped:  # only runs that must train are missing: Stop shows while they do
     cols = st.columns([5, 1], vertical_alignment="center")
     slot = cols[0].empty()
-    bar = cols[0].progress(0.0, text=_("Training {n} networks…").format(n=len(study.plan)))
+    bar = cols[0].progress(0.0, text=_("Training {n} networks…").format(n=len(missing)))
+    stop = cols[1].empty()
+    so_far = st.empty()
     # Clicking Stop reruns the page, which interrupts the run in flight; this rerun sees the click.
-    if cols[1].button(_("Stop"), icon=":material/stop:", key="training_stop"):
+    if stop.button(_("Stop"), icon=":material/stop:", key="training_stop"):
         study.stop()
         st.rerun()
+    if study.results():
+        draw_so_far(so_far)
 
     def train_all() -> None:
         cache.admit_training(missing)  # every run still to train, before the first one queues
         on_wait = views.queue_status(slot)
         study.run(lambda m, t, show: cache.train(m, t, on_wait, show),
-                  lambda fraction, text: bar.progress(fraction, text=text))
+                  lambda fraction, text: bar.progress(fraction, text=text), lambda: draw_so_far(so_far))
 
     views.attempt(N_("train this study"), train_all, "train")
     slot.empty()
     bar.empty()
-    cols[1].empty()
+    stop.empty()
+    so_far.empty()
 elif missing:
     cols = st.columns([5, 1], vertical_alignment="center")
     finished = len(study.plan) - len(missing)

@@ -84,3 +84,17 @@ def test_no_verdict_without_a_correlation():
     table = pd.DataFrame({"speed": ["acc_at_k"], "arch": ["cnn"], "rho": [math.nan], "lo": [math.nan],
                           "hi": [math.nan]})
     assert verdict(runs, table, "acc_at_k", small()) is None
+
+
+def test_stored_runs_are_taken_first_so_only_runs_that_train_are_missing():
+    study = Study({}, small())
+    stored = {study.plan[1]: fake_result(*study.plan[1])}
+    study.take_stored(lambda m, t: stored.get((m, t)))
+    assert study.missing == [study.plan[0], *study.plan[2:]]
+    assert study.results() == [stored[study.plan[1]]]
+
+
+def test_every_finished_run_is_announced_so_the_page_draws_the_runs_so_far():
+    study, seen = Study({}, small()), []
+    study.run(lambda m, t, show: fake_result(m, t), finished=lambda: seen.append(len(study.results())))
+    assert seen == [1, 2, 3, 4]

@@ -52,3 +52,21 @@ def test_curves_draw_one_line_per_run_with_one_legend_entry_per_label():
     assert [t.name for t in fig.data] == ["BatchNorm", "LayerNorm"]
     assert list(fig.data[1].x) == [0]  # NaN (not evaluated) steps are left out
     assert curves_figure(curves, "loss").layout.yaxis.type == "log"
+
+
+def test_group_counts_of_one_normalizer_get_distinct_shades_of_its_colour():
+    runs = pd.concat([runs_frame().assign(groups=None)] + [
+        runs_frame().iloc[[0]].assign(norm="groupnorm", label=f"GroupNorm (G={g})", groups=g)
+        for g in (2, 4, 8)], ignore_index=True)
+    fig = similarity_speed_figure(runs, correlations(), "acc_at_k", steps=100)
+    colors = {t.name.split(" · ")[0]: t.marker.color for t in fig.data}
+    shades = [colors[f"GroupNorm (G={g})"] for g in (2, 4, 8)]
+    assert len(set(shades)) == 3 and shades[1] == norm_color("groupnorm")  # the middle count keeps it
+    assert colors["BatchNorm"] == norm_color("batchnorm")
+
+
+def test_the_correlations_sit_above_the_plot_area_not_over_the_points():
+    fig = similarity_speed_figure(runs_frame(), correlations(), "acc_at_k", steps=100)
+    box = next(a for a in fig.layout.annotations if "Spearman" in a.text)
+    assert box.yref == "paper" and box.y >= 1 and box.yanchor == "bottom"
+    assert fig.layout.margin.t >= 20 * len(box.text.split("<br>"))

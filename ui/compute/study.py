@@ -27,6 +27,7 @@ from ui.state import controls
 from ui.state.i18n import N_, _
 
 QUICK = quick_study()  # the page's first study (also warmed into the store by `python -m ui.warm`)
+FULL = StudyConfig()  # the CLI's default study, the README's table: a one-click preset on the page
 STATE_CONFIG = "training_study"  # the StudyConfig the page runs
 STATE_DONE = "training_done"  # (ModelConfig, TrainConfig) -> TrainResult, finished runs of this session
 STATE_STOPPED = "training_stopped"
@@ -89,12 +90,23 @@ class Study:
     def resume(self) -> None:
         self.state[STATE_STOPPED] = False
 
-    def run(self, train: Trainer, progress: Callable[[float, str], None] | None = None) -> None:
+    def take_stored(self, stored: Callable[[object, TrainConfig], TrainResult | None]) -> None:
+        """Keep every missing run that ``stored`` already holds (``ui.compute.cache.stored_training``),
+        so what is left missing is what must train."""
+        done = self.done
+        for run in self.missing:
+            result = stored(*run)
+            if result is not None:
+                done[run] = result
+
+    def run(self, train: Trainer, progress: Callable[[float, str], None] | None = None,
+            finished: Callable[[], None] | None = None) -> None:
         """Train every missing run in plan order, keeping each as it finishes.
 
         Args:
             train: ``train(model, train_config, step_progress)`` -> TrainResult (``ui.compute.cache.train``).
             progress: called as ``progress(fraction, text)`` for the whole study after each step.
+            finished: called after each run is kept (the page redraws the runs so far).
         """
         plan, steps = self.plan, self.config.train.steps
         done = self.done
@@ -110,6 +122,8 @@ class Study:
                                  run=i + 1, runs=len(plan), label=label, step=step, steps=_steps))
 
             done[run] = train(*run, show)
+            if finished is not None:
+                finished()
 
     def results(self) -> list[TrainResult]:
         done = self.done

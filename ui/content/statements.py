@@ -253,6 +253,9 @@ STATEMENTS: tuple[Statement, ...] = (
               "similarity) but large early-layer gradients", "groups", _small_groups_informative_but_steep),
     Statement("groups", "large groups (toward LayerNorm) give stable gradients but similar features",
               "groups", _small_groups_informative_but_steep),
+    # Training speed
+    Statement("training", "the chart fills in as each run finishes",
+              test="tests/test_study.py::test_every_finished_run_is_announced_so_the_page_draws_the_runs_so_far"),
     # Training dynamics
     Statement("dynamics", "gradient norms growing towards the input", "dynamics",
               _batchnorm_gradient_grows_toward_input),
