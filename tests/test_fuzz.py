@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from normlab.cli import main
+from normlab.core import catalog
 from normlab.core.catalog import GROUPED_NORMS, NORM_NAMES
 from normlab.core.config import (
     ARCHS,
@@ -75,11 +76,12 @@ def valid_model_kwargs(draw, tiny: bool = True):
     """Keyword arguments of a valid ModelConfig; tiny ones probe in well under a second."""
     if not tiny and draw(st.integers(0, 4)) == 0:
         preset = draw(st.sampled_from(tuple(PRESETS)))
-        kw = {"preset": preset, "norm": draw(st.sampled_from(NORM_NAMES))}
+        arch = PRESETS[preset]["arch"]
+        kw = {"preset": preset, "norm": draw(st.sampled_from(catalog.allowed_norms(arch)))}
     else:
         arch = draw(st.sampled_from(ARCHS))
         top = (3, 8) if tiny else (64, 256)
-        kw = {"arch": arch, "norm": draw(st.sampled_from(NORM_NAMES)),
+        kw = {"arch": arch, "norm": draw(st.sampled_from(catalog.allowed_norms(arch))),
               "depth": draw(st.integers(1, top[0])), "width": draw(st.sampled_from((4, 6, 8)) if tiny
                                                                    else st.integers(1, top[1]))}
         if arch == "resnet":

@@ -57,7 +57,10 @@ class NormInfo:
     # Operations on each conv/linear weight per forward pass: WN's norm, division and scale; SWS's
     # mean, variance and scale.
     weight_ops: int = 0
-    color: str = FALLBACK_COLOR  # Tableau 10, the same on every page
+    color: str = FALLBACK_COLOR  # Tableau 10 (then Tableau 20's light tones), the same on every page
+    # Acts per sample over the last dimension (a sample's features, a token's D), not over the channels of
+    # an image: offered to the flat and token families, refused by the conv families (allowed_norms).
+    per_feature: bool = False
 
     def __post_init__(self) -> None:
         assert self.slot in SLOTS, f"slot {self.slot!r} of {self.name!r} is not one of {SLOTS}"
@@ -92,6 +95,13 @@ NORM_INFO: dict[str, NormInfo] = {
                  ops_per_unit=3, weight_ops=4, color="#ff7f0e"),
         NormInfo("sws", "Scaled Weight Standardization", "weight", saved_per_unit=1, weight_copies=3,
                  ops_per_unit=1, weight_ops=7, color="#e377c2"),
+        # Per sample over the features (the last dimension); for a transformer, per token over D.
+        NormInfo("rmsnorm", "RMSNorm", "norm", theory="slot", saved_per_unit=2, ops_per_unit=2,
+                 per_feature=True, color="#aec7e8"),
+        NormInfo("dyt", N_("Dynamic Tanh (DyT)"), "norm", saved_per_unit=2, ops_per_unit=4,
+                 per_feature=True, color="#ffbb78"),
+        NormInfo("derf", N_("Dynamic erf (Derf)"), "norm", saved_per_unit=2, ops_per_unit=5,
+                 per_feature=True, color="#98df8a"),
     )
 }
 
@@ -208,10 +218,19 @@ def family(name: str) -> ArchInfo:
     return ARCHITECTURES[name]
 
 
+def allowed_norms(arch: str) -> tuple[str, ...]:
+    """The normalizers family ``arch`` builds with: its row's ``norms`` (in its order), else every
+    normalizer of the catalog but, for a conv family (``spatial``), those that act per sample over the
+    last dimension."""
+    info = family(arch)
+    if info.norms is not None:
+        return tuple(n for n in info.norms if n in NORM_INFO)
+    return tuple(n for n in NORM_NAMES if not (info.spatial and NORM_INFO[n].per_feature))
+
+
 def accepts(arch: str, norm: str) -> bool:
     """Whether family ``arch`` builds with normalizer ``norm``."""
-    allowed = family(arch).norms
-    return allowed is None or norm in allowed
+    return norm in allowed_norms(arch)
 
 
 def register_family(info: ArchInfo) -> None:

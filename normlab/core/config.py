@@ -192,7 +192,7 @@ class ModelConfig:
         info = catalog.family(self.arch)  # an unknown family: a ValueError naming the known ones
         if not catalog.accepts(self.arch, self.norm):
             raise ValueError(f"normalizer (norm) {self.norm!r} does not apply to arch {self.arch!r}; "
-                             f"allowed: {choices(info.norms)}")
+                             f"allowed: {choices(catalog.allowed_norms(self.arch))}")
         if self.num_classes is None:
             object.__setattr__(self, "num_classes", preset.get("num_classes", DEFAULT_CLASSES))
         check_int("num_classes", self.num_classes, low=2, high=MAX_WIDTH)
