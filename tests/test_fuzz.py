@@ -30,6 +30,7 @@ from normlab.core.config import (
     DEVICES,
     INPUTS,
     MAX_SEEDS,
+    PLACEMENTS,
     PRESETS,
     WN_ACT_PLACEMENTS,
     ModelConfig,
@@ -79,7 +80,7 @@ def valid_model_kwargs(draw, tiny: bool = True):
         arch = PRESETS[preset]["arch"]
         kw = {"preset": preset, "norm": draw(st.sampled_from(catalog.allowed_norms(arch)))}
     else:
-        arch = draw(st.sampled_from(ARCHS))
+        arch = draw(st.sampled_from([a for a in ARCHS if not catalog.family(a).tokens]))
         top = (3, 8) if tiny else (64, 256)
         kw = {"arch": arch, "norm": draw(st.sampled_from(catalog.allowed_norms(arch))),
               "depth": draw(st.integers(1, top[0])), "width": draw(st.sampled_from((4, 6, 8)) if tiny
@@ -118,7 +119,16 @@ _NOT_A_COUNT = st.one_of(st.integers(-(10**6), 0), st.booleans(), st.floats(allo
 _NOT_A_NAME = st.one_of(st.text(max_size=8), st.integers(), st.none(), st.booleans())
 INVALID = {
     "arch": _NOT_A_NAME.filter(lambda v: v is not None and v not in ARCHS),  # None: the preset's
-    "norm": _NOT_A_NAME.filter(lambda v: v not in NORM_NAMES),
+    "norm": _NOT_A_NAME.filter(lambda v: v is not None and v not in NORM_NAMES),  # None: the default
+    "placement": _NOT_A_NAME.filter(lambda v: v not in PLACEMENTS),
+    "heads": _NOT_A_COUNT,
+    "seq_len": st.one_of(_NOT_A_COUNT, st.just(1)),
+    "causal": st.one_of(st.integers(), st.text(max_size=4), st.none()),
+    "qk_norm": st.one_of(st.integers(), st.text(max_size=4), st.none()),
+    "ffn": st.one_of(st.integers(), st.text(max_size=4), st.none()),
+    "skip": st.one_of(st.integers(), st.text(max_size=4), st.none()),
+    "residual_scale": st.one_of(st.floats(max_value=0), st.just(math.inf), st.just(math.nan), st.booleans(),
+                                st.text(max_size=3), st.none()),
     "depth": _NOT_A_COUNT.filter(lambda v: v is not None),
     "width": _NOT_A_COUNT.filter(lambda v: v is not None),
     "preset": _NOT_A_NAME.filter(lambda v: v is not None and v not in PRESETS),
@@ -333,8 +343,9 @@ def small_value_text(draw, name: str):
     if draw(st.integers(0, 3)) == 0:
         return draw(st.one_of(GARBAGE, st.just(HUGE)) if name in HUGE_REFUSED else GARBAGE)
     small = {
-        "arch": st.sampled_from(ARCHS), "norm": st.sampled_from(NORM_NAMES),
-        "preset": st.sampled_from(tuple(PRESETS)), "wn_act": st.sampled_from(WN_ACT_PLACEMENTS),
+        "arch": st.sampled_from([a for a in ARCHS if not catalog.family(a).tokens]),
+        "norm": st.sampled_from(NORM_NAMES), "preset": st.sampled_from(tuple(PRESETS)),
+        "wn_act": st.sampled_from(WN_ACT_PLACEMENTS),
         "input": st.sampled_from(INPUTS), "device": st.sampled_from(("cpu", "auto", "cuda", "mps")),
         "depth": st.integers(-1, 4), "width": st.integers(-1, 12), "groups": st.integers(-1, 8),
         "group_size": st.integers(-1, 8), "stages": st.integers(-1, 3), "in_channels": st.integers(-1, 3),
@@ -342,6 +353,10 @@ def small_value_text(draw, name: str):
         "seed": st.integers(-2, 10**6), "seeds": st.integers(-1, 2), "rank_tol": st.floats(-1, 2),
         "preact": st.sampled_from(("true", "no")), "skipinit": st.sampled_from(("yes", "off")),
         "data_dir": st.sampled_from((".", "/nonexistent")),
+        "placement": st.sampled_from(("pre", "post", "sideways")), "heads": st.integers(-1, 4),
+        "seq_len": st.integers(-1, 6), "causal": st.sampled_from(("true", "no")),
+        "residual_scale": st.floats(-1, 2), "qk_norm": st.sampled_from(("yes", "off")),
+        "ffn": st.sampled_from(("true", "no")), "skip": st.sampled_from(("true", "no")),
     }
     return str(draw(small[name]))
 

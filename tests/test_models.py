@@ -203,4 +203,5 @@ def test_the_paper_presets_keep_pytorchs_default_head_and_free_nets_a_kaiming_on
 def test_the_block_types_above_cover_every_family_of_the_catalog():
     from normlab.core.catalog import ARCH_NAMES
 
-    assert {family["arch"] for family in FAMILIES} == set(ARCH_NAMES)
+    # the transformer reads tokens: tests/test_transformer.py checks its blocks against a reference
+    assert {family["arch"] for family in FAMILIES} == set(ARCH_NAMES) - {"transformer"}

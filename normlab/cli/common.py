@@ -135,7 +135,8 @@ _NONE = ("none", "null", "")
 def parse_value(cls, name: str, text: str):
     """One sweep value of field ``name`` of ``cls`` from text, in the field's type."""
     base, optional, _ = field_type(cls, name)
-    if optional and text.strip().lower() in _NONE:
+    # "none" is a normalizer's name: --over norm=none means it, not the family's default (None)
+    if optional and text.strip().lower() in _NONE and not (name == "norm" and text.strip()):
         return None
     if base is bool:
         if text.lower() in _TRUE + _FALSE:

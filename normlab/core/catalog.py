@@ -190,8 +190,13 @@ class ArchInfo:
     width_help: str
     residual: bool = False  # residual blocks: stages, preact, skipinit, the residual-net theory
     spatial: bool = True  # convolutions over images (else flat features): the widths are channels
-    norms: tuple[str, ...] | None = None  # the normalizers it accepts; None: every one
+    norms: tuple[str, ...] | None = None  # the normalizers it accepts; None: see allowed_norms
     symbol: str = "circle"  # its marker on the training-speed charts
+    default_norm: str = "batchnorm"  # the normalizer of a config that names none
+    # Reads token sequences (N, T) of bytes, not images: the token inputs, the transformer's fields
+    # (placement, heads, seq_len, ...) and a vocabulary-sized head.
+    tokens: bool = False
+    trainable: bool = True  # ``normlab train`` and the studies train it
 
 
 ARCHITECTURES: dict[str, ArchInfo] = {
@@ -206,6 +211,13 @@ ARCHITECTURES: dict[str, ArchInfo] = {
                        depth_help="blocks per stage",
                        width_help="first-stage width, doubling per stage",
                        residual=True, symbol="diamond"),
+    # Its skips are its own `skip` option: `residual` here means the ResNet's stages, preact and skipinit.
+    "transformer": ArchInfo("transformer", "Transformer", N_("Transformer (choose the size)"),
+                            "normlab.science.transformer:transformer", plans.walk_transformer,
+                            default_depth=6, default_width=64, depth_help="blocks",
+                            width_help="model width D", spatial=False, symbol="triangle-up",
+                            norms=("layernorm", "rmsnorm", "dyt", "derf", "none"),
+                            default_norm="layernorm", tokens=True, trainable=False),
 }
 ARCH_NAMES: list[str] = list(ARCHITECTURES)  # refreshed in place by register_family / unregister_family
 

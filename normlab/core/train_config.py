@@ -45,6 +45,14 @@ MAX_BOOT = 1_000_000  # bootstrap resamples: ~1 minute of Spearman's rho on the 
 MAX_STUDY_RUNS = 10_000  # training runs of one study: the default study has 84
 
 
+def check_trainable(arch: str) -> None:
+    """Refuse to train a family whose catalog row says ``trainable=False``, naming the field."""
+    if not catalog.family(arch).trainable:
+        trainable = ", ".join(repr(a) for a, info in catalog.ARCHITECTURES.items() if info.trainable)
+        raise ValueError(f"arch {arch!r} cannot be trained yet (its catalog row has trainable=False); "
+                         f"trainable: {trainable}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train: plain SGD with momentum on the digits, seeded end to end."""
@@ -240,6 +248,7 @@ class StudyConfig:
                 raise ValueError(f"{name} must list at least one value")
         for arch in self.archs:
             check_choice("architecture (archs)", arch, ARCHS)
+            check_trainable(arch)
         for norm in self.norms:
             check_choice("normalizer (norms)", norm, NORM_NAMES)
         for g in self.groups:

@@ -282,6 +282,7 @@ class _PointWise(nn.Module):
             setattr(self, name, nn.Parameter(torch.empty(())))
         self.weight = nn.Parameter(torch.empty(num_features))
         self.bias = nn.Parameter(torch.empty(num_features))
+        self.arg = nn.Identity()  # a hook point: the bounded function's argument (its saturation)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -313,7 +314,7 @@ class DynamicTanh(_PointWise):
         return self.alpha * x
 
     def forward(self, x):
-        return dynamic_tanh(x, self.alpha, self.weight, self.bias)
+        return self.weight * torch.tanh(self.arg(self.argument(x))) + self.bias  # dynamic_tanh
 
 
 class DynamicErf(_PointWise):
@@ -329,7 +330,7 @@ class DynamicErf(_PointWise):
         return self.alpha * x + self.shift
 
     def forward(self, x):
-        return dynamic_erf(x, self.alpha, self.shift, self.weight, self.bias)
+        return self.weight * torch.erf(self.arg(self.argument(x))) + self.bias  # dynamic_erf
 
 
 class CorrectedReLU(nn.Module):

@@ -479,7 +479,9 @@ def vary(base: ModelConfig, changes: Mapping[str, object]) -> ModelConfig:
         values["arch"] = ModelConfig.arch if changes["preset"] is not None else base.arch
     if ("arch" in changes or "preset" in changes) and "stages" not in changes:
         resolved.add("stages")
-    for name in ("depth", "width", "stages", "groups"):
+    if ("arch" in changes or "preset" in changes) and base.norm == catalog.family(base.arch).default_norm:
+        resolved.add("norm")  # the old family's default normalizer: the new family picks its own
+    for name in ("depth", "width", "stages", "groups", "norm"):
         if name in resolved and name not in changes:
             values[name] = None
     if "groups" in changes and "group_size" not in changes:
