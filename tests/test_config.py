@@ -19,7 +19,7 @@ VALID = [
 
 INVALID = [
     (dict(norm="bn"), r"Unknown normalizer \(norm\) 'bn'; expected one of 'none', 'batchnorm'"),
-    (dict(arch="transformer"), r"Unknown architecture \(arch\) 'transformer'; expected one of 'mlp'"),
+    (dict(arch="vit"), r"Unknown architecture \(arch\) 'vit'; expected one of 'mlp'"),
     (dict(preset="resnet50"), r"Unknown preset 'resnet50'; expected one of 'vgg10', 'vgg20', 'resnet56'"),
     (dict(depth=0), r"depth must be >= 1; got 0"),
     (dict(width=-3), r"width must be >= 1; got -3"),

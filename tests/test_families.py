@@ -63,7 +63,7 @@ def test_a_registered_family_takes_its_defaults_and_its_normalizers_from_its_row
 
 def test_an_unknown_family_is_refused_naming_the_known_ones(toy_family):
     with pytest.raises(ValueError, match=r"Unknown architecture \(arch\) 'nope'; expected one of "
-                                         r"'mlp', 'cnn', 'resnet', 'toyfamily'"):
+                                         r"'mlp', 'cnn', 'resnet', 'transformer', 'toyfamily'"):
         ModelConfig(arch="nope")
     with pytest.raises(ValueError, match="Unknown architecture"):
         catalog.family("nope")

@@ -23,17 +23,21 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from normlab.cli import main
+from normlab.core import catalog
 from normlab.core.catalog import GROUPED_NORMS, NORM_NAMES
 from normlab.core.config import (
     ARCHS,
     DEVICES,
     INPUTS,
     MAX_SEEDS,
+    PLACEMENTS,
     PRESETS,
+    TOKEN_INPUTS,
     WN_ACT_PLACEMENTS,
     ModelConfig,
     ProbeConfig,
     common_divisors,
+    divisors,
 )
 from normlab.ops.budget import BudgetExceeded, check_budget
 from normlab.ops.calibration import calibration
@@ -75,11 +79,12 @@ def valid_model_kwargs(draw, tiny: bool = True):
     """Keyword arguments of a valid ModelConfig; tiny ones probe in well under a second."""
     if not tiny and draw(st.integers(0, 4)) == 0:
         preset = draw(st.sampled_from(tuple(PRESETS)))
-        kw = {"preset": preset, "norm": draw(st.sampled_from(NORM_NAMES))}
+        arch = PRESETS[preset]["arch"]
+        kw = {"preset": preset, "norm": draw(st.sampled_from(catalog.allowed_norms(arch)))}
     else:
         arch = draw(st.sampled_from(ARCHS))
         top = (3, 8) if tiny else (64, 256)
-        kw = {"arch": arch, "norm": draw(st.sampled_from(NORM_NAMES)),
+        kw = {"arch": arch, "norm": draw(st.sampled_from(catalog.allowed_norms(arch))),
               "depth": draw(st.integers(1, top[0])), "width": draw(st.sampled_from((4, 6, 8)) if tiny
                                                                    else st.integers(1, top[1]))}
         if arch == "resnet":
@@ -93,14 +98,23 @@ def valid_model_kwargs(draw, tiny: bool = True):
         choice = draw(st.sampled_from(common_divisors(widths)))
         kw["groups" if draw(st.booleans()) else "group_size"] = choice
     kw["in_channels"] = draw(st.integers(1, 3))
-    kw["num_classes"] = draw(st.integers(2, 5))
+    if kw.get("arch") == "transformer":  # its outputs are its vocabulary: num_classes stays unset
+        kw["heads"] = draw(st.sampled_from(divisors(kw["width"])))
+        kw["placement"] = draw(st.sampled_from(PLACEMENTS))
+        kw["seq_len"] = draw(st.integers(2, 6) if tiny else st.integers(2, 512))
+        for flag in ("causal", "ffn", "skip"):
+            kw[flag] = draw(st.booleans())
+        kw["qk_norm"] = kw["norm"] != "none" and draw(st.booleans())
+        kw["residual_scale"] = draw(st.floats(0.01, 10.0))
+    else:
+        kw["num_classes"] = draw(st.integers(2, 5))
     return kw
 
 
 @st.composite
 def valid_probe_kwargs(draw, tiny: bool = True):
     return {
-        "input": draw(st.sampled_from(INPUTS)),
+        "input": draw(st.sampled_from((None, *INPUTS))),  # None: the family's own
         "batch_size": draw(st.integers(2, 6) if tiny else st.integers(2, 4096)),
         "image_size": draw(st.integers(1, 8) if tiny else st.integers(1, 256)),
         "seed": draw(st.integers(0, 2**31)),
@@ -116,7 +130,16 @@ _NOT_A_COUNT = st.one_of(st.integers(-(10**6), 0), st.booleans(), st.floats(allo
 _NOT_A_NAME = st.one_of(st.text(max_size=8), st.integers(), st.none(), st.booleans())
 INVALID = {
     "arch": _NOT_A_NAME.filter(lambda v: v is not None and v not in ARCHS),  # None: the preset's
-    "norm": _NOT_A_NAME.filter(lambda v: v not in NORM_NAMES),
+    "norm": _NOT_A_NAME.filter(lambda v: v is not None and v not in NORM_NAMES),  # None: the default
+    "placement": _NOT_A_NAME.filter(lambda v: v not in PLACEMENTS),
+    "heads": _NOT_A_COUNT,
+    "seq_len": st.one_of(_NOT_A_COUNT, st.just(1)),
+    "causal": st.one_of(st.integers(), st.text(max_size=4), st.none()),
+    "qk_norm": st.one_of(st.integers(), st.text(max_size=4), st.none()),
+    "ffn": st.one_of(st.integers(), st.text(max_size=4), st.none()),
+    "skip": st.one_of(st.integers(), st.text(max_size=4), st.none()),
+    "residual_scale": st.one_of(st.floats(max_value=0), st.just(math.inf), st.just(math.nan), st.booleans(),
+                                st.text(max_size=3), st.none()),
     "depth": _NOT_A_COUNT.filter(lambda v: v is not None),
     "width": _NOT_A_COUNT.filter(lambda v: v is not None),
     "preset": _NOT_A_NAME.filter(lambda v: v is not None and v not in PRESETS),
@@ -125,7 +148,7 @@ INVALID = {
     "wn_act": _NOT_A_NAME.filter(lambda v: v not in WN_ACT_PLACEMENTS),
     "in_channels": _NOT_A_COUNT,
     "num_classes": st.one_of(_NOT_A_COUNT.filter(lambda v: v is not None), st.just(1)),  # None: the default
-    "input": _NOT_A_NAME.filter(lambda v: v not in INPUTS),
+    "input": _NOT_A_NAME.filter(lambda v: v is not None and v not in INPUTS + TOKEN_INPUTS),  # None: default
     "batch_size": st.one_of(_NOT_A_COUNT, st.just(1)),
     "image_size": st.one_of(_NOT_A_COUNT, st.integers(257, 10**9)),
     "seed": st.one_of(st.integers(-(10**9), -1), st.booleans(), st.floats(), st.text(max_size=3), st.none()),
@@ -229,7 +252,7 @@ def test_a_seed_beyond_64_bits_is_refused_naming_the_seed():
 
 
 def _budget(model_kw, probe_kw):
-    model, probe = ModelConfig(**model_kw), ProbeConfig(**probe_kw)
+    model, probe = ModelConfig(**model_kw), ProbeConfig(**_family_input(model_kw, probe_kw))
     calibration()  # the cost model's one-off calibration is not the check's time
     start = time.perf_counter()
     try:
@@ -261,8 +284,14 @@ def _check_frame(frame: pd.DataFrame, probe: ProbeConfig) -> None:
     assert frame.loc[~finite, "overflow"].all(), "a non-finite value is not flagged"
 
 
+def _family_input(model_kw: dict, probe_kw: dict) -> dict:
+    """A token family reads tokens: its probe takes its own default input (an image one is refused)."""
+    arch = PRESETS[model_kw["preset"]]["arch"] if model_kw.get("preset") else model_kw["arch"]
+    return {**probe_kw, "input": None} if catalog.family(arch).tokens else probe_kw
+
+
 def _probes(model_kw, probe_kw):
-    probe = ProbeConfig(**probe_kw)
+    probe = ProbeConfig(**_family_input(model_kw, probe_kw))
     _check_frame(run_probes(ModelConfig(**model_kw), probe), probe)
 
 
@@ -333,13 +362,19 @@ def small_value_text(draw, name: str):
     small = {
         "arch": st.sampled_from(ARCHS), "norm": st.sampled_from(NORM_NAMES),
         "preset": st.sampled_from(tuple(PRESETS)), "wn_act": st.sampled_from(WN_ACT_PLACEMENTS),
-        "input": st.sampled_from(INPUTS), "device": st.sampled_from(("cpu", "auto", "cuda", "mps")),
+        "input": st.sampled_from((*INPUTS, *TOKEN_INPUTS)),
+        "device": st.sampled_from(("cpu", "auto", "cuda", "mps")),
         "depth": st.integers(-1, 4), "width": st.integers(-1, 12), "groups": st.integers(-1, 8),
         "group_size": st.integers(-1, 8), "stages": st.integers(-1, 3), "in_channels": st.integers(-1, 3),
         "num_classes": st.integers(0, 5), "batch_size": st.integers(0, 6), "image_size": st.integers(-1, 8),
         "seed": st.integers(-2, 10**6), "seeds": st.integers(-1, 2), "rank_tol": st.floats(-1, 2),
         "preact": st.sampled_from(("true", "no")), "skipinit": st.sampled_from(("yes", "off")),
         "data_dir": st.sampled_from((".", "/nonexistent")),
+        "text_path": st.sampled_from((__file__, "/nonexistent", ".")),
+        "placement": st.sampled_from(("pre", "post", "sideways")), "heads": st.integers(-1, 4),
+        "seq_len": st.integers(-1, 6), "causal": st.sampled_from(("true", "no")),
+        "residual_scale": st.floats(-1, 2), "qk_norm": st.sampled_from(("yes", "off")),
+        "ffn": st.sampled_from(("true", "no")), "skip": st.sampled_from(("true", "no")),
     }
     return str(draw(small[name]))
 
@@ -352,7 +387,7 @@ def probe_argv(draw):
         [f for f in (*MODEL_FIELDS, *PROBE_FIELDS) if f not in ("batch_size", "image_size")]),
         unique=True, max_size=6))
     for name in fields:
-        if name in ("preact", "skipinit"):
+        if name in ("preact", "skipinit", "causal", "qk_norm", "ffn", "skip"):
             argv.append(draw(st.sampled_from((_flag(name), "--no-" + name.replace("_", "-")))))
         else:
             argv += [_flag(name), draw(small_value_text(name))]

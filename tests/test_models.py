@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from normlab.core import catalog
 from normlab.core.catalog import NORM_NAMES
 from normlab.core.config import ModelConfig
 from normlab.science.device import available_devices, resolve_device
@@ -29,8 +30,10 @@ def _forward_backward(cfg, batch=4, size=8):
     return model, out
 
 
-@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: "-".join(f"{k}={v}" for k, v in f.items()))
-@pytest.mark.parametrize("norm", NORM_NAMES)
+@pytest.mark.parametrize(("norm", "family"), [(n, f) for f in FAMILIES for n in NORM_NAMES
+                                              if catalog.accepts(f["arch"], n)],
+                         ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}={x}"
+                                                                             for k, x in v.items()))
 def test_every_normalizer_gives_finite_outputs_and_gradients_in_every_family(norm, family):
     cfg = ModelConfig(norm=norm, depth=2, width=8, **family)
     model, out = _forward_backward(cfg)
@@ -200,4 +203,5 @@ def test_the_paper_presets_keep_pytorchs_default_head_and_free_nets_a_kaiming_on
 def test_the_block_types_above_cover_every_family_of_the_catalog():
     from normlab.core.catalog import ARCH_NAMES
 
-    assert {family["arch"] for family in FAMILIES} == set(ARCH_NAMES)
+    # the transformer reads tokens: tests/test_transformer.py checks its blocks against a reference
+    assert {family["arch"] for family in FAMILIES} == set(ARCH_NAMES) - {"transformer"}

@@ -7,12 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from normlab.core import catalog
 from normlab.core.catalog import NORM_NAMES
 from normlab.science.norms import (
     EPS,
     NORMALIZERS,
     RELU_GAIN,
     CorrectedReLU,
+    DynamicErf,
+    DynamicTanh,
     EvoNormB0,
     EvoNormS0,
     FilterResponseNorm,
@@ -21,6 +24,7 @@ from normlab.science.norms import (
     apply_weight_norm,
     create_norm,
     get_normalizer,
+    token_norm,
 )
 
 torch.set_default_dtype(torch.float32)
@@ -42,7 +46,7 @@ def test_registry_lists_every_normalizer_of_the_spec():
     assert tuple(NORMALIZERS) == tuple(NORM_NAMES)
     assert set(NORM_NAMES) == {
         "none", "batchnorm", "layernorm", "instancenorm", "groupnorm",
-        "frn", "evonorm_b0", "evonorm_s0", "weightnorm", "sws",
+        "frn", "evonorm_b0", "evonorm_s0", "weightnorm", "sws", "rmsnorm", "dyt", "derf",
     }
 
 
@@ -246,9 +250,13 @@ def test_sws_gain_starts_at_one_and_conv_keeps_a_bias():
     assert conv.bias is not None
 
 
-@pytest.mark.parametrize("name", NORM_NAMES)
-@pytest.mark.parametrize("shape", [(4, 8, 3, 3), (4, 8)])
-def test_every_normalizer_slot_is_finite_on_both_activation_shapes(name, shape):
+# Images (N, C, H, W) for the normalizers the conv families take; vectors (N, C) for every one.
+SLOT_SHAPES = [(name, shape) for name in NORM_NAMES for shape in [(4, 8, 3, 3), (4, 8)]
+               if len(shape) == 2 or not catalog.NORM_INFO[name].per_feature]
+
+
+@pytest.mark.parametrize(("name", "shape"), SLOT_SHAPES)
+def test_every_normalizer_slot_is_finite_on_the_activation_shapes_it_takes(name, shape):
     entry = NORMALIZERS[name]
     x = _x(*shape).requires_grad_()
     out = entry.act(8, groups=2)(entry.norm(8, groups=2)(x))
@@ -269,3 +277,76 @@ def test_every_normalizer_states_its_formula_and_paper(name):
         assert "=" in doc and any(ch.isdigit() for ch in doc), f"{type(module).__name__} lacks formula/paper"
     if entry.weights == "weightnorm":
         assert "Salimans" in (apply_weight_norm.__doc__ or "")
+
+
+# --- The per-feature normalizers (per sample over the last dimension): RMSNorm, DyT, Derf --------------
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (3, 5, 8)])
+def test_rmsnorm_is_torch_rmsnorm_and_its_formula(shape):
+    x = _x(*shape)
+    ours = _randomize_affine(create_norm("rmsnorm", 8))
+    torch_rms = nn.RMSNorm(8, eps=1e-5)
+    with torch.no_grad():
+        torch_rms.weight.copy_(ours.weight)
+    formula = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * ours.weight
+    torch.testing.assert_close(ours(x), torch_rms(x), atol=1e-6, rtol=0)
+    torch.testing.assert_close(ours(x), formula, atol=1e-6, rtol=1e-6)
+    assert ours.eps == EPS == 1e-5
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (3, 5, 8)])
+def test_dyt_and_derf_match_their_formulas_with_any_parameters(shape):
+    x = _x(*shape)
+    dyt, derf = _randomize_affine(create_norm("dyt", 8)), _randomize_affine(create_norm("derf", 8))
+    torch.testing.assert_close(dyt(x), dyt.weight * torch.tanh(dyt.alpha * x) + dyt.bias, atol=1e-6, rtol=0)
+    expected = derf.weight * torch.erf(derf.alpha * x + derf.shift) + derf.bias
+    torch.testing.assert_close(derf(x), expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(("cls", "scalars"), [(DynamicTanh, {"alpha": 0.5}),
+                                              (DynamicErf, {"alpha": 0.5, "shift": 0.0})])
+def test_dyt_and_derf_start_as_their_official_code(cls, scalars):
+    module = cls(8)
+    for name, value in scalars.items():
+        assert getattr(module, name).shape == () and float(getattr(module, name)) == value
+    assert torch.equal(module.weight.detach(), torch.ones(8))
+    assert torch.equal(module.bias.detach(), torch.zeros(8))
+
+
+def test_dyt_at_init_is_the_fixed_gain_alpha_to_first_order():
+    # tanh(a x) = a x - (a x)^3 / 3 + ...: the relative error is (a x)^2 / 3, about 1e-4 at |x| <= 0.03
+    x = torch.linspace(-0.03, 0.03, 101)
+    out = DynamicTanh(101)(x)
+    torch.testing.assert_close(out, 0.5 * x, atol=0, rtol=(0.5 * 0.03) ** 2 / 3 * 1.01)
+    # and it normalizes nothing: a 100x larger input in the linear range is a 100x larger output
+    torch.testing.assert_close(DynamicTanh(101)(x * 1e-2), 0.5 * x * 1e-2, atol=1e-9, rtol=1e-6)
+
+
+def test_dyt_and_derf_bound_their_output():
+    x = _x(4, 8) * 1e4
+    assert DynamicTanh(8)(x).abs().max() <= 1.0
+    assert DynamicErf(8)(x).abs().max() <= 1.0
+
+
+def test_token_norms_act_per_token_over_the_last_dimension():
+    x = _x(2, 5, 8)
+    ln = token_norm("layernorm", 8)
+    torch.testing.assert_close(ln(x), F.layer_norm(x, (8,), eps=1e-5), atol=1e-6, rtol=0)
+    for name in ("rmsnorm", "dyt", "derf", "none"):
+        out = token_norm(name, 8)(x)
+        # token 3 of sequence 1 alone gives the same output: nothing mixes tokens or sequences
+        torch.testing.assert_close(token_norm(name, 8)(x[1:2, 3:4]), out[1:2, 3:4])
+    with pytest.raises(ValueError, match=r"'batchnorm' does not act per token; allowed: .*'rmsnorm'"):
+        token_norm("batchnorm", 8)
+
+
+@pytest.mark.parametrize("arch", ["cnn", "resnet"])
+@pytest.mark.parametrize("norm", ["rmsnorm", "dyt", "derf"])
+def test_conv_families_refuse_the_per_feature_normalizers_naming_the_allowed_ones(arch, norm):
+    from normlab import ModelConfig
+
+    assert norm not in catalog.allowed_norms(arch) and norm in catalog.allowed_norms("mlp")
+    with pytest.raises(ValueError, match=rf"{norm!r} does not apply to arch {arch!r}; allowed: 'none', "
+                                         r"'batchnorm'.*'sws'$"):
+        ModelConfig(arch=arch, norm=norm)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from normlab.core import catalog
 from normlab.core.catalog import NORM_NAMES
 from normlab.core.config import ModelConfig
 from normlab.science.models import BLOCK, CONV, build_model
@@ -65,7 +66,7 @@ def test_normalizer_families_partition_the_registry():
     assert not (SLOT_NORMS & TRUNK_NORMS or SLOT_NORMS & UNNORMALIZED or TRUNK_NORMS & UNNORMALIZED)
 
 
-@pytest.mark.parametrize("norm", NORM_NAMES)
+@pytest.mark.parametrize("norm", [n for n in NORM_NAMES if catalog.accepts("resnet", n)])
 def test_only_slot_norms_put_a_normalizer_on_the_projection_shortcut(norm):
     net = build_model(_resnet(norm=norm, stages=2, depth=1))
     shortcut = net.features[2].shortcut
@@ -110,7 +111,7 @@ def test_batchnorm_preact_resnet_adds_the_branch_variance_per_block():
 
 
 @pytest.mark.parametrize("preact", [False, True])
-@pytest.mark.parametrize("norm", sorted(SLOT_NORMS))
+@pytest.mark.parametrize("norm", sorted(n for n in SLOT_NORMS if catalog.accepts("resnet", n)))
 def test_normalized_projection_shortcut_restarts_the_trunk_at_each_new_stage(norm, preact):
     depth = 3
     frame = variance_theory(_resnet(norm=norm, depth=depth, stages=3, preact=preact, width=4))

@@ -31,6 +31,7 @@ from normlab.core.config import (
     DISK_INPUTS,
     INPUTS,
     PRESETS,
+    TOKEN_INPUTS,
     ModelConfig,
     ProbeConfig,
     describe,
@@ -116,9 +117,10 @@ def run_probe(args: argparse.Namespace) -> int:
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--over", action="append", default=[], metavar="FIELD=V1,V2,...", required=True,
-                        help="sweep a config field over values (repeat for a cartesian product), "
-                             "e.g. --over norm=batchnorm,layernorm --over groups=1,2,4")
+    parser.add_argument("--over", action="extend", nargs="+", default=[], metavar="FIELD=V1,V2,...",
+                        required=True,
+                        help="sweep config fields over values (several give a cartesian product), "
+                             "e.g. --over norm=batchnorm,layernorm groups=1,2,4")
     add_config_arguments(parser)
     add_execution_arguments(parser, "point")
     add_output_arguments(parser)
@@ -174,8 +176,9 @@ def catalogue(devices: bool = True) -> dict:
                                "batch_dependent": n.batch_dependent}
                         for name, n in catalog.NORM_INFO.items()},
         "presets": {name: {k: v for k, v in p.items() if k != "plan"} for name, p in PRESETS.items()},
-        "inputs": list(INPUTS + DISK_INPUTS),
+        "inputs": list(INPUTS + DISK_INPUTS + TOKEN_INPUTS),
         "archs": list(ARCHS),
+        "arch_norms": {arch: list(catalog.allowed_norms(arch)) for arch in ARCHS},
         "metrics": {m: {"where": list(info.kinds), "help": info.help}
                     for m, info in catalog.METRIC_INFO.items()},
         "devices": {"choices": list(DEVICES), "available": available},
@@ -195,7 +198,9 @@ def run_list(args: argparse.Namespace) -> int:
     lines.append("presets (--preset):")
     for name, p in info["presets"].items():
         lines.append(f"  {name:<13} " + ", ".join(f"{k} {v}" for k, v in p.items()))
-    lines.append(f"archs (--arch): {', '.join(info['archs'])}")
+    lines.append(f"archs (--arch): {', '.join(info['archs'])}; the normalizers each takes:")
+    for arch, norms in info["arch_norms"].items():
+        lines.append(f"  {arch:<13} {', '.join(norms)}")
     lines.append(f"inputs (--input): {', '.join(info['inputs'])}")
     lines.append("metrics (the metric column; where = probe-point kinds):")
     for name, m in info["metrics"].items():

@@ -26,10 +26,18 @@ from normlab.cli.common import (
     field_type,
     given,
 )
+from normlab.core import catalog
 from normlab.core.catalog import NORM_NAMES
 from normlab.core.config import ARCHS, ModelConfig, config_from_dict
 from normlab.core.text import short
-from normlab.core.train_config import STUDY_NORMS, TRAIN_DATASETS, StudyConfig, TrainConfig, paper_recipe
+from normlab.core.train_config import (
+    STUDY_NORMS,
+    TRAIN_DATASETS,
+    StudyConfig,
+    TrainConfig,
+    check_trainable,
+    paper_recipe,
+)
 from normlab.ops.output import check_out, frame_text, write
 from normlab.ops.run import run_study, run_training
 from normlab.science.datasets import DATA_DIR_ENV, NUM_CLASSES
@@ -222,7 +230,9 @@ def run_train_command(args: argparse.Namespace) -> int:
     """``normlab train``: one run; the chosen frame to stdout/--out, the summary to stderr."""
     try:
         model_fields, train_fields = given(args, ModelConfig), given(args, TrainConfig)
-        norm = model_fields.get("norm", ModelConfig.norm)
+        arch = model_fields.get("arch", ModelConfig.arch)
+        check_trainable(arch)
+        norm = model_fields.get("norm") or catalog.family(arch).default_norm
         train = train_config_from_fields(train_fields, args.recipe, norm)
         if train.dataset in NUM_CLASSES and "num_classes" not in model_fields:
             model_fields["num_classes"] = NUM_CLASSES[train.dataset]  # CIFAR-100's head has 100 outputs

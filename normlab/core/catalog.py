@@ -57,7 +57,10 @@ class NormInfo:
     # Operations on each conv/linear weight per forward pass: WN's norm, division and scale; SWS's
     # mean, variance and scale.
     weight_ops: int = 0
-    color: str = FALLBACK_COLOR  # Tableau 10, the same on every page
+    color: str = FALLBACK_COLOR  # Tableau 10 (then Tableau 20's light tones), the same on every page
+    # Acts per sample over the last dimension (a sample's features, a token's D), not over the channels of
+    # an image: offered to the flat and token families, refused by the conv families (allowed_norms).
+    per_feature: bool = False
 
     def __post_init__(self) -> None:
         assert self.slot in SLOTS, f"slot {self.slot!r} of {self.name!r} is not one of {SLOTS}"
@@ -92,6 +95,13 @@ NORM_INFO: dict[str, NormInfo] = {
                  ops_per_unit=3, weight_ops=4, color="#ff7f0e"),
         NormInfo("sws", "Scaled Weight Standardization", "weight", saved_per_unit=1, weight_copies=3,
                  ops_per_unit=1, weight_ops=7, color="#e377c2"),
+        # Per sample over the features (the last dimension); for a transformer, per token over D.
+        NormInfo("rmsnorm", "RMSNorm", "norm", theory="slot", saved_per_unit=2, ops_per_unit=2,
+                 per_feature=True, color="#aec7e8"),
+        NormInfo("dyt", N_("Dynamic Tanh (DyT)"), "norm", saved_per_unit=2, ops_per_unit=4,
+                 per_feature=True, color="#ffbb78"),
+        NormInfo("derf", N_("Dynamic erf (Derf)"), "norm", saved_per_unit=2, ops_per_unit=5,
+                 per_feature=True, color="#98df8a"),
     )
 }
 
@@ -180,8 +190,13 @@ class ArchInfo:
     width_help: str
     residual: bool = False  # residual blocks: stages, preact, skipinit, the residual-net theory
     spatial: bool = True  # convolutions over images (else flat features): the widths are channels
-    norms: tuple[str, ...] | None = None  # the normalizers it accepts; None: every one
+    norms: tuple[str, ...] | None = None  # the normalizers it accepts; None: see allowed_norms
     symbol: str = "circle"  # its marker on the training-speed charts
+    default_norm: str = "batchnorm"  # the normalizer of a config that names none
+    # Reads token sequences (N, T) of bytes, not images: the token inputs, the transformer's fields
+    # (placement, heads, seq_len, ...) and a vocabulary-sized head.
+    tokens: bool = False
+    trainable: bool = True  # ``normlab train`` and the studies train it
 
 
 ARCHITECTURES: dict[str, ArchInfo] = {
@@ -196,6 +211,13 @@ ARCHITECTURES: dict[str, ArchInfo] = {
                        depth_help="blocks per stage",
                        width_help="first-stage width, doubling per stage",
                        residual=True, symbol="diamond"),
+    # Its skips are its own `skip` option: `residual` here means the ResNet's stages, preact and skipinit.
+    "transformer": ArchInfo("transformer", "Transformer", N_("Transformer (choose the size)"),
+                            "normlab.science.transformer:transformer", plans.walk_transformer,
+                            default_depth=6, default_width=64, depth_help="blocks",
+                            width_help="model width D", spatial=False, symbol="triangle-up",
+                            norms=("layernorm", "rmsnorm", "dyt", "derf", "none"),
+                            default_norm="layernorm", tokens=True, trainable=False),
 }
 ARCH_NAMES: list[str] = list(ARCHITECTURES)  # refreshed in place by register_family / unregister_family
 
@@ -208,10 +230,19 @@ def family(name: str) -> ArchInfo:
     return ARCHITECTURES[name]
 
 
+def allowed_norms(arch: str) -> tuple[str, ...]:
+    """The normalizers family ``arch`` builds with: its row's ``norms`` (in its order), else every
+    normalizer of the catalog but, for a conv family (``spatial``), those that act per sample over the
+    last dimension."""
+    info = family(arch)
+    if info.norms is not None:
+        return tuple(n for n in info.norms if n in NORM_INFO)
+    return tuple(n for n in NORM_NAMES if not (info.spatial and NORM_INFO[n].per_feature))
+
+
 def accepts(arch: str, norm: str) -> bool:
     """Whether family ``arch`` builds with normalizer ``norm``."""
-    allowed = family(arch).norms
-    return allowed is None or norm in allowed
+    return norm in allowed_norms(arch)
 
 
 def register_family(info: ArchInfo) -> None:
@@ -249,7 +280,8 @@ class MetricInfo:
     log_y: bool = False  # a log axis reads it best (it spans orders of magnitude)
 
 
-_ACT_POINTS = ("act", "block")
+_ACT_POINTS = ("act", "block", "sublayer")  # "sublayer": a transformer's attention or FFN output
+_TOKEN_POINTS = ("act", "block", "sublayer")  # a transformer's token sequences (N, T, D) only
 METRIC_INFO: dict[str, MetricInfo] = {
     m.name: m
     for m in (
@@ -273,12 +305,32 @@ METRIC_INFO: dict[str, MetricInfo] = {
                    N_("Frobenius norm over the batch of dL/dz at each conv/linear output z"), log_y=True),
         MetricInfo("gram_eigenvalue", ("spectrum",), N_("Gram eigenvalue"),
                    N_("eigen-spectrum of the final features' Gram matrix, largest first"), log_y=True),
+        # A transformer's own (spec section 5). On its token sequences the metrics above read: act_var and
+        # act_sq_mean per feature over (N, T); cos_sim and the ranks on the N sequence vectors (each the
+        # mean of its T tokens).
+        MetricInfo("act_sq_norm", _TOKEN_POINTS, N_("mean square per feature E‖x‖²/D (act_sq_norm)"),
+                   N_("E[x²] over (N,T), mean over the D features: a token's squared norm over D"),
+                   log_y=True),
+        MetricInfo("token_cos_sim", _TOKEN_POINTS, N_("token cosine similarity (token_cos_sim)"),
+                   N_("mean off-diagonal cosine between the T tokens of a sequence, mean over sequences")),
+        MetricInfo("token_residual", _TOKEN_POINTS, N_("distance from rank one (token_residual)"),
+                   N_("‖X − 1·x̄ᵀ‖_F / ‖X‖_F of each sequence X (T×D), mean over sequences"), log_y=True),
+        MetricInfo("attn_entropy", ("attn",), N_("attention entropy (attn_entropy)"),
+                   N_("entropy of each attention row (nats), mean over rows, heads and sequences")),
+        MetricInfo("weight_grad_norm", ("conv",), N_("weight gradient norm ‖∂L/∂W‖"),
+                   N_("Frobenius norm of dL/dW of W_Q, W_K, W_V, W_O, W_1, W_2 of each block"), log_y=True),
+        MetricInfo("saturated_frac", ("norm",), N_("saturated fraction (saturated_frac)"),
+                   N_("fraction of a DyT / Derf input whose argument |αx (+s)| exceeds 2")),
     )
 }
 METRICS = tuple(METRIC_INFO)
 SUMMARY_STATS = ("mean", "min", "max", "n")  # the columns of summarize: over seeds, per row key
-# The metrics of an activation tensor ("act" and "block" probe points), in frame order.
-ACTIVATION_METRICS = tuple(m for m, info in METRIC_INFO.items() if info.kinds == _ACT_POINTS)
+# The metrics of an activation tensor's Gram statistics (normlab.science.metrics.metrics_from_stats), in
+# frame order: every activation probe point has them.
+ACTIVATION_METRICS = ("act_var", "act_sq_mean", "cos_sim", "cos_sim_centered", "stable_rank",
+                      "effective_rank", "numerical_rank")
+# What a transformer's token points add, in frame order (normlab.science.probes).
+TOKEN_METRICS = ("act_sq_norm", "token_cos_sim", "token_residual")
 
 
 def metric_title(name: str) -> str:

@@ -21,6 +21,11 @@ ShouldStop = Callable[[], bool]
 
 ARCHS = ARCH_NAMES  # the architecture families of the catalog, in its order
 WN_ACT_PLACEMENTS = ("after_add", "in_branch")
+# Where a transformer's norm sits (spec section 5): post-LN, pre-LN, peri-LN, Mix-LN, LayerNorm Scaling.
+PLACEMENTS = ("post", "pre", "peri", "mix", "lns")
+VOCAB = 256  # a transformer reads bytes: its vocabulary and its classifier outputs
+# A hard ceiling on a transformer's tokens; a server's NORMLAB_MAX_SEQ_LEN (normlab.ops.settings) is lower.
+MAX_SEQ_LEN = 65_536
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 # Presets are plain tables: fixed field values plus, for the VGG-style nets, the per-layer plan.
@@ -147,12 +152,15 @@ class ModelConfig:
     """What network to build: family, normalizer and sizes.
 
     ``depth`` and ``width`` mean what the family's catalog row says: hidden layers and units (mlp), conv
-    layers and channels (cnn), blocks per stage and the first stage's width, doubling per stage (resnet).
+    layers and channels (cnn), blocks per stage and the first stage's width, doubling per stage (resnet),
+    blocks and the model width D (transformer).
     Sizes left as ``None`` come from the preset, else from the family's default.
     """
 
     arch: str = "resnet"  # one of ARCHS; a preset fixes it
-    norm: str = "batchnorm"  # one of NORM_NAMES
+    # one of catalog.allowed_norms(arch); None: the family's default_norm (batchnorm for the paper's
+    # families, layernorm for the transformer)
+    norm: str | None = None
     depth: int | None = None  # None: preset or the family's default_depth (normlab.core.catalog)
     width: int | None = None  # None: preset or the family's default_width
     groups: int | None = None  # GroupNorm / EvoNorm-S0 group count; None: from group_size or default
@@ -167,9 +175,20 @@ class ModelConfig:
     # classifier outputs; the probe's random labels use the same count. None: the preset's (100, as the
     # paper's CIFAR-100) or DEFAULT_CLASSES
     num_classes: int | None = None
+    # Transformer only (spec section 5); any other family refuses a value other than the default.
+    placement: str = "pre"  # one of PLACEMENTS: pre-LN is what GPT-2 and most models since use
+    heads: int = 4  # attention heads H; must divide the width D
+    seq_len: int = 32  # tokens T per sequence: enough for the laws to show, cheap on a CPU
+    causal: bool = True  # causal (decoder) attention; False: bidirectional
+    residual_scale: float = 1.0  # each branch is multiplied by it (e.g. 1/sqrt(L), Noci et al. 2022)
+    qk_norm: bool = False  # the norm applied to queries and keys per head before the dot product
+    ffn: bool = True  # False: attention-only blocks (Dong et al. 2021's ablation)
+    skip: bool = True  # False: no residual connection (Dong et al.'s pure attention, with ffn=False)
 
     def __post_init__(self) -> None:
-        check_choice("normalizer (norm)", self.norm, NORM_NAMES)
+        self._check_transformer_fields()
+        if self.norm is not None:
+            check_choice("normalizer (norm)", self.norm, NORM_NAMES)
         check_choice("wn_act", self.wn_act, WN_ACT_PLACEMENTS)
         _check_bool("preact", self.preact)
         _check_bool("skipinit", self.skipinit)
@@ -190,9 +209,16 @@ class ModelConfig:
                     )
             object.__setattr__(self, "arch", preset["arch"])
         info = catalog.family(self.arch)  # an unknown family: a ValueError naming the known ones
+        if self.norm is None:
+            object.__setattr__(self, "norm", info.default_norm)
         if not catalog.accepts(self.arch, self.norm):
             raise ValueError(f"normalizer (norm) {self.norm!r} does not apply to arch {self.arch!r}; "
-                             f"allowed: {choices(info.norms)}")
+                             f"allowed: {choices(catalog.allowed_norms(self.arch))}")
+        if info.tokens:
+            if self.num_classes not in (None, VOCAB):
+                raise ValueError(f"num_classes of arch {self.arch!r} is its vocabulary, {VOCAB} bytes; "
+                                 f"got num_classes={self.num_classes!r}. Leave it unset.")
+            object.__setattr__(self, "num_classes", VOCAB)
         if self.num_classes is None:
             object.__setattr__(self, "num_classes", preset.get("num_classes", DEFAULT_CLASSES))
         check_int("num_classes", self.num_classes, low=2, high=MAX_WIDTH)
@@ -215,7 +241,33 @@ class ModelConfig:
             raise ValueError(f"preact and skipinit apply to arch {_residual()} only; got arch {self.arch!r}")
         if self.norm != "weightnorm":
             object.__setattr__(self, "wn_act", "after_add")  # canonical: the field is unused
+        if info.tokens:
+            if self.width % self.heads:
+                raise ValueError(f"heads ({self.heads}) must divide the width ({self.width}); "
+                                 f"allowed: {choices(divisors(self.width))}")
+            if self.qk_norm and self.norm == "none":
+                raise ValueError("qk_norm applies a normalizer to queries and keys; got norm 'none'. "
+                                 "Choose a normalizer or leave qk_norm off.")
         self._resolve_groups()
+
+    def _check_transformer_fields(self) -> None:
+        """Refuse malformed transformer fields, and any non-default one on a family without tokens."""
+        check_choice("placement", self.placement, PLACEMENTS)
+        check_int("heads", self.heads, high=MAX_WIDTH)
+        check_int("seq_len", self.seq_len, low=2, high=MAX_SEQ_LEN)
+        for name in ("causal", "qk_norm", "ffn", "skip"):
+            _check_bool(name, getattr(self, name))
+        check_real("residual_scale", self.residual_scale, 0.0, open_low=True)
+        # (an odd arch or preset is refused by name later; only a known family is checked here)
+        preset = PRESETS.get(self.preset) if isinstance(self.preset, str) else None
+        arch = preset["arch"] if preset else self.arch
+        if isinstance(arch, str) and arch in catalog.ARCHITECTURES and not catalog.family(arch).tokens:
+            for name in TRANSFORMER_FIELDS:
+                value = getattr(self, name)
+                if value != getattr(ModelConfig, name):
+                    token_archs = " or ".join(repr(a) for a, i in catalog.ARCHITECTURES.items() if i.tokens)
+                    raise ValueError(f"{name} applies to arch {token_archs} only; got {name}={value!r} "
+                                     f"with arch {arch!r}")
 
     def _resolve_groups(self) -> None:
         # Malformed group settings are refused even where the normalizer ignores them.
@@ -301,6 +353,10 @@ class ModelConfig:
         return asdict(self)
 
 
+# The fields only a transformer reads, each refused by name elsewhere when not at its default.
+TRANSFORMER_FIELDS = ("placement", "heads", "seq_len", "causal", "residual_scale", "qk_norm", "ffn", "skip")
+
+
 def divisors(n: int) -> list[int]:
     """The divisors of n in increasing order, found in O(sqrt(n))."""
     small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
@@ -337,6 +393,9 @@ def config_from_dict(cls, values: Mapping):
 
 
 INPUTS = ("gaussian", "images", "digits")  # offline: what the package and its dependencies ship
+# A token family's inputs (normlab.science.data.make_tokens): uniform random bytes, or byte windows of a
+# text (text_path, else the English corpus every Python carries, pydoc_data.topics); nothing downloaded.
+TOKEN_INPUTS = ("tokens", "text")
 # Read from a local folder (data_dir, else $NORMLAB_DATA_DIR; normlab.science.datasets): never downloaded.
 DISK_INPUTS = ("cifar10", "cifar100", "imagefolder")
 # Images uploaded in the dashboard: held in this process's memory only
@@ -350,7 +409,9 @@ MAX_IMAGE_SIZE = 256
 class ProbeConfig:
     """How to probe a network at initialization: inputs, batch, seeds and device."""
 
-    input: str = "gaussian"  # one of INPUTS; instance vs batch statistics only differ on real images
+    # one of INPUTS, DISK_INPUTS, TOKEN_INPUTS; None: the family's own (resolve_input): gaussian for the
+    # image families (instance vs batch statistics only differ on real images), tokens for the transformer
+    input: str | None = None
     batch_size: int = 64  # N: the rank of any N-sample representation is at most N
     image_size: int = 32  # H = W of the input images (CIFAR-sized by default)
     seed: int = 0  # first seed; seed k of a run is seed + k
@@ -358,9 +419,18 @@ class ProbeConfig:
     device: str = "auto"  # 'auto' takes CUDA, then MPS, then the CPU
     rank_tol: float = 1e-3  # numerical_rank counts singular values above rank_tol * sigma_max
     data_dir: str | None = None  # folder of a DISK_INPUTS input; None: $NORMLAB_DATA_DIR (read at probe time)
+    text_path: str | None = None  # the text input's file (its bytes); None: the stdlib's pydoc_data corpus
 
     def __post_init__(self) -> None:
-        check_choice("input", self.input, INPUTS + DISK_INPUTS + (UPLOAD_INPUT,))
+        if self.text_path is not None:
+            if not isinstance(self.text_path, str) or not self.text_path.strip():
+                raise ValueError(f"text_path must be a file path or None; got {self.text_path!r}")
+            if self.input is None:
+                object.__setattr__(self, "input", "text")  # a text file given means the text input
+            elif self.input != "text":
+                raise ValueError(f"text_path applies to input 'text' only; got input {self.input!r}")
+        if self.input is not None:
+            check_choice("input", self.input, INPUTS + DISK_INPUTS + (UPLOAD_INPUT,) + TOKEN_INPUTS)
         if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir.strip()):
             raise ValueError(f"data_dir must be a folder path or None; got {self.data_dir!r}")
         if self.input == UPLOAD_INPUT and not str(self.data_dir or "").startswith("upload:"):
@@ -388,6 +458,15 @@ class ProbeConfig:
         return asdict(self)
 
 
+def _transformer_parts(model: ModelConfig) -> list[tuple[str, object]]:
+    """A transformer's own fields for a label: placement, heads and tokens always, the rest when set."""
+    if not catalog.family(model.arch).tokens:
+        return []
+    parts = [(k, getattr(model, k)) for k in ("placement", "heads", "seq_len")]
+    return parts + [(k, getattr(model, k)) for k in TRANSFORMER_FIELDS[3:]
+                    if getattr(model, k) != getattr(ModelConfig, k)]
+
+
 def describe(model: ModelConfig, probe: ProbeConfig | None = None, *, short: bool = False) -> str:
     """One line naming a network (and how it is probed), for table headers and refusals.
 
@@ -401,6 +480,7 @@ def describe(model: ModelConfig, probe: ProbeConfig | None = None, *, short: boo
         parts += [f"{k}={getattr(model, k)}" for k in ("groups", "group_size")
                   if getattr(model, k) is not None]
         parts += [flag for flag in ("preact", "skipinit") if getattr(model, flag)]
+        parts += [f"{k}={v}" for k, v in _transformer_parts(model)]
         text = " ".join(parts)
         return text if probe is None else f"{text} batch_size={probe.batch_size}"
     size = f"{model.preset} " if model.preset else ""
@@ -408,9 +488,28 @@ def describe(model: ModelConfig, probe: ProbeConfig | None = None, *, short: boo
     parts += [f"{k} {getattr(model, k)}" for k in ("groups", "group_size", "stages")
               if getattr(model, k) is not None]
     parts += [k for k in ("preact", "skipinit") if getattr(model, k)]
+    parts += [f"{k} {v}" for k, v in _transformer_parts(model)]
     text = ", ".join(parts)
     if probe is None:
         return text
     last = probe.seed + probe.seeds - 1
     seeds = f"seed {probe.seed}" if probe.seeds == 1 else f"seeds {probe.seed}..{last}"
-    return f"{text} | {probe.input}, batch {probe.batch_size}, image {probe.image_size}, {seeds}"
+    if catalog.family(model.arch).tokens:
+        shape = f"{model.seq_len} tokens"
+    else:
+        shape = f"image {probe.image_size}"
+    return f"{text} | {resolve_input(model, probe)}, batch {probe.batch_size}, {shape}, {seeds}"
+
+
+def resolve_input(model: ModelConfig, probe: ProbeConfig) -> str:
+    """The input a probe of ``model`` reads: ``probe.input``, else its family's default (tokens for a
+    token family, gaussian otherwise). Token inputs for an image family, or images for a token
+    family, are refused naming the inputs allowed."""
+    check_instance("model_config", model, ModelConfig)
+    check_instance("probe_config", probe, ProbeConfig)
+    tokens = catalog.family(model.arch).tokens
+    name = probe.input if probe.input is not None else (TOKEN_INPUTS[0] if tokens else INPUTS[0])
+    allowed = TOKEN_INPUTS if tokens else INPUTS + DISK_INPUTS + (UPLOAD_INPUT,)
+    if name not in allowed:
+        raise ValueError(f"input {name!r} does not apply to arch {model.arch!r}; allowed: {choices(allowed)}")
+    return name

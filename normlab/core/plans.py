@@ -9,6 +9,9 @@ A walk calls a visitor's methods in forward order, one call per layer or probe p
     moments(features)           a probe point reduced to channel moments (a residual branch)
     elementwise(ops, features)  element-wise operations (an addition, a scale, pooling)
     shortcut_norm(features)     the normalizer of a projection shortcut (no activation)
+    attention(heads, tokens, head_dim)   scaled dot-product attention: scores, softmax, weighted values
+    token_point(tokens, features)        a probe point on a token sequence (channel statistics over
+                                (N, T), the Gram of the N sequence means, a T x T Gram per sequence)
 
 The cost model (normlab.ops.cost) counts FLOPs, memory and operations with one visitor; the dashboard's
 rank ceiling reads the last probe point's features with another (:class:`LastPoint`, through
@@ -34,6 +37,11 @@ class ModelConfig(Protocol):
     num_classes: int
     preact: bool
     wn_act: str
+    placement: str
+    heads: int
+    seq_len: int
+    qk_norm: bool
+    ffn: bool
 
     @property
     def plan(self) -> tuple[tuple[int, int], ...]: ...
@@ -47,6 +55,8 @@ class Visitor(Protocol):
     def moments(self, features: int) -> None: ...
     def elementwise(self, ops: int, features: int) -> None: ...
     def shortcut_norm(self, features: int) -> None: ...
+    def attention(self, heads: int, tokens: int, head_dim: int) -> None: ...
+    def token_point(self, tokens: int, features: int) -> None: ...
 
 
 def conv_out(size: int, stride: int) -> int:
@@ -109,6 +119,47 @@ def walk_resnet(t: Visitor, m: ModelConfig, image_size: int) -> None:
     t.linear(c_in, m.num_classes)
 
 
+FFN_MULT = 4  # a transformer's FFN is D -> 4D -> D
+
+
+def walk_transformer(t: Visitor, m: ModelConfig, image_size: int) -> None:
+    """Embedding, ``depth`` blocks (attention, FFN, their norms as the placement puts them), the final
+    norm, the head over the vocabulary; every linear map acts at each of the T positions."""
+    T, D, H = m.seq_len, m.width, m.heads
+    t.saves(1, T * D)  # the embedded tokens
+    t.elementwise(2, T * D)  # the embedding look-up and the positional addition
+    norms_per_sublayer = 2 if m.placement == "peri" else 1
+    for _ in range(m.depth):
+        for _ in range(norms_per_sublayer):
+            t.unit(T * D, probed=False)  # attention's norm(s)
+        t.saves(1, T * D)  # the input of W_Q, W_K, W_V
+        for _ in range(3):
+            t.linear(D, D, positions=T)  # q, k, v
+        if m.qk_norm:
+            t.unit(T * D, probed=False)
+            t.unit(T * D, probed=False)
+        t.attention(H, T, D // H)
+        t.saves(1, T * D)  # the input of W_O
+        t.linear(D, D, positions=T)  # o
+        t.token_point(T, D)  # the attention sub-layer's output
+        t.elementwise(2, T * D)  # scale, skip addition
+        if m.ffn:
+            for _ in range(norms_per_sublayer):
+                t.unit(T * D, probed=False)
+            t.saves(1, T * D)
+            t.linear(D, FFN_MULT * D, positions=T)  # w1
+            t.saves(2, FFN_MULT * T * D)  # GELU's input, and W_2's
+            t.elementwise(1, FFN_MULT * T * D)
+            t.linear(FFN_MULT * D, D, positions=T)  # w2
+            t.token_point(T, D)
+            t.elementwise(2, T * D)
+        t.token_point(T, D)  # the block's output on the residual stream
+    if m.placement != "post":
+        t.unit(T * D, probed=False)  # the final norm
+        t.token_point(T, D)
+    t.linear(D, m.num_classes, positions=T)  # the head over the vocabulary
+
+
 class LastPoint:
     """A visitor that remembers the features of the last activation or block probe point."""
 
@@ -135,3 +186,9 @@ class LastPoint:
 
     def shortcut_norm(self, features: int) -> None:
         pass
+
+    def attention(self, heads: int, tokens: int, head_dim: int) -> None:
+        pass
+
+    def token_point(self, tokens: int, features: int) -> None:
+        self.features = features  # the rank of N sequence vectors of D features

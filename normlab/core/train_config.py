@@ -25,6 +25,7 @@ from normlab.core.config import (
     check_int,
     check_items,
     check_real,
+    choices,
 )
 
 # The held-out split is fixed, so every seed and every normalizer is scored on the same 360 digits;
@@ -43,6 +44,14 @@ MAX_STEPS = 100_000  # ~500 epochs of the digits at batch 64: hours for the smal
 MAX_STUDY_SEEDS = 1_000
 MAX_BOOT = 1_000_000  # bootstrap resamples: ~1 minute of Spearman's rho on the default study
 MAX_STUDY_RUNS = 10_000  # training runs of one study: the default study has 84
+
+
+def check_trainable(arch: str) -> None:
+    """Refuse to train a family whose catalog row says ``trainable=False``, naming the field."""
+    if not catalog.family(arch).trainable:
+        trainable = ", ".join(repr(a) for a, info in catalog.ARCHITECTURES.items() if info.trainable)
+        raise ValueError(f"arch {arch!r} cannot be trained yet (its catalog row has trainable=False); "
+                         f"trainable: {trainable}")
 
 
 @dataclass(frozen=True)
@@ -240,8 +249,13 @@ class StudyConfig:
                 raise ValueError(f"{name} must list at least one value")
         for arch in self.archs:
             check_choice("architecture (archs)", arch, ARCHS)
+            check_trainable(arch)
         for norm in self.norms:
             check_choice("normalizer (norms)", norm, NORM_NAMES)
+            for arch in self.archs:
+                if not catalog.accepts(arch, norm):
+                    raise ValueError(f"normalizer (norms) {norm!r} does not apply to arch {arch!r}; "
+                                     f"allowed: {choices(catalog.allowed_norms(arch))}")
         for g in self.groups:
             check_int("groups", g, 1, MAX_WIDTH)
         check_int("seeds", self.seeds, 1, MAX_STUDY_SEEDS)

@@ -90,8 +90,10 @@ def _param_copies(norm: str) -> int:
 class _Tally:
     """Running sums while walking a network's layers."""
 
-    def __init__(self, batch: int, norm: str) -> None:
+    def __init__(self, batch: int, norm: str, weight_grads: bool = False) -> None:
         self.n = batch
+        # A token family's input is integers: its backward pass computes dL/dW as well as dL/dx.
+        self.backward_factor = 2.0 if weight_grads else 1.0
         info = catalog.normalizer(norm)
         self.per_unit = info.saved_per_unit
         self.unit_ops = info.ops_per_unit
@@ -114,7 +116,7 @@ class _Tally:
         """
         flops = 2.0 * self.n * positions * f_in * f_out
         self.forward += flops
-        self.backward += flops
+        self.backward += self.backward_factor * flops
         self.params += f_in * f_out + f_out
         self.ops += 1 + self.weight_ops
         self.points += 1  # its output's gradient hook
@@ -155,11 +157,34 @@ class _Tally:
         self.points += 1
         self.traffic += self.n * features
 
+    def attention(self, heads: int, tokens: int, head_dim: int) -> None:
+        """Scaled dot-product attention: q k^T and the weighted values (2 N H T^2 D/H FLOPs each), the
+        scale, mask and softmax over the (N, H, T, T) scores, and the probabilities kept for backward;
+        the entropy of the probabilities is read at a probe point."""
+        scores = heads * tokens * tokens  # per sequence
+        flops = 2 * 2.0 * self.n * scores * head_dim
+        self.forward += flops
+        self.backward += 2 * flops  # both operands of both products need a gradient
+        self.saves(2, scores)  # the softmax output, and the scores for the product's backward
+        self.elementwise(4, scores)  # scale, mask, softmax (max, exp, sum, divide fused by torch)
+        self.saves(3, tokens * heads * head_dim)  # q, k, v split into heads
+        self.metrics += 3.0 * self.n * scores  # the entropy of the attention rows
+        self.points += 1
+        self.traffic += self.n * scores
+
+    def token_point(self, tokens: int, features: int) -> None:
+        """A probe point on a token sequence: per-feature moments over (N, T), the Gram of the N
+        sequence means (as :meth:`gram`), and a T x T cosine Gram per sequence (token_cos_sim)."""
+        self.gram(features)
+        self.metrics += 2.0 * self.n * tokens * tokens * features + 8.0 * self.n * tokens * features
+        self.largest = max(self.largest, tokens * features)
+        self.traffic += 3.0 * self.n * tokens * features
+
 
 def _walk(m: ModelConfig, batch: int, image_size: int) -> _Tally:
     """The layers of ``m`` on a batch of ``batch`` images of ``image_size``, as ``run_probes`` meets them:
     its family's walk (normlab.core.plans) over a tally."""
-    t = _Tally(batch, m.norm)
+    t = _Tally(batch, m.norm, weight_grads=catalog.family(m.arch).tokens)
     catalog.family(m.arch).walk(t, m, image_size)
     return t
 
@@ -174,7 +199,11 @@ IMAGE_BYTES_PER_VALUE = 280
 
 
 def _input_terms(m: ModelConfig, probe_config: ProbeConfig) -> tuple[float, float]:
-    """(operations, traffic bytes) of making one seed's input batch; gaussian noise is one draw."""
+    """(operations, traffic bytes) of making one seed's input batch; gaussian noise is one draw, random
+    bytes too; a text's windows are cut one sequence at a time."""
+    if catalog.family(m.arch).tokens:
+        windows = probe_config.batch_size if probe_config.input == "text" else 1
+        return 2.0 * windows, 8.0 * probe_config.batch_size * (m.seq_len + 1)
     if probe_config.input != "images":
         return 1.0, BYTES_PER_VALUE * probe_config.batch_size * m.in_channels * probe_config.image_size**2
     values = probe_config.batch_size * 3 * probe_config.image_size**2

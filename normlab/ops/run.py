@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from normlab.core import catalog
 from normlab.core.config import ModelConfig, ProbeConfig, Progress, ShouldStop, describe
-from normlab.core.train_config import StudyConfig, TrainConfig
+from normlab.core.train_config import StudyConfig, TrainConfig, check_trainable
 from normlab.ops import records
 from normlab.ops.backends import Kind, Point, check_backend, run_points
 from normlab.ops.budget import check_budget, check_study, check_sweep, check_sweep_points, check_training
@@ -121,6 +121,7 @@ def run_training(model_config: ModelConfig, train_config: TrainConfig | None = N
     if train_config is not None and not isinstance(train_config, TrainConfig):
         raise ValueError(f"train_config must be a TrainConfig or None; got {type(train_config).__name__}")
     cfg = train_config or TrainConfig()
+    check_trainable(model_config.arch)
     check_training(model_config, cfg)  # this machine's memory (and operator limits set), before any work
     return training.train(model_config, cfg, progress, should_stop)
 

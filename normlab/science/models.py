@@ -38,7 +38,12 @@ ACT = "act"  # after a normalizer and its activation
 BLOCK = "block"  # a residual block's output
 RES = "res"  # a residual branch, scaled by alpha, just before the addition
 CONV = "conv"  # a conv/linear output z, where grad_norm reads dL/dz
-POINT_KINDS = (ACT, BLOCK, RES, CONV)  # what a probe point of a model is
+# The transformer's own (normlab.science.transformer): a sub-layer's output F(.) (attention, FFN), the
+# attention probabilities, and the argument of a point-wise normalizer (DyT, Derf: its saturation).
+SUBLAYER = "sublayer"
+ATTN = "attn"
+NORM = "norm"
+POINT_KINDS = (ACT, BLOCK, RES, CONV, SUBLAYER, ATTN, NORM)  # what a probe point of a model is
 
 
 def _init_weights(layer: nn.Module) -> None:

@@ -1,7 +1,9 @@
 """The normalizers of spec section 1 behind one registry; torch's own layers wherever they exist.
 
 Written by hand here only what torch lacks: Filter Response Norm with its TLU, EvoNorm-B0 and -S0,
-the Scaled Weight Standardized conv/linear and the mean/variance-corrected ReLU. Knows nothing of
+the Scaled Weight Standardized conv/linear, the mean/variance-corrected ReLU, and the point-wise
+Dynamic Tanh and Dynamic erf. RMSNorm, DyT and Derf act per sample over the last dimension (an MLP's
+features, a token's D); :func:`token_norm` gives the per-token layers of the transformer. Knows nothing of
 models, probes or the UI.
 
 Every normalizer occupies up to three slots of a layer, conv -> norm -> activation:
@@ -98,6 +100,20 @@ def evonorm_s0(x, v, gamma, beta, groups: int, eps: float = EPS):
     return num * torch.rsqrt(group_var(x, groups) + eps) * _channel_view(gamma, x) + _channel_view(
         beta, x
     )
+
+
+# |argument| above which DyT's tanh (and Derf's erf) count as saturated: tanh(2) = 0.964, erf(2) = 0.995.
+SATURATION = 2.0
+
+
+def dynamic_tanh(x, alpha, gamma, beta):
+    """DyT: y = gamma * tanh(alpha * x) + beta, alpha a scalar, gamma and beta per feature (last dim)."""
+    return gamma * torch.tanh(alpha * x) + beta
+
+
+def dynamic_erf(x, alpha, shift, gamma, beta):
+    """Derf: y = gamma * erf(alpha * x + shift) + beta, alpha and shift scalars, gamma, beta per feature."""
+    return gamma * torch.erf(alpha * x + shift) + beta
 
 
 def corrected_relu(x):
@@ -243,6 +259,80 @@ class EvoNormS0(_PerChannel):
         return f"{self.num_channels}, groups={self.groups}, eps={self.eps}"
 
 
+class RMSNorm(nn.RMSNorm):
+    """Root Mean Square Layer Normalization (Zhang & Sennrich, NeurIPS 2019): torch.nn.RMSNorm.
+
+    y = x / sqrt(mean(x^2) + eps) * gamma over the last dimension (an MLP's features, a token's D),
+    eps = 1e-5, gamma init 1; no centering and no bias. Put where LayerNorm would be.
+    """
+
+    def __init__(self, num_features: int, eps: float = EPS) -> None:
+        super().__init__(num_features, eps=eps)
+
+
+class _PointWise(nn.Module):
+    """Base of DyT and Derf: scalar parameters (``scalars``) and a per-feature affine gamma, beta."""
+
+    scalars: dict[str, float] = {}
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+        for name in self.scalars:
+            setattr(self, name, nn.Parameter(torch.empty(())))
+        self.weight = nn.Parameter(torch.empty(num_features))
+        self.bias = nn.Parameter(torch.empty(num_features))
+        self.arg = nn.Identity()  # a hook point: the bounded function's argument (its saturation)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for name, value in self.scalars.items():
+            nn.init.constant_(getattr(self, name), value)
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
+
+    def argument(self, x: torch.Tensor) -> torch.Tensor:
+        """What the bounded function is applied to (its saturated fraction is |argument| > SATURATION)."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        inits = ", ".join(f"{k}_init={v}" for k, v in self.scalars.items())
+        return f"{self.num_features}, {inits}"
+
+
+class DynamicTanh(_PointWise):
+    """Dynamic Tanh (Zhu, Chen, He, LeCun, Liu, "Transformers without Normalization", CVPR 2025).
+
+    y = gamma * tanh(alpha * x) + beta over the last dimension; alpha one learnable scalar, init 0.5,
+    gamma 1, beta 0 per feature, as the official jiachenzhu/DyT dynamic_tanh.py. No statistics: at
+    init, for |alpha x| << 1, it is the fixed gain alpha; it bounds its output by |gamma| + |beta|.
+    """
+
+    scalars = {"alpha": 0.5}
+
+    def argument(self, x):
+        return self.alpha * x
+
+    def forward(self, x):
+        return self.weight * torch.tanh(self.arg(self.argument(x))) + self.bias  # dynamic_tanh
+
+
+class DynamicErf(_PointWise):
+    """Dynamic erf (Chen et al., "Stronger Normalization-Free Transformers", 2025).
+
+    y = gamma * erf(alpha * x + s) + beta over the last dimension; alpha and s learnable scalars, init
+    0.5 and 0, gamma 1, beta 0 per feature, as the official zlab-princeton/Derf dynamic_erf.py.
+    """
+
+    scalars = {"alpha": 0.5, "shift": 0.0}
+
+    def argument(self, x):
+        return self.alpha * x + self.shift
+
+    def forward(self, x):
+        return self.weight * torch.erf(self.arg(self.argument(x))) + self.bias  # dynamic_erf
+
+
 class CorrectedReLU(nn.Module):
     """The activation the paper pairs with Weight Normalization (Arpit et al. 2016).
 
@@ -377,6 +467,9 @@ NORMALIZERS: dict[str, Normalizer] = {
         Normalizer("evonorm_s0", _identity, _evonorm_s0),
         Normalizer("weightnorm", _identity, lambda c, *, groups=None: CorrectedReLU(), weights="weightnorm"),
         Normalizer("sws", _identity, _relu, weights="sws"),
+        Normalizer("rmsnorm", lambda c, *, groups=None: RMSNorm(c), _relu),
+        Normalizer("dyt", lambda c, *, groups=None: DynamicTanh(c), _relu),
+        Normalizer("derf", lambda c, *, groups=None: DynamicErf(c), _relu),
     )
 }
 
@@ -400,6 +493,18 @@ def get_normalizer(name: str) -> Normalizer:
     if name not in NORMALIZERS:
         check_registry()  # a catalog entry without a factory: say which
     return NORMALIZERS[name]
+
+
+def token_norm(name: str, d: int) -> nn.Module:
+    """A normalizer of a transformer: per token over its last dimension D (layernorm is torch's
+    nn.LayerNorm over D, eps 1e-5; rmsnorm, dyt and derf their norm-slot modules; none the identity)."""
+    if name == "layernorm":
+        return nn.LayerNorm(d, eps=EPS)
+    info = catalog.normalizer(name)
+    if name != "none" and not info.per_feature:
+        per_token = [n for n, i in catalog.NORM_INFO.items() if i.per_feature or n in ("none", "layernorm")]
+        raise ValueError(f"normalizer {name!r} does not act per token; allowed: {choices(per_token)}")
+    return get_normalizer(name).norm(d)
 
 
 def create_norm(name: str, num_channels: int, *, groups: int | None = None) -> nn.Module:

@@ -183,7 +183,7 @@ def settings_form(config: StudyConfig) -> StudyConfig | None:
         archs = cols[0].multiselect(_("Architectures"), ("cnn", "resnet"), default=list(config.archs),
                                     format_func=controls.labelled({a: catalog.family(a).label
                                                                    for a in ("cnn", "resnet")}))
-        norms = cols[1].multiselect(_("Normalizers"), tuple(catalog.NORM_INFO), default=list(config.norms),
+        norms = cols[1].multiselect(_("Normalizers"), controls.DASHBOARD_NORMS, default=list(config.norms),
                                     format_func=controls.normalizer_labels())
         groups = cols[2].multiselect(_("Group counts (GroupNorm, EvoNorm-S0)"), divisors(config.width),
                                      default=list(config.groups),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from normlab import NORM_NAMES, PRESETS, available_devices
+from normlab import PRESETS, available_devices
 from normlab.core import catalog
 from normlab.core.config import WN_ACT_PLACEMENTS
 from normlab.science.data import MAX_UPLOAD_BYTES, MAX_UPLOADS, register_upload
@@ -121,7 +121,8 @@ def _network_controls(lecture: bool, ignored: set[str]) -> None:
     if "norms" in ignored:
         norms = list(state.get("norms", C.DEFAULTS["norms"]))
     else:
-        norms = st.multiselect(_("Normalizers to compare"), NORM_NAMES, key="norms", persist_state=KEEP,
+        norms = st.multiselect(_("Normalizers to compare"), C.DASHBOARD_NORMS, key="norms",
+                               persist_state=KEEP,
                                format_func=C.normalizer_labels(),
                                help=_("One network per normalizer, same sizes and inputs; one colour each."))
     if net in PRESETS:

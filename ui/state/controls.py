@@ -23,7 +23,8 @@ class _Nets(Sequence):
     the paper's presets with fixed sizes."""
 
     def _items(self) -> tuple[str, ...]:
-        return (*reversed(catalog.ARCH_NAMES), *PRESETS)
+        # The transformer family has no dashboard controls yet (placement, heads, tokens): not offered.
+        return (*reversed([a for a in catalog.ARCH_NAMES if a != "transformer"]), *PRESETS)
 
     def __getitem__(self, index):
         return self._items()[index]
@@ -36,6 +37,9 @@ class _Nets(Sequence):
 
 
 NETS = _Nets()
+# The dashboard's normalizer menu: the per-feature ones (rmsnorm, dyt, derf) are refused by the conv
+# families and have no menu logic yet, so they are left out here; the engine and the CLI offer them.
+DASHBOARD_NORMS = tuple(n for n in NORM_NAMES if not catalog.NORM_INFO[n].per_feature)
 PRESET_LABELS = {"resnet56": N_("ResNet-56 (paper)"), "vgg10": N_("VGG-10 (paper)"),
                  "vgg20": N_("VGG-20 (paper)")}
 
@@ -81,7 +85,7 @@ class Control:
 # benchmarks/ui_latency.py): a ResNet of 8 blocks of width 16, batch 32 of 16x16 images, one seed.
 CONTROLS: tuple[Control, ...] = (
     Control("net", "resnet", "choice", NETS),
-    Control("norms", ("batchnorm", "groupnorm", "none"), "choices", NORM_NAMES),
+    Control("norms", ("batchnorm", "groupnorm", "none"), "choices", DASHBOARD_NORMS),
     Control("group_by", "groups", "choice", GROUP_BY),
     Control("groups", 4, "int", low=1, high=max(WIDTHS)),
     Control("group_size", 4, "int", low=1, high=max(WIDTHS)),
