@@ -1,0 +1,220 @@
+"""The transformer laws of spec section 5: the theory's curves and conditions on their own, then each law
+measured at small size (width 64, T 32, batch 8, three seeds) against what its paper states."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from normlab.core import catalog
+from normlab.core.config import PLACEMENTS, ModelConfig
+from normlab.science import summary, theory
+from normlab.science.theory import (
+    BAND_HIGH,
+    BAND_LOW,
+    DEPTH_SLOPES,
+    REASON_CODES,
+    TRANSFORMER_THEORIES,
+    Withheld,
+    collapse_theory,
+    depth_slope_law,
+    depth_slope_table,
+    depth_slope_theory,
+    transformer_applies,
+    variance_band,
+)
+
+
+def _tf(**kw) -> ModelConfig:
+    return ModelConfig(**{"arch": "transformer", "depth": 6, "width": 16, "heads": 2, "seq_len": 8, **kw})
+
+
+PURE = {"skip": False, "ffn": False, "causal": False}  # Dong et al.'s pure attention, bidirectional
+
+# --- Where each law holds: (config fields, law, the reason code; None: it holds) --------------------------
+
+CONDITIONS = [
+    ({"placement": "pre"}, "band", None),
+    ({"placement": "pre", "norm": "rmsnorm"}, "band", None),
+    ({"placement": "pre", "qk_norm": True, "causal": False}, "band", None),
+    ({"placement": "post"}, "band", "tf_post_band"),
+    ({"placement": "pre", "norm": "dyt"}, "band", "tf_pointwise"),
+    ({"placement": "pre", "norm": "derf"}, "band", "tf_pointwise"),
+    ({"placement": "pre", "norm": "none"}, "band", "tf_no_norm"),
+    ({"placement": "peri"}, "band", "tf_peri"),
+    ({"placement": "mix"}, "band", "tf_mix"),
+    ({"placement": "lns"}, "band", "tf_lns"),
+    ({"placement": "pre", "ffn": False}, "band", "tf_ablation"),
+    ({"placement": "pre", "residual_scale": 0.5}, "band", "tf_residual_scale"),
+    ({"placement": "post"}, "depth_slope", None),
+    ({"placement": "pre", "norm": "rmsnorm"}, "depth_slope", None),
+    ({"placement": "post", "norm": "dyt"}, "depth_slope", "tf_pointwise"),
+    ({"placement": "mix"}, "depth_slope", "tf_mix"),
+    ({"placement": "pre", "norm": "none"}, "depth_slope", "tf_no_norm"),
+    ({"placement": "pre", "skip": False}, "depth_slope", "tf_ablation"),
+    ({"placement": "post", "residual_scale": 0.2}, "depth_slope", "tf_residual_scale"),
+    ({"placement": "pre", **PURE}, "collapse", None),
+    ({"placement": "post", **PURE}, "collapse", None),
+    ({"placement": "pre", "norm": "none", **PURE}, "collapse", None),
+    ({"placement": "pre", "norm": "dyt", **PURE}, "collapse", "tf_pointwise"),
+    ({"placement": "lns", **PURE}, "collapse", "tf_lns"),
+    ({"placement": "pre", **{**PURE, "causal": True}}, "collapse", "tf_causal"),
+    ({"placement": "pre", "causal": False}, "collapse", "tf_pure_attention"),
+    ({"placement": "pre", **{**PURE, "ffn": True}}, "collapse", "tf_pure_attention"),
+]
+
+
+def _name(fields: dict, law: str) -> str:
+    return f"{law}-" + "-".join(f"{k}={v}" for k, v in fields.items())
+
+
+@pytest.mark.parametrize(("fields", "law", "code"), CONDITIONS,
+                         ids=[_name(f, law) for f, law, _ in CONDITIONS])
+def test_each_law_is_drawn_where_its_assumptions_hold_and_withheld_with_a_coded_reason(fields, law, code):
+    ok, why = transformer_applies(law, _tf(**fields))
+    assert ok is (code is None)
+    if code is not None:
+        assert why.code == code and why.startswith(catalog.TRANSFORMER_LAW_REASONS[code])
+        assert theory.applies(law, _tf(**fields)) == (False, why)
+
+
+def test_dyt_derf_peri_mix_and_lns_withhold_every_law():
+    for law in TRANSFORMER_THEORIES:
+        for fields in ({"norm": "dyt"}, {"norm": "derf"}, {"placement": "peri"}, {"placement": "mix"},
+                       {"placement": "lns"}):
+            assert not transformer_applies(law, _tf(**fields, **(PURE if law == "collapse" else {})))[0]
+
+
+def test_the_other_families_get_the_arch_reason():
+    for arch in ("mlp", "cnn", "resnet"):
+        ok, why = transformer_applies("band", ModelConfig(arch=arch, depth=2, width=8))
+        assert not ok and why.code == "tf_arch"
+
+
+def test_every_reason_code_has_its_sentence_in_the_catalog():
+    assert set(catalog.TRANSFORMER_LAW_REASONS) <= set(REASON_CODES)
+    assert all(text.strip() for text in catalog.TRANSFORMER_LAW_REASONS.values())
+
+
+def test_an_unknown_law_is_refused_by_name():
+    with pytest.raises(ValueError, match="theory"):
+        transformer_applies("slope", _tf())
+
+
+# --- The curves ------------------------------------------------------------------------------------------
+
+
+def test_the_band_runs_from_one_plus_half_to_one_plus_three_halves_per_block_passed():
+    band = variance_band(_tf(depth=4))
+    lower = band[band["bound"] == "lower"].sort_values("index")
+    upper = band[band["bound"] == "upper"].sort_values("index")
+    assert list(lower["layer"]) == [f"blocks.{k}" for k in range(4)] == list(upper["layer"])
+    assert set(band["metric"]) == {"act_sq_norm"} and set(band["kind"]) == {"block"}
+    np.testing.assert_allclose(lower["value"], [1.5, 2.0, 2.5, 3.0])
+    np.testing.assert_allclose(upper["value"], [2.5, 4.0, 5.5, 7.0])
+    assert (BAND_LOW, BAND_HIGH) == (0.5, 1.5)
+    assert "Xiong" in band["source"].iloc[0] and "Kedia" in band["source"].iloc[0]
+    assert (band["placement"] == "pre").all()  # the config rides along, as for the other curves
+
+
+def test_the_band_is_refused_where_it_does_not_hold():
+    with pytest.raises(Withheld) as err:
+        variance_band(_tf(placement="post"))
+    assert err.value.reason.code == "tf_post_band"
+
+
+@pytest.mark.parametrize("placement", ["post", "pre"])
+def test_the_depth_slope_line_has_the_theorem_slope_and_passes_through_the_points(placement):
+    depths, values = [6, 12, 24, 48], [0.2, 0.15, 0.09, 0.07]
+    line = depth_slope_theory(_tf(placement=placement), depths, values)
+    assert list(line["layer"]) == ["blocks.5.ffn.w2", "blocks.11.ffn.w2", "blocks.23.ffn.w2",
+                                   "blocks.47.ffn.w2"]
+    slope = np.polyfit(np.log(line["depth"]), np.log(line["value"]), 1)[0]
+    assert slope == pytest.approx(DEPTH_SLOPES[placement]) == pytest.approx(depth_slope_law(_tf(
+        placement=placement)).slope)
+    # through the geometric centre of the points: the residuals of the logs sum to zero
+    assert np.sum(np.log(values) - np.log(line["value"])) == pytest.approx(0, abs=1e-12)
+
+
+def test_the_depth_slope_line_refuses_bad_points():
+    with pytest.raises(ValueError, match="values"):
+        depth_slope_theory(_tf(), [6, 12], [0.1, 0.0])
+    with pytest.raises(ValueError, match="equally long"):
+        depth_slope_theory(_tf(), [6, 12], [0.1])
+
+
+def test_the_collapse_curve_passes_through_the_first_two_blocks_and_cubes_its_log_distance():
+    curve = collapse_theory(_tf(depth=5, **PURE), first=0.8, second=0.25)
+    values = curve.sort_values("index")["value"].to_numpy()
+    assert values[:2] == pytest.approx([0.8, 0.25])
+    s = 0.25 / 0.8**3
+    np.testing.assert_allclose(values, [s ** ((3**k - 1) / 2) * 0.8 ** (3**k) for k in range(5)], rtol=1e-12)
+    # doubly exponential: log(sqrt(s) r) is multiplied by 3 per block
+    scaled = np.log(values * math.sqrt(s))
+    np.testing.assert_allclose(scaled[1:] / scaled[:-1], 3.0, rtol=1e-9)
+    assert set(curve["metric"]) == {"token_residual"} and "Dong" in curve["source"].iloc[0]
+
+
+def test_the_collapse_curve_underflows_to_zero_and_a_growing_one_to_inf_never_raising():
+    deep = collapse_theory(_tf(depth=12, **PURE), first=0.8, second=0.25)["value"]
+    assert deep.iloc[-1] == 0.0 and np.isfinite(deep).all()
+    growing = collapse_theory(_tf(depth=12, **PURE), first=0.9, second=0.95)["value"]
+    assert math.isinf(growing.iloc[-1])
+
+
+# --- The slope of a sweep (one definition: normlab.science.summary) ---------------------------------------
+
+
+def _sweep_frame(slopes: dict[str, float], depths=(6, 12, 24), seeds=3, noise=0.0) -> pd.DataFrame:
+    """A tidy frame as run_sweep gives it, holding only the weight_grad_norm rows, with known slopes."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for placement, slope in slopes.items():
+        for depth in depths:
+            for seed in range(seeds):
+                for block in range(depth):
+                    value = 0.3 * depth**slope * math.exp(noise * rng.standard_normal())
+                    rows.append({"seed": seed, "layer": f"blocks.{block}.ffn.w2", "index": 6 * block + 5,
+                                 "kind": "conv", "metric": "weight_grad_norm",
+                                 "value": value if block == depth - 1 else 99.0, "arch": "transformer",
+                                 "norm": "layernorm", "depth": depth, "width": 16, "placement": placement,
+                                 "skip": True, "ffn": True, "residual_scale": 1.0, "causal": True})
+    return pd.DataFrame(rows)
+
+
+def test_w2_grad_last_reads_the_last_block_only():
+    frame = _sweep_frame({"pre": -0.5}, depths=(12,))
+    assert summary.w2_grad_last(frame) == pytest.approx(0.3 * 12**-0.5)
+    assert math.isnan(summary.w2_grad_last(frame[frame["metric"] != "weight_grad_norm"]))
+
+
+def test_depth_slopes_recover_the_slope_of_each_curve():
+    table = summary.depth_slopes(_sweep_frame({"post": 0.0, "pre": -0.5, "mix": -0.3}))
+    assert list(table["placement"]) == ["post", "pre", "mix"]
+    np.testing.assert_allclose(table["slope"], [0.0, -0.5, -0.3], atol=1e-12)
+    assert (table["depths"] == "6,12,24").all() and (table["seeds"] == 3).all()
+    np.testing.assert_allclose(table["slope_sd"], 0.0, atol=1e-12)
+
+
+def test_depth_slopes_report_the_seed_to_seed_spread_and_nan_for_one_depth():
+    noisy = summary.depth_slopes(_sweep_frame({"pre": -0.5}, noise=0.1))
+    assert noisy["slope_sd"].iloc[0] > 0.01
+    one = summary.depth_slopes(_sweep_frame({"pre": -0.5}, depths=(12,)))
+    assert math.isnan(one["slope"].iloc[0])
+
+
+def test_the_slope_table_adds_the_expected_slope_or_the_reason_it_has_none():
+    table = depth_slope_table(_sweep_frame({"post": 0.0, "pre": -0.5, "mix": -0.3}))
+    assert list(table["expected"].iloc[:2]) == [0.0, -0.5] and math.isnan(table["expected"].iloc[2])
+    assert table["source"].iloc[0].startswith("Xiong") and table["source"].iloc[2] == "withheld: tf_mix"
+
+
+def test_every_placement_has_a_slope_law_or_a_reason():
+    for placement in PLACEMENTS:
+        try:
+            assert depth_slope_law(_tf(placement=placement)).slope == DEPTH_SLOPES[placement]
+        except Withheld as err:
+            assert err.reason.code == f"tf_{placement}"
