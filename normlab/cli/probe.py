@@ -102,8 +102,9 @@ def sweep_table(frame: pd.DataFrame, over: dict[str, list]) -> str:
             + (f"; {W2_GRAD_LAST} = ‖∂L/∂W₂‖_F of the last block's FFN" if tokens else "") + "\n"
             + table.to_string(index=False) + "\n")
     if tokens and len(set(over.get("depth", []))) > 1:
-        shown = [k for k in ("placement", "norm") if k not in keys]  # always say which law is expected
-        text += depth_slope_text(frame, shown + [k for k in keys if k != "depth"])
+        # placement and norm always: they say which law is expected
+        curves = ["placement", "norm"] + [k for k in keys if k not in ("depth", "placement", "norm")]
+        text += depth_slope_text(frame, curves)
     return text
 
 
