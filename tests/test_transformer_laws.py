@@ -385,3 +385,40 @@ def test_dyt_at_init_is_the_fixed_gain_alpha_to_first_order():
         assert torch.allclose(dyt(2 * small), 2 * dyt(small), rtol=1e-3)
         layernorm = token_norm("layernorm", WIDTH)
         assert torch.allclose(layernorm(2 * x), layernorm(x), atol=1e-4)
+
+
+# --- The command line: the sweep's w2_grad_last column and its depth-slope table -------------------------
+
+TINY_TF = ["--arch", "transformer", "--width", "16", "--heads", "2", "--seq-len", "8", "--batch-size", "4",
+           "--seeds", "2", "--device", "cpu", "--format", "table"]
+
+
+def _cli(capsys, *argv: str) -> str:
+    from normlab.cli import main
+
+    assert main(["sweep", *TINY_TF, *argv]) == 0
+    return capsys.readouterr().out
+
+
+def test_a_transformer_depth_sweep_prints_w2_grad_last_and_the_slope_table_with_each_law(capsys):
+    out = _cli(capsys, "--over", "placement=post,pre,mix", "--over", "depth=2,4")
+    sweep, slopes = out.split("# log-log slope")
+    assert "w2_grad_last" in sweep.splitlines()[1]
+    rows = {line.split()[0]: line.split() for line in slopes.splitlines()[2:]}
+    assert set(rows) == {"post", "pre", "mix"}
+    assert " ".join(rows["post"][-7:]) == "+0.0 Xiong et al. 2020, Thm 1"  # expected, source
+    assert " ".join(rows["pre"][-7:]) == "-0.5 Xiong et al. 2020, Thm 1"
+    assert rows["mix"][1:4] == ["layernorm", "2,4", "2"] and rows["mix"][-2:] == ["withheld:", "tf_mix"]
+    for row in rows.values():
+        assert math.isfinite(float(row[4])) and float(row[5]) >= 0  # the measured slope and its spread
+
+
+def test_a_sweep_without_depth_or_of_another_family_prints_no_slope_table(capsys):
+    out = _cli(capsys, "--over", "placement=post,pre")
+    assert "w2_grad_last" in out and "log-log slope" not in out
+    from normlab.cli import main
+
+    assert main(["sweep", "--arch", "mlp", "--width", "4", "--batch-size", "4", "--image-size", "4",
+                 "--over", "depth=1,2", "--format", "table"]) == 0
+    out = capsys.readouterr().out
+    assert "w2_grad_last" not in out and "log-log slope" not in out
