@@ -1,4 +1,5 @@
-"""Closed-form curves to overlay on the probes (spec section 4), each with its source and conditions.
+"""Closed-form curves to overlay on the probes (spec sections 4 and 5: the paper's families and the
+transformer), each with its source and conditions.
 
 Every curve is a tidy frame keyed like ``run_probes``' output (``layer``, ``index``, ``kind``, ``metric``,
 ``value``) plus ``theory``, ``law``, ``label``, ``source`` and ``assumptions`` columns, so a plot joins
