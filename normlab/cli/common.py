@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 USAGE_ERROR = 2  # exit status for bad input, as argparse uses
 FORMATS = ("csv", "json", "table")
-TRAINING_COMMANDS = ("train", "study")  # in normlab.cli.train, loaded only when one runs
+TRAINING_COMMANDS = ("train", "study", "warmup")  # in normlab.cli.train, loaded only when one runs
 
 def _per_family(field: str) -> str:
     """A help text that says what a size means in each family: 'hidden layers (mlp), ... or ... (resnet)'."""
@@ -251,4 +251,5 @@ class Command:
 TRAINING_HELP = {
     "train": "train one network on the digits; loss, accuracy and probes at init and after a few steps",
     "study": "does init similarity predict training speed? train many networks, rank-correlate",
+    "warmup": "does Post-LN need learning-rate warm-up where Pre-LN does not? train both, with and without",
 }
