@@ -45,7 +45,7 @@ from normlab.science.data import (
 )
 from normlab.science.device import resolve_device
 from normlab.science.models import Net, build_model
-from normlab.science.probes import probe_module
+from normlab.science.probes import probe_module, probe_tokens
 from normlab.science.summary import final_value, gradient_growth, gradient_range
 from normlab.science.transformer import next_token_loss
 
@@ -374,7 +374,10 @@ def _probe(model: Net, x: torch.Tensor, y: torch.Tensor, step: int, columns: dic
     A copy is probed, so the model's batch-norm running statistics stay untouched; probe_module taps
     the network's own probe points, residual branches included.
     """
-    frame = probe_module(copy.deepcopy(model), x, y)
+    if catalog.family(model.config.arch).tokens:  # bytes in: the token pass, weight gradients included
+        frame = probe_tokens(copy.deepcopy(model), x, y, seed=seed)
+    else:
+        frame = probe_module(copy.deepcopy(model), x, y)
     frame["seed"] = seed
     frame.insert(1, "step", step)
     for name, value in columns.items():
