@@ -312,3 +312,16 @@ def test_the_warmup_command_prints_the_arms_and_the_verdict(capsys):
     assert arms[["placement", "warmup_steps"]].values.tolist() == [["post", 0], ["post", 3], ["pre", 0],
                                                                    ["pre", 3]]
     assert "held-out loss mean" in err and "small-scale check" in err
+
+
+def test_step_0_of_a_run_is_run_probes_on_its_probe_config(tiny_run):
+    from normlab.ops.run import run_probes
+
+    cfg = tiny_run.train_config
+    assert cfg.probe_config.input == "text" and cfg.probe_config.batch_size == cfg.batch_size
+    expected = run_probes(tiny_run.model_config, cfg.probe_config)
+    got = tiny_run.probes_init
+    key = ["layer", "index", "kind", "metric"]
+    merged = expected[[*key, "value"]].merge(got[[*key, "value"]], on=key, suffixes=("_probe", "_train"))
+    assert len(merged) == len(expected) == len(got)
+    np.testing.assert_allclose(merged["value_train"], merged["value_probe"], rtol=1e-6)

@@ -203,12 +203,13 @@ def default_probe_steps(steps: int) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
-# A byte-level language model (``normlab train --arch transformer``): the sizes and the training that
-# take seconds on two CPU cores. Depth 4 and width 64 are the smallest where Post-LN and Pre-LN differ
-# (a block's gradients reach the embedding through four norms), 64 tokens let attention matter (a byte
-# model needs a few words of context), batch 16 x 64 = 1024 tokens a step; AdamW because transformers are
-# trained with Adam (Xiong et al. 2020's warm-up question is about Adam's early steps), its rate 1e-3
-# the usual one at this width.
+# A byte-level language model (``normlab train --arch transformer``): sizes and training that take
+# seconds on two CPU cores (300 steps: ~10-20 s, probes included). Depth 4 so that a block has blocks on
+# both sides (the placements differ in what reaches the first and the last), width 64 (the family's own
+# default), 64 tokens so that attention sees a few words of context, batch 16 x 64 = 1024 tokens a step.
+# AdamW because transformers are trained with Adam and Xiong et al. 2020's warm-up question is about
+# Adam's first steps; 1e-3 is the usual rate at this width, where Post-LN and Pre-LN without warm-up
+# end alike (held-out 2.18 nats per byte after 300 steps, seed 0, measured).
 LM_SIZES = {"depth": 4, "width": 64, "seq_len": 64}
 LM_TRAIN = TrainConfig(steps=300, lr=1e-3, batch_size=16, dataset="text", optimizer="adamw", eval_every=50)
 
@@ -357,11 +358,11 @@ class StudyConfig:
 # ---------------------------------------------------------------------------------------------
 # The warm-up study (Xiong et al. 2020's question at this machine's scale)
 
-# The peak rate of the warm-up study: AdamW at 1e-2 is ten times LM_TRAIN's rate, where (measured, see
-# docs/transformers.md) Post-LN without warm-up stalls at this size while Pre-LN and a warmed-up Post-LN
-# train; at 1e-3 all four arms train alike.
+# The peak rate of the warm-up study: AdamW at 1e-2, ten times LM_TRAIN's rate, where (measured, see
+# docs/transformers.md) Post-LN without warm-up stalls near 3.2 nats per byte at this size while Pre-LN
+# and a warmed-up Post-LN train on; at LM_TRAIN's 1e-3 Post-LN needs no warm-up here.
 WARMUP_LR = 1e-2
-WARMUP_STEPS = 50  # the warmed-up arms' K: a quarter of the run, as short as lets Post-LN through
+WARMUP_STEPS = 50  # the warmed-up arms' K: the first quarter of the study's 200 steps
 WARMUP_TRAIN = replace(LM_TRAIN, steps=200, lr=WARMUP_LR, eval_every=50)
 
 
