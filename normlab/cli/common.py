@@ -249,7 +249,8 @@ class Command:
 
 # The training commands' one-line help, so the root --help lists them without loading torch.
 TRAINING_HELP = {
-    "train": "train one network on the digits; loss, accuracy and probes at init and after a few steps",
+    "train": "train one network on the digits (a transformer: a byte-level language model on text); loss, "
+             "accuracy and probes at init and after a few steps",
     "study": "does init similarity predict training speed? train many networks, rank-correlate",
     "warmup": "does Post-LN need learning-rate warm-up where Pre-LN does not? train both, with and without",
 }

@@ -340,10 +340,10 @@ def _study_frame(result: StudyResult, show: str, fmt: str) -> pd.DataFrame:
     return result.runs[_RUN_COLUMNS] if fmt == "table" else result.runs
 
 
-def _run_reporter(steps: int) -> Callable[[int, int, str], None]:
+def _run_reporter(steps: int, what: str = "study") -> Callable[[int, int, str], None]:
     def report(done: int, total: int, label: str) -> None:
         if done % steps == 0:  # once per finished run
-            _say(f"study {done // steps}/{total // steps} runs: {label}")
+            _say(f"{what} {done // steps}/{total // steps} runs: {label}")
 
     return report
 
@@ -423,7 +423,7 @@ def run_warmup_command(args: argparse.Namespace) -> int:
         execution = execution_from_args(args)
         _say(f"warmup: {len(config.runs())} runs of {config.train.steps} steps at peak lr "
              f"{config.train.lr:g}")
-        result = run_warmup_study(config, progress=_run_reporter(config.train.steps), **execution)
+        result = run_warmup_study(config, progress=_run_reporter(config.train.steps, "warmup"), **execution)
         frame = {"arms": result.arms, "runs": result.runs, "curves": result.curves}[args.show]
         write(frame_text(frame, args.format), args.out)
         _say(arms_text(result))
