@@ -325,3 +325,10 @@ def test_step_0_of_a_run_is_run_probes_on_its_probe_config(tiny_run):
     merged = expected[[*key, "value"]].merge(got[[*key, "value"]], on=key, suffixes=("_probe", "_train"))
     assert len(merged) == len(expected) == len(got)
     np.testing.assert_allclose(merged["value_train"], merged["value_probe"], rtol=1e-6)
+
+
+def test_the_correlation_study_refuses_a_transformer_on_images_before_any_run():
+    from normlab.core.train_config import StudyConfig
+
+    with pytest.raises(ValueError, match=r"dataset 'digits' is images; arch 'transformer' reads bytes"):
+        StudyConfig(archs=("transformer",), norms=("layernorm",))

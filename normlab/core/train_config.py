@@ -319,6 +319,8 @@ class StudyConfig:
         check_int("resnet_stages", self.resnet_stages, 1, MAX_STAGES)
         if not isinstance(self.train, TrainConfig):
             raise ValueError(f"train must be a TrainConfig; got {type(self.train).__name__}")
+        for arch in self.archs:  # the correlation study trains on images: a transformer is refused here
+            check_pairing(arch, self.train.dataset)
         check_int("k_steps", self.k_steps, 1, self.train.steps)
         check_int("n_boot", self.n_boot, 1, MAX_BOOT)
         check_real("confidence", self.confidence, 0.0, 1.0, open_low=True, open_high=True)
