@@ -216,5 +216,5 @@ def test_a_preset_refuses_the_transformer_options_too():
 
 
 def test_a_transformer_on_images_is_refused_naming_the_dataset(capsys):
-    assert main(["train", "--arch", "transformer", "--steps", "1", "--dataset", "digits"]) == 2
+    assert main(["train", "--arch", "transformer", "--dataset", "digits"]) == 2
     assert "dataset 'digits' is images; arch 'transformer' reads bytes" in capsys.readouterr().err

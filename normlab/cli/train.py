@@ -18,6 +18,7 @@ import torch
 
 from normlab.cli.common import (
     FIELD_HELP,
+    FLAG_ALIASES,
     FORMATS,
     TRAINING_HELP,
     USAGE_ERROR,
@@ -71,8 +72,8 @@ _HELP = {
     "dataset": f"training data: {', '.join(TRAIN_DATASETS)} (the CIFARs from --data-dir; text: byte "
                "windows, what a transformer trains on)",
     "data_dir": f"folder holding the CIFAR files (default ${DATA_DIR_ENV}); nothing is downloaded",
-    "warmup_steps": "linear learning-rate warmup over this many steps (--warmup for short): the rate "
-                    "rises as lr * step / warmup_steps, then stays at --lr",
+    "warmup_steps": "linear learning-rate warm-up over this many steps: the rate rises as "
+                    "lr * step / warmup_steps, then stays at --lr",
     "lr_drop_step": "from this step on the learning rate is a tenth of --lr",
     "hflip": "random horizontal flips of the training images",
     "target_accuracy": "held-out accuracy that counts as trained (steps_to_target)",
@@ -80,8 +81,8 @@ _HELP = {
     "device": "auto, cpu, cuda or mps",
     "optimizer": "sgd (with --momentum) or adamw (betas: --momentum and 0.98); a transformer's default "
                  "is adamw",
-    "text_path": "dataset text (--text for short): the file whose bytes a transformer learns to "
-                 "predict (default: the standard library's pydoc_data.topics, English)",
+    "text_path": "dataset text: the file whose bytes a transformer learns to predict (default: the "
+                 "standard library's pydoc_data.topics, English)",
     # StudyConfig
     "archs": f"architectures to train: some of {', '.join(ARCHS)}",
     "norms": f"normalizers to train: some of {', '.join(NORM_NAMES)}",
@@ -93,6 +94,10 @@ _HELP = {
     "n_boot": "bootstrap resamples for the correlation's interval",
     "confidence": "confidence level of the interval",
 }
+
+
+# Shorter spellings of a flag: probe's (--text) and the warm-up's --warmup.
+_ALIASES = {**FLAG_ALIASES, "warmup_steps": ("--warmup",)}
 
 
 # --- Flags from config fields --------------------------------------------------------------------
@@ -110,21 +115,22 @@ def _add_fields(parser: argparse.ArgumentParser, cls, title: str, skip: tuple[st
         base, _, many = field_type(cls, field.name)
         if field.name in skip or dataclasses.is_dataclass(base):
             continue
-        flag = "--" + field.name.replace("_", "-")
+        flags = ("--" + field.name.replace("_", "-"), *_ALIASES.get(field.name, ()))
         text = (help_text or {}).get(field.name) or _HELP.get(field.name, field.name.replace("_", " "))
         if defaults is not None:
             value = getattr(defaults, field.name)
             shown = " ".join(map(str, value)) if isinstance(value, tuple) else value
             text += f" (default {shown})"
         if field.name == "probe_steps":  # one comma-separated list, as the other tools write it
-            group.add_argument(flag, dest=field.name, type=step_list, default=None, metavar="0,1,2,...",
+            group.add_argument(*flags, dest=field.name, type=step_list, default=None, metavar="0,1,2,...",
                                help=text)
         elif base is bool:
-            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
+            group.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
                                help=text)
         else:
-            group.add_argument(flag, dest=field.name, type=base, default=None, nargs="+" if many else None,
-                               metavar=base.__name__.upper(), help=text)
+            group.add_argument(*flags, dest=field.name, type=base, default=None, nargs="+" if many else None,
+                               metavar="FILE" if field.name == "text_path" else base.__name__.upper(),
+                               help=text)
 
 
 def step_list(text: str) -> tuple[int, ...]:
@@ -180,6 +186,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     _add_threads(parser)
     _add_output(parser, TRAIN_SHOW, "curve (one row per step), summary (one row), probes (every probe "
                                     "step, with a step column)")
+    lm = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in LM_SIZES.items())
+    parser.epilog = (f"--arch transformer trains a byte-level language model on dataset text, with its own "
+                     f"defaults: {lm}, optimizer {LM_TRAIN.optimizer}, lr {LM_TRAIN.lr:g}, batch-size "
+                     f"{LM_TRAIN.batch_size}, steps {LM_TRAIN.steps}, eval-every {LM_TRAIN.eval_every}; its "
+                     f"curve adds test_bpb, the held-out bits per byte.")
 
 
 def train_summary(result: TrainResult) -> str:
