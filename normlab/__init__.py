@@ -35,6 +35,7 @@ _HOMES = {
     "TrainResult": "science.training",
     "spearman": "science.summary",
     "run_probes": "ops.run", "run_sweep": "ops.run", "run_training": "ops.run", "run_study": "ops.run",
+    "run_warmup_study": "ops.run", "WarmupStudyConfig": "core.train_config",
 }
 # The layers, reachable as attributes (``normlab.core``) before anyone imported them.
 _SUBMODULES = {"core", "science", "ops", "cli"}

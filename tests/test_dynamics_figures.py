@@ -85,3 +85,34 @@ def test_curves_draw_the_seed_mean_and_band_per_normalizer():
     np.testing.assert_allclose([t for t in acc.data if t.name][0].y, [0.2, 0.3])
     with pytest.raises(ValueError, match="y must be one of"):
         dynamics_curves_figure(curves, "nope")
+
+
+def transformer_probe_rows() -> pd.DataFrame:
+    """Synthetic transformer probes, two blocks: block outputs (index l) and the linear maps' weight
+    gradients (index = the linear's position), as TrainResult.probes names them."""
+    rows = []
+    for step in (0, 5):
+        for block in range(2):
+            for metric in ("act_var", "token_cos_sim"):
+                rows.append({"norm": "layernorm", "step": step, "seed": 0, "index": block, "kind": "block",
+                             "metric": metric, "value": 1.0 + block + step, "layer": f"blocks.{block}"})
+            for j, name in enumerate(("attn.q", "ffn.w2")):
+                rows.append({"norm": "layernorm", "step": step, "seed": 0, "index": 6 * block + j,
+                             "kind": "conv", "metric": "weight_grad_norm", "value": 10.0 * (1 + block) + j,
+                             "layer": f"blocks.{block}.{name}"})
+    return pd.DataFrame(rows)
+
+
+def test_a_transformer_is_drawn_per_block_with_its_ffn_weight_gradient():
+    from ui.figures.dynamics import transformer_rows
+
+    rows = transformer_rows(transformer_probe_rows())
+    grads = rows[rows["metric"] == "weight_grad_norm"]
+    assert sorted(grads["layer"].unique()) == ["blocks.0.ffn.w2", "blocks.1.ffn.w2"]
+    assert grads.set_index(["step", "layer"]).loc[(0, "blocks.1.ffn.w2"), "index"] == 2  # block 2 of 2
+    assert set(rows["kind"]) == {"block"} and set(rows["index"]) == {1, 2}
+    fig = dynamics_figure(transformer_probe_rows(), transformer=True)
+    lines = mean_lines(fig.data)
+    assert [list(t.x) for t in lines] == [[1.0, 2.0]] * 3
+    assert list(lines[2].y) == [11.0, 21.0]  # W2's gradient of block 1 and block 2 at step 0
+    assert fig.layout.xaxis.title.text == "block" and [f.name for f in fig.frames] == ["0", "5"]

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 import normlab
 from normlab.cli import main
 from normlab.core.config import MAX_SEEDS, MAX_SWEEP_POINTS, ModelConfig, ProbeConfig, config_from_dict
-from normlab.core.train_config import StudyConfig, TrainConfig
+from normlab.core.train_config import StudyConfig, TrainConfig, WarmupStudyConfig, lm_train
 from normlab.ops.budget import BudgetExceeded, check_budget
 from normlab.ops.cost import estimate_cost
 from normlab.ops.run import run_probes, run_sweep
@@ -50,6 +50,13 @@ def tiny_probe(**changes) -> ProbeConfig:
 
 def tiny_train() -> TrainConfig:
     return TrainConfig(**TINY_TRAIN)
+
+
+def tiny_warmup(**changes) -> WarmupStudyConfig:
+    """One tiny Pre-LN run of one step on the text."""
+    train = lm_train(steps=1, batch_size=2, eval_every=1, probe_after=1)
+    return WarmupStudyConfig(**{"placements": ("pre",), "warmups": (0,), "seeds": 1, "depth": 1, "width": 8,
+                                "heads": 2, "seq_len": 8, "train": train, **changes})
 
 
 def tiny_study(**changes) -> StudyConfig:
@@ -323,6 +330,12 @@ def _entries() -> list[Entry]:
         Entry("run_study.study_config", lambda v: nl.run_study(v), ("study_config",), none_ok=False),
         *[Entry(f"run_study.{arg}", lambda v, arg=arg: nl.run_study(tiny_study(), **{arg: v}), (arg,),
                 none_ok=False) for arg in ("progress", "should_stop", "backend", "address", "store")],
+        *_config_entries(WarmupStudyConfig, lambda: dataclasses.asdict(tiny_warmup()) | {
+            "train": tiny_warmup().train}),
+        Entry("run_warmup_study.study_config", lambda v: nl.run_warmup_study(v), ("study_config",),
+              none_ok=False),
+        *[Entry(f"run_warmup_study.{arg}", lambda v, arg=arg: nl.run_warmup_study(tiny_warmup(), **{arg: v}),
+                (arg,), none_ok=False) for arg in ("progress", "should_stop", "backend", "address", "store")],
         Entry("check_budget.model_config", lambda v: check_budget(v, tiny_probe()), ("model_config",)),
         Entry("check_budget.probe_config", lambda v: check_budget(tiny_model(), v), ("probe_config",)),
         Entry("check_budget.limits", lambda v: check_budget(tiny_model(), tiny_probe(), v), ("limits",)),

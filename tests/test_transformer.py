@@ -180,7 +180,7 @@ def test_the_family_takes_its_defaults_from_its_catalog_row():
     assert (cfg.residual_scale, cfg.qk_norm, cfg.ffn, cfg.skip) == (1.0, False, True, True)
     assert ModelConfig().norm == ModelConfig(arch="mlp").norm == "batchnorm"
     assert catalog.allowed_norms("transformer") == ("layernorm", "rmsnorm", "dyt", "derf", "none")
-    assert catalog.family("transformer").trainable is False
+    assert catalog.family("transformer").trainable is True
 
 
 @pytest.mark.parametrize(("kw", "message"), [
@@ -215,9 +215,9 @@ def test_a_preset_refuses_the_transformer_options_too():
         ModelConfig(preset="resnet56", heads=2)
 
 
-def test_training_a_transformer_is_refused_naming_the_catalog_field(capsys):
-    assert main(["train", "--arch", "transformer", "--steps", "1"]) == 2
-    assert "trainable=False" in capsys.readouterr().err
+def test_a_transformer_on_images_is_refused_naming_the_dataset(capsys):
+    assert main(["train", "--arch", "transformer", "--dataset", "digits"]) == 2
+    assert "dataset 'digits' is images; arch 'transformer' reads bytes" in capsys.readouterr().err
 
 
 def test_a_sweep_across_families_takes_each_familys_defaults_and_keeps_what_was_given():

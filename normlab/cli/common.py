@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 USAGE_ERROR = 2  # exit status for bad input, as argparse uses
 FORMATS = ("csv", "json", "table")
-TRAINING_COMMANDS = ("train", "study")  # in normlab.cli.train, loaded only when one runs
+TRAINING_COMMANDS = ("train", "study", "warmup")  # in normlab.cli.train, loaded only when one runs
 
 def _per_family(field: str) -> str:
     """A help text that says what a size means in each family: 'hidden layers (mlp), ... or ... (resnet)'."""
@@ -265,6 +265,8 @@ class Command:
 
 # The training commands' one-line help, so the root --help lists them without loading torch.
 TRAINING_HELP = {
-    "train": "train one network on the digits; loss, accuracy and probes at init and after a few steps",
+    "train": "train one network on the digits (a transformer: a byte-level language model on text); loss, "
+             "accuracy and probes at init and after a few steps",
     "study": "does init similarity predict training speed? train many networks, rank-correlate",
+    "warmup": "does Post-LN need learning-rate warm-up where Pre-LN does not? train both, with and without",
 }

@@ -18,6 +18,7 @@ import torch
 
 from normlab.cli.common import (
     FIELD_HELP,
+    FLAG_ALIASES,
     FORMATS,
     TRAINING_HELP,
     USAGE_ERROR,
@@ -28,21 +29,26 @@ from normlab.cli.common import (
 )
 from normlab.core import catalog
 from normlab.core.catalog import NORM_NAMES
-from normlab.core.config import ARCHS, ModelConfig, config_from_dict
+from normlab.core.config import ARCHS, PLACEMENTS, ModelConfig, config_from_dict
 from normlab.core.text import short
 from normlab.core.train_config import (
+    LM_SIZES,
+    LM_TRAIN,
     STUDY_NORMS,
     TRAIN_DATASETS,
     StudyConfig,
     TrainConfig,
+    WarmupStudyConfig,
+    check_pairing,
     check_trainable,
     paper_recipe,
 )
 from normlab.ops.output import check_out, frame_text, write
-from normlab.ops.run import run_study, run_training
+from normlab.ops.run import run_study, run_training, run_warmup_study
 from normlab.science.datasets import DATA_DIR_ENV, NUM_CLASSES
 from normlab.science.study import StudyResult
 from normlab.science.training import TrainResult
+from normlab.science.warmup import WarmupStudyResult
 
 TRAIN_SHOW = ("curve", "summary", "probes")
 STUDY_SHOW = ("runs", "correlations", "curves")
@@ -63,14 +69,20 @@ _HELP = {
     "probe_after": "re-run the probes after this many steps (always among the probe steps)",
     "probe_steps": "steps to probe at, comma-separated, e.g. 0,1,2,5,10 (0 = init; default 0, 1, 2, 5, "
                    "10, 20, 50, ... and the last step)",
-    "dataset": f"training data: {', '.join(TRAIN_DATASETS)} (the CIFARs from --data-dir)",
+    "dataset": f"training data: {', '.join(TRAIN_DATASETS)} (the CIFARs from --data-dir; text: byte "
+               "windows, what a transformer trains on)",
     "data_dir": f"folder holding the CIFAR files (default ${DATA_DIR_ENV}); nothing is downloaded",
-    "warmup_steps": "linear learning-rate warmup over this many steps",
+    "warmup_steps": "linear learning-rate warm-up over this many steps: the rate rises as "
+                    "lr * step / warmup_steps, then stays at --lr",
     "lr_drop_step": "from this step on the learning rate is a tenth of --lr",
     "hflip": "random horizontal flips of the training images",
     "target_accuracy": "held-out accuracy that counts as trained (steps_to_target)",
     "max_loss": "a training loss above this (or NaN/inf) ends the run as diverged",
     "device": "auto, cpu, cuda or mps",
+    "optimizer": "sgd (with --momentum) or adamw (betas: --momentum and 0.98); a transformer's default "
+                 "is adamw",
+    "text_path": "dataset text: the file whose bytes a transformer learns to predict (default: the "
+                 "standard library's pydoc_data.topics, English)",
     # StudyConfig
     "archs": f"architectures to train: some of {', '.join(ARCHS)}",
     "norms": f"normalizers to train: some of {', '.join(NORM_NAMES)}",
@@ -82,6 +94,10 @@ _HELP = {
     "n_boot": "bootstrap resamples for the correlation's interval",
     "confidence": "confidence level of the interval",
 }
+
+
+# Shorter spellings of a flag: probe's (--text) and the warm-up's --warmup.
+_ALIASES = {**FLAG_ALIASES, "warmup_steps": ("--warmup",)}
 
 
 # --- Flags from config fields --------------------------------------------------------------------
@@ -99,21 +115,22 @@ def _add_fields(parser: argparse.ArgumentParser, cls, title: str, skip: tuple[st
         base, _, many = field_type(cls, field.name)
         if field.name in skip or dataclasses.is_dataclass(base):
             continue
-        flag = "--" + field.name.replace("_", "-")
+        flags = ("--" + field.name.replace("_", "-"), *_ALIASES.get(field.name, ()))
         text = (help_text or {}).get(field.name) or _HELP.get(field.name, field.name.replace("_", " "))
         if defaults is not None:
             value = getattr(defaults, field.name)
             shown = " ".join(map(str, value)) if isinstance(value, tuple) else value
             text += f" (default {shown})"
         if field.name == "probe_steps":  # one comma-separated list, as the other tools write it
-            group.add_argument(flag, dest=field.name, type=step_list, default=None, metavar="0,1,2,...",
+            group.add_argument(*flags, dest=field.name, type=step_list, default=None, metavar="0,1,2,...",
                                help=text)
         elif base is bool:
-            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
+            group.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
                                help=text)
         else:
-            group.add_argument(flag, dest=field.name, type=base, default=None, nargs="+" if many else None,
-                               metavar=base.__name__.upper(), help=text)
+            group.add_argument(*flags, dest=field.name, type=base, default=None, nargs="+" if many else None,
+                               metavar="FILE" if field.name == "text_path" else base.__name__.upper(),
+                               help=text)
 
 
 def step_list(text: str) -> tuple[int, ...]:
@@ -169,6 +186,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     _add_threads(parser)
     _add_output(parser, TRAIN_SHOW, "curve (one row per step), summary (one row), probes (every probe "
                                     "step, with a step column)")
+    lm = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in LM_SIZES.items())
+    parser.epilog = (f"--arch transformer trains a byte-level language model on dataset text, with its own "
+                     f"defaults: {lm}, optimizer {LM_TRAIN.optimizer}, lr {LM_TRAIN.lr:g}, batch-size "
+                     f"{LM_TRAIN.batch_size}, steps {LM_TRAIN.steps}, eval-every {LM_TRAIN.eval_every}; its "
+                     f"curve adds test_bpb, the held-out bits per byte.")
 
 
 def train_summary(result: TrainResult) -> str:
@@ -178,10 +200,20 @@ def train_summary(result: TrainResult) -> str:
     lines = [
         f"# {s['arch']} {s['norm']} depth {s['depth']} width {s['width']}"
         + (f" groups {s['groups']}" if s["groups"] is not None else "")
-        + f" | {s['steps_done']}/{tc.steps} steps, lr {tc.lr}, batch {tc.batch_size}, seed {tc.seed}, "
-        f"{s['seconds']:.1f} s",
-        f"# held-out accuracy: final {short(s['final_test_acc'], 3)}, best {short(s['best_test_acc'], 3)}; "
-        f"steps to {tc.target_accuracy:g}: {short(s['steps_to_target'], 3)}",
+        + (f" placement {s['placement']} seq_len {s['seq_len']}" if catalog.family(s["arch"]).tokens else "")
+        + f" | {s['steps_done']}/{tc.steps} steps, {tc.optimizer} lr {tc.lr}"
+        + (f" (warm-up {tc.warmup_steps} steps)" if tc.warmup_steps else "")
+        + f", batch {tc.batch_size}, seed {tc.seed}, {s['seconds']:.1f} s",
+    ]
+    if tc.dataset == "text":
+        lines.append(f"# held-out next-byte loss: final {short(s['final_test_loss'], 4)} nats = "
+                     f"{short(s['final_test_bpb'], 4)} bits per byte; accuracy "
+                     f"{short(s['final_test_acc'], 3)}")
+    else:
+        lines.append(f"# held-out accuracy: final {short(s['final_test_acc'], 3)}, best "
+                     f"{short(s['best_test_acc'], 3)}; steps to {tc.target_accuracy:g}: "
+                     f"{short(s['steps_to_target'], 3)}")
+    lines += [
         f"# final-layer cos_sim: init {short(s['cos_sim_init'], 3)}, after {tc.probe_after} steps "
         f"{short(s['cos_sim_after'], 3)}",
         f"# gradient growth at init (first / last hidden conv/linear): {short(s['grad_growth_init'], 3)}; "
@@ -205,8 +237,9 @@ def _train_frame(result: TrainResult, show: str, fmt: str) -> pd.DataFrame:
     if show == "probes":
         return result.probes
     if fmt == "table":  # the evaluated steps only, without the constant config columns
-        return result.curve.loc[result.curve["test_acc"].notna() | result.curve["loss"].isna(),
-                                ["step", "loss", "train_acc", "test_loss", "test_acc"]]
+        columns = ["step", "loss", "train_acc", "test_loss", "test_acc"]
+        columns += ["test_bpb"] if "test_bpb" in result.curve else []
+        return result.curve.loc[result.curve["test_acc"].notna() | result.curve["loss"].isna(), columns]
     return result.curve
 
 
@@ -218,8 +251,16 @@ def _step_reporter(every: int) -> Callable[[int, int, str], None]:
     return report
 
 
-def train_config_from_fields(fields: dict, recipe: str, norm: str) -> TrainConfig:
-    """The TrainConfig of ``normlab train``: the recipe's (default or paper), the given fields on top."""
+def train_config_from_fields(fields: dict, recipe: str, norm: str, arch: str = "resnet") -> TrainConfig:
+    """The TrainConfig of ``normlab train``: the recipe's (default or paper), the given fields on top.
+
+    A token family (the transformer) starts from LM_TRAIN, the byte-level language model's training.
+    """
+    if catalog.family(arch).tokens:
+        if recipe == "paper":
+            raise ValueError(f"recipe 'paper' is the paper's CIFAR setup; arch {arch!r} trains with recipe "
+                             f"'default' (a byte-level language model: AdamW on dataset 'text')")
+        return config_from_dict(TrainConfig, {**LM_TRAIN.to_dict(), **fields})
     if recipe == "paper":
         rest = {k: v for k, v in fields.items() if k not in ("steps", "dataset")}
         return paper_recipe(norm, fields.get("steps"), fields.get("dataset", "cifar100"), **rest)
@@ -233,7 +274,10 @@ def run_train_command(args: argparse.Namespace) -> int:
         arch = model_fields.get("arch", ModelConfig.arch)
         check_trainable(arch)
         norm = model_fields.get("norm") or catalog.family(arch).default_norm
-        train = train_config_from_fields(train_fields, args.recipe, norm)
+        train = train_config_from_fields(train_fields, args.recipe, norm, arch)
+        check_pairing(arch, train.dataset)
+        if catalog.family(arch).tokens:  # the language model's sizes, where none are given
+            model_fields = {**LM_SIZES, **model_fields}
         if train.dataset in NUM_CLASSES and "num_classes" not in model_fields:
             model_fields["num_classes"] = NUM_CLASSES[train.dataset]  # CIFAR-100's head has 100 outputs
         model = config_from_dict(ModelConfig, model_fields)
@@ -307,10 +351,10 @@ def _study_frame(result: StudyResult, show: str, fmt: str) -> pd.DataFrame:
     return result.runs[_RUN_COLUMNS] if fmt == "table" else result.runs
 
 
-def _run_reporter(steps: int) -> Callable[[int, int, str], None]:
+def _run_reporter(steps: int, what: str = "study") -> Callable[[int, int, str], None]:
     def report(done: int, total: int, label: str) -> None:
         if done % steps == 0:  # once per finished run
-            _say(f"study {done // steps}/{total // steps} runs: {label}")
+            _say(f"{what} {done // steps}/{total // steps} runs: {label}")
 
     return report
 
@@ -332,6 +376,74 @@ def run_study_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- warmup ----------------------------------------------------------------------------------------
+
+WARMUP_SHOW = ("arms", "runs", "curves")
+_WARMUP_TRAIN_SKIP = ("seed", "warmup_steps")  # each run's come from the study's --seeds and --warmups
+_WARMUP_HELP = {
+    "placements": f"placements to compare: some of {', '.join(PLACEMENTS)}",
+    "warmups": "warm-up lengths in steps, one arm each (0 = none; the longest is the verdict's warmed-up "
+               "arm)",
+    "seed": "first seed; the runs of an arm use seed, seed + 1, ...",
+    "norm": "the normalizer of every network",
+    "lr": "the peak learning rate every arm reaches (with warm-up: after its warm-up)",
+}
+
+
+def add_warmup_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = WarmupStudyConfig()
+    _add_fields(parser, WarmupStudyConfig, "study", defaults=defaults, help_text=_WARMUP_HELP)
+    _add_fields(parser, TrainConfig, "training of every run", skip=_WARMUP_TRAIN_SKIP,
+                defaults=defaults.train, help_text=_WARMUP_HELP)
+    _add_threads(parser)
+    add_execution_arguments(parser, "run")
+    _add_output(parser, WARMUP_SHOW, "arms (one row per placement and warm-up: final held-out loss and bits "
+                                     "per byte over the seeds), runs (one row per run), curves")
+
+
+def warmup_config_from_args(args: argparse.Namespace) -> WarmupStudyConfig:
+    """The WarmupStudyConfig the flags describe; training flags override its default training."""
+    study = given(args, WarmupStudyConfig)
+    train = given(args, TrainConfig, skip=_WARMUP_TRAIN_SKIP)
+    if train:
+        study["train"] = config_from_dict(TrainConfig, {**WarmupStudyConfig().train.to_dict(), **train})
+    return config_from_dict(WarmupStudyConfig, study)
+
+
+def arms_text(result: WarmupStudyResult) -> str:
+    """The arms as an aligned table, then the verdict."""
+    lines = ["# placement  warm-up  runs  diverged  held-out loss mean [min, max]    "
+             "bits/byte mean [min, max]"]
+    for arm in result.arms.itertuples():
+        lines.append(f"#   {arm.placement:<8} {arm.warmup_steps:>7}  {arm.runs:>4}  {arm.diverged:>8}  "
+                     f"{short(arm.loss_mean, 4):>6} [{short(arm.loss_min, 4)}, {short(arm.loss_max, 4)}]"
+                     f"      {short(arm.bpb_mean, 3):>5} [{short(arm.bpb_min, 3)}, {short(arm.bpb_max, 3)}]")
+    lines.append("# " + result.verdict.text)
+    if result.stopped:
+        lines.append("# stopped early: only the finished runs are counted")
+    return "\n".join(lines)
+
+
+def run_warmup_command(args: argparse.Namespace) -> int:
+    """``normlab warmup``: every run of the warm-up study; the chosen frame to stdout/--out, the arms and
+    the verdict to stderr."""
+    try:
+        config = warmup_config_from_args(args)
+        check_out(args.out)
+        _set_threads(args.threads)
+        execution = execution_from_args(args)
+        _say(f"warmup: {len(config.runs())} runs of {config.train.steps} steps at peak lr "
+             f"{config.train.lr:g}")
+        result = run_warmup_study(config, progress=_run_reporter(config.train.steps, "warmup"), **execution)
+        frame = {"arms": result.arms, "runs": result.runs, "curves": result.curves}[args.show]
+        write(frame_text(frame, args.format), args.out)
+        _say(arms_text(result))
+    except ValueError as err:
+        _say(f"normlab warmup: error: {' '.join(str(err).split())}")
+        return USAGE_ERROR
+    return 0
+
+
 # --- Registration ------------------------------------------------------------------------------------
 
 TRAIN_HELP = TRAINING_HELP["train"]
@@ -348,6 +460,8 @@ def add_parsers(subparsers) -> None:
         ("train", TRAIN_HELP, add_train_arguments, run_train_command),
         ("study", STUDY_HELP + f" (default normalizers: {', '.join(STUDY_NORMS)})", add_study_arguments,
          run_study_command),
+        ("warmup", TRAINING_HELP["warmup"] + " (Xiong et al. 2020, at a small scale: a byte-level language "
+         "model on the text input)", add_warmup_arguments, run_warmup_command),
     ):
         parser = subparsers.add_parser(name, help=text, description=text)
         add(parser)

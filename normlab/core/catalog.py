@@ -217,7 +217,7 @@ ARCHITECTURES: dict[str, ArchInfo] = {
                             default_depth=6, default_width=64, depth_help="blocks",
                             width_help="model width D", spatial=False, symbol="triangle-up",
                             norms=("layernorm", "rmsnorm", "dyt", "derf", "none"),
-                            default_norm="layernorm", tokens=True, trainable=False),
+                            default_norm="layernorm", tokens=True),
 }
 ARCH_NAMES: list[str] = list(ARCHITECTURES)  # refreshed in place by register_family / unregister_family
 

@@ -33,7 +33,16 @@ from normlab.core.config import (
 TEST_DIGITS = 360
 ALL_DIGITS = 1797  # scikit-learn's digits: the data set, upsampled once and split
 TRAIN_DIGITS = ALL_DIGITS - TEST_DIGITS
-TRAIN_DATASETS = ("digits", "cifar10", "cifar100")  # the CIFARs are read from data_dir, never downloaded
+# the CIFARs are read from data_dir, never downloaded; text is a token family's (TOKEN_DATASETS)
+TRAIN_DATASETS = ("digits", "cifar10", "cifar100", "text")
+TOKEN_DATASETS = ("text",)  # what a token family (the transformer) trains on: byte windows of a text
+OPTIMIZERS = ("sgd", "adamw")
+# A language model's data: the corpus's last tenth is held out, cut into windows that share no byte with
+# any training window; at most this many of them are scored at each evaluation (~16k tokens at T = 64).
+HELD_OUT_FRACTION = 0.1
+HELD_OUT_WINDOWS = 256
+MAX_TEXT_BYTES = 64 * 2**20  # a --text file is read whole (as uint8, about its own size in memory)
+ADAMW_BETA2 = 0.98  # Vaswani et al. 2017 and Xiong et al. 2020's Adam; beta1 is the momentum field
 # Probes at 0, 1, 2, 5, 10, 20, 50, 100, ...: dense where the gradients change fastest (the first steps).
 PROBE_MANTISSAS = (1, 2, 5)
 LR_DROP = 0.1  # the paper's schedule ends at a tenth of the base rate (0.1 -> 0.01)
@@ -52,6 +61,18 @@ def check_trainable(arch: str) -> None:
         trainable = ", ".join(repr(a) for a, info in catalog.ARCHITECTURES.items() if info.trainable)
         raise ValueError(f"arch {arch!r} cannot be trained yet (its catalog row has trainable=False); "
                          f"trainable: {trainable}")
+
+
+def check_pairing(arch: str, dataset: str) -> None:
+    """A token family trains on text, the image families on images; refuse the other pairs by name."""
+    tokens = catalog.family(arch).tokens
+    if tokens and dataset not in TOKEN_DATASETS:
+        raise ValueError(f"dataset {dataset!r} is images; arch {arch!r} reads bytes and trains on "
+                         f"{' or '.join(repr(d) for d in TOKEN_DATASETS)}")
+    if not tokens and dataset in TOKEN_DATASETS:
+        allowed = ", ".join(repr(d) for d in TRAIN_DATASETS if d not in TOKEN_DATASETS)
+        raise ValueError(f"dataset {dataset!r} is for a token family (the transformer); arch {arch!r} "
+                         f"trains on {allowed}")
 
 
 @dataclass(frozen=True)
@@ -84,6 +105,12 @@ class TrainConfig:
     warmup_steps: int = 0  # the rate rises linearly, lr * step / warmup_steps, over the first steps
     lr_drop_step: int | None = None  # from this step on the rate is lr * LR_DROP; None: no drop
     hflip: bool = False  # flip each training image left-right with probability 1/2 (the paper's CIFAR runs)
+    # sgd: SGD with momentum (the paper's); adamw: AdamW with betas (momentum, ADAMW_BETA2), what
+    # transformers are trained with (SGD barely moves a Post-LN transformer at any stable rate)
+    optimizer: str = "sgd"
+    # dataset 'text': the file whose bytes are cut into windows (ProbeConfig's field of the same name);
+    # None: the English text of the standard library's pydoc_data.topics (~465 kB), nothing downloaded
+    text_path: str | None = None
 
     def __post_init__(self) -> None:
         check_int("steps", self.steps, 1, MAX_STEPS)
@@ -123,6 +150,14 @@ class TrainConfig:
             check_int("lr_drop_step", self.lr_drop_step, 1)
         if not isinstance(self.hflip, bool):
             raise ValueError(f"hflip must be true or false; got {self.hflip!r}")
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.text_path is not None:
+            if not isinstance(self.text_path, str) or not self.text_path.strip():
+                raise ValueError(f"text_path must be a file path or None; got {self.text_path!r}")
+            if self.dataset != "text":
+                raise ValueError(f"text_path names a file for dataset 'text'; dataset is {self.dataset!r}")
+        if self.dataset == "text" and self.hflip:
+            raise ValueError("hflip flips images; dataset 'text' has none (leave hflip false)")
 
     @property
     def probe_schedule(self) -> tuple[int, ...]:
@@ -140,7 +175,8 @@ class TrainConfig:
         and what changes between probe steps is the weights alone.
         """
         return ProbeConfig(input=self.dataset, batch_size=self.batch_size, image_size=self.image_size,
-                           seed=self.seed, seeds=1, device=self.device, data_dir=self.data_dir)
+                           seed=self.seed, seeds=1, device=self.device, data_dir=self.data_dir,
+                           text_path=self.text_path)
 
     def lr_at(self, step: int) -> float:
         """The learning rate of update ``step`` (1-based): warmup, then lr, then lr * LR_DROP."""
@@ -166,6 +202,23 @@ def default_probe_steps(steps: int) -> tuple[int, ...]:
         out |= {m * scale for m in PROBE_MANTISSAS if m * scale <= steps}
         scale *= 10
     return tuple(sorted(out))
+
+
+# A byte-level language model (``normlab train --arch transformer``): sizes and training that take
+# seconds on two CPU cores (300 steps and ten probes: 45 s measured on 2 cores shared with a load
+# average of 9, one torch thread). Depth 4 so that a block has blocks on
+# both sides (the placements differ in what reaches the first and the last), width 64 (the family's own
+# default), 64 tokens so that attention sees a few words of context, batch 16 x 64 = 1024 tokens a step.
+# AdamW because transformers are trained with Adam and Xiong et al. 2020's warm-up question is about
+# Adam's first steps; 1e-3 is the usual rate at this width, where Post-LN and Pre-LN without warm-up
+# end alike (held-out 2.18 nats per byte after 300 steps, seed 0, measured).
+LM_SIZES = {"depth": 4, "width": 64, "seq_len": 64}
+LM_TRAIN = TrainConfig(steps=300, lr=1e-3, batch_size=16, dataset="text", optimizer="adamw", eval_every=50)
+
+
+def lm_train(**changes) -> TrainConfig:
+    """LM_TRAIN with ``changes`` (any TrainConfig field) on top."""
+    return replace(LM_TRAIN, **changes)
 
 
 # The paper's training setup (its code's config.py and main.py): 60 epochs of CIFAR at batch 256, SGD
@@ -272,6 +325,8 @@ class StudyConfig:
         check_int("resnet_stages", self.resnet_stages, 1, MAX_STAGES)
         if not isinstance(self.train, TrainConfig):
             raise ValueError(f"train must be a TrainConfig; got {type(self.train).__name__}")
+        for arch in self.archs:  # the correlation study trains on images: a transformer is refused here
+            check_pairing(arch, self.train.dataset)
         check_int("k_steps", self.k_steps, 1, self.train.steps)
         check_int("n_boot", self.n_boot, 1, MAX_BOOT)
         check_real("confidence", self.confidence, 0.0, 1.0, open_low=True, open_high=True)
@@ -303,6 +358,71 @@ class StudyConfig:
         seeds = range(self.seed, self.seed + self.seeds)
         train = self.train if self.train.probe_steps is not None else replace(self.train, probe_steps=())
         return [(m, replace(train, seed=s)) for m in self.model_configs() for s in seeds]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# The warm-up study (Xiong et al. 2020's question at this machine's scale)
+
+# The peak rate of the warm-up study: AdamW at 1e-2, ten times LM_TRAIN's rate, where (measured, see
+# docs/transformers.md) Post-LN without warm-up stalls near 3.2 nats per byte at this size while Pre-LN
+# and a warmed-up Post-LN train on; at LM_TRAIN's 1e-3 Post-LN needs no warm-up here.
+WARMUP_LR = 1e-2
+WARMUP_STEPS = 50  # the warmed-up arms' K: the first quarter of the study's 200 steps
+WARMUP_TRAIN = replace(LM_TRAIN, steps=200, lr=WARMUP_LR, eval_every=50)
+
+
+@dataclass(frozen=True)
+class WarmupStudyConfig:
+    """Post-LN against Pre-LN, each with and without a linear learning-rate warm-up to the same peak
+    rate, over a few seeds: the arms (placement x warm-up) of Xiong et al. 2020's question, small."""
+
+    placements: tuple[str, ...] = ("post", "pre")
+    warmups: tuple[int, ...] = (0, WARMUP_STEPS)  # warm-up steps of each arm; 0 = none
+    seeds: int = 3  # seeds per arm: each a fresh init, batch order and probe batch
+    seed: int = 0  # first seed
+    norm: str = "layernorm"  # the normalizer of every network (Xiong et al.'s)
+    depth: int = LM_SIZES["depth"]
+    width: int = LM_SIZES["width"]
+    seq_len: int = LM_SIZES["seq_len"]
+    heads: int = 4
+    train: TrainConfig = field(default_factory=lambda: WARMUP_TRAIN)  # warmup_steps and seed set per run
+
+    def __post_init__(self) -> None:
+        from normlab.core.config import PLACEMENTS  # the transformer's placements, one definition
+
+        for name in ("placements", "warmups"):  # one value is a list of one
+            object.__setattr__(self, name, check_items(name, getattr(self, name)))
+            if not getattr(self, name):
+                raise ValueError(f"{name} must list at least one value")
+        for placement in self.placements:
+            check_choice("placement (placements)", placement, PLACEMENTS)
+        if not isinstance(self.train, TrainConfig):
+            raise ValueError(f"train must be a TrainConfig; got {type(self.train).__name__}")
+        for k in self.warmups:
+            check_int("warmups", k, 0, self.train.steps)
+        check_int("seeds", self.seeds, 1, MAX_STUDY_SEEDS)
+        runs = len(self.placements) * len(self.warmups) * self.seeds
+        if runs > MAX_STUDY_RUNS:
+            raise ValueError(f"the study would train {runs:,} runs (placements x warmups x seeds); "
+                             f"at most {MAX_STUDY_RUNS:,}")
+        check_int("seed", self.seed, 0, MAX_SEED - self.seeds)
+        check_pairing("transformer", self.train.dataset)
+        self.runs()  # builds every ModelConfig now, so a bad size or normalizer fails here, by name
+
+    def model_config(self, placement: str) -> ModelConfig:
+        return ModelConfig(arch="transformer", norm=self.norm, placement=placement, depth=self.depth,
+                           width=self.width, seq_len=self.seq_len, heads=self.heads)
+
+    def runs(self) -> list[tuple[ModelConfig, TrainConfig]]:
+        """Every (network, training) pair: each placement x warm-up once per seed. The runs probe at
+        init and after ``probe_after`` steps unless ``train`` names probe steps."""
+        seeds = range(self.seed, self.seed + self.seeds)
+        train = self.train if self.train.probe_steps is not None else replace(self.train, probe_steps=())
+        return [(self.model_config(p), replace(train, warmup_steps=k, seed=s))
+                for p in self.placements for k in self.warmups for s in seeds]
 
     def to_dict(self) -> dict:
         return asdict(self)

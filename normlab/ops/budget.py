@@ -225,3 +225,23 @@ def check_study(study, limits: Limits | None = None) -> TrainingCost:
     if math.isfinite(limits.max_seconds):
         _check_seconds(sum(seconds), limits, f" for the study's {len(seconds)} runs")
     return TrainingCost(len(seconds), memory, seconds)
+
+
+def check_runs(runs, limits: Limits | None = None) -> TrainingCost:
+    """Refuse a list of training runs over the limits before the first: every run's sizes and memory,
+    and the predicted seconds of all of them together (the warm-up study's check).
+
+    Args:
+        runs: (ModelConfig, TrainConfig) pairs.
+    """
+    limits = local_limits() if limits is None else limits
+    memory, seconds = 0.0, []
+    for model, train in runs:
+        _check_sizes(model, train.batch_size, 1, limits)
+        estimate = training_estimate(model, train)
+        memory = max(memory, estimate.memory_mb)
+        seconds.append(_training_seconds(estimate, train, limits))
+    _check_memory(memory, limits, " for training")
+    if math.isfinite(limits.max_seconds):
+        _check_seconds(sum(seconds), limits, f" for the study's {len(seconds)} runs")
+    return TrainingCost(len(seconds), memory, tuple(seconds))

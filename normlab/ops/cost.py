@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from normlab.core import catalog
 from normlab.core.config import PRESETS, ModelConfig, ProbeConfig, check_instance
-from normlab.core.train_config import ALL_DIGITS, TEST_DIGITS
+from normlab.core.train_config import ALL_DIGITS, HELD_OUT_WINDOWS, MAX_TEXT_BYTES, TEST_DIGITS
 from normlab.ops.settings import BASE_MEMORY_MB, MIB
 
 BYTES_PER_VALUE = 4  # activations and weights are float32
@@ -289,10 +289,13 @@ def training_estimate(model_config: ModelConfig, train) -> TrainingEstimate:
     size, channels = train.image_size, model_config.in_channels
     params = probe.parameter_bytes / _param_copies(model_config.norm)
     data = 2 * ALL_DIGITS * channels * size * size * BYTES_PER_VALUE  # upsampled images, and the split
-    # weights, their gradients, the momentum buffer and the probe's deep copy of the model
-    weights = 4 * params + probe.parameter_bytes - params
-    t_eval = _walk(model_config, TEST_DIGITS, size)
-    evaluation_bytes = 2 * BYTES_PER_VALUE * TEST_DIGITS * max(t_eval.largest, 1)  # no_grad: two alive
+    held_out = TEST_DIGITS
+    if train.dataset == "text":  # the text's bytes (at most a file's ceiling) and its held-out windows
+        data, held_out = MAX_TEXT_BYTES if train.text_path is not None else 2**20, HELD_OUT_WINDOWS
+    # weights, their gradients, the momentum buffer (AdamW: two) and the probe's deep copy of the model
+    weights = (5 if train.optimizer == "adamw" else 4) * params + probe.parameter_bytes - params
+    t_eval = _walk(model_config, held_out, size)
+    evaluation_bytes = 2 * BYTES_PER_VALUE * held_out * max(t_eval.largest, 1)  # no_grad: two alive
     memory = (probe.base_bytes + data + weights + probe.activation_bytes + probe.workspace_bytes
               + evaluation_bytes) / MIB
     flops = probe.forward_flops

@@ -1,10 +1,11 @@
 """The guarded entry points: check -> deadline -> backend -> store, around the unguarded science.
 
-``run_probes``, ``run_sweep``, ``run_training`` and ``run_study`` are what the command line, the Python
-API and the dashboard call. Each refuses a request over the limits before anything is allocated
-(normlab.ops.budget), then runs the measurement or the training of normlab.science; the sweeps and
-studies run their points on a backend (normlab.ops.backends) and keep each finished point in a result
-store (normlab.ops.records). Never prints; progress goes to an optional ``progress(done, total, label)``.
+``run_probes``, ``run_sweep``, ``run_training``, ``run_study`` and ``run_warmup_study`` are what the
+command line, the Python API and the dashboard call. Each refuses a request over the limits before
+anything is allocated (normlab.ops.budget), then runs the measurement or the training of
+normlab.science; the sweeps and studies run their points on a backend (normlab.ops.backends) and keep
+each finished point in a result store (normlab.ops.records). Never prints; progress goes to an optional
+``progress(done, total, label)``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,23 @@ from typing import TYPE_CHECKING
 
 from normlab.core import catalog
 from normlab.core.config import ModelConfig, ProbeConfig, Progress, ShouldStop, describe
-from normlab.core.train_config import StudyConfig, TrainConfig, check_trainable
+from normlab.core.train_config import (
+    StudyConfig,
+    TrainConfig,
+    WarmupStudyConfig,
+    check_pairing,
+    check_trainable,
+)
 from normlab.ops import records
 from normlab.ops.backends import Kind, Point, check_backend, run_points
-from normlab.ops.budget import check_budget, check_study, check_sweep, check_sweep_points, check_training
+from normlab.ops.budget import (
+    check_budget,
+    check_runs,
+    check_study,
+    check_sweep,
+    check_sweep_points,
+    check_training,
+)
 from normlab.ops.store import ResultStore
 
 if TYPE_CHECKING:  # the science is imported when a computation runs: the CLI's --help loads no torch
@@ -27,6 +41,7 @@ if TYPE_CHECKING:  # the science is imported when a computation runs: the CLI's 
     from normlab.science.probes import ProbeDetail
     from normlab.science.study import StudyResult
     from normlab.science.training import TrainResult
+    from normlab.science.warmup import WarmupStudyResult
 
 
 
@@ -122,6 +137,7 @@ def run_training(model_config: ModelConfig, train_config: TrainConfig | None = N
         raise ValueError(f"train_config must be a TrainConfig or None; got {type(train_config).__name__}")
     cfg = train_config or TrainConfig()
     check_trainable(model_config.arch)
+    check_pairing(model_config.arch, cfg.dataset)
     check_training(model_config, cfg)  # this machine's memory (and operator limits set), before any work
     return training.train(model_config, cfg, progress, should_stop)
 
@@ -154,6 +170,31 @@ def run_study(study_config: StudyConfig | None = None, progress: Progress | None
     results, stopped = run_points(points, RUNS, backend, address, store, progress, should_stop)
     # A stop keeps the runs finished before it (on Ray, those that happened to finish first).
     return assemble_study(config, [r for r in results if r is not None], stopped=stopped)
+
+
+def run_warmup_study(study_config: WarmupStudyConfig | None = None, progress: Progress | None = None,
+                     should_stop: ShouldStop | None = None, backend: str = "local",
+                     address: str | None = None, store: ResultStore | None = None) -> WarmupStudyResult:
+    """Train Post-LN and Pre-LN transformers with and without warm-up and compare their held-out loss.
+
+    Args:
+        study_config: arms, seeds, sizes, peak rate; default ``WarmupStudyConfig()``.
+        progress, should_stop, backend, address, store: as for :func:`run_study` (a store keeps every
+            finished run, so a rerun resumes; a run is the same record ``run_training`` stores).
+    """
+    if study_config is not None and not isinstance(study_config, WarmupStudyConfig):
+        raise ValueError(f"study_config must be a WarmupStudyConfig or None; "
+                         f"got {type(study_config).__name__}")
+    config = WarmupStudyConfig() if study_config is None else study_config
+    plan = config.runs()
+    check_runs(plan)  # every run's memory and the limits set, before the first run
+    from normlab.science.warmup import assemble_warmup
+
+    points = [Point(records.TRAIN, (mc, tc), tc.steps, prefix=f"run {i + 1}/{len(plan)}: ",
+                    name=f"{mc.placement}-LN warm-up {tc.warmup_steps} seed {tc.seed}")
+              for i, (mc, tc) in enumerate(plan)]
+    results, stopped = run_points(points, RUNS, backend, address, store, progress, should_stop)
+    return assemble_warmup(config, [r for r in results if r is not None], stopped=stopped)
 
 
 # ---------------------------------------------------------------------------------------------

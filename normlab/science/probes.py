@@ -462,6 +462,18 @@ def _token_pass(model_config: ModelConfig, probe_config: ProbeConfig, seed: int,
                     model.final, workspace, _TokenReducer(workspace), list(model.weight_points()))
 
 
+def probe_tokens(model: nn.Module, tokens: torch.Tensor, targets: torch.Tensor, *,
+                 rank_tol: float = DEFAULT_RANK_TOL, seed: int = 0) -> pd.DataFrame:
+    """A token network's probe rows as it stands (mid-training, say): the pass of :func:`run_probes`
+    (:func:`_token_pass`) on ``tokens`` (N, T) with their next-token ``targets`` (N, T), on its current
+    weights; ``seed`` is the frame's seed column."""
+    from normlab.science.transformer import next_token_loss
+
+    taps = _measure(model, tokens, lambda logits: next_token_loss(logits, targets), model.probe_points(),
+                    model.final, None, _TokenReducer(None), list(model.weight_points()))
+    return _frame(_rows([_pack(taps, seed)], rank_tol), {})
+
+
 def probe_seeds(model_config: ModelConfig, probe_config: ProbeConfig, seeds: Sequence[int],
                 device: torch.device | None = None,
                 done: Callable[[int, int], None] | None = None) -> dict[str, list]:

@@ -23,13 +23,31 @@ import torch.nn.functional as F
 from normlab.core import catalog
 from normlab.core.config import MAX_IMAGE_SIZE, ModelConfig, Progress, ShouldStop, check_callback, check_int
 from normlab.core.deadline import check_time
-from normlab.core.train_config import TEST_DIGITS, TrainConfig
+from normlab.core.train_config import (
+    ADAMW_BETA2,
+    HELD_OUT_FRACTION,
+    HELD_OUT_WINDOWS,
+    MAX_TEXT_BYTES,
+    TEST_DIGITS,
+    TrainConfig,
+    check_pairing,
+    check_trainable,
+)
 from normlab.science import datasets
-from normlab.science.data import derive_seed, make_inputs, make_labels, resized, to_channels
+from normlab.science.data import (
+    default_corpus,
+    derive_seed,
+    make_inputs,
+    make_labels,
+    make_tokens,
+    resized,
+    to_channels,
+)
 from normlab.science.device import resolve_device
 from normlab.science.models import Net, build_model
-from normlab.science.probes import probe_module
+from normlab.science.probes import probe_module, probe_tokens
 from normlab.science.summary import final_value, gradient_growth, gradient_range
+from normlab.science.transformer import next_token_loss
 
 SPLIT_SEED = 0
 DIGITS_SIZE = 8  # scikit-learn's digits are 8x8 grey images with values 0..16
@@ -86,6 +104,8 @@ def _stratified_split(labels: np.ndarray, test_size: int, seed: int) -> tuple[np
 class TrainData:
     """A training set and its held-out set; ``prepare`` turns stored images into network input.
 
+    For a text, x and y are byte windows (N, T) one byte apart: y[:, t] is the byte after x[:, t].
+
     The digits are stored prepared (float32); CIFAR as uint8 (150 MB rather than 600 MB as float),
     normalized batch by batch.
     """
@@ -97,22 +117,77 @@ class TrainData:
     num_classes: int
     image_size: int
     in_channels: int
+    tokens: bool = False  # byte windows (N, T) of a text, stored as uint8; x and y are int64 batches
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Stored images -> float32 (B, in_channels, image_size, image_size) on x's device."""
+        """Stored images -> float32 (B, in_channels, image_size, image_size) on x's device; stored bytes
+        -> int64 (B, T) tokens."""
+        if self.tokens:
+            return x.long()
         if x.dtype != torch.uint8:
             return x
         return to_channels(resized(datasets.normalize(x), self.image_size), self.in_channels)
+
+    def targets(self, y: torch.Tensor) -> torch.Tensor:
+        """Stored labels -> int64 class labels (B,) or next bytes (B, T)."""
+        return y.long() if self.tokens else y
 
     def to(self, device: torch.device) -> TrainData:
         return replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
                        x_test=self.x_test.to(device), y_test=self.y_test.to(device))
 
 
-def train_data(train_config: TrainConfig, in_channels: int) -> TrainData:
-    """The training and held-out images of ``train_config.dataset``: the digits split, or CIFAR's
-    train and test splits read from ``data_dir``."""
+@functools.lru_cache(maxsize=4)
+def text_bytes(path: str | None = None) -> bytes:
+    """The bytes of the text file ``path``, read whole; None: the text input's default corpus
+    (normlab.science.data.default_corpus). Cached: the same object each time."""
+    if path is None:
+        return default_corpus()
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_TEXT_BYTES + 1)
+    except OSError as err:
+        raise ValueError(f"text_path must name a readable file; {path!r}: {err.strerror or err}") from None
+    if len(data) > MAX_TEXT_BYTES:
+        raise ValueError(f"text_path {path!r} is larger than {MAX_TEXT_BYTES // 2**20} MiB; cut it first")
+    return data
+
+
+def text_windows(data: bytes, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training windows, held-out windows), each (W, seq_len + 1) uint8: the input is a window's first
+    seq_len bytes, the target its last seq_len (the next byte at every position).
+
+    The last HELD_OUT_FRACTION of the bytes is held out; both parts are cut into windows that do not
+    overlap, so no held-out byte is ever in a training window. At most HELD_OUT_WINDOWS held-out windows,
+    taken evenly over the held-out part.
+    """
+    width = seq_len + 1
+    split = int(len(data) * (1 - HELD_OUT_FRACTION))
+    n_train, n_test = split // width, (len(data) - split) // width
+    if n_train < 2 or n_test < 1:
+        need = math.ceil(2 * width / (1 - HELD_OUT_FRACTION)) + width
+        raise ValueError(f"text_path's text is too short for seq_len {seq_len}: {len(data)} bytes give "
+                         f"{n_train} training and {n_test} held-out windows; it needs at least {need} bytes")
+    stream = torch.frombuffer(bytearray(data), dtype=torch.uint8)  # (bytes,)
+    train = stream[:n_train * width].view(n_train, width)
+    test = stream[split:split + n_test * width].view(n_test, width)
+    if n_test > HELD_OUT_WINDOWS:
+        test = test[torch.linspace(0, n_test - 1, HELD_OUT_WINDOWS).round().long()]
+    return train, test
+
+
+def train_data(train_config: TrainConfig, in_channels: int, seq_len: int | None = None) -> TrainData:
+    """The training and held-out samples of ``train_config.dataset``: the digits split, CIFAR's
+    train and test splits read from ``data_dir``, or the byte windows of a text (``seq_len`` tokens;
+    x a window's bytes, y the bytes one further)."""
     cfg = train_config
+    if cfg.dataset == "text":
+        assert seq_len is not None, "a text's windows need the model's seq_len"
+        train, test = text_windows(text_bytes(cfg.text_path), seq_len)
+        if cfg.batch_size > len(train):
+            raise ValueError(f"batch_size must be at most the {len(train)} training windows of the text; "
+                             f"got {cfg.batch_size}")
+        return TrainData(train[:, :-1], train[:, 1:], test[:, :-1], test[:, 1:], 256, 0, 0, tokens=True)
     if cfg.dataset == "digits":
         d = digits_split(cfg.image_size, in_channels)
         return TrainData(d.x_train, d.y_train, d.x_test, d.y_test, 10, cfg.image_size, in_channels)
@@ -153,7 +228,9 @@ class TrainResult:
         train_config: how it was trained.
         curve: one row per step (0 = init): ``step``, ``loss`` and ``train_acc`` of that step's batch
             before its update (NaN at step 0), ``test_loss`` and ``test_acc`` on the held-out digits
-            (NaN between evaluations), plus the ``seed`` and the config columns.
+            (NaN between evaluations), plus the ``seed`` and the config columns. A text's run scores
+            next-byte prediction (loss per token, accuracy over tokens) and adds ``test_bpb``, the
+            held-out bits per byte (test_loss / ln 2).
         probes_init: probe rows (``probe_module`` columns plus ``step`` = 0, ``seed`` and config columns)
             at initialization, on the batch and random labels of ``run_probes`` for
             ``train_config.probe_config``: the same numbers as that call.
@@ -202,6 +279,17 @@ class TrainResult:
         """Held-out accuracy at the last evaluation (NaN if the run diverged)."""
         return math.nan if self.diverged else float(self.evaluations["test_acc"].iloc[-1])
 
+    @property
+    def final_test_loss(self) -> float:
+        """Held-out loss at the last evaluation (NaN if the run diverged): for a text, the mean
+        next-byte cross-entropy in nats."""
+        return math.nan if self.diverged else float(self.evaluations["test_loss"].iloc[-1])
+
+    @property
+    def final_test_bpb(self) -> float:
+        """A language model's held-out bits per byte, final_test_loss / ln 2; NaN for images."""
+        return self.final_test_loss / math.log(2) if self.train_config.dataset == "text" else math.nan
+
     def test_acc_at(self, step: int) -> float:
         """Held-out accuracy at the last evaluation at or before ``step``; NaN past the run's end
         (it diverged or stopped before ``step``)."""
@@ -247,6 +335,8 @@ class TrainResult:
             "diverged": self.diverged,
             "stopped": self.stopped,
             "final_test_acc": self.final_test_acc,
+            "final_test_loss": self.final_test_loss,
+            "final_test_bpb": self.final_test_bpb,
             "best_test_acc": float(self.evaluations["test_acc"].max()) if not self.diverged else math.nan,
             "steps_to_target": self.steps_to_target,
             "cos_sim_init": self.init_cos_sim,
@@ -284,7 +374,10 @@ def _probe(model: Net, x: torch.Tensor, y: torch.Tensor, step: int, columns: dic
     A copy is probed, so the model's batch-norm running statistics stay untouched; probe_module taps
     the network's own probe points, residual branches included.
     """
-    frame = probe_module(copy.deepcopy(model), x, y)
+    if catalog.family(model.config.arch).tokens:  # bytes in: the token pass, weight gradients included
+        frame = probe_tokens(copy.deepcopy(model), x, y, seed=seed)
+    else:
+        frame = probe_module(copy.deepcopy(model), x, y)
     frame["seed"] = seed
     frame.insert(1, "step", step)
     for name, value in columns.items():
@@ -295,23 +388,52 @@ def _probe(model: Net, x: torch.Tensor, y: torch.Tensor, step: int, columns: dic
 @torch.no_grad()
 def _evaluate(model: torch.nn.Module, data: TrainData) -> tuple[float, float]:
     """(loss, accuracy) on the held-out set, in eval mode (batch norm uses its running statistics),
-    EVAL_CHUNK images per pass.
+    EVAL_CHUNK samples per pass. For a text: the mean next-byte loss and accuracy over every held-out token.
 
     Non-finite logits give a NaN accuracy rather than whatever argmax makes of them.
     """
     was_training = model.training
     model.eval()
-    loss_sum, correct, n = 0.0, 0.0, len(data.y_test)
-    for start in range(0, n, EVAL_CHUNK):
-        y = data.y_test[start:start + EVAL_CHUNK]
-        logits = model(data.prepare(data.x_test[start:start + EVAL_CHUNK]))  # (n, K)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).double().sum().item()
+    loss_sum, correct, count = 0.0, 0.0, 0
+    for start in range(0, len(data.y_test), EVAL_CHUNK):
+        y = data.targets(data.y_test[start:start + EVAL_CHUNK])  # (n,) classes or (n, T) next bytes
+        logits = model(data.prepare(data.x_test[start:start + EVAL_CHUNK]))  # (n, K) or (n, T, V)
+        loss_sum += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                    reduction="sum").item()
+        correct += (logits.argmax(-1) == y).double().sum().item()
+        count += y.numel()
     model.train(was_training)
-    loss = loss_sum / n
+    loss = loss_sum / count
     if not math.isfinite(loss):
         return loss, math.nan
-    return loss, correct / n
+    return loss, correct / count
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy, mean over the samples (logits (B, K)) or over every token (logits (B, T, V))."""
+    if logits.dim() == 3:
+        return next_token_loss(logits, y)
+    return F.cross_entropy(logits, y)
+
+
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum, or AdamW with betas (momentum, ADAMW_BETA2); the rate is set every step."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.momentum, ADAMW_BETA2),
+                                 weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay)
+
+
+def _probe_batch(model_config: ModelConfig, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch every probe step measures, with its labels: run_probes' batch for ``cfg.probe_config``
+    (its own stream, so probing never shifts the training batches). Images: their random labels; a
+    text: windows at random offsets of the whole text with their true next bytes (a probe measures,
+    it never updates, so the held-out bytes it may read are not trained on)."""
+    if catalog.family(model_config.arch).tokens:
+        return make_tokens(cfg.probe_config, cfg.seed, model_config.seq_len)
+    return (make_inputs(cfg.probe_config, cfg.seed, model_config.in_channels),
+            make_labels(cfg.batch_size, model_config.num_classes, cfg.seed))
 
 
 def train(model_config: ModelConfig, train_config: TrainConfig | None = None,
@@ -343,17 +465,18 @@ def train(model_config: ModelConfig, train_config: TrainConfig | None = None,
     check_callback("progress", progress, "progress(step, steps, label)")
     check_callback("should_stop", should_stop, "should_stop() -> bool")
     cfg = train_config or TrainConfig()
+    check_trainable(model_config.arch)
+    check_pairing(model_config.arch, cfg.dataset)
     device = resolve_device(cfg.device)
     started = time.perf_counter()
-    data = train_data(cfg, model_config.in_channels)
+    data = train_data(cfg, model_config.in_channels, model_config.seq_len)
     if model_config.num_classes < data.num_classes:
         raise ValueError(f"num_classes must be at least the {data.num_classes} classes of {cfg.dataset}; "
                          f"got {model_config.num_classes}")
     data = data.to(device)
     x_train, y_train = data.x_train, data.y_train
-    # The probe batch is run_probes' batch: its own stream, so probing never shifts the training batches.
-    x_probe = make_inputs(cfg.probe_config, cfg.seed, model_config.in_channels).to(device)
-    y_probe = make_labels(cfg.batch_size, model_config.num_classes, cfg.seed).to(device)
+    x_probe, y_probe = _probe_batch(model_config, cfg)
+    x_probe, y_probe = x_probe.to(device), y_probe.to(device)
 
     # The init draws from torch's global generator (nn.init); fork it so a run leaves it as it found it.
     # Seeded as run_probes seeds it, so a run starts from the network run_probes measures.
@@ -362,8 +485,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig | None = None,
         model = build_model(model_config, input_shape=(model_config.in_channels, cfg.image_size,
                                                        cfg.image_size)).to(device)
     model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
+    optimizer = _optimizer(model, cfg)
     batches = _Batches(len(x_train), cfg.batch_size, np.random.default_rng([cfg.seed, 0]))
     flips = np.random.default_rng([cfg.seed, 2])  # its own stream: hflip leaves the batch order alone
 
@@ -379,12 +501,12 @@ def train(model_config: ModelConfig, train_config: TrainConfig | None = None,
     for step in range(1, cfg.steps + 1):
         check_time()  # a run past its hard wall-time limit stops between steps
         idx = batches.next().to(device)
-        x = data.prepare(x_train[idx])  # (B, C, S, S)
+        x, y = data.prepare(x_train[idx]), data.targets(y_train[idx])  # (B, C, S, S), (B,); or (B, T) both
         if cfg.hflip:
             flip = torch.as_tensor(flips.random(len(idx)) < 0.5, device=device)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        logits = model(x)  # (B, K)
-        loss = F.cross_entropy(logits, y_train[idx])
+        logits = model(x)  # (B, K) or (B, T, V)
+        loss = _loss(logits, y)
         loss_value = loss.item()
         if not loss_value <= cfg.max_loss:  # also catches NaN
             rows.append((step, loss_value, math.nan, math.nan, math.nan))
@@ -395,7 +517,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig | None = None,
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr_at(step)
         optimizer.step()
-        train_acc = (logits.detach().argmax(1) == y_train[idx]).double().mean().item()
+        train_acc = (logits.detach().argmax(-1) == y).double().mean().item()
         test_loss = test_acc = math.nan
         if step in eval_steps:
             test_loss, test_acc = _evaluate(model, data)
@@ -409,6 +531,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig | None = None,
             break
 
     curve = pd.DataFrame(rows, columns=["step", "loss", "train_acc", "test_loss", "test_acc"])
+    if data.tokens:  # a language model's loss in bits per byte: nats / ln 2, one token being one byte
+        curve["test_bpb"] = curve["test_loss"] / math.log(2)
     curve.insert(0, "seed", cfg.seed)
     for name, value in columns.items():
         curve[name] = value

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from normlab import ModelConfig, ProbeConfig, StudyConfig, TrainConfig
 from normlab.core.catalog import GROUPED_NORMS
+from normlab.core.train_config import lm_train
 from ui.state.controls import DEFAULTS, group_choices
 
 
@@ -37,6 +38,19 @@ def dynamics_runs(norms: Iterable[str] = DYNAMICS_NORMS, seeds: int = DYNAMICS_S
                          groups=DEFAULTS["groups"] if norm in GROUPED_NORMS else None),
              replace(train, seed=seed))
             for norm in norms for seed in range(seeds)]
+
+
+# A transformer's training dynamics: the sidebar's network as a byte-level language model on the text
+# input (AdamW at LM_TRAIN's rate), 50 steps probed at 0, 1, 2, 5, 10, 20 and 50.
+LM_DYNAMICS_STEPS = 50
+
+
+def lm_dynamics_runs(models: Iterable[ModelConfig], seeds: int = DYNAMICS_SEEDS, warmup_steps: int = 0):
+    """The training-dynamics page's runs for transformers: each of the sidebar's networks (one per
+    compared normalizer) per seed, with ``warmup_steps`` of linear warm-up."""
+    train = lm_train(steps=LM_DYNAMICS_STEPS, eval_every=10, probe_after=DYNAMICS_PROBE_STEPS[1],
+                     probe_steps=DYNAMICS_PROBE_STEPS, warmup_steps=warmup_steps)
+    return [(model, replace(train, seed=seed)) for model in models for seed in range(seeds)]
 
 
 def quick_study() -> StudyConfig:

@@ -26,6 +26,24 @@ DYNAMICS_VARIANCE = ("act", "act_var", True)
 DYNAMICS_GRADIENT = ("conv", "grad_norm", True)
 DYNAMICS_MIDDLE = {"cos_sim": ("act", "cos_sim", False), "stable_rank": ("act", "stable_rank", False),
                    "effective_rank": ("act", "effective_rank", False)}
+# A transformer's panels, per block (transformer_rows): the residual stream's variance, its tokens' cosine
+# (rank collapse among the tokens) and ‖∂L/∂W₂‖ of each block's FFN (Xiong et al. 2020's quantity).
+TRANSFORMER_PANELS = (("block", "act_var", True), ("block", "token_cos_sim", False),
+                      ("block", "weight_grad_norm", True))
+
+
+def transformer_rows(probes: pd.DataFrame) -> pd.DataFrame:
+    """A transformer's probe rows per block: the block outputs (``blocks.{l}``) and the weight gradient of
+    each block's W₂ (``blocks.{l}.ffn.w2``; W_O where the blocks have no FFN), kind ``block``, index l + 1."""
+    layer = probes["layer"].astype(str)
+    block = layer.str.extract(r"^blocks\.(\d+)$")[0]
+    w2 = layer.str.extract(r"^blocks\.(\d+)\.ffn\.w2$")[0]
+    if w2.isna().all():  # attention-only blocks (Dong et al.'s ablation)
+        w2 = layer.str.extract(r"^blocks\.(\d+)\.attn\.o$")[0]
+    grads = w2.notna() & (probes["metric"] == "weight_grad_norm")
+    rows = pd.concat([probes[block.notna()].assign(index=block[block.notna()].astype(int) + 1),
+                      probes[grads].assign(index=w2[grads].astype(int) + 1)], ignore_index=True)
+    return rows.assign(kind="block")
 
 
 def dynamics_stats(probes: pd.DataFrame, kind: str, metric: str) -> pd.DataFrame:
@@ -89,20 +107,23 @@ def gradient_growth_by_step(probes: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def dynamics_figure(probes: pd.DataFrame, middle: str = "cos_sim", *,
-                    uirevision: str = "dynamics") -> go.Figure:
+def dynamics_figure(probes: pd.DataFrame, middle: str = "cos_sim", *, uirevision: str = "dynamics",
+                    transformer: bool = False) -> go.Figure:
     """Variance, similarity (or rank) and gradient norm per layer, normalizers side by side, one animation
     frame per probed training step (a slider and Play walk through them; nothing is computed per frame).
 
     ``probes``: ``TrainResult.probes`` rows of several runs (columns ``norm``, ``seed``, ``step``,
     ``index``, ``kind``, ``metric``, ``value``). Lines are the seed mean, bands the min-max over seeds;
     the axes keep one range over every step so a change of height is a change of the network.
+    ``transformer``: the TRANSFORMER_PANELS per block instead (``middle`` is not read).
     """
     if middle not in DYNAMICS_MIDDLE:
         raise ValueError(f"middle must be one of {sorted(DYNAMICS_MIDDLE)}; got {middle!r}")
     if probes.empty:
         return empty_figure(_("No probed step yet."), uirevision)
     panels = (DYNAMICS_VARIANCE, DYNAMICS_MIDDLE[middle], DYNAMICS_GRADIENT)
+    if transformer:
+        probes, panels = transformer_rows(probes), TRANSFORMER_PANELS
     stats = [dynamics_stats(probes, kind, metric) for kind, metric, _log in panels]
     norms = list(dict.fromkeys(probes["norm"]))
     steps = sorted(int(s) for s in probes["step"].unique())
@@ -113,7 +134,7 @@ def dynamics_figure(probes: pd.DataFrame, middle: str = "cos_sim", *,
         values = np.concatenate([frame["low"].to_numpy(float), frame["high"].to_numpy(float)])
         fig.update_yaxes(type="log" if log else "linear", range=_fixed_range(values, log), autorange=False,
                          row=1, col=col)
-        fig.update_xaxes(title_text=_("layer (depth)"), row=1, col=col)
+        fig.update_xaxes(title_text=_("block") if transformer else _("layer (depth)"), row=1, col=col)
     if any(frame["overflow"].any() for frame in stats):
         add_note(fig, _("Gaps: overflowed (inf/NaN) values at that layer and step."))
     fig.frames = [go.Frame(data=_dynamics_traces(stats, norms, s), name=str(s)) for s in steps]

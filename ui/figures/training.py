@@ -128,7 +128,9 @@ def similarity_speed_figure(runs: pd.DataFrame, correlations: pd.DataFrame, spee
     return shared_layout(fig)
 
 
-CURVES = {"test_acc": N_("held-out accuracy"), "loss": N_("training loss (batch)")}  # y of the curves
+CURVES = {"test_acc": N_("held-out accuracy"), "loss": N_("training loss (batch)"),  # y of the curves
+          # a language model's (normlab.science.training: dataset text)
+          "test_loss": N_("held-out loss (nats per byte)"), "test_bpb": N_("held-out bits per byte")}
 
 
 def curves_figure(curves: pd.DataFrame, y: str, uirevision: str = "training-curves") -> go.Figure:
