@@ -286,6 +286,8 @@ DEFINITIONS: tuple[tuple[str, str, str], ...] = (
     ("dynamics", "say BatchNorm's gradient explosion (gradient norms growing towards the input) is an init "
      "effect that fades within the first steps", "what Yang et al. say; the next sentence holds it against "
      "the view"),
+    ("dynamics", "whether its tokens stay apart", "what to look for in the token-cosine panel, not a claim "
+     "about it"),
 )
 
 
