@@ -305,6 +305,7 @@ def theory_traces(fig, theory, styles, *, row=None, col=None) -> None:
 
 
 LECTURE_FONT = 20  # px of ticks, legends and axis titles in lecture mode: readable from the back of a room
+LECTURE_GROWTH = 120  # px a figure grows at most in lecture mode: a claim's chart stays on one 1080 px screen
 
 
 def lecture_style(fig: go.Figure, scale: float = 1.5) -> go.Figure:
@@ -314,8 +315,9 @@ def lecture_style(fig: go.Figure, scale: float = 1.5) -> go.Figure:
     over the layout font.
     """
     size = max(LECTURE_FONT, round(13 * scale))
+    height = fig.layout.height or 460
     fig.update_layout(font={"size": size}, legend={"font": {"size": size}},
-                      height=round((fig.layout.height or 460) * 1.25),
+                      height=height + min(round(height * 0.25), LECTURE_GROWTH),
                       hoverlabel={"font_size": size})
     fig.update_xaxes(tickfont_size=size, title_font_size=size)
     fig.update_yaxes(tickfont_size=size, title_font_size=size)
@@ -340,6 +342,12 @@ def lecture_style(fig: go.Figure, scale: float = 1.5) -> go.Figure:
         fig.update_layout(coloraxis_colorbar={"tickfont": {"size": size}, "title": {"font": {"size": size}}})
     for slider in fig.layout.sliders or ():
         slider.update(font={"size": size}, currentvalue={"font": {"size": size}})
+    legend = fig.layout.legend
+    if legend.orientation == "h" and (legend.y or 0) < 0 and legend.yref != "container":
+        # below the plot, clear of the larger tick labels and axis title (as many px as they take)
+        margin = fig.layout.margin
+        plot = fig.layout.height - (margin.t or 80) - (margin.b or 80)
+        legend.update(y=-(4.2 * size + 12) / max(plot, 1))
     if fig.layout.sliders:  # the slider's value above it and its labels below grow with the type
         fig.update_layout(margin_b=(fig.layout.margin.b or 80) + 3 * (size - 13))
     for menu in fig.layout.updatemenus or ():

@@ -24,7 +24,7 @@ _ON_CLAIMS_KEY = "_on_claims"  # whether the last run showed the claims page (re
 # its paragraphs 1rem; the metric's number sits in a <p>, so it is named after the paragraph rule.
 LECTURE_CSS = """
 <style>
-  .stMainBlockContainer { font-size: 1.35rem; max-width: 100%; }
+  .stMainBlockContainer { font-size: 1.35rem; max-width: 100%; padding-top: 3.5rem; }
   .stMainBlockContainer h1 { font-size: 3rem; }
   .stMainBlockContainer h2, .stMainBlockContainer h3 { font-size: 2.2rem; }
   .stMainBlockContainer p, .stMainBlockContainer li { font-size: 1.35rem; }
