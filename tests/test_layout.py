@@ -41,6 +41,8 @@ LAYOUT_JS = r"""() => {
   const hit = (a, b) => a.left < b.right && a.right > b.left && a.top < b.bottom && a.bottom > b.top;
   const inside = (p, r) => p.x > r.left && p.x < r.right && p.y > r.top && p.y < r.bottom;
   const words = el => (el.textContent || '').trim().replace(/\s+/g, ' ');
+  // Drawn on the screen: laid out, with words, and not inside a closed expander.
+  const onScreen = el => el.offsetParent && words(el) && !el.closest('details:not([open])');
   const TITLES = '.gtitle, .xtitle, .ytitle, g.annotation-text-g';
   const charts = [...document.querySelectorAll('.js-plotly-plot')];
   charts.forEach((chart, index) => {
@@ -133,19 +135,19 @@ LAYOUT_JS = r"""() => {
     '[data-testid="stCaptionContainer"], [data-testid="stMetricValue"] div, ' +
     '[data-testid="stMetricLabel"] p, [data-testid="stMarkdownContainer"] p');
   for (const el of widgets) {
-    if (!el.offsetParent || !words(el)) continue;
+    if (!onScreen(el)) continue;
     if (el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1)
       cut.push({figure: 'page', check: 'cut', text: words(el)});
   }
   // Text that the browser shortens with an ellipsis.
   for (const el of document.querySelectorAll('[data-testid="stSidebar"] *, [data-testid="stMain"] *')) {
-    if (!el.offsetParent || !el.childNodes.length || !words(el)) continue;
+    if (!onScreen(el) || !el.childNodes.length) continue;
     if (getComputedStyle(el).textOverflow === 'ellipsis' && el.scrollWidth > el.clientWidth + 1)
       cut.push({figure: 'page', check: 'cut', text: words(el)});
   }
   // Buttons, pills and tags that run past the element (or column) that holds them.
   for (const el of document.querySelectorAll('button, [data-tag]')) {
-    if (!el.offsetParent || !words(el)) continue;
+    if (!onScreen(el)) continue;
     const holder = el.closest('[data-testid="stElementContainer"]');
     if (!holder) continue;
     const r = el.getBoundingClientRect(), h = holder.getBoundingClientRect();

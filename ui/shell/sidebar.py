@@ -42,7 +42,8 @@ WRAP_CSS = """
     white-space: normal !important; overflow: visible !important; text-overflow: clip !important; }
   [data-testid="stMultiSelectTagsContainer"] span { max-width: none !important; }
   [data-testid="stMultiSelectTagsContainer"] [data-tag] { height: auto !important; padding-block: 2px; }
-  [data-testid="stMultiSelectTagsContainer"] { max-height: none !important; }
+  [data-testid="stMultiSelectTagsContainer"] { max-height: none !important; flex-wrap: wrap !important;
+                                               overflow: visible !important; }
   [data-testid="stButtonGroup"] > div { flex-wrap: wrap; overflow: visible; }
 </style>
 """
