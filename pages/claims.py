@@ -1,7 +1,7 @@
 """Paper claims: one card per claim, each with its setup, picture and a verdict measured live.
 
-In lecture mode one claim fills the screen: its title, then its chart (inside the first screen at
-1920×1080), then the verdict and the sentence below it.
+In lecture mode one claim fills one 1920×1080 screen: its title, the sentence that states it beside the
+verdict, then its chart.
 """
 
 from functools import partial
@@ -16,8 +16,7 @@ from ui.state.i18n import N_, _
 from ui.state.selection import current_selection
 
 TITLE = _("The paper's claims, measured live")
-if current_selection().lecture:  # the title alone: the claim's chart must start on the first screen
-    st.title(TITLE)
+if current_selection().lecture:  # the claim's own title heads the screen: its words and chart fit below
     selection = current_selection()
 else:
     selection = views.header(
@@ -45,12 +44,14 @@ for index in shown:
         verdict = claim.verdict(frame, stats)
         show = {True: st.success, False: st.warning, None: st.info}[verdict.holds]
         said = _("**Verdict: {label}.** {text}").format(label=verdict.label, text=verdict.text)
-        if not selection.lecture:
+        if selection.lecture:  # the claim and its verdict side by side, above the chart: one screen
+            words, verdict_box = st.columns(2)
+            words.markdown(_(claim.sentence))
+            with verdict_box:
+                show(said, icon=":material/fact_check:")
+        else:
             show(said, icon=":material/fact_check:")
         views.chart(claim.picture(frame, stats), f"claim-{claim.key}", selection)
-        if selection.lecture:  # the words under the picture, so the chart starts on the first screen
-            show(said, icon=":material/fact_check:")
-            st.markdown(_(claim.sentence))
         load, see = st.columns([1, 2])
         load.button(_("Load into the sidebar"), key=f"load-{claim.key}", icon=":material/input:",
                     on_click=load_claim, args=(index,))

@@ -116,6 +116,17 @@ def test_sidebar_shows_the_cost_before_running():
     assert "GFLOP" in caption and "1 network × 1 seed" in caption
 
 
+@pytest.mark.parametrize("page, priced", [
+    ("pages/variance.py", True), ("pages/groups.py", False), ("pages/training.py", False),
+])
+def test_the_cost_line_shows_only_where_it_prices_what_the_page_computes(page, priced):
+    """The sidebar's cost prices probing its networks: the group-size page sweeps group counts and the
+    training page trains its own networks, so neither shows it."""
+    at = open_app(page, norms=["groupnorm"], depth="2", width="8")
+    caption = " ".join(c.value for c in at.sidebar.caption)
+    assert ("GFLOP" in caption) == priced, caption
+
+
 def test_seeds_draw_a_band():
     at = open_app("pages/variance.py", norms=["batchnorm"], depth="3", seeds="2")
     assert any(t.fill == "tonexty" for t in charts(at)[0].data)

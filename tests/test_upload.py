@@ -111,3 +111,33 @@ def test_a_page_draws_from_the_uploaded_batch_and_names_it():
     assert fig.data
     ceiling = at.session_state["_selection"].probe
     assert (ceiling.input, ceiling.batch_size, ceiling.image_size) == ("upload", 3, 16)
+
+
+def test_an_upload_disables_the_input_and_batch_size_it_replaces_and_states_the_real_limit():
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/variance.py").run()
+    replaced = lambda: (at.sidebar.selectbox(key="input").disabled,  # noqa: E731
+                        at.sidebar.select_slider(key="batch").disabled)
+    assert replaced() == (False, False)
+    uploader = at.get("file_uploader")[0].proto
+    assert uploader.max_upload_size_mb == D.MAX_UPLOAD_BYTES // 2**20  # Streamlit's own "Limit … per file"
+    captions = [c.value for c in at.sidebar.caption]
+    assert f"At most {D.MAX_UPLOADS} images, 2 MB per file." in captions
+
+    pair = [("a.png", image_bytes(0)), ("b.png", image_bytes(1))]
+    at.session_state[UPLOAD_KEY] = D.register_upload(pair, 64)
+    at.run()
+    assert not at.exception, at.exception
+    assert replaced() == (True, True)
+    assert any("replace the input and the batch size" in c.value for c in at.sidebar.caption)
+
+
+def test_the_cosine_matrices_name_the_number_of_samples_they_show():
+    from ui.figures.samples import HEATMAP_SAMPLES, collapse_figure
+    from ui.figures.style import figure_text
+
+    upload = D.register_upload([("a.png", image_bytes(0)), ("b.png", image_bytes(1))], 64)
+    detail = ui.compute.cache.probe_detail(NET, upload.probe_config(image_size=16))
+    text = figure_text(collapse_figure({"BatchNorm": detail}, {"BatchNorm": "batchnorm"}))
+    assert "cosine between all 2 samples" in text and f"first {HEATMAP_SAMPLES}" not in text

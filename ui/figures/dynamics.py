@@ -140,9 +140,10 @@ def dynamics_figure(probes: pd.DataFrame, middle: str = "cos_sim", *, uirevision
     fig.frames = [go.Frame(data=_dynamics_traces(stats, norms, s), name=str(s)) for s in steps]
     finish_figure(fig, uirevision, height=460)
     play_controls(fig, [str(s) for s in steps], [str(s) for s in steps], _("training step") + " ", 0)
-    # The legend above the panels: below them sit the Play button and the step slider.
+    # The legend at the figure's top edge, above the notes and the panel titles: below the panels sit the
+    # Play button and the step slider.
     fig.update_layout(margin={"t": fig.layout.margin.t + 30, "b": 150},
-                      legend={"y": 1.12, "yanchor": "bottom", "x": 0})
+                      legend={"yref": "container", "y": 1, "yanchor": "top", "x": 0})
     return fig
 
 

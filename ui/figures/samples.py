@@ -89,16 +89,22 @@ def collapse_figure(details: Mapping, norms: Mapping[str, str], *, samples: int 
     signed = any(np.nanmin(d.cosine) < -1e-6 for d in details.values() if np.isfinite(d.cosine).any())
     scale = {"colorscale": COSINE_SCALE, "cmin": -1} if signed else {"colorscale": "Viridis", "cmin": 0}
     fig.update_layout(coloraxis={**scale, "cmax": 1,
-                                 "colorbar": {"title": _("cosine"), "len": 0.55, "y": 1, "yanchor": "top"}})
+                                 "colorbar": {"title": {"text": _("cosine"), "side": "right"}, "len": 0.55,
+                                              "y": 1, "yanchor": "top"}})
     blocks = len(steps) and any("features." in layer and "." not in layer[9:]
                                 for d in details.values() for layer in d.layers)
     unit = _("block") if blocks else _("layer")
     play_controls(fig, [str(k) for k in steps], [str(k) for k in steps], unit + " ", steps.index(first))
-    add_note(fig, _("top: cosine between the first {samples} samples (1 = the same direction) · bottom: "
-                    "all samples on their top two principal directions, in units of the typical sample norm "
-                    "(a collapsed batch shrinks onto a line or a point)").format(samples=samples), width=130)
+    batch = max(d.cosine.shape[-1] for d in details.values())
+    shown = (_("top: cosine between all {samples} samples (1 = the same direction) · bottom: all samples on "
+               "their top two principal directions, in units of the typical sample norm (a collapsed batch "
+               "shrinks onto a line or a point)") if batch <= samples else
+             _("top: cosine between the first {samples} samples (1 = the same direction) · bottom: all "
+               "samples on their top two principal directions, in units of the typical sample norm (a "
+               "collapsed batch shrinks onto a line or a point)"))
+    add_note(fig, shown.format(samples=min(samples, batch)), width=130)
     fig = finish_figure(fig, uirevision, height=640)
-    fig.update_layout(margin={"b": 130}, showlegend=False)
+    fig.update_layout(margin={"b": 150}, showlegend=False)  # the Play button and the slider's labels
     return fig
 
 

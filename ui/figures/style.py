@@ -145,15 +145,22 @@ def add_overflow(fig, overflow, x, styles, top, *, row=None, col=None) -> bool:
 NOTES_META = "note_block"
 
 
+def wrap_text(line: str, width: int) -> str:
+    """Plain text wider than ``width`` Latin characters, broken into lines with <br> (a Hangul syllable
+    counts as two); marked-up text is left alone."""
+    columns = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line)
+    if "<" not in line and columns > width:
+        line = "<br>".join(textwrap.wrap(line, width * len(line) // columns))
+    return line
+
+
 def add_note(fig: go.Figure, line: str, width: int = 110) -> None:
     """A line of text for the figure's note block, which sits in the top margin, never over the data.
 
     Plain text wider than ``width`` Latin characters is wrapped, so a note is never cut at the figure's
     edge (a Hangul syllable is about two of them wide).
     """
-    columns = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line)
-    if "<" not in line and columns > width:
-        line = "<br>".join(textwrap.wrap(line, width * len(line) // columns))
+    line = wrap_text(line, width)
     meta = dict(fig.layout.meta or {})
     notes = list(meta.get(NOTES_META, []))
     if line not in notes:
@@ -230,12 +237,33 @@ def clean_log_axes(fig: go.Figure) -> go.Figure:
     return fig
 
 
+# Subplot titles sit this many px above their plot: clear of the top tick label, which reaches half its
+# height above the plot's top edge.
+TITLE_LIFT = 10
+TITLE_COLUMNS = 110  # Latin characters across the whole figure, shared by the subplot titles of one row
+
+
+def subplot_titles(fig: go.Figure) -> list:
+    """The subplot titles: make_subplots' annotations at the top edge of a plot (not the note block)."""
+    return [a for a in fig.layout.annotations if a.name != NOTES_META and a.yref == "paper"
+            and a.yanchor == "bottom" and a.text and a.showarrow is False]
+
+
 def finish_figure(fig, uirevision: str, height: int = 460) -> go.Figure:
-    """Shared layout: the note block in the top margin (above subplot titles), the legend below."""
+    """Shared layout: the note block in the top margin (above subplot titles), the legend below.
+
+    Subplot titles are lifted clear of the top tick label and wrapped to the width of their column.
+    """
     notes = list((fig.layout.meta or {}).get(NOTES_META, []))
     lines = sum(n.count("<br>") + 1 for n in notes)
-    titled = any(a.yref == "paper" and (a.y or 0) >= 1 for a in fig.layout.annotations)  # subplot titles
-    top = 40 + 20 * lines + (24 if titled else 0)
+    titles = subplot_titles(fig)
+    per_row = max((sum(1 for t in titles if t.y == title.y) for title in titles), default=1)
+    for title in titles:
+        title.update(text=wrap_text(title.text, TITLE_COLUMNS // per_row), yshift=TITLE_LIFT)
+    top_titles = [t for t in titles if t.y >= max((t.y for t in titles), default=1) - 1e-9]
+    title_lines = max((t.text.count("<br>") + 1 for t in top_titles), default=0)
+    titled = bool(title_lines)
+    top = 40 + 20 * lines + ((24 + TITLE_LIFT + 18 * (title_lines - 1)) if titled else 0)
     fig.update_layout(
         uirevision=uirevision, height=height + 20 * lines, hovermode="closest",
         margin={"t": top, "r": 20, "b": 50},
@@ -243,7 +271,8 @@ def finish_figure(fig, uirevision: str, height: int = 460) -> go.Figure:
     )
     if notes:  # above the plotting area (and above subplot titles), so it never covers a trace
         fig.add_annotation(text="<br>".join(notes), showarrow=False, xref="paper", yref="paper", x=0,
-                           y=1, xanchor="left", yanchor="bottom", yshift=26 if titled else 4, align="left",
+                           y=1, xanchor="left", yanchor="bottom",
+                           yshift=(26 + TITLE_LIFT + 18 * (title_lines - 1)) if titled else 4, align="left",
                            font={"size": 13}, name=NOTES_META)
     return clean_log_axes(shared_layout(fig))
 
@@ -276,6 +305,7 @@ def theory_traces(fig, theory, styles, *, row=None, col=None) -> None:
 
 
 LECTURE_FONT = 20  # px of ticks, legends and axis titles in lecture mode: readable from the back of a room
+LECTURE_GROWTH = 120  # px a figure grows at most in lecture mode: a claim's chart stays on one 1080 px screen
 
 
 def lecture_style(fig: go.Figure, scale: float = 1.5) -> go.Figure:
@@ -285,8 +315,9 @@ def lecture_style(fig: go.Figure, scale: float = 1.5) -> go.Figure:
     over the layout font.
     """
     size = max(LECTURE_FONT, round(13 * scale))
+    height = fig.layout.height or 460
     fig.update_layout(font={"size": size}, legend={"font": {"size": size}},
-                      height=round((fig.layout.height or 460) * 1.25),
+                      height=height + min(round(height * 0.25), LECTURE_GROWTH),
                       hoverlabel={"font_size": size})
     fig.update_xaxes(tickfont_size=size, title_font_size=size)
     fig.update_yaxes(tickfont_size=size, title_font_size=size)
@@ -294,6 +325,15 @@ def lecture_style(fig: go.Figure, scale: float = 1.5) -> go.Figure:
     fig.update_traces(textfont_size=size, selector={"type": "scatter"})
     fig.update_annotations(font_size=size)  # subplot titles
     notes = [a for a in fig.layout.annotations if a.name == NOTES_META]
+    titles = subplot_titles(fig)
+    if titles:  # larger titles over larger tick labels: lift them, and the notes above them, further
+        lines = max(t.text.count("<br>") + 1 for t in titles)
+        lift = (size - 13) // 2 + round(1.2 * (size - 13)) * lines
+        for title in titles:
+            title.update(yshift=(title.yshift or 0) + (size - 13) // 2)
+        for note in notes:
+            note.update(yshift=(note.yshift or 0) + lift)
+        fig.update_layout(margin_t=(fig.layout.margin.t or 40) + lift)
     for note in notes:  # the note block above the plot: its margin grows with its type
         lines = (note.text or "").count("<br>") + 1
         note.update(font_size=18, yshift=(note.yshift or 0) + 8)
@@ -302,6 +342,14 @@ def lecture_style(fig: go.Figure, scale: float = 1.5) -> go.Figure:
         fig.update_layout(coloraxis_colorbar={"tickfont": {"size": size}, "title": {"font": {"size": size}}})
     for slider in fig.layout.sliders or ():
         slider.update(font={"size": size}, currentvalue={"font": {"size": size}})
+    legend = fig.layout.legend
+    if legend.orientation == "h" and (legend.y or 0) < 0 and legend.yref != "container":
+        # below the plot, clear of the larger tick labels and axis title (as many px as they take)
+        margin = fig.layout.margin
+        plot = fig.layout.height - (margin.t or 80) - (margin.b or 80)
+        legend.update(y=-(4.2 * size + 12) / max(plot, 1))
+    if fig.layout.sliders:  # the slider's value above it and its labels below grow with the type
+        fig.update_layout(margin_b=(fig.layout.margin.b or 80) + 3 * (size - 13))
     for menu in fig.layout.updatemenus or ():
         menu.update(font={"size": size})
     return fig

@@ -14,14 +14,18 @@ from normlab.core import catalog
 from normlab.core.config import WN_ACT_PLACEMENTS
 from normlab.science.data import MAX_UPLOAD_BYTES, MAX_UPLOADS, register_upload
 from ui.compute.cost import cost_summary
+from ui.shell.lecture import entered
 from ui.state import controls as C
 from ui.state import i18n, links
 from ui.state.i18n import LANGUAGE_NAMES, LANGUAGES, _
-from ui.state.selection import SELECTION_KEY, Selection, build_selection, with_upload
+from ui.state.selection import MIN_UPLOAD_IMAGES, SELECTION_KEY, Selection, build_selection, with_upload
 
 # Controls a page does not read, hidden there (their values are kept): the group-size page sweeps every
 # group count of one GroupNorm net, the training pages run their own networks.
 IGNORED = {"groups": {"norms", "groups"}, "training": {"network"}, "dynamics": {"network"}}
+# The pages that probe the sidebar's networks as chosen: the cost line prices what they compute. The others
+# sweep group counts, train their own networks, measure each claim's setup or read stored results.
+PRICED = {"overview", "variance", "rank", "gradients"}
 KEEP = "session"  # widget values survive being hidden and page switches
 # Uploaded images: the uploader's files are decoded once, when they change, into an in-memory batch
 # (normlab.science.data.register_upload); the session keeps its handle here, or the words of why it
@@ -29,6 +33,20 @@ KEEP = "session"  # widget values survive being hidden and page switches
 UPLOAD_KEY = "_upload"
 UPLOAD_ERROR_KEY = "_upload_error"
 UPLOAD_SIZE = max(C.IMAGE_SIZES)  # decoded once at the largest image size; each probe resizes from it
+
+# Long words wrap rather than being cut: a button's, toggle's or pill's label and a normalizer's tag
+# ("Filter Response Norm + TLU") take a second line, and a row of pills wider than its column wraps.
+WRAP_CSS = """
+<style>
+  .stMarkdownEllipsis, .stMarkdownEllipsis *, [data-testid="stMultiSelectTagsContainer"] span {
+    white-space: normal !important; overflow: visible !important; text-overflow: clip !important; }
+  [data-testid="stMultiSelectTagsContainer"] span { max-width: none !important; }
+  [data-testid="stMultiSelectTagsContainer"] [data-tag] { height: auto !important; padding-block: 2px; }
+  [data-testid="stMultiSelectTagsContainer"] { max-height: none !important; flex-wrap: wrap !important;
+                                               overflow: visible !important; }
+  [data-testid="stButtonGroup"] > div { flex-wrap: wrap; overflow: visible; }
+</style>
+"""
 
 
 def _on_net_change() -> None:
@@ -79,15 +97,20 @@ def _on_upload() -> None:
 
 
 def _probe_controls() -> None:
+    megabytes = MAX_UPLOAD_BYTES // 2**20
     with st.expander(_("Inputs, batch and seeds"), expanded=False):
+        # The browser refuses a larger file before sending it, and the uploader's own line states the limit.
         st.file_uploader(
             _("Your own images (they become the probe batch)"), type=["png", "jpg", "jpeg"],
-            accept_multiple_files=True, key="upload_files", on_change=_on_upload,
+            accept_multiple_files=True, key="upload_files", on_change=_on_upload, max_upload_size=megabytes,
             help=_("Two to {count} images, {size} MB each at most; scaled and centre-cropped to the image "
                    "size. Kept in this server's memory for your session only, never written to disk. "
-                   "Remove them to go back to the input below.").format(
-                count=MAX_UPLOADS, size=MAX_UPLOAD_BYTES // 2**20),
+                   "Remove them to go back to the input below.").format(count=MAX_UPLOADS, size=megabytes),
         )
+        # Streamlit writes the uploader's own line in English alone: the limit again, in the session's
+        # language.
+        st.caption(_("At most {count} images, {size} MB per file.").format(
+            count=MAX_UPLOADS, size=megabytes))
         state = st.session_state
         # Pages without these controls drop the uploader's files, not the decoded batch: offer a way out.
         if state.get(UPLOAD_KEY) is not None and not state.get("upload_files"):
@@ -95,10 +118,15 @@ def _probe_controls() -> None:
                 count=len(state[UPLOAD_KEY].names)))
             if st.button(_("Forget the uploaded images"), key="upload_forget", icon=":material/close:"):
                 state[UPLOAD_KEY] = None
+        # The uploaded images are the input and their count the batch: those two controls stand idle.
+        uploaded = len(getattr(state.get(UPLOAD_KEY), "names", ())) >= MIN_UPLOAD_IMAGES
+        if uploaded:
+            st.caption(_("The uploaded images replace the input and the batch size below; remove them to "
+                         "use these again."))
         st.selectbox(_("Input"), C.BY_KEY["input"].choices, key="input", persist_state=KEEP,
-                     format_func=C.labelled(C.INPUT_LABELS),
+                     format_func=C.labelled(C.INPUT_LABELS), disabled=uploaded,
                      help=_("Instance and batch statistics only differ on real images."))
-        st.select_slider(_("Batch size N"), C.BATCHES, key="batch", persist_state=KEEP,
+        st.select_slider(_("Batch size N"), C.BATCHES, key="batch", persist_state=KEEP, disabled=uploaded,
                          help=_("No rank can exceed min(N, features)."))
         st.select_slider(_("Image size"), C.IMAGE_SIZES, key="image", persist_state=KEEP)
         st.slider(_("Seeds (mean line, min–max band)"), 1, C.SLIDER_MAX_SEEDS, key="seeds",
@@ -197,11 +225,12 @@ def sidebar(page_name: str | None = None, url_path: str | None = None) -> Select
     """
     state = st.session_state
     links.init_state()
+    st.html(WRAP_CSS)
     with st.sidebar:
         links.show_notices()
         st.segmented_control(_("Language"), LANGUAGES, key=i18n.KEY, required=True, persist_state=KEEP,
                              format_func=LANGUAGE_NAMES.get, on_change=i18n.keep_values)
-        lecture = st.toggle(_("Lecture mode"), key="lecture", persist_state=KEEP,
+        lecture = st.toggle(_("Lecture mode"), key="lecture", persist_state=KEEP, on_change=entered,
                             help=_("Hides the probe plumbing, enlarges type and plots, steps through the "
                                    "claims."))
         ignored = IGNORED.get(page_name or "", set())
@@ -220,7 +249,7 @@ def sidebar(page_name: str | None = None, url_path: str | None = None) -> Select
         else:
             selection = _uploaded(selection)
             state[SELECTION_KEY] = selection
-        if not lecture:
+        if not lecture and page_name in PRICED:
             st.caption(cost_summary(selection.models, selection.probe))
         _share(page_name, url_path)
     return selection

@@ -58,6 +58,9 @@ def build_selection(values: Mapping[str, object]) -> Selection:
     return Selection(models, probe, lecture=bool(v["lecture"]))
 
 
+MIN_UPLOAD_IMAGES = 2  # similarities and batch statistics need a pair
+
+
 def with_upload(selection: Selection, upload) -> Selection:
     """The selection probed on uploaded images (a ``normlab.science.data.Upload``): the batch is those images,
     at the selection's image size; the sidebar's batch size does not apply.
@@ -65,7 +68,7 @@ def with_upload(selection: Selection, upload) -> Selection:
     Raises:
         ValueError: fewer than two images (similarities and batch statistics need a pair).
     """
-    if len(upload.names) < 2:
+    if len(upload.names) < MIN_UPLOAD_IMAGES:
         raise ValueError(_("uploaded images: at least two are needed for a batch; got {count}").format(
             count=len(upload.names)))
     probe = upload.probe_config(image_size=selection.probe.image_size, seed=selection.probe.seed,
