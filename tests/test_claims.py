@@ -174,23 +174,24 @@ def test_lecture_mode_shows_one_claim_and_steps_through_them():
     at = open_claims(lecture="1")
     assert [s.value for s in at.subheader] == [f"1. {CLAIMS[0].title}"]
     assert "Inputs, batch and seeds" not in [e.label for e in at.sidebar.expander]  # plumbing hidden
+    assert at.button(key="claim_prev").disabled  # no wrap: Previous stops at claim 1
     at.button(key="claim_next").click().run()
     assert [s.value for s in at.subheader] == [f"2. {CLAIMS[1].title}"]
     assert at.multiselect(key="norms").value == list(CLAIMS[1].values["norms"])
     assert at.query_params["claim"] == "1" and at.query_params["lecture"] == "1"
     at.button(key="claim_prev").click().run()
-    at.button(key="claim_prev").click().run()
-    assert [s.value for s in at.subheader] == [f"{len(CLAIMS)}. {CLAIMS[-1].title}"]  # wraps around
+    assert [s.value for s in at.subheader] == [f"1. {CLAIMS[0].title}"]
+    assert at.button(key="claim_prev").disabled and not at.button(key="claim_next").disabled
 
 
-def test_stepping_from_another_page_goes_to_the_claims_page():
+def test_stepping_from_another_page_opens_claim_1_on_the_claims_page():
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.query_params.update(lecture="1", norms="batchnorm", depth="3")
     at.run()
     assert at.title[0].value.startswith("Normalization at initialization")
     at.button(key="claim_next").click().run()
-    assert at.title[0].value == "The paper's claims, measured live"
-    assert [s.value for s in at.subheader] == [f"2. {CLAIMS[1].title}"]
+    assert [s.value for s in at.subheader] == [f"1. {CLAIMS[0].title}"]  # lecture mode starts at claim 1
+    assert at.multiselect(key="norms").value == list(CLAIMS[0].values["norms"])  # its own setup at once
 
 
 def test_probe_config_for_claims_is_built_like_the_sidebars():
