@@ -8,8 +8,8 @@ the navigation until the page's first chart is drawn, the script run has ended a
 (the server drops the session). Its cost is the CPU time (user + system) of the server's whole process
 group, read from /proc before and after: the server's own work only, whatever else runs on the machine.
 
-    .venv/bin/python -m ui.warm                                     # once: the claims and default views
-    .venv/bin/python benchmarks/bench_visitor_cpu.py                # overview, variance, rank, gradients, claims
+    .venv/bin/python -m ui.warm                          # once: the claims and the default views
+    .venv/bin/python benchmarks/bench_visitor_cpu.py     # overview, variance, rank, gradients, claims
     .venv/bin/python benchmarks/bench_visitor_cpu.py --page paper-claims --visitors 10 --param lang=ko
 """
 
@@ -110,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     for page, values in costs.items():
         target = TARGETS.get(page, TARGET)
         mean = statistics.fmean(values)
+        verdict = "met" if mean <= target else "missed"
         print(f"| {PAGES[page]} (/{page}) | **{mean:.2f}** | {statistics.median(values):.2f} "
-              f"| {min(values):.2f}–{max(values):.2f} | ≤ {target} ({'met' if mean <= target else 'missed'}) |")
+              f"| {min(values):.2f}–{max(values):.2f} | ≤ {target} ({verdict}) |")
     return 0
 
 
