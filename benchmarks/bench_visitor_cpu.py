@@ -50,18 +50,22 @@ def group_cpu(pgid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def visit(browser, url: str) -> None:
-    """One visitor: a new context (empty cache, new session), the page until drawn, then gone."""
-    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+def visit(browser, url: str, context=None) -> None:
+    """One visitor: a new session in a new context (an empty browser cache) or in ``context`` (a browser
+    that keeps the static files of an earlier visit), the page until drawn, then gone."""
+    own = context is None
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}) if own else context
+    page = context.new_page()
     try:
-        page = context.new_page()
         page.goto(url)
         page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=LOAD_MS)
         page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
                                timeout=LOAD_MS)
         page.wait_for_timeout(500)  # a late rerun (the URL's query string, the browser's locale)
     finally:
-        context.close()
+        page.close()
+        if own:
+            context.close()
     time.sleep(0.5)  # the server closes the session
 
 
@@ -73,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="a link parameter for every visit, e.g. lang=ko or lecture=1 (repeatable)")
     parser.add_argument("--store", help="the server's NORMLAB_STORE (default: the environment's)")
+    parser.add_argument("--cached-assets", action="store_true",
+                        help="every visitor's browser already holds Streamlit's static files (one context "
+                             "for all, a new session each): the page's own cost, without serving them")
     args = parser.parse_args(argv)
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -90,20 +97,23 @@ def main(argv: list[str] | None = None) -> int:
         wait_healthy(base, server)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            shared = (browser.new_context(viewport={"width": 1440, "height": 1000}) if args.cached_assets
+                      else None)
             for page in pages:
                 url = f"{base}/{page}{query}"
                 start = time.perf_counter()
-                visit(browser, url)  # its results into the server's memory, unmeasured
+                visit(browser, url, shared)  # its results into the server's memory, unmeasured
                 print(f"/{page}: first visit {time.perf_counter() - start:.1f} s", file=sys.stderr)
                 costs[page] = []
                 for _ in range(args.visitors):
                     before = group_cpu(server.pid)
-                    visit(browser, url)
+                    visit(browser, url, shared)
                     costs[page].append(group_cpu(server.pid) - before)
             browser.close()
     finally:
         stop_server(server)
     print(f"server CPU seconds per visitor, {args.visitors} fresh visitors per page"
+          f"{' (static files in their browser cache)' if args.cached_assets else ''}"
           f"{', ' + ' '.join(args.param) if args.param else ''}; {os.cpu_count()} CPU cores\n")
     print("| page | CPU s per visitor (mean) | median | min–max | target |")
     print("|---|---|---|---|---|")
