@@ -19,6 +19,7 @@ PAGES = {
     "pages/variance.py": {**SMALL, "var_theory": "1"},
     "pages/gradients.py": SMALL,
     "pages/rank.py": SMALL,
+    "pages/groups.py": SMALL,
     "pages/claims.py": {"lecture": "1", "claim": "2"},
 }
 
