@@ -12,8 +12,8 @@ little more than sending the page:
 Keys are what identifies a result, its configs (the store's record keys), never the frame itself
 (hashing a frame would cost each visit milliseconds per result), plus the view's options; the
 language (every label is translated) and lecture mode (larger type) are always part of the key.
-Both caches are bounded by ``max_entries``, least recently used dropped first, and live as long as the
-server process (``clear`` empties them, as ``ui.compute.cache.clear`` does for results).
+Each cache is bounded by ``max_entries`` (least recently used dropped first; the bounds below say what
+they hold) and lives as long as the server process (``clear`` empties them, for tests).
 """
 
 from __future__ import annotations
@@ -34,9 +34,12 @@ T = TypeVar("T")
 # Seed statistics of a result, per language: a lecture's eight claims and every page's default view in
 # both languages fit many times over (each a few hundred kB of floats).
 STATISTICS_ENTRIES = 128
-# Figures and derived numbers, per result, view option, language and mode: a few per result, and a
-# figure holds its traces' arrays (tens of kB, a few MB for an animation), so a few hundred MB at most.
+# Derived numbers (verdicts, growths, labels) per result, option and language: small, a few kB each.
 SHARED_ENTRIES = 512
+# Figures per result, view option, language and mode: a lecture's claims and every page's default views
+# in both languages and modes are ~80; a figure holds its traces' arrays (tens of kB, a few MB for the
+# rank page's animation), so this bounds them to a few hundred MB at most.
+FIGURE_ENTRIES = 160
 
 
 @st.cache_data(max_entries=STATISTICS_ENTRIES, show_spinner=False)
@@ -54,9 +57,14 @@ def statistics(frame: pd.DataFrame, runs: Hashable) -> pd.DataFrame:
 
 
 @st.cache_resource(max_entries=SHARED_ENTRIES, show_spinner=False)
-def _shared(what: str, key: Hashable, lang: str, lecture: bool, _make: Callable[[], T]) -> T:
-    value = _make()
-    return lecture_style(value) if lecture and isinstance(value, go.Figure) else value
+def _shared(what: str, key: Hashable, lang: str, _make: Callable[[], T]) -> T:
+    return _make()
+
+
+@st.cache_resource(max_entries=FIGURE_ENTRIES, show_spinner=False)
+def _figure(what: str, key: Hashable, lang: str, lecture: bool, _make: Callable[[], go.Figure]) -> go.Figure:
+    fig = _make()
+    return lecture_style(fig) if lecture else fig
 
 
 def shared(what: str, key: Hashable, make: Callable[[], T]) -> T:
@@ -66,17 +74,18 @@ def shared(what: str, key: Hashable, make: Callable[[], T]) -> T:
         what: names ``make`` (the view and the value), so that two values of one key differ.
         key: everything ``make`` reads: the result's configs and the view's options.
     """
-    return _shared(what, key, i18n.current(), False, make)
+    return _shared(what, key, i18n.current(), make)
 
 
 def figure(what: str, key: Hashable, make: Callable[[], go.Figure], *, lecture: bool) -> go.Figure:
     """As ``shared``, for a figure: ``make()``'s figure, in lecture mode in its larger type
     (``lecture_style``), once per (what, key, language, mode). Draw it with ``views.chart``; do not change it.
     """
-    return _shared(f"figure:{what}", key, i18n.current(), lecture, make)
+    return _figure(what, key, i18n.current(), lecture, make)
 
 
 def clear() -> None:
     """Forget every shared value (tests open a 'fresh process')."""
     _statistics.clear()
     _shared.clear()
+    _figure.clear()
