@@ -43,8 +43,15 @@ FIGURE_ENTRIES = 160
 
 
 @st.cache_data(max_entries=STATISTICS_ENTRIES, show_spinner=False)
-def _statistics(runs: Hashable, lang: str, _frame: pd.DataFrame) -> pd.DataFrame:
+def _statistics(runs: str, lang: str, _frame: pd.DataFrame) -> pd.DataFrame:
     return measures.aggregate(_frame)
+
+
+def _key(key: Hashable) -> str:
+    """The key as Streamlit hashes it: its repr, exact for frozen configs and plain values (a dataclass's
+    repr names every field) and hashed in microseconds, where Streamlit's walk through the configs' fields
+    cost a claims visit tens of milliseconds."""
+    return key if isinstance(key, str) else repr(key)
 
 
 def statistics(frame: pd.DataFrame, runs: Hashable) -> pd.DataFrame:
@@ -53,16 +60,16 @@ def statistics(frame: pd.DataFrame, runs: Hashable) -> pd.DataFrame:
     Args:
         runs: what determines ``frame``: its (network, probe) configs, in the frame's order.
     """
-    return _statistics(runs, i18n.current(), frame)
+    return _statistics(_key(runs), i18n.current(), frame)
 
 
 @st.cache_resource(max_entries=SHARED_ENTRIES, show_spinner=False)
-def _shared(what: str, key: Hashable, lang: str, _make: Callable[[], T]) -> T:
+def _shared(what: str, key: str, lang: str, _make: Callable[[], T]) -> T:
     return _make()
 
 
 @st.cache_resource(max_entries=FIGURE_ENTRIES, show_spinner=False)
-def _figure(what: str, key: Hashable, lang: str, lecture: bool, _make: Callable[[], go.Figure]) -> go.Figure:
+def _figure(what: str, key: str, lang: str, lecture: bool, _make: Callable[[], go.Figure]) -> go.Figure:
     fig = _make()
     return lecture_style(fig) if lecture else fig
 
@@ -74,14 +81,14 @@ def shared(what: str, key: Hashable, make: Callable[[], T]) -> T:
         what: names ``make`` (the view and the value), so that two values of one key differ.
         key: everything ``make`` reads: the result's configs and the view's options.
     """
-    return _shared(what, key, i18n.current(), make)
+    return _shared(what, _key(key), i18n.current(), make)
 
 
 def figure(what: str, key: Hashable, make: Callable[[], go.Figure], *, lecture: bool) -> go.Figure:
     """As ``shared``, for a figure: ``make()``'s figure, in lecture mode in its larger type
     (``lecture_style``), once per (what, key, language, mode). Draw it with ``views.chart``; do not change it.
     """
-    return _figure(what, key, i18n.current(), lecture, make)
+    return _figure(what, _key(key), i18n.current(), lecture, make)
 
 
 def clear() -> None:
