@@ -5,7 +5,8 @@ Starts ``streamlit run app.py`` on a free port, opens the Variance growth page i
 
 * fresh: the "First seed" control set to a seed not seen before, so all compared networks are probed
   anew at the default sizes (the cost of any config change at those sizes);
-* cached: the depth slider moved between two values already computed (a revisit: cache hit, redraw only).
+* cached: the depth slider moved between two values already computed (a revisit: cache hit, redraw only);
+* option: the page's Axis control switched between log and linear (a plot option: nothing is probed).
 
 Run:  .venv/bin/python benchmarks/ui_latency.py [--repeats 8]
 Prints the median and percentiles in seconds; the server is always stopped.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -28,11 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository root holds scripts/
 from ui.server import CHROMIUM_ARGS, free_port, start_server, stop_server, wait_healthy  # noqa: E402
 
-# A signature of what the first chart shows: every trace's decoded y values.
+# A signature of what the first chart shows: every trace's decoded y values and the y axis's type.
 SIGNATURE_JS = """() => {
   const chart = document.querySelector('.js-plotly-plot');
   if (!chart || !chart._fullData) return null;
-  return JSON.stringify(chart._fullData.map(t => Array.from(t.y || [])));
+  return JSON.stringify([chart._fullData.map(t => Array.from(t.y || [])), chart._fullLayout.yaxis.type]);
 }"""
 
 
@@ -90,6 +92,10 @@ def main(argv=None) -> int:
             timed_change(page, lambda: depth.press("ArrowRight"))
             cached = [timed_change(page, lambda k=k: depth.press("ArrowLeft" if k % 2 == 0 else "ArrowRight"))
                       for k in range(args.repeats)]
+            main = page.get_by_test_id("stMain")
+            group = main.get_by_role("radiogroup", name="Axis")  # the page's Axis control, two choices
+            axis = [group.locator("button", has_text=re.compile(f"^{name}$")) for name in ("linear", "log")]
+            option = [timed_change(page, lambda k=k: axis[k % 2].click()) for k in range(args.repeats)]
             browser.close()
     finally:
         stop_server(proc)
@@ -97,6 +103,7 @@ def main(argv=None) -> int:
           f"3 normalizers; {os.cpu_count()} CPU cores")
     print(summary("fresh", fresh))
     print(summary("cached", cached))
+    print(summary("option", option))
     return 0
 
 

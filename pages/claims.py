@@ -8,9 +8,8 @@ from functools import partial
 
 import streamlit as st
 
-from ui.compute import views
+from ui.compute import shared, views
 from ui.content.claims import CLAIMS
-from ui.figures import measures
 from ui.shell.lecture import current_claim, load_claim
 from ui.state.i18n import N_, _
 from ui.state.selection import current_selection
@@ -35,13 +34,15 @@ for index in shown:
         st.subheader(f"{index + 1}. {_(claim.title)}")
         if not selection.lecture:
             st.markdown(_(claim.sentence))
+        runs = claim.runs()
         with st.spinner(_("Measuring…"), show_time=True):
-            frame = views.attempt(N_("measure this claim"), partial(views.probe_runs, claim.runs()),
-                                  claim.key)
+            frame = views.attempt(N_("measure this claim"), partial(views.probe_runs, runs), claim.key)
         if frame is None:
             continue
-        stats = measures.aggregate(frame)
-        verdict = claim.verdict(frame, stats)
+        # made once for every visitor (per language and mode): the statistics only when one is made
+        judged = partial(claim.verdict, frame)
+        verdict = shared.shared(f"verdict:{claim.key}", runs,
+                                lambda: judged(views.statistics(frame, runs)))  # noqa: B023 (called here)
         show = {True: st.success, False: st.warning, None: st.info}[verdict.holds]
         said = _("**Verdict: {label}.** {text}").format(label=verdict.label, text=verdict.text)
         if selection.lecture:  # the claim and its verdict side by side, above the chart: one screen
@@ -51,7 +52,9 @@ for index in shown:
                 show(said, icon=":material/fact_check:")
         else:
             show(said, icon=":material/fact_check:")
-        views.chart(claim.picture(frame, stats), f"claim-{claim.key}", selection)
+        views.shared_chart(f"claim:{claim.key}", runs,
+                           lambda: claim.picture(frame, views.statistics(frame, runs)),  # noqa: B023
+                           f"claim-{claim.key}", selection)
         load, see = st.columns([1, 2])
         load.button(_("Load into the sidebar"), key=f"load-{claim.key}", icon=":material/input:",
                     on_click=load_claim, args=(index,))

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui.compute import views
+from ui.compute import shared, views
 from ui.content.claims import CLAIMS
 from ui.figures import measures, overlays
 from ui.figures.depth import gradient_figure, grow_with_depth
@@ -30,15 +30,24 @@ cols[2].button(_("Show property 3: plain CNN, InstanceNorm and small groups, rea
 frame = views.measure(selection)
 if frame is None:
     st.stop()
-stats = measures.aggregate(frame)
-theory, skipped = overlays.gradient_overlay(stats, selection.models)
-fig = gradient_figure(stats, log_y=scale == "log", theory=theory,
-                              reference_rate=measures.BN_GRADIENT_RATE if not theory.empty else None,
-                              uirevision=f"gradients-{scale}")
-if motion:  # ▶ Play draws the layers one at a time, input first
-    fig = grow_with_depth(fig, _("layer "))
-views.chart(fig, "gradients", selection)
-growth = measures.gradient_growth(stats)
+runs = views.runs(selection)
+# the same for every visitor of this choice (per language and mode): made once, shared, read here
+theory, skipped = shared.shared("gradient-theory", runs, lambda: overlays.gradient_overlay(
+    views.statistics(frame, runs), selection.models))
+
+
+def draw():
+    fig = gradient_figure(views.statistics(frame, runs), log_y=scale == "log", theory=theory,
+                          reference_rate=measures.BN_GRADIENT_RATE if not theory.empty else None,
+                          uirevision=f"gradients-{scale}")
+    if motion:  # ▶ Play draws the layers one at a time, input first
+        fig = grow_with_depth(fig, _("layer "))
+    return fig
+
+
+fig = views.shared_chart("gradients", (runs, scale, motion), draw, "gradients", selection)
+growth = shared.shared("gradient-growth", runs,
+                       lambda: measures.gradient_growth(views.statistics(frame, runs)))
 st.caption(_("Gradient growth, first layer over last hidden layer: {growths}.").format(
     growths=" · ".join(f"{s} ×{g:.3g}" for s, g in growth.items())))
 if skipped:

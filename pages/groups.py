@@ -3,7 +3,7 @@
 import streamlit as st
 
 from normlab.core import catalog
-from ui.compute import cache, views
+from ui.compute import cache, shared, views
 from ui.content.defaults import group_sweep
 from ui.figures import measures
 from ui.figures.groups import tradeoff_figure
@@ -45,8 +45,9 @@ slot.empty()
 bar.empty()
 if frame is None:
     st.stop()
-points = measures.tradeoff_points(frame)
-fig = tradeoff_figure(points, log_y=scale == "log", uirevision=f"tradeoff-{scale}")
-views.chart(fig, "tradeoff", selection)
+sweep = (model, selection.probe, tuple(counts))  # what identifies the frame: made once for every visitor
+points = shared.shared("tradeoff-points", sweep, lambda: measures.tradeoff_points(frame))
+fig = views.shared_chart("tradeoff", (sweep, scale), lambda: tradeoff_figure(
+    points, log_y=scale == "log", uirevision=f"tradeoff-{scale}"), "tradeoff", selection)
 st.dataframe(points.drop(columns=["label"]), hide_index=True)
 views.export(frame, {N_("tradeoff"): fig}, selection, "groups", models=[model], over={"groups": counts})

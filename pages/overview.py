@@ -5,7 +5,7 @@ import math
 import streamlit as st
 
 from normlab.science import summary
-from ui.compute import views
+from ui.compute import shared, views
 from ui.content.claims import BY_KEY, CLAIMS
 from ui.figures import measures
 from ui.figures.depth import overview_figure
@@ -68,12 +68,19 @@ if not selection.lecture:
 frame = views.measure(selection)
 if frame is None:
     st.stop()
-stats = measures.aggregate(frame)
-growth = measures.depth_growths(stats, "act_var")
-similarity = measures.final_value(stats, "cos_sim")
-rank = measures.final_value(stats, "stable_rank")
-gradients = measures.gradient_growth(stats)
-overflowed = set(stats.loc[stats["overflow"], "series"])
+runs = views.runs(selection)
+
+
+def cards() -> tuple:
+    """Per series: variance growth, final similarity and rank, gradient growth; and the overflowed ones."""
+    stats = views.statistics(frame, runs)
+    return (measures.depth_growths(stats, "act_var"), measures.final_value(stats, "cos_sim"),
+            measures.final_value(stats, "stable_rank"), measures.gradient_growth(stats),
+            set(stats.loc[stats["overflow"], "series"]))
+
+
+# the same for every visitor of this choice: made once (per language), shared, read here
+growth, similarity, rank, gradients, overflowed = shared.shared("overview-cards", runs, cards)
 for series, column in zip(growth, st.columns(len(growth)), strict=True):
     with column.container(border=True):
         st.markdown(f"**{series}**")
@@ -88,6 +95,6 @@ for series, column in zip(growth, st.columns(len(growth)), strict=True):
         st.metric(_("2 · final cos_sim / stable rank"), both)
         st.metric(_("3 · gradient growth (first / last hidden)"),
                   _shown(gradients.get(series, math.nan), ".3g", "×"))
-fig = overview_figure(stats)
-views.chart(fig, "overview", selection)
+fig = views.shared_chart("overview", runs, lambda: overview_figure(views.statistics(frame, runs)), "overview",
+                         selection)
 views.export(frame, {N_("overview"): fig}, selection, "overview")

@@ -4,7 +4,7 @@ distributions per layer and GroupNorm's rank bound measured."""
 import pandas as pd
 import streamlit as st
 
-from ui.compute import cache, views
+from ui.compute import cache, shared, views
 from ui.content import defaults
 from ui.figures import measures
 from ui.figures.depth import depth_figure, spectrum_figure
@@ -40,16 +40,19 @@ ceiling = measures.rank_ceiling(selection.base, selection.probe)
 frame = views.measure(selection)
 if frame is None:
     st.stop()
-stats = measures.aggregate(frame)
-labels = measures.series_labels(pd.DataFrame([m.to_dict() for m in selection.models]))
+runs = views.runs(selection)
+stats = views.statistics(frame, runs)  # made once per choice and language; the figures below likewise
+labels = shared.shared("rank-labels", runs, lambda: measures.series_labels(
+    pd.DataFrame([m.to_dict() for m in selection.models])))
 norms = {label: m.norm for label, m in zip(labels, selection.models, strict=True)}
 with st.spinner(_("Picturing the samples…"), show_time=True):
     details = views.attempt(N_("picture this choice"), lambda: {
         label: cache.probe_detail(m, selection.probe)
         for label, m in zip(labels, selection.models, strict=True)
     }, "detail") or {}
-collapse = collapse_figure(details, norms, uirevision="collapse")
-views.chart(collapse, "collapse", selection)
+collapse = views.shared_chart("collapse", (runs, tuple(details)),
+                              lambda: collapse_figure(details, norms, uirevision="collapse"), "collapse",
+                              selection)
 
 st.subheader(_("One rank measure along depth"))
 names = {m: _(METRIC_TITLES[m]).split(" (")[0] for m in MEASURES}  # the title less its symbol
@@ -61,15 +64,15 @@ if measure == "stable_rank":
                  "same way), so collapse shows as a fall toward 1. At the sidebar's defaults every network's "
                  "stable rank falls with depth and BatchNorm's stays highest; the axis fits the values, "
                  "since drawn up to the ceiling the fall would look flat."))
-fig = depth_figure(stats, measure, ceiling=None if measure == "cos_sim" else ceiling,
-                   uirevision=f"rank-{measure}")
-views.chart(fig, "rank", selection)
+fig = views.shared_chart("rank", (runs, measure), lambda: depth_figure(
+    stats, measure, ceiling=None if measure == "cos_sim" else ceiling, uirevision=f"rank-{measure}"), "rank",
+                         selection)
 with st.expander(_("Centered cosine similarity: why it is not drawn")):
     st.markdown(
         _("The centered cosine subtracts the batch-mean sample first. The centered samples sum to zero, so "
           "their mean pairwise cosine is about −1/(N−1) for *any* network: a flat line that says nothing "
           "about collapse. What remains of it, at the final features:"))
-    centered = measures.final_value(stats, "cos_sim_centered")
+    centered = shared.shared("rank-centered", runs, lambda: measures.final_value(stats, "cos_sim_centered"))
     st.dataframe(pd.DataFrame({_("final centered cosine"): centered,
                                "−1/(N−1)": -1 / (selection.probe.batch_size - 1)}), width="content")
 
@@ -83,7 +86,9 @@ if details:
     grad = cols[1].select_slider(_("Conv/linear output of the gradients"), range(len(first.grad_layers)),
                                  value=0, key="dist_grad",
                                  format_func=lambda k: f"{k + 1} · {first.grad_layers[k]}")
-    views.chart(distribution_figure(details, norms, position, grad), "distributions", selection)
+    views.shared_chart("distributions", (runs, tuple(details), position, grad),
+                       lambda: distribution_figure(details, norms, position, grad), "distributions",
+                       selection)
     st.caption(_("From the first seed's pass: a fixed random sample of the activation values at that depth "
                  "and each sample's own gradient norm, per normalizer."))
 
@@ -109,17 +114,15 @@ if sweeps is not None:
     bound_ceiling = defaults.BOUND_PROBE.batch_size
     left, right = st.columns(2)
     with left:
-        points = final_points(by_size, "effective_rank")
-        views.chart(rank_scaling_figure(points, "group_size", "effective_rank",
-                                                fixed=_("width {width}").format(width=width),
-                                                ceiling=bound_ceiling, uirevision="bound-size"),
-                    "bound-size", selection)
+        views.shared_chart("bound-size", (width, size), lambda: rank_scaling_figure(
+            final_points(by_size, "effective_rank"), "group_size", "effective_rank",
+            fixed=_("width {width}").format(width=width), ceiling=bound_ceiling, uirevision="bound-size"),
+                           "bound-size", selection)
     with right:
-        points = final_points(by_width, "effective_rank")
-        views.chart(rank_scaling_figure(points, "width", "effective_rank",
-                                                fixed=_("group size {size}").format(size=size),
-                                                ceiling=bound_ceiling, uirevision="bound-width"),
-                    "bound-width", selection)
+        views.shared_chart("bound-width", (width, size), lambda: rank_scaling_figure(
+            final_points(by_width, "effective_rank"), "width", "effective_rank",
+            fixed=_("group size {size}").format(size=size), ceiling=bound_ceiling, uirevision="bound-width"),
+                           "bound-width", selection)
     st.caption(_("Plain CNN of depth {depth}, batch {batch} of {size}×{size} natural-image crops, one seed. "
                  "Why the effective rank: the numerical rank counts every direction above a tolerance and "
                  "stays at N − 1 here for every group size, and the stable rank stays between 1 and 2.5 "
@@ -133,9 +136,8 @@ if sweeps is not None:
 with st.expander(_("Eigen-spectrum of the final features")):
     scale = st.segmented_control(_("Axis"), controls.SCALES, key="spec_scale", persist_state="session",
                                  required=True, format_func=controls.labelled(controls.SCALE_LABELS))
-    spectrum = spectrum_figure(stats, ceiling=ceiling, log_y=scale == "log",
-                                       uirevision=f"spectrum-{scale}")
-    views.chart(spectrum, "spectrum", selection)
+    spectrum = views.shared_chart("spectrum", (runs, scale), lambda: spectrum_figure(
+        stats, ceiling=ceiling, log_y=scale == "log", uirevision=f"spectrum-{scale}"), "spectrum", selection)
     st.caption(_("Rank ceiling min(batch, features) = {ceiling}: batch {batch}; a collapsed network "
                  "concentrates the spectrum in its first few eigenvalues.").format(
         ceiling=ceiling, batch=selection.probe.batch_size))

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from ui.compute import views
-from ui.figures import measures, overlays
+from ui.compute import shared, views
+from ui.figures import overlays
 from ui.figures.depth import depth_figure, grow_with_depth
 from ui.state import controls
 from ui.state.i18n import N_, _
@@ -33,14 +33,22 @@ motion = cols[3].toggle(_("▶ Depth in motion"), key="var_motion", persist_stat
 frame = views.measure(selection)
 if frame is None:
     st.stop()
-stats = measures.aggregate(frame)
-theory, skipped = (overlays.variance_overlay(stats, selection.models) if show_theory and metric == "act_var"
-                   else (None, []))
-fig = depth_figure(stats, metric, log_y=scale == "log", theory=theory, annotate_growth=True,
-                           uirevision=f"variance-{metric}-{scale}")
-if motion:
-    fig = grow_with_depth(fig, _("depth "))  # ▶ Play draws the curve block by block
-views.chart(fig, "variance", selection)
+runs = views.runs(selection)
+with_theory = show_theory and metric == "act_var"
+theory, skipped = (shared.shared("variance-theory", runs, lambda: overlays.variance_overlay(
+    views.statistics(frame, runs), selection.models)) if with_theory else (None, []))
+
+
+def draw():
+    fig = depth_figure(views.statistics(frame, runs), metric, log_y=scale == "log", theory=theory,
+                       annotate_growth=True, uirevision=f"variance-{metric}-{scale}")
+    if motion:
+        fig = grow_with_depth(fig, _("depth "))  # ▶ Play draws the curve block by block
+    return fig
+
+
+# made once per choice, view, language and mode for every visitor
+fig = views.shared_chart("variance", (runs, metric, scale, with_theory, motion), draw, "variance", selection)
 if skipped:
     st.caption(_("No theory curve for {networks}.").format(networks="; ".join(skipped)))
 views.export(frame, {N_("variance"): fig}, selection, "variance")

@@ -117,14 +117,20 @@ def _store_for(probe_config: ProbeConfig):
     return None if probe_config.input == UPLOAD_INPUT else _server_store()
 
 
-def stored_probe(model: ModelConfig, probe_config: ProbeConfig) -> pd.DataFrame | None:
-    """The probe's frame if this process or the store has it; None if it would have to run."""
+def _stored(model: ModelConfig, probe_config: ProbeConfig) -> pd.DataFrame | None:
+    """The probe's frame in this process's memory (from the store when only there), not a copy."""
     key = (PROBE, probe_key(model, probe_config))
     frame = memory.get(key)
     if frame is None:
         frame = load_probe(_store_for(probe_config), model, probe_config)
         if frame is not None:
             memory.put(key, frame)
+    return frame
+
+
+def stored_probe(model: ModelConfig, probe_config: ProbeConfig) -> pd.DataFrame | None:
+    """The probe's frame if this process or the store has it; None if it would have to run."""
+    frame = _stored(model, probe_config)
     return None if frame is None else frame.copy()
 
 
@@ -132,7 +138,7 @@ def missing(pairs: Sequence[tuple[ModelConfig, ProbeConfig]]) -> list[tuple[Mode
     """The (network, probe) pairs that would have to run, without repeats."""
     out = []
     for pair in pairs:
-        if pair not in out and stored_probe(*pair) is None:
+        if pair not in out and _stored(*pair) is None:
             out.append(pair)
     return out
 

@@ -119,6 +119,9 @@ def export_panel(frame: pd.DataFrame, figures: dict[str, go.Figure], models: Seq
                  probe: ProbeConfig, name: str, over: dict | None = None) -> None:
     """Download buttons for the data, where to export the figures, and the code that gives the same numbers.
 
+    The data files are written when their button is clicked (Streamlit's deferred download data), not
+    on every run of the page.
+
     Args:
         figures: the view's charts by name, an English word marked with ``N_`` (the panel names them
             translated); each is exported from its own camera button, drawn by the viewer's browser.
@@ -126,10 +129,11 @@ def export_panel(frame: pd.DataFrame, figures: dict[str, go.Figure], models: Seq
     with st.expander(_("Export: data, figures and the code that reproduces them"),
                      icon=":material/download:"):
         cols = st.columns([1, 1, 2])
-        cols[0].download_button(_("Data · CSV"), to_csv(frame), f"normlab-{name}.csv", "text/csv",
+        cols[0].download_button(_("Data · CSV"), lambda: to_csv(frame), f"normlab-{name}.csv", "text/csv",
                                 key=f"csv-{name}", on_click="ignore", icon=":material/table:")
-        cols[1].download_button(_("Data · JSON"), to_json(frame), f"normlab-{name}.json", "application/json",
-                                key=f"json-{name}", on_click="ignore", icon=":material/data_object:")
+        cols[1].download_button(_("Data · JSON"), lambda: to_json(frame), f"normlab-{name}.json",
+                                "application/json", key=f"json-{name}", on_click="ignore",
+                                icon=":material/data_object:")
         names = ", ".join(_(fig_name) for fig_name in figures)
         cols[2].caption(_("Figures ({names}): the camera button at the top right of each chart downloads it "
                           "as a PNG at {scale}× its size on screen, drawn by your browser as you see it.")

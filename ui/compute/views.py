@@ -19,7 +19,7 @@ import streamlit as st
 from normlab.core.deadline import ComputeTimeout
 from normlab.ops.budget import BudgetExceeded
 from normlab.ops.serving import QueueStatus, QueueTimeout
-from ui.compute import cache
+from ui.compute import cache, shared
 from ui.compute.export import FIGURE_SCALE, export_panel
 from ui.figures.style import lecture_style
 from ui.state.i18n import N_, _
@@ -141,11 +141,43 @@ def chart_config(filename: str, image_format: str = "png") -> dict:
     }
 
 
-def chart(fig: go.Figure, key: str, selection: Selection) -> None:
-    """Draw a figure under a fixed key, so its zoom (``uirevision``) survives reruns."""
-    if selection.lecture:
+def chart(fig: go.Figure, key: str, selection: Selection, *, styled: bool = False) -> None:
+    """Draw a figure under a fixed key, so its zoom (``uirevision``) survives reruns.
+
+    Args:
+        styled: the figure is already in the selection's mode (a ``shared_chart`` figure): drawn as it is.
+    """
+    if selection.lecture and not styled:
         fig = lecture_style(fig)
     st.plotly_chart(fig, key=key, config=chart_config(f"normlab-{key}"))
+
+
+def runs(selection: Selection) -> tuple:
+    """What identifies ``measure(selection)``'s frame: its networks and probe (the shared caches' key)."""
+    return selection.models, selection.probe
+
+
+def statistics(frame: pd.DataFrame, selection_or_runs) -> pd.DataFrame:
+    """The frame's seed statistics (``measures.aggregate``), made once per result and language.
+
+    Args:
+        selection_or_runs: the selection ``measure`` probed, or the (network, probe) pairs of the frame.
+    """
+    key = runs(selection_or_runs) if isinstance(selection_or_runs, Selection) else tuple(selection_or_runs)
+    return shared.statistics(frame, key)
+
+
+def shared_chart(what: str, key, make: Callable[[], go.Figure], chart_key: str,
+                 selection: Selection) -> go.Figure:
+    """``make()``'s figure, built once per (what, key, language, mode) for every session, drawn as ``chart``.
+
+    Args:
+        what: names the figure; ``key``: everything ``make`` reads (the result's configs, the view's
+            options). The figure returned is shared: read it (its export name), never change it.
+    """
+    fig = shared.figure(what, key, make, lecture=selection.lecture)
+    chart(fig, chart_key, selection, styled=True)
+    return fig
 
 
 def export(frame: pd.DataFrame, figures: dict[str, go.Figure], selection: Selection, name: str, *,
