@@ -137,3 +137,65 @@ def test_instancenorm_gradients_grow_faster_than_batchnorms_on_photographs_only(
         assert growth("instancenorm", "gaussian") == pytest.approx(growth("batchnorm", "gaussian"), rel=0.15)
     finally:
         torch.set_num_threads(threads)
+
+
+# --- Token inputs (the transformer's): random bytes and windows of a text ------------------------------
+
+from normlab.core.config import ModelConfig, resolve_input  # noqa: E402
+from normlab.science.data import default_corpus, make_tokens  # noqa: E402
+
+
+@pytest.mark.parametrize("kind", ["tokens", "text"])
+def test_token_batches_are_bytes_whose_targets_are_the_next_byte(kind):
+    x, y = make_tokens(ProbeConfig(input=kind, batch_size=5), 3, 16)
+    assert x.shape == y.shape == (5, 16) and x.dtype == y.dtype == torch.int64
+    assert 0 <= int(x.min()) and int(x.max()) < 256
+    assert torch.equal(x[:, 1:], y[:, :-1])  # one window, shifted by one byte
+    again, _ = make_tokens(ProbeConfig(input=kind, batch_size=5), 3, 16)
+    other, _ = make_tokens(ProbeConfig(input=kind, batch_size=5), 4, 16)
+    assert torch.equal(x, again) and not torch.equal(x, other)
+
+
+def test_the_default_text_is_the_stdlib_corpus_cut_at_random_offsets():
+    corpus = default_corpus()
+    assert 400_000 < len(corpus) < 600_000 and b"Assert statements are a convenient way" in corpus
+    x, _ = make_tokens(ProbeConfig(input="text", batch_size=8), 0, 32)
+    for row in x:
+        assert bytes(row.tolist()) in corpus
+    # English prose: mostly lower-case ASCII letters and spaces (27 of 256 byte values), unlike noise
+    prose = lambda t: float(((t >= 97) & (t <= 122) | (t == 32)).double().mean())  # noqa: E731
+    noise, _ = make_tokens(ProbeConfig(input="tokens", batch_size=8), 0, 32)
+    assert prose(x) > 0.6 > 0.2 > prose(noise)
+
+
+def test_a_text_file_is_read_window_by_window(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_bytes(bytes(range(200)))
+    x, y = make_tokens(ProbeConfig(text_path=str(path), batch_size=4), 0, 10)  # text_path implies text
+    for row, target in zip(x.tolist(), y.tolist(), strict=True):
+        assert row == list(range(row[0], row[0] + 10)) and target == [b + 1 for b in row]
+
+
+@pytest.mark.parametrize(("content", "message"), [(None, "is not a readable file"),
+                                                  (b"short", "holds 5 bytes; a window of seq_len")])
+def test_a_missing_or_short_text_file_is_refused_naming_text_path(tmp_path, content, message):
+    path = tmp_path / "t.txt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"text_path .*{message}"):
+        make_tokens(ProbeConfig(text_path=str(path), batch_size=2), 0, 8)
+
+
+def test_the_input_is_resolved_per_family_and_refused_across_families():
+    probe = ProbeConfig()
+    assert probe.input is None
+    assert resolve_input(ModelConfig(arch="mlp"), probe) == "gaussian"
+    assert resolve_input(ModelConfig(arch="transformer"), probe) == "tokens"
+    with pytest.raises(ValueError, match=r"input 'images' does not apply to arch 'transformer'; "
+                                         r"allowed: 'tokens', 'text'"):
+        resolve_input(ModelConfig(arch="transformer"), ProbeConfig(input="images"))
+    with pytest.raises(ValueError, match=r"input 'text' does not apply to arch 'resnet'; "
+                                         r"allowed: 'gaussian'"):
+        resolve_input(ModelConfig(), ProbeConfig(input="text"))
+    with pytest.raises(ValueError, match=r"text_path applies to input 'text' only; got input 'gaussian'"):
+        ProbeConfig(input="gaussian", text_path="x.txt")

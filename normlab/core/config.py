@@ -392,6 +392,9 @@ def config_from_dict(cls, values: Mapping):
 
 
 INPUTS = ("gaussian", "images", "digits")  # offline: what the package and its dependencies ship
+# A token family's inputs (normlab.science.data.make_tokens): uniform random bytes, or byte windows of a
+# text (text_path, else the English corpus every Python carries, pydoc_data.topics); nothing downloaded.
+TOKEN_INPUTS = ("tokens", "text")
 # Read from a local folder (data_dir, else $NORMLAB_DATA_DIR; normlab.science.datasets): never downloaded.
 DISK_INPUTS = ("cifar10", "cifar100", "imagefolder")
 # Images uploaded in the dashboard: held in this process's memory only
@@ -405,7 +408,9 @@ MAX_IMAGE_SIZE = 256
 class ProbeConfig:
     """How to probe a network at initialization: inputs, batch, seeds and device."""
 
-    input: str = "gaussian"  # one of INPUTS; instance vs batch statistics only differ on real images
+    # one of INPUTS, DISK_INPUTS, TOKEN_INPUTS; None: the family's own (resolve_input): gaussian for the
+    # image families (instance vs batch statistics only differ on real images), tokens for the transformer
+    input: str | None = None
     batch_size: int = 64  # N: the rank of any N-sample representation is at most N
     image_size: int = 32  # H = W of the input images (CIFAR-sized by default)
     seed: int = 0  # first seed; seed k of a run is seed + k
@@ -413,9 +418,18 @@ class ProbeConfig:
     device: str = "auto"  # 'auto' takes CUDA, then MPS, then the CPU
     rank_tol: float = 1e-3  # numerical_rank counts singular values above rank_tol * sigma_max
     data_dir: str | None = None  # folder of a DISK_INPUTS input; None: $NORMLAB_DATA_DIR (read at probe time)
+    text_path: str | None = None  # the text input's file (its bytes); None: the stdlib's pydoc_data corpus
 
     def __post_init__(self) -> None:
-        check_choice("input", self.input, INPUTS + DISK_INPUTS + (UPLOAD_INPUT,))
+        if self.text_path is not None:
+            if not isinstance(self.text_path, str) or not self.text_path.strip():
+                raise ValueError(f"text_path must be a file path or None; got {self.text_path!r}")
+            if self.input is None:
+                object.__setattr__(self, "input", "text")  # a text file given means the text input
+            elif self.input != "text":
+                raise ValueError(f"text_path applies to input 'text' only; got input {self.input!r}")
+        if self.input is not None:
+            check_choice("input", self.input, INPUTS + DISK_INPUTS + (UPLOAD_INPUT,) + TOKEN_INPUTS)
         if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir.strip()):
             raise ValueError(f"data_dir must be a folder path or None; got {self.data_dir!r}")
         if self.input == UPLOAD_INPUT and not str(self.data_dir or "").startswith("upload:"):
@@ -479,4 +493,22 @@ def describe(model: ModelConfig, probe: ProbeConfig | None = None, *, short: boo
         return text
     last = probe.seed + probe.seeds - 1
     seeds = f"seed {probe.seed}" if probe.seeds == 1 else f"seeds {probe.seed}..{last}"
-    return f"{text} | {probe.input}, batch {probe.batch_size}, image {probe.image_size}, {seeds}"
+    if catalog.family(model.arch).tokens:
+        shape = f"{model.seq_len} tokens"
+    else:
+        shape = f"image {probe.image_size}"
+    return f"{text} | {resolve_input(model, probe)}, batch {probe.batch_size}, {shape}, {seeds}"
+
+
+def resolve_input(model: ModelConfig, probe: ProbeConfig) -> str:
+    """The input a probe of ``model`` reads: ``probe.input``, else its family's default (tokens for a
+    token family, gaussian otherwise). Token inputs for an image family, or images for a token
+    family, are refused naming the inputs allowed."""
+    check_instance("model_config", model, ModelConfig)
+    check_instance("probe_config", probe, ProbeConfig)
+    tokens = catalog.family(model.arch).tokens
+    name = probe.input if probe.input is not None else (TOKEN_INPUTS[0] if tokens else INPUTS[0])
+    allowed = TOKEN_INPUTS if tokens else INPUTS + DISK_INPUTS + (UPLOAD_INPUT,)
+    if name not in allowed:
+        raise ValueError(f"input {name!r} does not apply to arch {model.arch!r}; allowed: {choices(allowed)}")
+    return name

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from normlab.core.config import ModelConfig, ProbeConfig, check_instance, describe
+from normlab.core import catalog
+from normlab.core.config import ModelConfig, ProbeConfig, check_instance, describe, resolve_input
 from normlab.core.text import number
 from normlab.ops.calibration import predicted_seconds, training_seconds
 from normlab.ops.cost import Cost, TrainingCost, estimate_cost, max_width, network_depth, training_estimate
@@ -48,6 +49,8 @@ def _check_sizes(m: ModelConfig, batch: int, seeds: int, limits: Limits) -> None
         raise _refuse("batch_size", batch, ENV_VARS["max_batch"], limits.max_batch)
     if seeds > limits.max_seeds:
         raise _refuse("seeds", seeds, ENV_VARS["max_seeds"], limits.max_seeds)
+    if catalog.family(m.arch).tokens and m.seq_len > limits.max_seq_len:
+        raise _refuse("seq_len", m.seq_len, ENV_VARS["max_seq_len"], limits.max_seq_len)
 
 
 def _check_memory(memory_mb: float, limits: Limits, what: str = "") -> None:
@@ -97,6 +100,7 @@ def check_budget(model_config: ModelConfig, probe_config: ProbeConfig, limits: L
     check_instance("probe_config", probe_config, ProbeConfig)
     limits = local_limits() if limits is None else limits
     check_instance("limits", limits, Limits)
+    resolve_input(model_config, probe_config)  # an input the family cannot read is refused by name
     _check_sizes(model_config, probe_config.batch_size, probe_config.seeds, limits)
     cost = estimate_cost(model_config, probe_config)
     if cost.gflop > limits.max_cost_gflop:

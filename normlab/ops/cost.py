@@ -199,7 +199,11 @@ IMAGE_BYTES_PER_VALUE = 280
 
 
 def _input_terms(m: ModelConfig, probe_config: ProbeConfig) -> tuple[float, float]:
-    """(operations, traffic bytes) of making one seed's input batch; gaussian noise is one draw."""
+    """(operations, traffic bytes) of making one seed's input batch; gaussian noise is one draw, random
+    bytes too; a text's windows are cut one sequence at a time."""
+    if catalog.family(m.arch).tokens:
+        windows = probe_config.batch_size if probe_config.input == "text" else 1
+        return 2.0 * windows, 8.0 * probe_config.batch_size * (m.seq_len + 1)
     if probe_config.input != "images":
         return 1.0, BYTES_PER_VALUE * probe_config.batch_size * m.in_channels * probe_config.image_size**2
     values = probe_config.batch_size * 3 * probe_config.image_size**2

@@ -15,6 +15,7 @@ Environment variables (read when the limits are made; unset means the default, o
     NORMLAB_MAX_WIDTH         widest layer anywhere (a resnet doubles its width at every stage)
     NORMLAB_MAX_BATCH         batch size of one probe (or one training step)
     NORMLAB_MAX_SEEDS         seeds of one probe (or of a training study)
+    NORMLAB_MAX_SEQ_LEN       tokens per sequence of a transformer (its attention grows as T^2)
     NORMLAB_MAX_COST          estimated GFLOP of one probe: (forward + backward + statistics) x seeds
     NORMLAB_MAX_MEMORY_MB     estimated peak memory of the process while it probes, in MiB (in a container,
                               at most its memory limit less a headroom)
@@ -108,6 +109,7 @@ class Limits:
     machine_memory: bool = False
     # True when max_memory_mb is what the container's memory limit leaves (``container_memory_mb``).
     container_memory: bool = False
+    max_seq_len: int = 512  # a transformer's tokens T: its attention scores are N x H x T x T
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -132,6 +134,7 @@ ENV_VARS = {
     "max_width": "NORMLAB_MAX_WIDTH",
     "max_batch": "NORMLAB_MAX_BATCH",
     "max_seeds": "NORMLAB_MAX_SEEDS",
+    "max_seq_len": "NORMLAB_MAX_SEQ_LEN",
     "max_cost_gflop": "NORMLAB_MAX_COST",
     "max_memory_mb": "NORMLAB_MAX_MEMORY_MB",
     "max_sweep_points": "NORMLAB_MAX_SWEEP_POINTS",

@@ -195,7 +195,7 @@ def make_inputs(probe_config: ProbeConfig, seed: int, in_channels: int = 3) -> t
     check_int("in_channels", in_channels, 1, MAX_WIDTH)
     n, size = probe_config.batch_size, probe_config.image_size
     gen = _generator(seed, "inputs")
-    if probe_config.input == "gaussian":
+    if probe_config.input in (None, "gaussian"):  # None: the image families' default (resolve_input)
         return torch.randn(n, in_channels, size, size, generator=gen)
     if probe_config.input == "images":
         return standardize(to_channels(_image_crops(n, size, gen), in_channels))
@@ -207,6 +207,74 @@ def make_inputs(probe_config: ProbeConfig, seed: int, in_channels: int = 3) -> t
         return to_channels(_upload_batch(probe_config, gen), in_channels)
     raise AssertionError(f"input {probe_config.input!r} is validated by ProbeConfig; "
                          f"expected {INPUTS + DISK_INPUTS}")
+
+
+def default_corpus() -> bytes:
+    """The text input's default: every help topic of the stdlib's ``pydoc_data.topics`` (English prose
+    and code, ~465 kB), in sorted order, joined by blank lines, UTF-8."""
+    return _corpus()
+
+
+@functools.lru_cache(maxsize=1)
+def _corpus() -> bytes:
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[k] for k in sorted(topics)).encode("utf-8")
+
+
+def _windows(path: str | None, offsets: torch.Tensor, length: int) -> torch.Tensor:
+    """(len(offsets), length) bytes of the text at ``offsets``; a file is read window by window."""
+    if path is None:
+        data = torch.frombuffer(bytearray(_corpus()), dtype=torch.uint8)
+        return torch.stack([data[o:o + length] for o in offsets.tolist()]).long()
+    rows = []
+    with open(path, "rb") as f:
+        for o in offsets.tolist():
+            f.seek(o)
+            rows.append(torch.frombuffer(bytearray(f.read(length)), dtype=torch.uint8))
+    return torch.stack(rows).long()
+
+
+def _text_size(path: str | None) -> int:
+    if path is None:
+        return len(_corpus())
+    try:
+        return Path(path).stat().st_size if Path(path).is_file() else -1
+    except OSError:
+        return -1
+
+
+def make_tokens(probe_config: ProbeConfig, seed: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One seed's token batch and its next-token targets, each (batch_size, seq_len) int64 bytes.
+
+    ``tokens``: uniform random bytes (the targets as random as the inputs). ``text``: windows of
+    seq_len + 1 bytes cut at uniform random offsets from ``probe_config.text_path`` (else
+    :func:`default_corpus`); the input is a window's first seq_len bytes, the target its last seq_len.
+    Both draw from the seed's ``inputs`` stream.
+    """
+    check_instance("probe_config", probe_config, ProbeConfig)
+    check_int("seed", seed, 0, MAX_SEED)
+    check_int("seq_len", seq_len, 2, MAX_WIDTH)
+    n = probe_config.batch_size
+    gen = _generator(seed, "inputs")
+    if probe_config.input in (None, "tokens"):
+        window = torch.randint(256, (n, seq_len + 1), generator=gen)
+    elif probe_config.input == "text":
+        path = probe_config.text_path
+        size = _text_size(path)
+        if size < 0:
+            raise ValueError(f"text_path {path!r} is not a readable file")
+        if size < seq_len + 1:
+            raise ValueError(f"text_path {path!r} holds {size} bytes; a window of seq_len + 1 = "
+                             f"{seq_len + 1} bytes needs at least that many")
+        offsets = torch.randint(size - seq_len, (n,), generator=gen)
+        try:
+            window = _windows(path, offsets, seq_len + 1)
+        except OSError as err:
+            raise ValueError(f"text_path {path!r} cannot be read: {err.strerror or err}") from None
+    else:
+        raise ValueError(f"input {probe_config.input!r} is not a token input; allowed: 'tokens', 'text'")
+    return window[:, :-1], window[:, 1:]
 
 
 def make_labels(batch_size: int, num_classes: int, seed: int) -> torch.Tensor:
