@@ -7,7 +7,8 @@ same network and anchored on a measured point, so the dashed curve compares shap
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -127,3 +128,56 @@ def gradient_overlay(stats: pd.DataFrame, models: Sequence[ModelConfig]) -> tupl
                                    "source": _("×√(π/(π−1)) per layer (Yang et al. 2019)")}))
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=OVERLAY_COLUMNS)
     return frame, skipped
+
+
+# --- The transformer's laws (spec section 5) ----------------------------------------------------------
+
+# Why a transformer's theory curve is withheld, in plain words (the laws assume LayerNorm or RMSNorm in
+# post or pre placement).
+TRANSFORMER_REASONS = {
+    "pointwise": N_("DyT and Derf normalize nothing (at init a fixed gain α), so the laws derived for a "
+                    "normalizing LayerNorm do not apply"),
+    "placement": N_("the laws are proven for post-LN and pre-LN; peri-LN, Mix-LN and LayerNorm Scaling "
+                    "change the residual stream they assume"),
+    "none": N_("without a normalizer the pre-LN variance band and the gradient law do not apply"),
+}
+
+
+@dataclass(frozen=True)
+class TransformerOverlays:
+    """The Placement page's theory: dashed curves (columns series, x, y, source), the depth-sweep slopes
+    each placement's law expects, the slope fit of a series' points, and why a network has none."""
+
+    variance: pd.DataFrame | None = None
+    collapse: pd.DataFrame | None = None
+    slopes: dict[str, tuple[float, str]] | None = None
+    slope: Callable[[pd.DataFrame], float] | None = None
+    withheld: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.slope is None:
+            from ui.figures.placement import fitted_slope
+
+            object.__setattr__(self, "slope", fitted_slope)
+
+
+def transformer_withheld(model: ModelConfig) -> str | None:
+    """Why no law of spec section 5 is drawn for ``model`` (its plain words), or None where they apply."""
+    if model.norm in ("dyt", "derf"):
+        return _(TRANSFORMER_REASONS["pointwise"])
+    if model.norm == "none":
+        return _(TRANSFORMER_REASONS["none"])
+    if model.placement not in ("post", "pre"):
+        return _(TRANSFORMER_REASONS["placement"])
+    return None
+
+
+def transformer_overlays(stats: pd.DataFrame, collapse: pd.DataFrame,
+                         models: Sequence[ModelConfig]) -> TransformerOverlays:
+    """The laws of spec section 5 for the Placement page's networks, where their assumptions hold."""
+    withheld = []
+    for model in models:
+        why = transformer_withheld(model)
+        if why is not None:
+            withheld.append(f"{_label(model)} · {model.placement}: {why}")
+    return TransformerOverlays(withheld=withheld)

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 from normlab import INPUTS, NORM_NAMES, PRESETS, ModelConfig
 from normlab.core import catalog
-from normlab.core.config import DEVICES, PLACEMENTS, WN_ACT_PLACEMENTS, common_divisors, divisors
+from normlab.core.config import (
+    DEVICES,
+    PLACEMENTS,
+    TOKEN_INPUTS,
+    WN_ACT_PLACEMENTS,
+    common_divisors,
+    divisors,
+)
 from ui.state.i18n import DEFAULT as DEFAULT_LANG
 from ui.state.i18n import LANGUAGES, N_, _
 
@@ -76,7 +83,7 @@ PLACEMENT_LABELS = {"post": N_("post-LN: x ← Norm(x + F(x))"), "pre": N_("pre-
                     "mix": N_("Mix-LN: post for the first ⌈L/4⌉ blocks, pre after"),
                     "lns": N_("LayerNorm Scaling: x ← x + F(Norm(x)/√ℓ)")}
 SEQ_LENS = (8, 16, 32, 64, 128, 256)
-TOKEN_INPUTS = ("tokens", "text")
+
 TOKEN_LABELS = {"tokens": N_("random bytes"), "text": N_("English text (Python's help topics)")}
 RESIDUAL_SCALES = {"1": lambda depth: 1.0, "1/sqrt(L)": lambda depth: depth ** -0.5,
                    "1/L": lambda depth: 1.0 / depth}
@@ -138,6 +145,10 @@ CONTROLS: tuple[Control, ...] = (
     Control("grad_scale", "log", "choice", SCALES, page="gradients"),
     Control("sweep_norm", "groupnorm", "choice", ("groupnorm", "evonorm_s0"), page="groups"),
     Control("sweep_scale", "log", "choice", SCALES, page="groups"),
+    Control("pl_placements", PLACEMENTS, "choices", PLACEMENTS, page="placement"),
+    Control("pl_norms", ("layernorm",), "choices", tuple(catalog.allowed_norms("transformer")),
+            page="placement"),
+    Control("pl_theory", True, "bool", page="placement"),
 )
 BY_KEY = {c.key: c for c in CONTROLS}
 DEFAULTS = {c.key: c.default for c in CONTROLS}

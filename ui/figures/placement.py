@@ -1,0 +1,252 @@
+"""The Placement page's figures: a transformer's norm placements (and normalizers) side by side.
+
+Pure builders over probe frames (``normlab.run_probes`` of the ``transformer`` family, several runs
+concatenated): the residual stream per block, the per-block weight gradients, the last block's gradient
+against depth with its log-log slope, and Dong et al.'s pure-attention collapse. Each placement keeps one
+colour on every panel, each normalizer one dash. No Streamlit call, no torch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from normlab.core.config import PLACEMENTS
+from ui.figures.measures import series_labels
+from ui.figures.style import (
+    DASHES,
+    FALLBACK_COLOR,
+    add_note,
+    add_overflow,
+    add_series,
+    empty_figure,
+    finish_figure,
+    note_overflow,
+    overflow_top,
+    theory_traces,
+    whole_ticks,
+)
+from ui.state.i18n import _
+
+# One colour per placement on every panel of the page (Tableau 10, apart from the normalizers' colours
+# so a reader does not take a placement for a normalizer).
+PLACEMENT_COLORS = dict(zip(PLACEMENTS, ("#e15759", "#4e79a7", "#59a14f", "#b07aa1", "#f28e2b"), strict=True))
+W2 = "ffn.w2"  # the weight Xiong et al.'s Theorem 1 speaks of: the FFN's second matrix
+_BLOCK = re.compile(r"^blocks\.(\d+)(?:\.|$)")
+
+
+def block_number(layer: str) -> int | None:
+    """1-based block of a probe point's name: ``blocks.3.ffn.w2`` -> 4; None outside the blocks."""
+    match = _BLOCK.match(str(layer))
+    return int(match.group(1)) + 1 if match else None
+
+
+def styles_by_placement(stats: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """(colour, dash) per series: the colour of its placement, a dash counting the placement's series
+    (its first normalizer solid, the next dotted, ...)."""
+    seen: dict[str, int] = {}
+    out = {}
+    for series, placement in dict(zip(stats["series"], stats["placement"], strict=True)).items():
+        k = seen.get(placement, 0)
+        seen[placement] = k + 1
+        out[series] = (PLACEMENT_COLORS.get(placement, FALLBACK_COLOR), DASHES[k % len(DASHES)])
+    return out
+
+
+def block_rows(stats: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Seed statistics of ``metric`` at the block outputs (the residual stream), ``position`` = block."""
+    rows = stats[(stats["metric"] == metric) & (stats["kind"] == "block")]
+    return rows.assign(position=rows["index"] + 1)
+
+
+def weight_rows(stats: pd.DataFrame, weight: str = W2) -> pd.DataFrame:
+    """Seed statistics of ‖∂L/∂W‖_F of every block's ``weight`` (``ffn.w2``, ``attn.q``, ...), by block."""
+    named = stats["layer"].astype(str).str.endswith("." + weight)
+    rows = stats[(stats["metric"] == "weight_grad_norm") & named]
+    return rows.assign(position=rows["layer"].map(block_number))
+
+
+def _per_block(rows: pd.DataFrame, title: str, y_title: str, *, log_y: bool, uirevision: str,
+               theory: pd.DataFrame | None = None, y_range: list | None = None) -> go.Figure:
+    if rows.empty:
+        return empty_figure(_("No {what} in this run.").format(what=title), uirevision)
+    styles = styles_by_placement(rows)
+    fig = go.Figure()
+    overflow = [add_series(fig, part, "position", styles[s], s, unit=_("block"))
+                for s, part in rows.groupby("series", sort=False)]
+    theory_traces(fig, theory, styles)
+    if add_overflow(fig, pd.concat(overflow), "position", styles,
+                    overflow_top(rows["max"].to_numpy(float), log_y)):
+        note_overflow(fig)
+    fig.update_xaxes(title=_("block"))
+    fig.update_yaxes(title=y_title, type="log" if log_y else "linear", range=y_range)
+    whole_ticks(fig, rows["position"].max())
+    fig.update_layout(title={"text": title, "x": 0, "font": {"size": 15}})
+    return finish_figure(fig, uirevision, height=420)
+
+
+def stream_figure(stats: pd.DataFrame, *, log_y: bool = True, theory: pd.DataFrame | None = None,
+                  uirevision: str = "placement-variance") -> go.Figure:
+    """The residual stream's variance (act_var at every block output) per placement and normalizer."""
+    return _per_block(block_rows(stats, "act_var"), _("residual-stream variance per block"),
+                      _("act_var of the block output"), log_y=log_y, theory=theory, uirevision=uirevision)
+
+
+def token_cosine_figure(stats: pd.DataFrame, *, uirevision: str = "placement-cosine") -> go.Figure:
+    """token_cos_sim at every block output: 1 = every token of a sequence points the same way."""
+    return _per_block(block_rows(stats, "token_cos_sim"), _("token cosine per block"),
+                      _("token cosine (token_cos_sim)"), log_y=False, uirevision=uirevision,
+                      y_range=[-0.05, 1.05])
+
+
+def weight_grad_figure(stats: pd.DataFrame, weight: str = W2, *,
+                       uirevision: str = "placement-w2") -> go.Figure:
+    """‖∂L/∂W₂‖_F of every block (Xiong et al. 2020: even across blocks for pre, largest near the output
+    for post)."""
+    return _per_block(weight_rows(stats, weight), _("‖∂L/∂W₂‖ per block"), "‖∂L/∂W₂‖_F", log_y=True,
+                      uirevision=uirevision)
+
+
+def collapse_rows(stats: pd.DataFrame) -> pd.DataFrame:
+    """token_residual at the block outputs (Dong et al.'s distance from rank one), ``position`` = block."""
+    return block_rows(stats, "token_residual")
+
+
+def attention_collapse_figure(stats: pd.DataFrame, *, theory: pd.DataFrame | None = None,
+                              uirevision: str = "placement-collapse") -> go.Figure:
+    """token_residual along depth for attention-only blocks with and without skips (Dong et al. 2021)."""
+    rows = collapse_rows(stats)
+    if rows.empty:
+        return empty_figure(_("No token_residual in this run."), uirevision)
+    norms = list(dict.fromkeys(rows["norm"]))
+    styles = {}
+    for series, skip, norm in zip(rows["series"], rows["skip"], rows["norm"], strict=True):
+        styles.setdefault(series, ("#2f4b7c" if bool(skip) else "#d62728",
+                                   DASHES[norms.index(norm) % len(DASHES)]))
+    fig = go.Figure()
+    overflow = [add_series(fig, part, "position", styles[s], s, unit=_("block"))
+                for s, part in rows.groupby("series", sort=False)]
+    theory_traces(fig, theory, styles)
+    if add_overflow(fig, pd.concat(overflow), "position", styles,
+                    overflow_top(rows["max"].to_numpy(float), True)):
+        note_overflow(fig)
+    fig.update_xaxes(title=_("block"))
+    fig.update_yaxes(title=_("token residual ‖X − 1x̄ᵀ‖/‖X‖"), type="log")
+    whole_ticks(fig, rows["position"].max())
+    fig.update_layout(title={"text": _("pure attention: distance from rank one per block"), "x": 0,
+                             "font": {"size": 15}})
+    return finish_figure(fig, uirevision, height=420)
+
+
+# --- The depth sweep ---------------------------------------------------------------------------------
+
+
+def last_block_points(frame: pd.DataFrame, weight: str = W2) -> pd.DataFrame:
+    """The last block's ‖∂L/∂W‖_F per run of a depth sweep: seed mean, min and max by series and depth.
+
+    Args:
+        frame: raw probe frames (several depths concatenated); each run's last block is ``depth - 1``.
+
+    Returns:
+        columns series, norm, placement, depth, mean, min, max, n (the series label leaves depth out).
+    """
+    columns = ["series", "norm", "placement", "depth", "mean", "min", "max", "n"]
+    last = "blocks." + (frame["depth"] - 1).astype(str) + "." + weight  # each run's own last block
+    rows = frame[(frame["metric"] == "weight_grad_norm") & (frame["layer"].astype(str) == last)]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    rows = rows.assign(series=series_labels(rows.drop(columns=["depth"])).to_numpy())
+    values = rows["value"].where(np.isfinite(rows["value"].to_numpy(float)))
+    grouped = rows.assign(value=values).groupby(["series", "depth"], sort=False)
+    out = grouped.agg(norm=("norm", "first"), placement=("placement", "first"), mean=("value", "mean"),
+                      min=("value", "min"), max=("value", "max"), n=("value", "size")).reset_index()
+    return out[columns].sort_values(["series", "depth"], kind="stable").reset_index(drop=True)
+
+
+def fitted_slope(points: pd.DataFrame) -> float:
+    """The log-log slope of a series' last-block gradient against depth (least squares on log L, log g)."""
+    ok = points[np.isfinite(points["mean"].to_numpy(float)) & (points["mean"] > 0)]
+    if ok["depth"].nunique() < 2:
+        return math.nan
+    return float(np.polyfit(np.log(ok["depth"].to_numpy(float)), np.log(ok["mean"].to_numpy(float)), 1)[0])
+
+
+def depth_slope_figure(points: pd.DataFrame, *, slope: Callable[[pd.DataFrame], float] = fitted_slope,
+                       expected: dict[str, tuple[float, str]] | None = None,
+                       uirevision: str = "placement-depth") -> go.Figure:
+    """The last block's ‖∂L/∂W₂‖ against depth L on log-log axes, each series' slope written on the plot.
+
+    Args:
+        points: ``last_block_points`` of a depth sweep.
+        slope: the slope of one series' points (the law's own fit, where the theory provides one).
+        expected: placement -> (the law's slope, its source), drawn dashed through each series' first
+            point where given (Xiong et al. 2020: 0 for post, −½ for pre).
+    """
+    if points.empty:
+        return empty_figure(_("No last-block gradients in this sweep."), uirevision)
+    styles = styles_by_placement(points)
+    fig = go.Figure()
+    for series, part in points.groupby("series", sort=False):
+        part = part.sort_values("depth")
+        color, dash = styles[series]
+        fitted = slope(part)
+        said = _("slope {slope}").format(slope=f"{fitted:+.2f}" if math.isfinite(fitted) else "—")
+        fig.add_trace(go.Scatter(
+            x=part["depth"], y=part["mean"], mode="lines+markers", name=f"{series} · {said}",
+            line={"color": color, "dash": dash, "width": 2}, marker={"size": 8, "color": color},
+            error_y={"type": "data", "symmetric": False, "array": part["max"] - part["mean"],
+                     "arrayminus": part["mean"] - part["min"], "color": color, "thickness": 1},
+            hovertemplate=_("<b>{series}</b><br>depth %{{x}} · ‖∂L/∂W₂‖ %{{y:.4g}}<extra></extra>").format(
+                series=series),
+        ))
+        last = part.iloc[-1]
+        if math.isfinite(last["mean"]):
+            fig.add_annotation(x=math.log10(last["depth"]), y=math.log10(last["mean"]), text=said,
+                               showarrow=False, xanchor="left", xshift=8, font={"color": color, "size": 13})
+        placement = part["placement"].iloc[0]
+        if expected and placement in expected and math.isfinite(part["mean"].iloc[0]):
+            law, source = expected[placement]
+            x0, y0 = float(part["depth"].iloc[0]), float(part["mean"].iloc[0])
+            xs = part["depth"].to_numpy(float)
+            fig.add_trace(go.Scatter(
+                x=xs, y=y0 * (xs / x0) ** law, mode="lines",
+                line={"color": color, "dash": "dash", "width": 1},
+                name=_("{placement}: slope {law} ({source})").format(placement=placement, law=f"{law:+.2g}",
+                                                                     source=source),
+                hoverinfo="skip",
+            ))
+    fig.update_xaxes(title=_("depth L (blocks)"), type="log", tickvals=sorted(points["depth"].unique()),
+                     ticktext=[str(int(d)) for d in sorted(points["depth"].unique())])
+    fig.update_yaxes(title=_("last block's ‖∂L/∂W₂‖_F"), type="log")
+    add_note(fig, _("log-log: a slope of 0 means the last block's gradient does not depend on depth, −½ "
+                    "means it falls as 1/√L"))
+    fig.update_layout(title={"text": _("the last block's gradient against depth"), "x": 0,
+                             "font": {"size": 15}})
+    return finish_figure(fig, uirevision, height=420)
+
+
+def summary_table(stats: pd.DataFrame, points: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per series: the last block's variance and token cosine, the spread of ‖∂L/∂W₂‖ over the
+    blocks (largest / smallest) and, with a depth sweep, the fitted slope."""
+    rows = []
+    var, cos, grads = block_rows(stats, "act_var"), block_rows(stats, "token_cos_sim"), weight_rows(stats)
+    def last(part: pd.DataFrame, series: str) -> float:
+        part = part[part["series"] == series]
+        return float(part.sort_values("position")["mean"].iloc[-1]) if len(part) else math.nan
+
+    for series in dict.fromkeys(stats["series"]):
+        g = grads.loc[grads["series"] == series, "mean"].to_numpy(float)
+        spread = float(g.max() / g.min()) if len(g) and np.isfinite(g).all() and g.min() > 0 else math.nan
+        rows.append({_("series"): series, _("last block variance"): last(var, series),
+                     _("last block token cosine"): last(cos, series), _("‖∂L/∂W₂‖ largest/smallest"): spread})
+    table = pd.DataFrame(rows)
+    if points is not None and not points.empty and not table.empty:
+        slopes = {s: fitted_slope(p) for s, p in points.groupby("series", sort=False)}
+        table[_("depth slope")] = table[_("series")].map(slopes)
+    return table
+
