@@ -28,6 +28,7 @@ from ui.figures.placement import (
     depth_slope_figure,
     fitted_slope,
     last_block_points,
+    signed,
     stream_figure,
     token_cosine_figure,
 )
@@ -267,7 +268,7 @@ def xiong_gradient(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
     holds = (all(abs(v) <= POST_SLOPE_MAX for v in post)
              and all(PRE_SLOPE[0] <= v <= PRE_SLOPE[1] for v in pre))
     text = _("log-log slope of the last block's ‖∂L/∂W₂‖ against depth: {values} (law: 0 for post, −0.5 "
-             "for pre)").format(values="; ".join(f"{s} {v:+.2f}" for s, (_p, v) in slopes.items()))
+             "for pre)").format(values="; ".join(f"{s} {signed(v)}" for s, (_p, v) in slopes.items()))
     return Verdict(holds, text)
 
 

@@ -46,6 +46,11 @@ def block_number(layer: str) -> int | None:
     return int(match.group(1)) + 1 if match else None
 
 
+def signed(value: float) -> str:
+    """A slope as the plot writes it: +0.00, -0.48 (a tiny negative is not "-0.00"); "—" if unknown."""
+    return f"{round(value, 2) + 0.0:+.2f}" if math.isfinite(value) else "—"
+
+
 def styles_by_placement(stats: pd.DataFrame) -> dict[str, tuple[str, str]]:
     """(colour, dash) per series: the colour of its placement, a dash counting the placement's series
     (its first normalizer solid, the next dotted, ...)."""
@@ -195,7 +200,7 @@ def depth_slope_figure(points: pd.DataFrame, *, slope: Callable[[pd.DataFrame], 
         part = part.sort_values("depth")
         color, dash = styles[series]
         fitted = slope(part)
-        said = _("slope {slope}").format(slope=f"{fitted:+.2f}" if math.isfinite(fitted) else "—")
+        said = _("slope {slope}").format(slope=signed(fitted))
         fig.add_trace(go.Scatter(
             x=part["depth"], y=part["mean"], mode="lines+markers", name=f"{series} · {said}",
             line={"color": color, "dash": dash, "width": 2}, marker={"size": 8, "color": color},
