@@ -25,6 +25,15 @@ MEASURES = {
     "cos_sim": N_("mean off-diagonal entry of M (the paper's code): 1 = all samples have the same "
                   "direction."),
 }
+# A transformer's collapse is among a sequence's tokens (Noci et al. 2022; Dong et al. 2021): its own
+# measures come first, the token cosine as the default.
+TOKEN_MEASURES = {
+    "token_cos_sim": N_("in each sequence, the mean off-diagonal cosine between its T token vectors, "
+                        "averaged over the sequences: 1 = every token points the same way (rank collapse "
+                        "among the tokens)."),
+    "token_residual": N_("‖X − 1x̄ᵀ‖_F / ‖X‖_F per sequence (x̄ its mean token), averaged: Dong et al.'s "
+                         "distance from a rank-one matrix with identical rows; 0 = collapsed."),
+}
 
 selection = views.header(
     _("Property 2 · Rank collapse"),
@@ -52,12 +61,15 @@ collapse = collapse_figure(details, norms, uirevision="collapse")
 views.chart(collapse, "collapse", selection)
 
 st.subheader(_("One rank measure along depth"))
-names = {m: _(METRIC_TITLES[m]).split(" (")[0] for m in MEASURES}  # the title less its symbol
-measure = st.segmented_control(_("Measure"), tuple(MEASURES), key="rank_measure", required=True,
-                               default="stable_rank", persist_state="session", format_func=names.get)
-st.caption(_(MEASURES[measure]))
-fig = depth_figure(stats, measure, ceiling=None if measure == "cos_sim" else ceiling,
-                           uirevision=f"rank-{measure}")
+tokens = controls.is_transformer(selection.base.arch)
+shown = {**TOKEN_MEASURES, **MEASURES} if tokens else MEASURES
+names = {m: _(METRIC_TITLES.get(m, m)).split(" (")[0] for m in shown}  # the title less its symbol
+measure = st.segmented_control(_("Measure"), tuple(shown),
+                               key="rank_measure_tokens" if tokens else "rank_measure", required=True, default="token_cos_sim" if tokens else "stable_rank",
+                               persist_state="session", format_func=names.get)
+st.caption(_(shown[measure]))
+unbounded = measure == "cos_sim" or measure in TOKEN_MEASURES  # no rank: no min(batch, features) ceiling
+fig = depth_figure(stats, measure, ceiling=None if unbounded else ceiling, uirevision=f"rank-{measure}")
 views.chart(fig, "rank", selection)
 with st.expander(_("Centered cosine similarity: why it is not drawn")):
     st.markdown(

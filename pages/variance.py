@@ -34,8 +34,10 @@ frame = views.measure(selection)
 if frame is None:
     st.stop()
 stats = measures.aggregate(frame)
-theory, skipped = (overlays.variance_overlay(stats, selection.models) if show_theory and metric == "act_var"
-                   else (None, []))
+# A transformer has its own law (the pre-LN band); the ResNet laws are not drawn for it.
+overlay = (overlays.transformer_variance_overlay if controls.is_transformer(selection.base.arch)
+           else overlays.variance_overlay)
+theory, skipped = overlay(stats, selection.models) if show_theory and metric == "act_var" else (None, [])
 fig = depth_figure(stats, metric, log_y=scale == "log", theory=theory, annotate_growth=True,
                            uirevision=f"variance-{metric}-{scale}")
 if motion:

@@ -140,6 +140,8 @@ TRANSFORMER_REASONS = {
     "placement": N_("the laws are proven for post-LN and pre-LN; peri-LN, Mix-LN and LayerNorm Scaling "
                     "change the residual stream they assume"),
     "none": N_("without a normalizer the pre-LN variance band and the gradient law do not apply"),
+    "post_variance": N_("post-LN normalizes the stream itself after every sub-layer, so its variance stays "
+                        "at the norm's scale: there is no growth law to draw"),
 }
 
 
@@ -181,3 +183,20 @@ def transformer_overlays(stats: pd.DataFrame, collapse: pd.DataFrame,
         if why is not None:
             withheld.append(f"{_label(model)} · {model.placement}: {why}")
     return TransformerOverlays(withheld=withheld)
+
+
+def transformer_variance_overlay(stats: pd.DataFrame,
+                                 models: Sequence[ModelConfig]) -> tuple[pd.DataFrame, list[str]]:
+    """The pre-LN variance band (Xiong et al. 2020; Kedia et al. 2024) for the transformers it covers.
+
+    Returns:
+        (overlay frame, one line per network saying why no curve is drawn for it)
+    """
+    skipped = []
+    for model in models:
+        why = transformer_withheld(model)
+        if why is None and model.placement == "post":
+            why = _(TRANSFORMER_REASONS["post_variance"])
+        if why is not None:
+            skipped.append(f"{_label(model)} · {model.placement}: {why}")
+    return pd.DataFrame(columns=OVERLAY_COLUMNS), skipped
