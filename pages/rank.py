@@ -65,7 +65,8 @@ tokens = controls.is_transformer(selection.base.arch)
 shown = {**TOKEN_MEASURES, **MEASURES} if tokens else MEASURES
 names = {m: _(METRIC_TITLES.get(m, m)).split(" (")[0] for m in shown}  # the title less its symbol
 measure = st.segmented_control(_("Measure"), tuple(shown),
-                               key="rank_measure_tokens" if tokens else "rank_measure", required=True, default="token_cos_sim" if tokens else "stable_rank",
+                               key="rank_measure_tokens" if tokens else "rank_measure", required=True,
+                               default="token_cos_sim" if tokens else "stable_rank",
                                persist_state="session", format_func=names.get)
 st.caption(_(shown[measure]))
 unbounded = measure == "cos_sim" or measure in TOKEN_MEASURES  # no rank: no min(batch, features) ceiling
