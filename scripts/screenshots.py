@@ -32,7 +32,20 @@ def _chart(page, index: int):
     return page.locator("[data-testid='stPlotlyChart']").nth(index)
 
 
+def placement(browser, url: str, docs: Path) -> None:
+    """The Placement page at 1440×900, its first four panels in view (docs/placement.png)."""
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(f"{url}/placement")
+    _charts(page, 5)
+    _chart(page, 0).scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    page.screenshot(path=docs / "placement.png", full_page=False)
+    page.close()
+
+
 def main() -> int:
+    """Every screenshot; ``screenshots.py placement`` takes only the Placement page's."""
+    only_placement = sys.argv[1:] == ["placement"]
     docs = ROOT / "docs"
     port = free_port()
     proc = start_server(port, Path(tempfile.mkdtemp()) / "streamlit.log")
@@ -41,6 +54,10 @@ def main() -> int:
         wait_healthy(url, proc)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+            placement(browser, url, docs)
+            if only_placement:
+                browser.close()
+                return 0
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.goto(f"{url}/rank-collapse")
             _charts(page, 5)
