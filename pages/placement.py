@@ -16,14 +16,14 @@ from ui.state.i18n import N_, _
 selection = views.header(
     _("Placement · where the norm sits in a transformer"),
     _("Each line is one transformer at initialization (width {width}, {tokens} tokens, batch {batch}, "
-      "{seeds} seeds), the same except where its normalizer sits; one colour per placement. **Look for:** "
+      "seed {seed}), the same except where its normalizer sits; one colour per placement. **Look for:** "
       "pre-LN's residual stream growing about linearly with depth while post-LN's stays at the norm's "
       "scale; post-LN's tokens aligning (token cosine toward 1) deep in the network; the last block's "
       "gradient that does not shrink with depth for post-LN but falls as 1/√L for pre-LN (Xiong et al. "
       "2020), why pre-LN trains without warm-up; and pure attention collapsing to rank one within a few "
       "blocks unless skips keep it (Dong et al. 2021).").format(
         width=setup.NET["width"], tokens=setup.NET["seq_len"], batch=setup.PROBE.batch_size,
-        seeds=setup.PROBE.seeds),
+        seed=setup.PROBE.seed),
     _("act_var: per-feature variance over (N, T), averaged over the D features, at every block output (the "
       "residual stream) · token cosine (token_cos_sim): in each sequence the mean off-diagonal cosine "
       "between its T token vectors, averaged over the sequences · ‖∂L/∂W₂‖: Frobenius norm of the gradient "
@@ -74,9 +74,10 @@ st.caption(_("The depth sweep probes every placement at depths {depths}; the slo
 st.subheader(_("Pure attention collapses; skips stop it"))
 collapsed = figures.attention_collapse_figure(collapse, theory=theory.collapse)
 views.chart(collapsed, "placement-collapse", selection)
-st.caption(_("Attention-only blocks (no FFN, no normalizer) of depth {depth}, with and without the skip "
-             "connection: Dong, Cordonnier & Loukas (ICML 2021) prove that without skips the tokens converge "
-             "to one row doubly exponentially with depth.").format(depth=setup.COLLAPSE_DEPTH))
+st.caption(_("Attention-only blocks (bidirectional, no FFN, no normalizer) of depth {depth}, with and "
+             "without the skip connection: Dong, Cordonnier & Loukas (ICML 2021) prove that without skips "
+             "the tokens converge to one row doubly exponentially with depth.").format(
+    depth=setup.COLLAPSE_DEPTH))
 if show_theory and theory.withheld:
     st.caption(_("No theory curve for {networks}.").format(networks="; ".join(theory.withheld)))
 

@@ -142,7 +142,7 @@ def transformer_frame(model: ModelConfig | None = None, probe: ProbeConfig | Non
             add(name, b - 1, "block", "token_cos_sim", cos(b))
             add(name, b - 1, "block", "token_residual", resid(b) * wobble)
             if model.ffn:
-                add(f"{name}.ffn.w2", b - 1, "weight", "weight_grad_norm", w2(b, model.depth) * wobble)
+                add(f"{name}.ffn.w2", b - 1, "conv", "weight_grad_norm", w2(b, model.depth) * wobble)
             if model.norm in ("dyt", "derf"):
                 add(f"{name}.norm1", b - 1, "norm", "saturated_frac", sat)
     frame = pd.DataFrame(rows)

@@ -140,6 +140,10 @@ def attention_collapse_figure(stats: pd.DataFrame, *, theory: pd.DataFrame | Non
     if add_overflow(fig, pd.concat(overflow), "position", styles,
                     overflow_top(rows["max"].to_numpy(float), True)):
         note_overflow(fig)
+    exact = rows[rows["mean"] == 0]
+    if len(exact):  # a log axis cannot show 0: say where the tokens became exactly one row
+        add_note(fig, _("token residual exactly 0 (one shared row, to float precision) from block {block}: "
+                        "below the log axis").format(block=int(exact["position"].min())))
     fig.update_xaxes(title=_("block"))
     fig.update_yaxes(title=_("token residual ‖X − 1x̄ᵀ‖/‖X‖"), type="log")
     whole_ticks(fig, rows["position"].max())
