@@ -162,9 +162,9 @@ def test_noci_verdict(plain, scaled, holds):
 
 
 @pytest.mark.parametrize(("dyt_var", "sat", "holds"), [
-    (lambda b: 0.5 ** b, 0.0, True),
+    (lambda b: 0.1 ** b, 0.0, True),
     (lambda b: 1.0, 0.0, False),  # DyT's variance pinned like LayerNorm's
-    (lambda b: 0.5 ** b, 0.3, False),  # saturating: not a fixed gain
+    (lambda b: 0.1 ** b, 0.3, False),  # saturating: not a fixed gain
 ])
 def test_dyt_verdict(dyt_var, sat, holds):
     frame = pd.concat([transformer_frame(net(placement="post", norm="layernorm"), var=lambda b: 1.0),
