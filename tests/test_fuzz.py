@@ -32,10 +32,12 @@ from normlab.core.config import (
     MAX_SEEDS,
     PLACEMENTS,
     PRESETS,
+    TOKEN_INPUTS,
     WN_ACT_PLACEMENTS,
     ModelConfig,
     ProbeConfig,
     common_divisors,
+    divisors,
 )
 from normlab.ops.budget import BudgetExceeded, check_budget
 from normlab.ops.calibration import calibration
@@ -80,7 +82,7 @@ def valid_model_kwargs(draw, tiny: bool = True):
         arch = PRESETS[preset]["arch"]
         kw = {"preset": preset, "norm": draw(st.sampled_from(catalog.allowed_norms(arch)))}
     else:
-        arch = draw(st.sampled_from([a for a in ARCHS if not catalog.family(a).tokens]))
+        arch = draw(st.sampled_from(ARCHS))
         top = (3, 8) if tiny else (64, 256)
         kw = {"arch": arch, "norm": draw(st.sampled_from(catalog.allowed_norms(arch))),
               "depth": draw(st.integers(1, top[0])), "width": draw(st.sampled_from((4, 6, 8)) if tiny
@@ -96,14 +98,23 @@ def valid_model_kwargs(draw, tiny: bool = True):
         choice = draw(st.sampled_from(common_divisors(widths)))
         kw["groups" if draw(st.booleans()) else "group_size"] = choice
     kw["in_channels"] = draw(st.integers(1, 3))
-    kw["num_classes"] = draw(st.integers(2, 5))
+    if kw.get("arch") == "transformer":  # its outputs are its vocabulary: num_classes stays unset
+        kw["heads"] = draw(st.sampled_from(divisors(kw["width"])))
+        kw["placement"] = draw(st.sampled_from(PLACEMENTS))
+        kw["seq_len"] = draw(st.integers(2, 6) if tiny else st.integers(2, 512))
+        for flag in ("causal", "ffn", "skip"):
+            kw[flag] = draw(st.booleans())
+        kw["qk_norm"] = kw["norm"] != "none" and draw(st.booleans())
+        kw["residual_scale"] = draw(st.floats(0.01, 10.0))
+    else:
+        kw["num_classes"] = draw(st.integers(2, 5))
     return kw
 
 
 @st.composite
 def valid_probe_kwargs(draw, tiny: bool = True):
     return {
-        "input": draw(st.sampled_from(INPUTS)),
+        "input": draw(st.sampled_from((None, *INPUTS))),  # None: the family's own
         "batch_size": draw(st.integers(2, 6) if tiny else st.integers(2, 4096)),
         "image_size": draw(st.integers(1, 8) if tiny else st.integers(1, 256)),
         "seed": draw(st.integers(0, 2**31)),
@@ -137,7 +148,7 @@ INVALID = {
     "wn_act": _NOT_A_NAME.filter(lambda v: v not in WN_ACT_PLACEMENTS),
     "in_channels": _NOT_A_COUNT,
     "num_classes": st.one_of(_NOT_A_COUNT.filter(lambda v: v is not None), st.just(1)),  # None: the default
-    "input": _NOT_A_NAME.filter(lambda v: v not in INPUTS),
+    "input": _NOT_A_NAME.filter(lambda v: v is not None and v not in INPUTS + TOKEN_INPUTS),  # None: default
     "batch_size": st.one_of(_NOT_A_COUNT, st.just(1)),
     "image_size": st.one_of(_NOT_A_COUNT, st.integers(257, 10**9)),
     "seed": st.one_of(st.integers(-(10**9), -1), st.booleans(), st.floats(), st.text(max_size=3), st.none()),
@@ -241,7 +252,7 @@ def test_a_seed_beyond_64_bits_is_refused_naming_the_seed():
 
 
 def _budget(model_kw, probe_kw):
-    model, probe = ModelConfig(**model_kw), ProbeConfig(**probe_kw)
+    model, probe = ModelConfig(**model_kw), ProbeConfig(**_family_input(model_kw, probe_kw))
     calibration()  # the cost model's one-off calibration is not the check's time
     start = time.perf_counter()
     try:
@@ -273,8 +284,14 @@ def _check_frame(frame: pd.DataFrame, probe: ProbeConfig) -> None:
     assert frame.loc[~finite, "overflow"].all(), "a non-finite value is not flagged"
 
 
+def _family_input(model_kw: dict, probe_kw: dict) -> dict:
+    """A token family reads tokens: its probe takes its own default input (an image one is refused)."""
+    arch = PRESETS[model_kw["preset"]]["arch"] if model_kw.get("preset") else model_kw["arch"]
+    return {**probe_kw, "input": None} if catalog.family(arch).tokens else probe_kw
+
+
 def _probes(model_kw, probe_kw):
-    probe = ProbeConfig(**probe_kw)
+    probe = ProbeConfig(**_family_input(model_kw, probe_kw))
     _check_frame(run_probes(ModelConfig(**model_kw), probe), probe)
 
 
@@ -343,16 +360,17 @@ def small_value_text(draw, name: str):
     if draw(st.integers(0, 3)) == 0:
         return draw(st.one_of(GARBAGE, st.just(HUGE)) if name in HUGE_REFUSED else GARBAGE)
     small = {
-        "arch": st.sampled_from([a for a in ARCHS if not catalog.family(a).tokens]),
-        "norm": st.sampled_from(NORM_NAMES), "preset": st.sampled_from(tuple(PRESETS)),
-        "wn_act": st.sampled_from(WN_ACT_PLACEMENTS),
-        "input": st.sampled_from(INPUTS), "device": st.sampled_from(("cpu", "auto", "cuda", "mps")),
+        "arch": st.sampled_from(ARCHS), "norm": st.sampled_from(NORM_NAMES),
+        "preset": st.sampled_from(tuple(PRESETS)), "wn_act": st.sampled_from(WN_ACT_PLACEMENTS),
+        "input": st.sampled_from((*INPUTS, *TOKEN_INPUTS)),
+        "device": st.sampled_from(("cpu", "auto", "cuda", "mps")),
         "depth": st.integers(-1, 4), "width": st.integers(-1, 12), "groups": st.integers(-1, 8),
         "group_size": st.integers(-1, 8), "stages": st.integers(-1, 3), "in_channels": st.integers(-1, 3),
         "num_classes": st.integers(0, 5), "batch_size": st.integers(0, 6), "image_size": st.integers(-1, 8),
         "seed": st.integers(-2, 10**6), "seeds": st.integers(-1, 2), "rank_tol": st.floats(-1, 2),
         "preact": st.sampled_from(("true", "no")), "skipinit": st.sampled_from(("yes", "off")),
         "data_dir": st.sampled_from((".", "/nonexistent")),
+        "text_path": st.sampled_from((__file__, "/nonexistent", ".")),
         "placement": st.sampled_from(("pre", "post", "sideways")), "heads": st.integers(-1, 4),
         "seq_len": st.integers(-1, 6), "causal": st.sampled_from(("true", "no")),
         "residual_scale": st.floats(-1, 2), "qk_norm": st.sampled_from(("yes", "off")),
@@ -369,7 +387,7 @@ def probe_argv(draw):
         [f for f in (*MODEL_FIELDS, *PROBE_FIELDS) if f not in ("batch_size", "image_size")]),
         unique=True, max_size=6))
     for name in fields:
-        if name in ("preact", "skipinit"):
+        if name in ("preact", "skipinit", "causal", "qk_norm", "ffn", "skip"):
             argv.append(draw(st.sampled_from((_flag(name), "--no-" + name.replace("_", "-")))))
         else:
             argv += [_flag(name), draw(small_value_text(name))]

@@ -26,9 +26,9 @@ import normlab
 from normlab.cli import main
 from normlab.core.config import MAX_SEEDS, MAX_SWEEP_POINTS, ModelConfig, ProbeConfig, config_from_dict
 from normlab.core.train_config import StudyConfig, TrainConfig
-from normlab.ops.budget import check_budget
+from normlab.ops.budget import BudgetExceeded, check_budget
 from normlab.ops.cost import estimate_cost
-from normlab.ops.run import run_sweep
+from normlab.ops.run import run_probes, run_sweep
 from normlab.ops.settings import ENV_VARS
 from normlab.science.probes import probe_module, summarize
 
@@ -385,3 +385,25 @@ def test_every_odd_value_at_every_entry_point(entry):
         if value is None and not entry.none_ok:
             continue
         _drive(entry, value)
+
+
+# --- The transformer's fields -------------------------------------------------------------------------
+
+
+def test_a_sequence_longer_than_the_server_allows_is_refused_by_name_before_anything_runs(monkeypatch):
+    from normlab.ops.settings import server_limits
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr("normlab.science.models.build_model", refuse)
+    model = ModelConfig(arch="transformer", depth=1, width=8, heads=2, seq_len=4096)
+    with pytest.raises(BudgetExceeded, match=r"seq_len 4096 exceeds NORMLAB_MAX_SEQ_LEN=512"):
+        check_budget(model, ProbeConfig(batch_size=2), server_limits({}))
+
+
+@pytest.mark.parametrize("path", ["/", "/dev/zero", "/nonexistent/file.txt"])
+def test_a_text_path_that_is_no_readable_file_is_refused_by_name(path):
+    model = ModelConfig(arch="transformer", depth=1, width=8, heads=2, seq_len=4)
+    with pytest.raises(ValueError, match=rf"text_path '{path}' is not a readable file"):
+        run_probes(model, ProbeConfig(batch_size=2, text_path=path))

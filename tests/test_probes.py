@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import normlab.science.probes as probes
-from normlab.core.config import ModelConfig, ProbeConfig
+from normlab.core.config import ModelConfig, ProbeConfig, resolve_input
 from normlab.ops.run import run_probes, run_sweep
 from normlab.science.data import derive_seed, make_inputs, make_labels
 from normlab.science.metrics import ACTIVATION_METRICS, METRICS, all_metrics
@@ -87,7 +87,8 @@ def test_config_columns_hold_the_config_values(frame):
         column = frame[name]
         assert column.map(lambda v, e=expected: v == e or (e is None and v is None)).all(), name
     for name in PROBE_FIELDS:
-        expected = getattr(TINY_PROBE, name)
+        # the input column names the input read: the family's own when the config left it None
+        expected = resolve_input(TINY_RESNET, TINY_PROBE) if name == "input" else getattr(TINY_PROBE, name)
         assert frame[name].map(lambda v, e=expected: v == e or (e is None and v is None)).all(), name
 
 

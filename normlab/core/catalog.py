@@ -280,7 +280,8 @@ class MetricInfo:
     log_y: bool = False  # a log axis reads it best (it spans orders of magnitude)
 
 
-_ACT_POINTS = ("act", "block")
+_ACT_POINTS = ("act", "block", "sublayer")  # "sublayer": a transformer's attention or FFN output
+_TOKEN_POINTS = ("act", "block", "sublayer")  # a transformer's token sequences (N, T, D) only
 METRIC_INFO: dict[str, MetricInfo] = {
     m.name: m
     for m in (
@@ -304,12 +305,32 @@ METRIC_INFO: dict[str, MetricInfo] = {
                    N_("Frobenius norm over the batch of dL/dz at each conv/linear output z"), log_y=True),
         MetricInfo("gram_eigenvalue", ("spectrum",), N_("Gram eigenvalue"),
                    N_("eigen-spectrum of the final features' Gram matrix, largest first"), log_y=True),
+        # A transformer's own (spec section 5). On its token sequences the metrics above read: act_var and
+        # act_sq_mean per feature over (N, T); cos_sim and the ranks on the N sequence vectors (each the
+        # mean of its T tokens).
+        MetricInfo("act_sq_norm", _TOKEN_POINTS, N_("mean square per feature E‖x‖²/D (act_sq_norm)"),
+                   N_("E[x²] over (N,T), mean over the D features: a token's squared norm over D"),
+                   log_y=True),
+        MetricInfo("token_cos_sim", _TOKEN_POINTS, N_("token cosine similarity (token_cos_sim)"),
+                   N_("mean off-diagonal cosine between the T tokens of a sequence, mean over sequences")),
+        MetricInfo("token_residual", _TOKEN_POINTS, N_("distance from rank one (token_residual)"),
+                   N_("‖X − 1·x̄ᵀ‖_F / ‖X‖_F of each sequence X (T×D), mean over sequences"), log_y=True),
+        MetricInfo("attn_entropy", ("attn",), N_("attention entropy (attn_entropy)"),
+                   N_("entropy of each attention row (nats), mean over rows, heads and sequences")),
+        MetricInfo("weight_grad_norm", ("conv",), N_("weight gradient norm ‖∂L/∂W‖"),
+                   N_("Frobenius norm of dL/dW of W_Q, W_K, W_V, W_O, W_1, W_2 of each block"), log_y=True),
+        MetricInfo("saturated_frac", ("norm",), N_("saturated fraction (saturated_frac)"),
+                   N_("fraction of a DyT / Derf input whose argument |αx (+s)| exceeds 2")),
     )
 }
 METRICS = tuple(METRIC_INFO)
 SUMMARY_STATS = ("mean", "min", "max", "n")  # the columns of summarize: over seeds, per row key
-# The metrics of an activation tensor ("act" and "block" probe points), in frame order.
-ACTIVATION_METRICS = tuple(m for m, info in METRIC_INFO.items() if info.kinds == _ACT_POINTS)
+# The metrics of an activation tensor's Gram statistics (normlab.science.metrics.metrics_from_stats), in
+# frame order: every activation probe point has them.
+ACTIVATION_METRICS = ("act_var", "act_sq_mean", "cos_sim", "cos_sim_centered", "stable_rank",
+                      "effective_rank", "numerical_rank")
+# What a transformer's token points add, in frame order (normlab.science.probes).
+TOKEN_METRICS = ("act_sq_norm", "token_cos_sim", "token_residual")
 
 
 def metric_title(name: str) -> str:

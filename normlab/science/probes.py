@@ -37,9 +37,10 @@ from normlab.core.config import (
     check_int,
     check_items,
     describe,
+    resolve_input,
 )
 from normlab.core.deadline import ComputeTimeout, check_time
-from normlab.science.data import derive_seed, make_inputs, make_labels
+from normlab.science.data import derive_seed, make_inputs, make_labels, make_tokens
 from normlab.science.device import resolve_device
 from normlab.science.hooks import Tap, Taps, record
 from normlab.science.metrics import (
@@ -54,11 +55,11 @@ from normlab.science.metrics import (
     normalized_gram,
     stack_stats,
 )
-from normlab.science.models import ACT, BLOCK, CONV, RES, build_model
-from normlab.science.norms import EvoNormB0, EvoNormS0, FilterResponseNorm
+from normlab.science.models import ACT, ATTN, BLOCK, CONV, NORM, RES, SUBLAYER, build_model
+from normlab.science.norms import SATURATION, EvoNormB0, EvoNormS0, FilterResponseNorm
 
 SPECTRUM = "spectrum"  # the kind of the Gram-eigenvalue rows
-KINDS = (ACT, BLOCK, RES, CONV, SPECTRUM)
+KINDS = (ACT, BLOCK, RES, CONV, SUBLAYER, ATTN, NORM, SPECTRUM)
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 # seed and seeds describe the run, not a row: each row carries its own seed.
 PROBE_FIELDS = tuple(f.name for f in dataclasses.fields(ProbeConfig) if f.name not in ("seed", "seeds"))
@@ -91,6 +92,48 @@ class _ChannelStats:
     finite: torch.Tensor  # () bool
 
 
+@dataclasses.dataclass
+class _Scalars:
+    """Metrics that are one number each, kept as they are: (S,) float64 values and their finiteness."""
+
+    names: tuple[str, ...]
+    values: torch.Tensor  # (S,) float64
+    finite: torch.Tensor  # (S,) bool
+
+    @classmethod
+    def of(cls, **values: torch.Tensor) -> _Scalars:
+        stacked = torch.stack([v.to(torch.float64).reshape(()) for v in values.values()])
+        return cls(tuple(values), stacked, torch.isfinite(stacked))
+
+
+@dataclasses.dataclass
+class _TokenStats:
+    """A transformer's token point (N, T, D): the Gram statistics of its N sequence vectors (with the
+    channel statistics per feature over (N, T)) and the token metrics."""
+
+    gram: GramStats
+    tokens: _Scalars
+
+
+def token_scalars(x: torch.Tensor) -> _Scalars:
+    """act_sq_norm, token_cos_sim and token_residual of token sequences x (N, T, D), in float64.
+
+    A zero token has cosine 0 with every other token; a zero sequence has token_residual 0.
+    """
+    with torch.no_grad():
+        x64 = x.detach().to(torch.float64)  # (N, T, D)
+        t = x64.shape[1]
+        tiny = torch.finfo(torch.float64).tiny
+        unit = x64 / torch.linalg.vector_norm(x64, dim=-1, keepdim=True).clamp_min(tiny)  # (N, T, D)
+        cos = unit @ unit.transpose(1, 2)  # (N, T, T)
+        off = cos.sum((1, 2)) - torch.diagonal(cos, dim1=1, dim2=2).sum(-1)  # (N,)
+        total = torch.linalg.vector_norm(x64, dim=(1, 2))  # (N,)
+        spread = torch.linalg.vector_norm(x64 - x64.mean(1, keepdim=True), dim=(1, 2))  # (N,)
+        residual = torch.where(total > 0, spread / total.clamp_min(tiny), 0.0)
+        return _Scalars.of(act_sq_norm=x64.square().mean(), token_cos_sim=(off / (t * (t - 1))).mean(),
+                           token_residual=residual.mean())
+
+
 class _Reducer:
     """What the forward hooks keep of each output, by kind.
 
@@ -118,6 +161,34 @@ class _Reducer:
         self._last = (None, -1, None)
 
 
+class _TokenReducer(_Reducer):
+    """A transformer's reductions: token points (N, T, D) as :class:`_TokenStats`, attention
+    probabilities (N, H, T, T) to their mean row entropy, a DyT/Derf argument to its saturated fraction."""
+
+    def __call__(self, output: torch.Tensor, kind: str):
+        check_time()
+        if kind == ATTN:
+            with torch.no_grad():  # entr(0) = 0: the masked entries add nothing
+                entropy = torch.special.entr(output.detach().to(torch.float64)).sum(-1).mean()
+            return _Scalars.of(attn_entropy=entropy)
+        if kind == NORM:
+            with torch.no_grad():
+                saturated = (output.detach().abs() > SATURATION).to(torch.float64).mean()
+                # a non-finite argument makes the fraction meaningless: NaN, flagged as overflow
+                saturated = torch.where(torch.isfinite(output).all(), saturated, torch.nan)
+            return _Scalars.of(saturated_frac=saturated)
+        last, version, stats = self._last
+        if output is last and output._version == version:
+            return stats
+        n, t, d = output.shape
+        gram = gram_stats(output.detach().mean(1), self.workspace)  # the N sequence vectors (N, D)
+        var, sq_mean = channel_stats(output.detach().reshape(n * t, d), self.workspace)  # per feature
+        gram = dataclasses.replace(gram, act_var=var, act_sq_mean=sq_mean)
+        stats = _TokenStats(gram, token_scalars(output))
+        self._last = (output, output._version, stats)
+        return stats
+
+
 def _measure(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -125,9 +196,15 @@ def _measure(
     points: Iterable[tuple[str, str, nn.Module]],
     final: nn.Module | None,
     workspace: Workspace | None = None,
+    reducer: _Reducer | None = None,
+    weights: Sequence[tuple[str, nn.Parameter]] = (),
 ) -> Taps:
-    """Forward, loss, backward under the hooks; the taps hold statistics on the device, nothing moved yet."""
-    reducer = _Reducer(workspace)
+    """Forward, loss, backward under the hooks; the taps hold statistics on the device, nothing moved yet.
+
+    ``weights``: (name, parameter) pairs whose ‖dL/dW‖_F is kept as a ``weight_grad_norm`` tap (kind
+    conv, at the name of the layer's own grad_norm tap).
+    """
+    reducer = _Reducer(workspace) if reducer is None else reducer
 
     def grad_reduce(grad: torch.Tensor) -> torch.Tensor:
         check_time()  # and between layers of the backward pass
@@ -141,12 +218,25 @@ def _measure(
             # Gradients w.r.t. the input only: every conv/linear output on the way gets its hook
             # called, while no parameter's .grad is written.
             wrt = [inputs] if inputs.requires_grad else [p for p in model.parameters() if p.requires_grad]
-            torch.autograd.grad(loss, wrt, allow_unused=True)
+            grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+            if weights:
+                _weight_taps(taps, weights, dict(zip(map(id, wrt), grads, strict=True)))
     if taps.final is None:  # a module without a known final representation: its last activation
         last = [t for t in taps.taps if t.kind != CONV and t.kind != RES]
         if last:
             last[-1].final = True
     return taps
+
+
+def _weight_taps(taps: Taps, weights: Sequence[tuple[str, nn.Parameter]],
+                 grads: Mapping[int, torch.Tensor]) -> None:
+    """A conv tap of ‖dL/dW‖_F per weight the backward pass reached, indexed as the layer's grad_norm."""
+    index = {t.name: t.index for t in taps.taps if t.kind == CONV}
+    for k, (name, weight) in enumerate(weights):
+        grad = grads.get(id(weight))
+        if grad is not None:
+            norm = torch.linalg.vector_norm(grad.detach(), dtype=torch.float64)
+            taps.taps.append(Tap(name, CONV, index.get(name, k), value=_Scalars.of(weight_grad_norm=norm)))
 
 
 def to_host(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -191,6 +281,7 @@ class _Packed:
     grams: GramStats | None  # (P, ...) the distinct activation statistics
     res: list[torch.Tensor]  # [act_var (R,), finite (R,)], or [] without residual points
     conv: list[torch.Tensor]  # [grad_norm (C,), finite (C,)], or [] without gradients
+    scalars: list[torch.Tensor] = dataclasses.field(default_factory=list)  # [values (S,), finite (S,)]
 
     @property
     def gram_bytes(self) -> int:
@@ -204,16 +295,29 @@ def _pack(taps: Taps, seed: int) -> _Packed:
     grams: list[GramStats] = []
     res: list[_ChannelStats] = []
     conv: list[Tap] = []
+    scalars: list[_Scalars] = []
+    width = 0  # scalar values so far
     final = None
     for tap in taps.taps:
         row = _Row(tap.name, tap.kind, tap.index, tap.final)
-        if isinstance(tap.value, GramStats):
+        token = tap.value.tokens if isinstance(tap.value, _TokenStats) else None
+        if token is not None:
+            tap.value = tap.value.gram  # the Gram part is packed as any activation's
+        if isinstance(tap.value, _Scalars):
+            rows.append((row, "scalar", (width, tap.value.names)))
+            scalars.append(tap.value)
+            width += len(tap.value.names)
+        elif isinstance(tap.value, GramStats):
             if id(tap.value) not in position:
                 position[id(tap.value)] = len(grams)
                 grams.append(tap.value)
             rows.append((row, "gram", position[id(tap.value)]))
             if tap.final:
                 final = position[id(tap.value)]
+            if token is not None:
+                rows.append((row, "scalar", (width, token.names)))
+                scalars.append(token)
+                width += len(token.names)
         elif isinstance(tap.value, _ChannelStats):
             rows.append((row, "res", len(res)))
             res.append(tap.value)
@@ -227,6 +331,7 @@ def _pack(taps: Taps, seed: int) -> _Packed:
         [torch.stack([r.act_var for r in res]), torch.stack([r.finite for r in res])] if res else [],
         [torch.stack([t.grad_norm for t in conv]), torch.stack([t.grad_finite for t in conv])]
         if conv else [],
+        [torch.cat([v.values for v in scalars]), torch.cat([v.finite for v in scalars])] if scalars else [],
     )
 
 
@@ -240,10 +345,12 @@ def _rows(passes: Sequence[_Packed], rank_tol: float) -> dict[str, list]:
     grams = [p.grams for p in passes if p.grams is not None]
     res = [p.res for p in passes if p.res]
     conv = [p.conv for p in passes if p.conv]
+    scalars = [p.scalars for p in passes if p.scalars]
     # Still on the device: O(P N^2) numbers, not activations.
     on_device = [torch.cat([getattr(g, name) for g in grams]) for name in gram_fields] if grams else []
     on_device += [torch.cat(parts) for parts in zip(*res, strict=True)]
     on_device += [torch.cat(parts) for parts in zip(*conv, strict=True)]
+    on_device += [torch.cat(parts) for parts in zip(*scalars, strict=True)]
     host = iter(to_host(on_device))
     table, gram_ok, spectra = [], [], []
     if grams:
@@ -256,6 +363,7 @@ def _rows(passes: Sequence[_Packed], rank_tol: float) -> dict[str, list]:
         spectra = metrics["gram_eigenvalue"]  # (P, N)
     res_var, res_ok = (next(host).tolist(), next(host).tolist()) if res else ([], [])
     conv_norm, conv_ok = (next(host).tolist(), next(host).tolist()) if conv else ([], [])
+    scalar_value, scalar_ok = (next(host).tolist(), next(host).tolist()) if scalars else ([], [])
     assert next(host, None) is None, "every transferred tensor is read once"
 
     cols: dict[str, list] = {c: [] for c in ROW_COLUMNS}
@@ -271,9 +379,15 @@ def _rows(passes: Sequence[_Packed], rank_tol: float) -> dict[str, list]:
             cols["final"].append(final)
             cols["overflow"].append(bad or not math.isfinite(value))
 
-    start = {"gram": 0, "res": 0, "conv": 0}  # where each pass's entries begin in the host lists
+    start = {"gram": 0, "res": 0, "conv": 0, "scalar": 0}  # where each pass's entries begin in the host lists
     for p in passes:
         for tap, source, k in p.rows:  # rows in forward order
+            if source == "scalar":
+                at = start["scalar"] + k[0]
+                for j, metric in enumerate(k[1]):
+                    add(p.seed, tap, tap.kind, tap.index, (metric,), [scalar_value[at + j]],
+                        not scalar_ok[at + j], tap.final)
+                continue
             at = start[source] + k
             if source == "gram":
                 metrics, values, ok = ACTIVATION_METRICS, table[at], gram_ok[at]
@@ -290,6 +404,7 @@ def _rows(passes: Sequence[_Packed], rank_tol: float) -> dict[str, list]:
         start["gram"] += 0 if p.grams is None else len(p.grams.act_var)
         start["res"] += len(p.res[0]) if p.res else 0
         start["conv"] += len(p.conv[0]) if p.conv else 0
+        start["scalar"] += len(p.scalars[0]) if p.scalars else 0
     return cols
 
 
@@ -297,9 +412,13 @@ def _rows(passes: Sequence[_Packed], rank_tol: float) -> dict[str, list]:
 # measure and its frame
 
 
-def check_configs(model_config, probe_config) -> None:
+def check_configs(model_config, probe_config) -> ProbeConfig:
+    """Refuse anything but a model and a probe config that fit together; the probe config with its input
+    resolved for the family (normlab.core.config.resolve_input)."""
     check_instance("model_config", model_config, ModelConfig)
     check_instance("probe_config", probe_config, ProbeConfig)
+    name = resolve_input(model_config, probe_config)
+    return probe_config if name == probe_config.input else dataclasses.replace(probe_config, input=name)
 
 
 def check_progress(progress) -> None:
@@ -309,6 +428,8 @@ def check_progress(progress) -> None:
 def _probe_pass(model_config: ModelConfig, probe_config: ProbeConfig, seed: int, device: torch.device,
                 workspace: Workspace) -> Taps:
     """One seed's pass: init, inputs, forward, loss, backward; the statistics stay on the device."""
+    if catalog.family(model_config.arch).tokens:
+        return _token_pass(model_config, probe_config, seed, device, workspace)
     size = probe_config.image_size
     # Seeded init in a forked RNG: deterministic, and the caller's global random state is untouched.
     with torch.random.fork_rng(devices=[]):
@@ -322,6 +443,21 @@ def _probe_pass(model_config: ModelConfig, probe_config: ProbeConfig, seed: int,
         lambda logits: F.cross_entropy(logits.float(), labels),  # batch mean
         model.probe_points(), model.final, workspace,
     )
+
+
+def _token_pass(model_config: ModelConfig, probe_config: ProbeConfig, seed: int, device: torch.device,
+                workspace: Workspace) -> Taps:
+    """A token family's pass: bytes in, next-token cross-entropy (mean over tokens), the gradient of
+    every weight (the input is integers), with the transformer's reductions."""
+    from normlab.science.transformer import next_token_loss
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "init"))
+        model = build_model(model_config)
+    model.train().to(device)
+    tokens, targets = (t.to(device) for t in make_tokens(probe_config, seed, model_config.seq_len))
+    return _measure(model, tokens, lambda logits: next_token_loss(logits, targets), model.probe_points(),
+                    model.final, workspace, _TokenReducer(workspace), list(model.weight_points()))
 
 
 def probe_seeds(model_config: ModelConfig, probe_config: ProbeConfig, seeds: Sequence[int],
@@ -390,7 +526,7 @@ def measure(model_config: ModelConfig, probe_config: ProbeConfig,
         A tidy frame, one row per (seed, layer, metric); columns :data:`FRAME_COLUMNS`
         (see docs/probes.md).
     """
-    check_configs(model_config, probe_config)
+    probe_config = check_configs(model_config, probe_config)
     check_progress(progress)
     seeds = probe_config.seed_list
     label = describe(model_config, short=True)
@@ -731,7 +867,10 @@ def probe_detail(model_config: ModelConfig, probe_config: ProbeConfig, *, points
         points: at most this many trunk points are kept (evenly spaced along depth, the last included).
         samples: activation values kept per point, drawn with a seeded generator.
     """
-    check_configs(model_config, probe_config)
+    probe_config = check_configs(model_config, probe_config)
+    if catalog.family(model_config.arch).tokens:
+        raise ValueError(f"probe_detail pictures image samples; arch {model_config.arch!r} reads tokens "
+                         f"(its rows come from run_probes)")
     for name, value in (("points", points), ("samples", samples)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 2:
             raise ValueError(f"{name} must be a whole number >= 2; got {value!r}")
