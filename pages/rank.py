@@ -52,16 +52,22 @@ if frame is None:
 stats = measures.aggregate(frame)
 labels = measures.series_labels(pd.DataFrame([m.to_dict() for m in selection.models]))
 norms = {label: m.norm for label, m in zip(labels, selection.models, strict=True)}
+# The sample pictures are of image batches; a transformer's collapse is among its tokens (the measure below).
+tokens = controls.is_transformer(selection.base.arch)
 with st.spinner(_("Picturing the samples…"), show_time=True):
-    details = views.attempt(N_("picture this choice"), lambda: {
+    details = {} if tokens else views.attempt(N_("picture this choice"), lambda: {
         label: cache.probe_detail(m, selection.probe)
         for label, m in zip(labels, selection.models, strict=True)
     }, "detail") or {}
 collapse = collapse_figure(details, norms, uirevision="collapse")
-views.chart(collapse, "collapse", selection)
+if tokens:
+    st.info(_("A transformer's rank collapse is among the tokens of each sequence: the token cosine below, "
+              "block by block, and the Placement page, which compares where the norm sits."),
+            icon=":material/info:")
+else:
+    views.chart(collapse, "collapse", selection)
 
 st.subheader(_("One rank measure along depth"))
-tokens = controls.is_transformer(selection.base.arch)
 shown = {**TOKEN_MEASURES, **MEASURES} if tokens else MEASURES
 names = {m: _(METRIC_TITLES.get(m, m)).split(" (")[0] for m in shown}  # the title less its symbol
 measure = st.segmented_control(_("Measure"), tuple(shown),
@@ -146,4 +152,6 @@ with st.expander(_("Eigen-spectrum of the final features")):
     st.caption(_("Rank ceiling min(batch, features) = {ceiling}: batch {batch}; a collapsed network "
                  "concentrates the spectrum in its first few eigenvalues.").format(
         ceiling=ceiling, batch=selection.probe.batch_size))
-views.export(frame, {N_("collapse"): collapse, N_("rank"): fig, N_("spectrum"): spectrum}, selection, "rank")
+shown_figures = {N_("rank"): fig, N_("spectrum"): spectrum} if tokens else {
+    N_("collapse"): collapse, N_("rank"): fig, N_("spectrum"): spectrum}
+views.export(frame, shown_figures, selection, "rank")

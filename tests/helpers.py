@@ -97,6 +97,8 @@ def open_app(page: str | None = None, **params) -> AppTest:
     at.query_params.update(params)
     if page == "pages/training.py":
         at.session_state["training_study"] = tiny_study()  # seconds, not the page's ten-network study
+    if page == "pages/placement.py":
+        at.session_state["pl_placements"] = ["post", "pre"]  # 8 transformers, not the page's 17
     if page == "pages/dynamics.py":
         at.session_state["dynamics_norms"] = ["batchnorm", "none"]  # two runs, not the page's eight
         at.session_state["dynamics_seeds"] = 1
