@@ -35,7 +35,7 @@ def _chart(page, index: int):
 def placement(browser, url: str, docs: Path) -> None:
     """The Placement page at 1440×900, its first four panels in view (docs/placement.png)."""
     page = browser.new_page(viewport={"width": 1440, "height": 900})
-    page.goto(f"{url}/placement")
+    page.goto(f"{url}/norm-placement")
     _charts(page, 5)
     _chart(page, 0).scroll_into_view_if_needed()
     page.wait_for_timeout(500)

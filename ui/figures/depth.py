@@ -212,7 +212,9 @@ def gradient_figure(frame: pd.DataFrame, *, log_y: bool = True, theory: pd.DataF
     fig.add_hline(y=1, line={"dash": "dot", "color": "#888", "width": 1}, row=2, col=1)
     fig.update_yaxes(title="‖∂L/∂z‖", type="log" if log_y else "linear", row=1, col=1)
     fig.update_yaxes(title=_("rate"), row=2, col=1)
-    fig.update_xaxes(title=_("layer (conv/linear outputs in forward order; last = classifier)"), row=2, col=1)
+    fig.update_xaxes(title=_("linear map (W_Q, W_K, W_V, W_O, W_1, W_2 of each block in order; last = head)")
+                     if is_token_frame(stats) else
+                     _("layer (conv/linear outputs in forward order; last = classifier)"), row=2, col=1)
     whole_ticks(fig, rows["position"].max())
     return finish_figure(fig, uirevision, height=620)
 

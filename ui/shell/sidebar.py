@@ -16,12 +16,16 @@ from normlab.science.data import MAX_UPLOAD_BYTES, MAX_UPLOADS, register_upload
 from ui.compute.cost import cost_summary
 from ui.state import controls as C
 from ui.state import i18n, links
-from ui.state.i18n import LANGUAGE_NAMES, LANGUAGES, _
+from ui.state.i18n import LANGUAGE_NAMES, LANGUAGES, N_, _
 from ui.state.selection import SELECTION_KEY, Selection, build_selection, with_upload
 
 # Controls a page does not read, hidden there (their values are kept): the group-size page sweeps every
 # group count of one GroupNorm net, the training pages run their own networks.
-IGNORED = {"groups": {"norms", "groups"}, "training": {"network"}, "dynamics": {"network"}}
+IGNORED = {"groups": {"norms", "groups"}, "training": {"network"}, "dynamics": {"network"},
+           "placement": {"network"}}
+# Why a page without the network controls has none (default: it trains its own networks).
+OWN_NETWORKS = {"placement": N_("This page probes its own transformers (its controls are above the charts): "
+                                "the network controls apply to the other pages.")}
 KEEP = "session"  # widget values survive being hidden and page switches
 # Uploaded images: the uploader's files are decoded once, when they change, into an in-memory batch
 # (normlab.science.data.register_upload); the session keeps its handle here, or the words of why it
@@ -261,8 +265,9 @@ def sidebar(page_name: str | None = None, url_path: str | None = None) -> Select
                                    "claims."))
         ignored = IGNORED.get(page_name or "", set())
         if "network" in ignored:
-            st.caption(_("This page trains its own networks: the network controls apply to the other "
-                         "pages."))
+            own = OWN_NETWORKS.get(page_name or "")
+            st.caption(_(own) if own else _("This page trains its own networks: the network controls apply "
+                                            "to the other pages."))
         else:
             _network_controls(lecture, ignored)
             if not lecture:
