@@ -31,13 +31,15 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from normlab import ModelConfig, ProbeConfig, run_probes  # noqa: E402
+from normlab.core import catalog  # noqa: E402
 from normlab.core.catalog import NORM_NAMES  # noqa: E402
 from normlab.ops.calibration import calibrate, save_calibration, set_calibration  # noqa: E402
 from normlab.ops.cost import estimate_cost  # noqa: E402
 
 
-def _grouped(norm: str, **kw) -> ModelConfig:
-    return ModelConfig(norm=norm, **kw)
+def _grouped(norm: str, **kw) -> ModelConfig | None:
+    """The network, or None where its family does not take the normalizer (rmsnorm in a cnn)."""
+    return ModelConfig(norm=norm, **kw) if catalog.accepts(kw["arch"], norm) else None
 
 
 def grid(quick: bool = False) -> list[tuple[str, ModelConfig, ProbeConfig]]:
@@ -75,7 +77,7 @@ def grid(quick: bool = False) -> list[tuple[str, ModelConfig, ProbeConfig]]:
                                                                        stages=4),
              ProbeConfig(batch_size=4, image_size=8)),
         ]
-    return rows
+    return [row for row in rows if row[1] is not None]
 
 
 MEMORY_ROWS = [  # (model kwargs, probe kwargs) probed in a fresh process for peak RSS

@@ -274,3 +274,57 @@ def test_without_the_variables_the_cli_applies_no_operator_limit_and_with_them_i
     monkeypatch.setenv("NORMLAB_MAX_SECONDS", "0.001")
     code, out, err = _run(capsys, *wide)
     assert code == 2 and "exceeds the limit 0.001 s (NORMLAB_MAX_SECONDS)" in err
+
+
+# --- the transformer's flags ---------------------------------------------------------------------------
+
+TF = ["--arch", "transformer", "--depth", "2", "--width", "16", "--heads", "2", "--seq-len", "8",
+      "--batch-size", "4", "--store", "off"]
+
+
+def test_the_transformer_flags_build_the_config_they_name(capsys):
+    args = build_parser().parse_args(["probe", *TF[:-2], "--placement", "peri", "--no-causal",
+                                      "--residual-scale", "0.5", "--qk-norm", "--norm", "rmsnorm",
+                                      "--no-ffn", "--no-skip", "--text", "README.md"])
+    model, probe = common.configs_from_args(args)
+    assert model == ModelConfig(arch="transformer", depth=2, width=16, heads=2, seq_len=8, placement="peri",
+                                causal=False, residual_scale=0.5, qk_norm=True, norm="rmsnorm", ffn=False,
+                                skip=False)
+    assert (probe.input, probe.text_path) == ("text", "README.md")
+
+
+def test_a_transformer_probe_on_a_text_file_prints_the_frame_of_the_api(capsys, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog " * 20)
+    code, out, err = _run(capsys, "probe", *TF[:-2], "--text", str(text))
+    assert code == 0, err
+    frame = pd.read_csv(io.StringIO(out))
+    expected = run_probes(ModelConfig(arch="transformer", depth=2, width=16, heads=2, seq_len=8),
+                          ProbeConfig(batch_size=4, text_path=str(text)))
+    assert np.allclose(frame["value"], expected["value"], equal_nan=True)
+    assert set(frame["input"]) == {"text"} and "blocks.1.ffn.w2" in set(frame["layer"])
+
+
+def test_a_sweep_over_depth_and_placement_takes_several_fields_after_one_over(capsys):
+    code, out, err = _run(capsys, "sweep", *TF, "--over", "depth=1,2", "placement=post,pre", "--format",
+                          "table")
+    assert code == 0, err
+    rows = [line.split() for line in out.splitlines()[2:]]
+    assert [r[:2] for r in rows] == [["1", "post"], ["1", "pre"], ["2", "post"], ["2", "pre"]]
+    assert "token_cos_sim" in out.splitlines()[1]
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["--heads", "3"], "heads (3) must divide the width (16)"),
+    (["--input", "images"], "input 'images' does not apply to arch 'transformer'"),
+    (["--norm", "groupnorm"], "'groupnorm' does not apply to arch 'transformer'"),
+    (["--seq-len", "1"], "seq_len must be"),
+])
+def test_bad_transformer_flags_are_one_line_and_exit_2(capsys, argv, words):
+    code, out, err = _run(capsys, "probe", *TF[:-2], *argv)
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_transformer_flags_are_refused_on_the_other_families(capsys):
+    code, _, err = _run(capsys, "probe", *TINY, "--arch", "mlp", "--no-ffn")
+    assert code == 2 and "ffn applies to arch 'transformer' only" in err

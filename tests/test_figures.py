@@ -680,5 +680,5 @@ def test_every_reason_the_theory_gives_is_said_in_plain_words_in_both_languages(
         assert said.split(": ", 1)[1] == overlays.REASONS[why.code], why
         with i18n.use("ko"):
             assert HANGUL.search(overlays.plain(model, why)), why
-    # every code the overlays withhold a curve for has its words (rank_norm: no rank overlay is drawn)
-    assert codes == set(overlays.REASONS) == set(theory.REASON_CODES) - {"rank_norm"}
+    # every code the overlays withhold a curve for has its words (rank_*: no rank overlay is drawn)
+    assert codes == set(overlays.REASONS) == set(theory.REASON_CODES) - {"rank_norm", "rank_tokens"}

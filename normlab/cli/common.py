@@ -21,7 +21,9 @@ from normlab.core.config import (
     DEVICES,
     DISK_INPUTS,
     INPUTS,
+    PLACEMENTS,
     PRESETS,
+    TOKEN_INPUTS,
     WN_ACT_PLACEMENTS,
     ModelConfig,
     ProbeConfig,
@@ -57,7 +59,8 @@ FIELD_HELP = {
     "wn_act": f"weightnorm resnet: corrected ReLU {' or '.join(WN_ACT_PLACEMENTS)}",
     "in_channels": "input image channels",
     "num_classes": "classifier outputs (random labels use the same count)",
-    "input": f"probe inputs: {', '.join(INPUTS)}; from --data-dir: {', '.join(DISK_INPUTS)}",
+    "input": f"probe inputs: {', '.join(INPUTS)}; from --data-dir: {', '.join(DISK_INPUTS)}; "
+             f"transformer: {', '.join(TOKEN_INPUTS)} (default: gaussian, or tokens for a transformer)",
     "batch_size": "samples per batch (bounds every rank)",
     "image_size": "input height = width",
     "seed": "first seed",
@@ -65,7 +68,19 @@ FIELD_HELP = {
     "device": f"{', '.join(DEVICES)} ('normlab list' says which this machine has)",
     "rank_tol": "numerical_rank counts singular values above rank_tol * sigma_max",
     "data_dir": "folder of the cifar10/cifar100 files or of an image folder (default $NORMLAB_DATA_DIR)",
+    "placement": f"transformer: where the norm sits, {', '.join(PLACEMENTS)} (default pre)",
+    "heads": "transformer: attention heads (must divide --width)",
+    "seq_len": "transformer: tokens per sequence",
+    "causal": "transformer: causal attention (--no-causal: bidirectional)",
+    "residual_scale": "transformer: each residual branch is multiplied by this (e.g. 1/sqrt(depth))",
+    "qk_norm": "transformer: the normalizer on queries and keys per head",
+    "ffn": "transformer: FFN sub-layers (--no-ffn: attention only)",
+    "skip": "transformer: residual connections (--no-skip: pure attention with --no-ffn)",
+    "text_path": "transformer, input text: the file whose bytes are cut into sequences "
+                 "(default: the stdlib's pydoc_data help topics)",
 }
+# Shorter spellings of a config flag.
+FLAG_ALIASES = {"text_path": ("--text",)}
 
 class UsageError(ValueError):
     """Bad command-line input: reported as one line, exit status 2."""
@@ -106,14 +121,15 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group(f"{title} ({cls.__name__} fields; unset = the config's default)")
         for field in dataclasses.fields(cls):
             base, _, _ = field_type(cls, field.name)
-            flag = "--" + field.name.replace("_", "-")
+            flags = ("--" + field.name.replace("_", "-"), *FLAG_ALIASES.get(field.name, ()))
             help_text = FIELD_HELP.get(field.name, field.name)
             if base is bool:
-                group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+                group.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction,
                                    default=None, help=help_text)
             else:
-                group.add_argument(flag, dest=field.name, type=base, default=None,
-                                   metavar=base.__name__.upper(), help=help_text)
+                group.add_argument(*flags, dest=field.name, type=base, default=None,
+                                   metavar="FILE" if field.name == "text_path" else base.__name__.upper(),
+                                   help=help_text)
 
 
 def given(args: argparse.Namespace, cls, skip: tuple[str, ...] = ()) -> dict:

@@ -31,6 +31,7 @@ from normlab.core.config import (
     DISK_INPUTS,
     INPUTS,
     PRESETS,
+    TOKEN_INPUTS,
     ModelConfig,
     ProbeConfig,
     describe,
@@ -116,9 +117,10 @@ def run_probe(args: argparse.Namespace) -> int:
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--over", action="append", default=[], metavar="FIELD=V1,V2,...", required=True,
-                        help="sweep a config field over values (repeat for a cartesian product), "
-                             "e.g. --over norm=batchnorm,layernorm --over groups=1,2,4")
+    parser.add_argument("--over", action="extend", nargs="+", default=[], metavar="FIELD=V1,V2,...",
+                        required=True,
+                        help="sweep config fields over values (several give a cartesian product), "
+                             "e.g. --over norm=batchnorm,layernorm groups=1,2,4")
     add_config_arguments(parser)
     add_execution_arguments(parser, "point")
     add_output_arguments(parser)
@@ -174,7 +176,7 @@ def catalogue(devices: bool = True) -> dict:
                                "batch_dependent": n.batch_dependent}
                         for name, n in catalog.NORM_INFO.items()},
         "presets": {name: {k: v for k, v in p.items() if k != "plan"} for name, p in PRESETS.items()},
-        "inputs": list(INPUTS + DISK_INPUTS),
+        "inputs": list(INPUTS + DISK_INPUTS + TOKEN_INPUTS),
         "archs": list(ARCHS),
         "metrics": {m: {"where": list(info.kinds), "help": info.help}
                     for m, info in catalog.METRIC_INFO.items()},

@@ -191,6 +191,7 @@ REASON_CODES = (
     "gradient_norm",  # the gradient rate is derived for batchnorm only
     "gradient_residual",  # the gradient rate is for plain nets
     "gradient_depth",  # the gradient rate needs 3 hidden layers to show
+    "rank_tokens",  # the rank bounds are for the image families, not a transformer's sequence vectors
     "rank_norm",  # the rank bounds cover batchnorm and the GroupNorm family only
 )
 
@@ -374,6 +375,9 @@ def gradient_theory(config: ModelConfig, last_grad_norm: float = 1.0,
 
 def rank_applies(config: ModelConfig) -> tuple[bool, str]:
     """Whether a rank bound speaks of ``config``'s final features, and why (not)."""
+    if catalog.family(config.arch).tokens:
+        return False, Reason("rank_tokens", f"the rank bounds are derived for image networks; arch "
+                                            f"{config.arch!r} reads token sequences")
     if config.norm not in RANK_NORMS:
         return False, Reason("rank_norm", f"the rank bounds cover batchnorm and the GroupNorm family "
                                           f"(groupnorm, layernorm, instancenorm); got norm {config.norm!r}")
