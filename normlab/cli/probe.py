@@ -82,8 +82,9 @@ GROWTH_COLUMN = "grad_growth"
 
 
 def sweep_table(frame: pd.DataFrame, over: dict[str, list]) -> str:
-    """One row per sweep point: the final features' metrics and the gradient growth (science.summary)."""
-    from normlab.science.summary import gradient_growth
+    """One row per sweep point: the final features' metrics and the gradient growth (science.summary);
+    for transformers also the last block's ‖∂L/∂W₂‖ and, on a depth sweep, the depth-slope table."""
+    from normlab.science.summary import W2_GRAD_LAST, gradient_growth, w2_grad_last
 
     keys = [k for k in over if k in frame.columns]
     points = frame.groupby(keys, sort=False, dropna=False).ngroup() if keys else 0
@@ -91,11 +92,32 @@ def sweep_table(frame: pd.DataFrame, over: dict[str, list]) -> str:
     table = _pivot(work[work["final"] & (work["kind"] != "spectrum")], ["_point"])
     growth = {point: gradient_growth(part) for point, part in work.groupby("_point", sort=False)}
     table[GROWTH_COLUMN] = table["_point"].map(growth).map(short)
+    tokens = (work["metric"] == "weight_grad_norm").any()
+    if tokens:
+        w2 = {point: w2_grad_last(part) for point, part in work.groupby("_point", sort=False)}
+        table[W2_GRAD_LAST] = table["_point"].map(w2).map(short)
     labels = work.drop_duplicates("_point").set_index("_point")[keys]
     table = labels.join(table.set_index("_point")).reset_index(drop=True)
-    return (f"# final features, mean over seeds; {GROWTH_COLUMN} = grad_norm at the first / at the last "
-            "hidden conv/linear output (head, exact zeros left out)\n"
+    text = (f"# final features, mean over seeds; {GROWTH_COLUMN} = grad_norm at the first / at the last "
+            "hidden conv/linear output (head, exact zeros left out)"
+            + (f"; {W2_GRAD_LAST} = ‖∂L/∂W₂‖_F of the last block's FFN" if tokens else "") + "\n"
             + table.to_string(index=False) + "\n")
+    if tokens and len(set(over.get("depth", []))) > 1:
+        # placement and norm always: they say which law is expected
+        curves = ["placement", "norm"] + [k for k in keys if k not in ("depth", "placement", "norm")]
+        text += depth_slope_text(frame, curves)
+    return text
+
+
+def depth_slope_text(frame: pd.DataFrame, keys: list[str]) -> str:
+    """The depth-slope table of a transformer depth sweep (normlab.science.theory.depth_slope_table)."""
+    from normlab.science.theory import depth_slope_table
+
+    table = depth_slope_table(frame, keys)
+    for column, form in (("slope", "+.2f"), ("slope_sd", ".2f"), ("expected", "+.1f")):
+        table[column] = table[column].map(lambda v, form=form: "" if v != v else format(v, form))  # NaN: ""
+    return ("# log-log slope of w2_grad_last against depth, fitted over every (depth, seed); slope_sd over "
+            "per-seed fits; expected: the law's slope\n" + table.to_string(index=False) + "\n")
 
 
 def add_probe_arguments(parser: argparse.ArgumentParser) -> None:

@@ -335,3 +335,31 @@ TOKEN_METRICS = ("act_sq_norm", "token_cos_sim", "token_residual")
 
 def metric_title(name: str) -> str:
     return METRIC_INFO[name].title if name in METRIC_INFO else str(name)
+
+
+# Why a transformer law (normlab.science.theory, spec section 5) is not drawn for a network, by reason
+# code: one sentence each, the engine's words and the dashboard's (translated there by this text).
+TRANSFORMER_LAW_REASONS: dict[str, str] = {
+    "tf_arch": N_("the transformer laws are for the transformer family"),
+    "tf_pointwise": N_("DyT and Derf normalize nothing: at initialization they are a fixed gain α, so "
+                       "the laws, derived for a norm that divides each token by its own scale, do not "
+                       "apply"),
+    "tf_no_norm": N_("the law is derived for LayerNorm (RMSNorm divides by the same scale); without a "
+                     "normalizer nothing holds the branch inputs at unit scale"),
+    "tf_peri": N_("Peri-LN normalizes each branch's output as well, which bounds what a block adds; the "
+                  "laws are for Post-LN and Pre-LN, and by how much Peri-LN tames the growth is what "
+                  "normlab measures"),
+    "tf_mix": N_("Mix-LN is Post-LN in its first quarter of blocks and Pre-LN after, so neither law "
+                 "holds throughout"),
+    "tf_lns": N_("LayerNorm Scaling divides each branch input by √ℓ, which slows the growth by an amount "
+                 "no law here states; normlab measures it"),
+    "tf_post_band": N_("in Post-LN every sub-layer ends in the norm, so the stream stays at the norm's "
+                       "scale (E‖x‖²/D = 1); the growing band is Pre-LN's"),
+    "tf_ablation": N_("the law is derived for full blocks: attention and FFN, each with its skip "
+                      "connection"),
+    "tf_residual_scale": N_("the law is derived for unscaled branches (residual scale 1)"),
+    "tf_pure_attention": N_("Dong et al.'s bound is for pure attention: no skip connection and no FFN; "
+                            "skip connections stop the collapse"),
+    "tf_causal": N_("Dong et al.'s bound is for bidirectional attention; with a causal mask the first "
+                    "token sees only itself, so the collapse is slower than doubly exponential"),
+}

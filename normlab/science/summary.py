@@ -15,11 +15,19 @@ frames of ``normlab.run_probes``; no torch, no UI. docs/probes.md states each de
   (exponential) along depth, fitted within each ResNet stage (one slope shared by the stages, each stage
   its own intercept), so the reset a normalized projection shortcut causes is not read as a decline. The
   verdict is "linear", "exponential growth", "exponential decay" or "flat".
+* **w2_grad_last** (transformers): ``weight_grad_norm`` of the last block's ``ffn.w2``, ‖∂L/∂W₂‖_F of
+  ``blocks.{L-1}.ffn.w2``, averaged over seeds.
+* **depth slope** (transformers): the least-squares slope of log(w2_grad_last) against log(depth) over
+  every (depth, seed) point of a depth sweep, per combination of the other swept fields; ``slope_sd`` is
+  the standard deviation of the same slope fitted seed by seed (Xiong et al. 2020 expect 0 for post-LN,
+  -1/2 for pre-LN).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from normlab.core import catalog
-from normlab.core.config import check_items
+from normlab.core.config import ModelConfig, ProbeConfig, check_items
 
 # Yang et al. (2019): with BatchNorm + ReLU the gradient grows by sqrt(pi / (pi - 1)) per layer toward
 # the input, at large width and batch.
@@ -103,6 +111,76 @@ def gradient_growth(frame: pd.DataFrame, value: str = "value") -> float:
 def gradient_range(frame: pd.DataFrame, value: str = "value") -> float:
     """Gradient range of one network: max / min over the same layers, on the seed means per layer."""
     return range_of_gradients(layer_means(hidden_gradients(frame), value))
+
+
+# --- The last block's weight gradient against depth (transformers) ---------------------------------------
+
+W2_GRAD_LAST = "w2_grad_last"  # the sweep table's column
+_W2_LAYER = re.compile(r"blocks\.(\d+)\.ffn\.w2")
+# The fields a frame row carries as columns: a sweep's groups are the ones that vary (seed is per row).
+CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig)) + tuple(
+    f.name for f in dataclasses.fields(ProbeConfig) if f.name not in ("seed", "seeds"))
+
+
+def last_w2_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ``weight_grad_norm`` rows of the last block's ``ffn.w2``: one per seed and network of a frame
+    (each row's own ``depth`` says which block is last; without that column, the highest)."""
+    rows = frame[(frame["metric"] == "weight_grad_norm")]
+    block = rows["layer"].astype(str).str.fullmatch(_W2_LAYER.pattern)
+    rows = rows[block]
+    if rows.empty:
+        return rows
+    number = rows["layer"].str.extract(_W2_LAYER.pattern, expand=False).astype(int)
+    # a sweep's frame holds several depths: each network's last block is depth - 1
+    last = rows["depth"].astype(int) - 1 if "depth" in rows.columns else number.max()
+    return rows[number == last]
+
+
+def w2_grad_last(frame: pd.DataFrame) -> float:
+    """‖∂L/∂W₂‖_F of one transformer's last block, mean over seeds (NaN without an FFN or on overflow)."""
+    values = last_w2_rows(frame)["value"]
+    return float(values.mean(skipna=False)) if len(values) else math.nan
+
+
+def _log_slope(depths: np.ndarray, values: np.ndarray) -> float:
+    if len(np.unique(depths)) < 2 or not (np.isfinite(values).all() and (values > 0).all()):
+        return math.nan
+    return float(np.polyfit(np.log(depths), np.log(values), 1)[0])
+
+
+def depth_slopes(frame: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.DataFrame:
+    """The log-log slope of the last block's ‖∂L/∂W₂‖_F against depth in a depth sweep's frame.
+
+    Args:
+        frame: the tidy frame of ``run_sweep`` over ``depth`` (and any other fields).
+        keys: the columns that tell the sweep's curves apart; None: every config field but depth whose
+            values differ in the frame (placement, norm, ...).
+
+    Returns:
+        One row per curve: the keys, ``depths`` (e.g. "6,12,24"), ``seeds``, ``slope`` (over every
+        (depth, seed) point) and ``slope_sd`` (over per-seed slopes; NaN with one seed). A curve with fewer
+        than two depths, or a value that overflowed or is 0, has slope NaN.
+    """
+    if keys is None:
+        keys = [k for k in CONFIG_FIELDS if k != "depth" and k in frame.columns
+                and frame[k].astype(str).nunique() > 1]
+    keys = list(keys)
+    rows = last_w2_rows(frame)
+    out = []
+    groups = rows.groupby(keys, sort=False, dropna=False) if keys else [((), rows)]
+    for key, part in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        depths = part["depth"].to_numpy(dtype=np.float64)
+        values = part["value"].to_numpy(dtype=np.float64)
+        per_seed = [_log_slope(p["depth"].to_numpy(dtype=np.float64), p["value"].to_numpy(dtype=np.float64))
+                    for _, p in part.groupby("seed", sort=True)]
+        per_seed = np.asarray(per_seed, dtype=np.float64)
+        sd = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else math.nan
+        out.append({**dict(zip(keys, key, strict=True)),
+                    "depths": ",".join(str(int(d)) for d in sorted(set(part["depth"]))),
+                    "seeds": int(part["seed"].nunique()), "slope": _log_slope(depths, values),
+                    "slope_sd": sd})
+    return pd.DataFrame(out, columns=[*keys, "depths", "seeds", "slope", "slope_sd"])
 
 
 # --- Final values -----------------------------------------------------------------------------------------

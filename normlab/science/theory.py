@@ -56,6 +56,13 @@ SOURCES = {
     "lubana_2021": "Lubana, Dick & Tanaka 2021, Beyond BatchNorm (NeurIPS)",
     "daneshmand_2020": "Daneshmand et al. 2020, Batch Normalization Provably Avoids Rank Collapse for "
     "Randomly Initialised Deep Networks (NeurIPS)",
+    "xiong_2020": "Xiong et al. 2020, On Layer Normalization in the Transformer Architecture (ICML)",
+    "kedia_2024": "Kedia et al. 2024, Transformers Get Stable: An End-to-End Signal Propagation Theory "
+    "for Language Models (ICML)",
+    "dong_2021": "Dong, Cordonnier & Loukas 2021, Attention is Not All You Need: Pure Attention Loses "
+    "Rank Doubly Exponentially with Depth (ICML)",
+    "noci_2022": "Noci et al. 2022, Signal Propagation in Transformers: Theoretical Perspectives and the "
+    "Role of Rank Collapse (NeurIPS)",
 }
 
 # The theory families, read from normlab.core.catalog (each normalizer's ``theory`` and ``rank_bound``):
@@ -193,6 +200,7 @@ REASON_CODES = (
     "gradient_depth",  # the gradient rate needs 3 hidden layers to show
     "rank_tokens",  # the rank bounds are for the image families, not a transformer's sequence vectors
     "rank_norm",  # the rank bounds cover batchnorm and the GroupNorm family only
+    *catalog.TRANSFORMER_LAW_REASONS,  # the transformer laws' (their sentences live in the catalog)
 )
 
 
@@ -454,13 +462,233 @@ def _rank_shape(width: int, group_size: int | None) -> float:
     return math.sqrt(width if group_size is None else width / group_size)
 
 
+# --- Transformers (spec section 5): Xiong et al. 2020, Kedia et al. 2024, Dong et al. 2021 --------------
+
+# The pre-LN band (Xiong et al. 2020, Lemma; Kedia et al. 2024): (1 + l/2) d <= E||x_l||^2 <= (1 + 3l/2) d
+# after l blocks, for an input of E||x_0||^2 = d (the N(0, 1) token embedding). normlab plots it divided by
+# d, against act_sq_norm (E[x^2] over (N, T), mean over the D features: E||x||^2 / d per token, which
+# equals act_var + act_sq_mean, the per-feature variance plus the squared per-feature mean).
+BAND_METRIC = "act_sq_norm"
+BAND_LOW, BAND_HIGH = 0.5, 1.5  # what each block adds to E||x||^2 / d, at least and at most
+W2_METRIC = "weight_grad_norm"
+COLLAPSE_METRIC = "token_residual"
+# The expected log-log slope of the last block's ||dL/dW_2||_F against depth L (Xiong et al. 2020,
+# Theorem 1): O(d sqrt(ln d)) for post-LN, independent of L; O(d sqrt(ln d / L)) for pre-LN.
+DEPTH_SLOPES = {"post": 0.0, "pre": -0.5}
+TRANSFORMER_THEORIES = ("band", "depth_slope", "collapse")
+_NORMALIZED = ("layernorm", "rmsnorm")  # divide each token by its own scale, as the laws assume
+_POINTWISE = ("dyt", "derf")
+
+
+def _tf_withheld(theory: str, model) -> Reason | None:
+    """Why transformer law ``theory`` does not hold for ``model`` (a ModelConfig or a mapping of its
+    fields, such as a frame's row); None when it holds."""
+    get = model.get if hasattr(model, "get") else lambda key: getattr(model, key)
+
+    def reason(code: str, detail: str) -> Reason:
+        return Reason(code, f"{catalog.TRANSFORMER_LAW_REASONS[code]}; got {detail}")
+
+    arch, norm, placement = get("arch"), get("norm"), get("placement")
+    if arch not in catalog.ARCHITECTURES or not catalog.family(arch).tokens:
+        return reason("tf_arch", f"arch {arch!r}")
+    if norm in _POINTWISE:
+        return reason("tf_pointwise", f"norm {norm!r}")
+    if placement in ("peri", "mix", "lns"):
+        return reason(f"tf_{placement}", f"placement {placement!r}")
+    if theory == "collapse":
+        if get("skip") or get("ffn"):
+            return reason("tf_pure_attention", f"skip={bool(get('skip'))}, ffn={bool(get('ffn'))}")
+        if get("causal"):
+            return reason("tf_causal", "causal=True")
+        return None
+    if norm not in _NORMALIZED:
+        return reason("tf_no_norm", f"norm {norm!r}")
+    if theory == "band" and placement == "post":
+        return reason("tf_post_band", "placement 'post'")
+    if not (get("skip") and get("ffn")):
+        return reason("tf_ablation", f"skip={bool(get('skip'))}, ffn={bool(get('ffn'))}")
+    if float(get("residual_scale")) != 1.0:
+        return reason("tf_residual_scale", f"residual_scale={get('residual_scale')!r}")
+    return None
+
+
+_BAND_ASSUMPTIONS = (
+    "pre-LN (LayerNorm or RMSNorm) with skips and FFNs at Xavier initialization, token embeddings of unit "
+    "variance: each block adds between d/2 and 3d/2 to E||x||^2 (l counts the blocks passed; the "
+    "embedding is l = 0, where the band closes at 1). Derived for a ReLU FFN of hidden width d; normlab's "
+    "blocks (attention and a GELU FFN of width 4d) add about 0.8 d per block and sit inside the band "
+    "after the first block, whose attention adds less"
+)
+_SLOPE_ASSUMPTIONS = (
+    "post-LN or pre-LN (LayerNorm or RMSNorm) with skips and FFNs at Xavier initialization: the last "
+    "block's ||dL/dW_2||_F is O(d sqrt(ln d)) for post-LN, independent of the depth L, and "
+    "O(d sqrt(ln d / L)) for pre-LN, whose final norm divides by the stream's growing scale"
+)
+_COLLAPSE_ASSUMPTIONS = (
+    "pure self-attention (no skip, no FFN), bidirectional: the residual from rank one after l layers is "
+    "bounded by s^((3^l - 1)/2) r_0^(3^l); the constant s (from the weights' norms and the heads) makes "
+    "the bound loose, so only its doubly exponential shape is drawn, with s fitted to the first two "
+    "blocks. Below ~1e-7 a float32 measurement is rounding"
+)
+
+
+def transformer_applies(theory: str, config: ModelConfig) -> tuple[bool, str]:
+    """Whether transformer law ``theory`` ("band", "depth_slope" or "collapse") holds for ``config``, and
+    why (not: a :class:`Reason` whose code names the sentence of ``catalog.TRANSFORMER_LAW_REASONS``)."""
+    check_choice("theory", theory, TRANSFORMER_THEORIES)
+    check_instance("config", config, ModelConfig)
+    why = _tf_withheld(theory, config)
+    if why is not None:
+        return False, why
+    return True, {"band": _BAND_ASSUMPTIONS, "depth_slope": _SLOPE_ASSUMPTIONS,
+                  "collapse": _COLLAPSE_ASSUMPTIONS}[theory]
+
+
+def _require(theory: str, config: ModelConfig) -> None:
+    ok, why = transformer_applies(theory, config)
+    if not ok:
+        raise Withheld(why.code, str(why))
+
+
+def variance_band(config: ModelConfig) -> pd.DataFrame:
+    """The pre-LN band at every block output (kind ``block``, metric ``act_sq_norm``): two rows per block,
+    ``bound`` "lower" (1 + l/2) and "upper" (1 + 3l/2), l = index + 1 the blocks passed.
+
+    Raises:
+        ValueError: the config is outside the band's assumptions (a :class:`Withheld`).
+    """
+    _require("band", config)
+    names = _names(config, BLOCK)
+    rows = [(name, k, BLOCK, BAND_METRIC, 1 + rate * (k + 1))
+            for rate in (BAND_LOW, BAND_HIGH) for k, name in enumerate(names)]
+    frame = _frame(rows, config, theory="band", law="linear band",
+                   label="pre-LN band (1 + l/2) … (1 + 3l/2) (Xiong et al. 2020; Kedia et al. 2024)",
+                   source=f"{SOURCES['xiong_2020']}; {SOURCES['kedia_2024']}", assumptions=_BAND_ASSUMPTIONS)
+    frame.insert(5, "bound", ["lower"] * len(names) + ["upper"] * len(names))
+    return frame
+
+
+@dataclass(frozen=True)
+class DepthSlope:
+    """The law of the last block's ||dL/dW_2||_F against depth: its log-log ``slope``."""
+
+    slope: float
+    label: str
+    assumptions: str = _SLOPE_ASSUMPTIONS
+    source: str = SOURCES["xiong_2020"]
+
+
+def depth_slope_law(model) -> DepthSlope:
+    """The expected depth slope of ``model`` (a ModelConfig, or a mapping of its fields such as a sweep
+    frame's row: the slope depends on neither the depth nor the width).
+
+    Raises:
+        ValueError: outside the theorem's assumptions (a :class:`Withheld` with the reason).
+    """
+    why = _tf_withheld("depth_slope", model)
+    if why is not None:
+        raise Withheld(why.code, str(why))
+    placement = model.get("placement") if hasattr(model, "get") else model.placement
+    slope = DEPTH_SLOPES[placement]
+    shape = "L^0" if slope == 0 else "L^-1/2"
+    return DepthSlope(slope, f"{placement}-LN: ||dL/dW_2|| ~ {shape} (Xiong et al. 2020, Thm 1)")
+
+
+def depth_slope_theory(config: ModelConfig, depths, values) -> pd.DataFrame:
+    """The law's line through measured points: the last block's ``weight_grad_norm`` of ``ffn.w2`` at each
+    of ``depths``, value = c * L^slope with c fitted to ``values`` (the slope fixed, the intercept the mean
+    of log(value) - slope * log(L), so the line passes through the points' geometric centre).
+
+    Args:
+        config: any config of the sweep (its depth is ignored).
+        depths: the depths L measured (at least one).
+        values: the measured norms at those depths, > 0.
+
+    Returns:
+        One row per depth with ``depth``, ``layer`` (that depth's last ``blocks.{L-1}.ffn.w2``), ``kind``,
+        ``metric``, ``value`` and the law's metadata.
+    """
+    check_instance("config", config, ModelConfig)
+    law = depth_slope_law(config)
+    depths, values = check_items("depths", depths), check_items("values", values)
+    if len(depths) != len(values) or not depths:
+        raise ValueError(f"depths and values must be equally long and not empty; got {len(depths)} "
+                         f"depths and {len(values)} values")
+    for L in depths:
+        check_int("depths", L)
+    for v in values:
+        check_real("values", v, 0.0, open_low=True)
+    log_l = np.log(np.asarray(depths, dtype=np.float64))
+    log_c = float(np.mean(np.log(np.asarray(values, dtype=np.float64)) - law.slope * log_l))
+    rows = [(f"blocks.{L - 1}.ffn.w2", 0, CONV, W2_METRIC, math.exp(log_c + law.slope * math.log(L)))
+            for L in depths]
+    frame = _frame(rows, None, theory="depth_slope", law=f"slope {law.slope:g}", label=law.label,
+                   source=law.source, assumptions=law.assumptions)
+    frame.insert(0, "depth", [int(L) for L in depths])
+    return frame
+
+
+def collapse_theory(config: ModelConfig, first: float, second: float) -> pd.DataFrame:
+    """Dong et al.'s doubly exponential collapse at every block output (metric ``token_residual``).
+
+    The bound after l layers is s^((3^l - 1)/2) r_0^(3^l) (Dong et al. 2021, Thm 2.2, scaled as they state
+    it); here r_0 is the first block's output and s = second / first^3, so the curve passes through the
+    first two measured blocks: at ``blocks.{k}``, s^((3^k - 1)/2) first^(3^k). A curve that decays
+    underflows to 0; one with sqrt(s) first >= 1 does not decay (the bound is then vacuous) and overflows
+    to inf.
+
+    Raises:
+        ValueError: outside the bound's assumptions, or a value not > 0.
+    """
+    check_instance("config", config, ModelConfig)
+    check_real("first", first, 0.0, open_low=True)
+    check_real("second", second, 0.0, open_low=True)
+    _require("collapse", config)
+    log_s = math.log(second) - 3 * math.log(first)
+    rate, offset = math.log(first) + log_s / 2, -log_s / 2  # log value = 3^k * rate + offset
+    rows = []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k, name in enumerate(_names(config, BLOCK)):
+            power = np.float64(3.0) ** k  # inf beyond k ~ 646
+            log_value = offset if rate == 0 else power * rate + offset
+            rows.append((name, k, BLOCK, COLLAPSE_METRIC, float(np.exp(np.float64(log_value)))))
+    return _frame(rows, config, theory="collapse", law="doubly exponential",
+                  label="s^((3^l-1)/2) r_0^(3^l), pure attention (Dong et al. 2021)",
+                  source=SOURCES["dong_2021"], assumptions=_COLLAPSE_ASSUMPTIONS)
+
+
+def depth_slope_table(frame: pd.DataFrame, keys=None) -> pd.DataFrame:
+    """The measured depth slopes of a sweep frame (``summary.depth_slopes``, same ``keys``) with the law's
+    ``expected`` slope and its ``source`` per curve; where the theorem does not apply, ``expected`` is NaN
+    and ``source`` names the reason's code."""
+    table = summary.depth_slopes(frame, keys)
+    curve_keys = list(table.columns[: table.columns.get_loc("depths")])
+    expected, source = [], []
+    for _, row in table.iterrows():
+        part = frame
+        for k in curve_keys:  # the curve's own rows, whose config fields say which law applies
+            part = part[part[k].astype(str) == str(row[k])]
+        model = part.iloc[0] if len(part) else row
+        try:
+            law = depth_slope_law(model)
+        except Withheld as err:
+            expected.append(math.nan)
+            source.append(f"withheld: {err.reason.code}")
+            continue
+        expected.append(law.slope)
+        source.append("Xiong et al. 2020, Thm 1")
+    return table.assign(expected=expected, source=source)
+
+
 # --- One entry point for the UI ----------------------------------------------------------------------------
 
-APPLIES = {"variance": variance_applies, "gradient": gradient_applies, "rank": rank_applies}
+APPLIES = {"variance": variance_applies, "gradient": gradient_applies, "rank": rank_applies,
+           **{name: functools.partial(transformer_applies, name) for name in TRANSFORMER_THEORIES}}
 
 
 def applies(theory: str, config: ModelConfig) -> tuple[bool, str]:
-    """Whether curve ``theory`` ("variance", "gradient" or "rank") holds for ``config``, and why (not)."""
+    """Whether curve ``theory`` ("variance", "gradient", "rank", or a transformer law: "band",
+    "depth_slope", "collapse") holds for ``config``, and why (not)."""
     check_choice("theory", theory, tuple(APPLIES))
     check_instance("config", config, ModelConfig)
     return APPLIES[theory](config)
