@@ -24,8 +24,8 @@ selection = views.header(
       "blocks unless skips keep it (Dong et al. 2021).").format(
         width=setup.NET["width"], tokens=setup.NET["seq_len"], batch=setup.PROBE.batch_size,
         seed=setup.PROBE.seed),
-    _("act_var: per-feature variance over (N, T), averaged over the D features, at every block output (the "
-      "residual stream) · token cosine (token_cos_sim): in each sequence the mean off-diagonal cosine "
+    _("E‖x‖²/D (act_sq_norm): the mean square of a token's features at every block output (the residual "
+      "stream) · token cosine (token_cos_sim): in each sequence the mean off-diagonal cosine "
       "between its T token vectors, averaged over the sequences · ‖∂L/∂W₂‖: Frobenius norm of the gradient "
       "of the FFN's second matrix in each block (next-token loss on random bytes) · token residual: "
       "‖X − 1x̄ᵀ‖_F / ‖X‖_F, the distance of a sequence's tokens from one shared row."),
@@ -50,8 +50,10 @@ per_block = frame[frame["depth"] == setup.DEPTH]
 base = per_block[per_block["ffn"].astype(bool) & per_block["skip"].astype(bool)]
 stats = measures.aggregate(base)
 collapse = measures.aggregate(frame[~frame["ffn"].astype(bool)])
-points = figures.last_block_points(frame[frame["ffn"].astype(bool) & frame["skip"].astype(bool)])
-theory = (overlays.transformer_overlays(stats, collapse, setup.models(placements, norms))
+sweep = frame[frame["ffn"].astype(bool) & frame["skip"].astype(bool)]
+points, slopes = figures.last_block_points(sweep), figures.depth_slopes(sweep)
+theory = (overlays.transformer_overlays(stats, collapse, setup.models(placements, norms),
+                                        setup.collapse_models())
           if show_theory else overlays.TransformerOverlays())
 
 left, right = st.columns(2)
@@ -66,10 +68,11 @@ with left:
     grads = figures.weight_grad_figure(stats)
     views.chart(grads, "placement-w2", selection)
 with right:
-    slope = figures.depth_slope_figure(points, slope=theory.slope, expected=theory.slopes)
+    slope = figures.depth_slope_figure(points, slopes, expected=theory.slopes)
     views.chart(slope, "placement-depth", selection)
 st.caption(_("The depth sweep probes every placement at depths {depths}; the slope is a least-squares fit "
-             "of log ‖∂L/∂W₂‖ against log L.").format(depths=", ".join(map(str, setup.DEPTHS))))
+             "of log ‖∂L/∂W₂‖ against log L. The residual stream is drawn as E‖x‖²/D, the units of the "
+             "pre-LN band.").format(depths=", ".join(map(str, setup.DEPTHS))))
 
 st.subheader(_("Pure attention collapses; skips stop it"))
 collapsed = figures.attention_collapse_figure(collapse, theory=theory.collapse)
@@ -82,7 +85,7 @@ if show_theory and theory.withheld:
     st.caption(_("No theory curve for {networks}.").format(networks="; ".join(theory.withheld)))
 
 with st.expander(_("The numbers")):
-    st.dataframe(figures.summary_table(stats, points), hide_index=True, width="content")
+    st.dataframe(figures.summary_table(stats, slopes), hide_index=True, width="content")
 views.export(frame, {N_("variance"): stream, N_("token cosine"): cosine, N_("weight gradients"): grads,
                      N_("depth slope"): slope, N_("collapse"): collapsed},
              replace(selection, probe=setup.PROBE), "placement", models=[m for m, _p in runs])

@@ -120,10 +120,11 @@ def tiny_study():
 
 def transformer_frame(model: ModelConfig | None = None, probe: ProbeConfig | None = None, *,
                       var=lambda b: 1.0 + 0.5 * b, cos=lambda b: 0.1 + 0.02 * b, resid=lambda b: 0.9,
-                      w2=lambda b, depth: 1.0, sat=0.0) -> pd.DataFrame:
+                      w2=lambda b, depth: 1.0, sat=0.0, sq=None) -> pd.DataFrame:
     """A frame shaped like ``run_probes``' output for a transformer, with chosen values per block b (1-based).
 
-    ``var``, ``cos`` and ``resid`` give act_var, token_cos_sim and token_residual at the block outputs,
+    ``var``, ``cos`` and ``resid`` give act_var, token_cos_sim and token_residual at the block outputs
+    (``sq`` act_sq_norm, E‖x‖²/D; default: ``var``),
     ``w2(b, depth)`` the ‖∂L/∂W₂‖ of block b, ``sat`` the saturated fraction at each norm (DyT and Derf).
     """
     model = model or ModelConfig(arch="transformer", depth=4, width=16, heads=2, seq_len=8)
@@ -141,6 +142,7 @@ def transformer_frame(model: ModelConfig | None = None, probe: ProbeConfig | Non
         for b in range(1, model.depth + 1):
             name = f"blocks.{b - 1}"
             add(name, b - 1, "block", "act_var", var(b) * wobble)
+            add(name, b - 1, "block", "act_sq_norm", (sq or var)(b) * wobble)
             add(name, b - 1, "block", "token_cos_sim", cos(b))
             add(name, b - 1, "block", "token_residual", resid(b) * wobble)
             if model.ffn:

@@ -62,13 +62,15 @@ def test_last_block_points_take_each_runs_own_last_block_and_leave_depth_out_of_
 
 
 @pytest.mark.parametrize("slope", [0.0, -0.5, 1.0])
-def test_the_fitted_slope_recovers_a_power_law(slope):
-    points = figures.last_block_points(sweep({"pre": slope}))
-    assert figures.fitted_slope(points) == pytest.approx(slope, abs=1e-6)
+def test_the_depth_slope_per_series_recovers_a_power_law(slope):
+    slopes = figures.depth_slopes(sweep({"post": 0.25, "pre": slope}))
+    assert slopes == {"LayerNorm · post": pytest.approx(0.25, abs=0.02),
+                      "LayerNorm · pre": pytest.approx(slope, abs=0.02)}
 
 
 def test_the_depth_figure_writes_each_slope_on_the_plot():
-    fig = figures.depth_slope_figure(figures.last_block_points(sweep({"post": 0.0, "pre": -0.5})),
+    frame = sweep({"post": 0.0, "pre": -0.5})
+    fig = figures.depth_slope_figure(figures.last_block_points(frame), figures.depth_slopes(frame),
                                      expected={"pre": (-0.5, "Xiong et al. 2020")})
     text = figure_text(fig)
     assert "slope +0.00" in text and "slope -0.50" in text
@@ -89,7 +91,7 @@ def test_figures_say_what_is_missing_instead_of_failing():
     stats = measures.aggregate(transformer_frame(net())).query("metric != 'token_cos_sim'")
     assert "No token cosine per block" in figure_text(figures.token_cosine_figure(stats))
     assert "No last-block" in figure_text(figures.depth_slope_figure(figures.last_block_points(
-        stats.iloc[0:0].assign(value=[]))))
+        stats.iloc[0:0].assign(value=[])), {}))
 
 
 def test_the_page_setup_shares_the_per_block_runs_with_the_sweep():
@@ -118,13 +120,14 @@ def test_xiong_verdict_is_undecided_without_both_placements():
     assert claims.xiong_gradient(frame, measures.aggregate(frame)).holds is None
 
 
-@pytest.mark.parametrize(("var", "holds"), [
-    (lambda b: 1.0 + 0.5 * b, True),
+@pytest.mark.parametrize(("sq", "holds"), [
+    (lambda b: 1.0 + 0.8 * b, True),  # linear, inside (1 + l/2) ... (1 + 3l/2)
+    (lambda b: 1.0 + 3.0 * b, False),  # linear but above the band
     (lambda b: 1.5 ** b, False),
     (lambda b: 1.0, False),
 ])
-def test_prenorm_variance_verdict(var, holds):
-    frame = transformer_frame(net(placement="pre", depth=12), var=var)
+def test_prenorm_variance_verdict(sq, holds):
+    frame = transformer_frame(net(placement="pre", depth=12), sq=sq)
     assert claims.prenorm_variance(frame, measures.aggregate(frame)).holds is holds
 
 

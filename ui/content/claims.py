@@ -18,15 +18,15 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from normlab import ModelConfig, ProbeConfig
-from normlab.science import summary
-from ui.figures import measures
+from normlab.science import summary, theory
+from ui.figures import measures, overlays
 from ui.figures.depth import bar_figure, depth_figure, rank_figure
 from ui.figures.groups import tradeoff_figure
 from ui.figures.placement import (
     attention_collapse_figure,
     block_rows,
     depth_slope_figure,
-    fitted_slope,
+    depth_slopes,
     last_block_points,
     signed,
     stream_figure,
@@ -242,6 +242,8 @@ def instance_vs_batch(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
 # slope at width 64, 32 tokens, batch 8, three seeds, L = 6, 12, 24 is about 0.1 (tests/test_claims.py).
 POST_SLOPE_MAX = 0.25  # |slope| of post-LN's last-block gradient: "does not shrink with depth"
 PRE_SLOPE = (-0.85, -0.25)  # pre-LN's slope: about -1/2, "falls as 1/sqrt(L)"
+BAND = (theory.BAND_LOW, theory.BAND_HIGH)  # what each pre-LN block adds to E‖x‖²/D, at least and at most
+IN_BAND = 0.9  # the share of blocks (from the second on) inside the band for the verdict to hold
 COLLAPSE_DROP = 1e-2  # pure attention: token_residual within COLLAPSE_BLOCKS falls below this fraction
 COLLAPSE_BLOCKS = 4  # "within a few blocks"
 SKIP_FLOOR = 0.1  # with skips token_residual stays of order 1: above this at every block
@@ -253,35 +255,37 @@ DYT_SATURATION = 0.01  # at init DyT saturates (|alpha x| > 2) fewer than this f
 VARIANCE_RANGE = 10.0
 
 
-def _slopes(frame: pd.DataFrame) -> dict[str, tuple[str, float]]:
-    """Per series of a depth sweep: (placement, fitted log-log slope of the last block's ‖∂L/∂W₂‖)."""
-    points = last_block_points(frame)
-    return {s: (str(p["placement"].iloc[0]), fitted_slope(p))
-            for s, p in points.groupby("series", sort=False)}
-
-
 def xiong_gradient(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
     """Post-LN's last-block ‖∂L/∂W₂‖ has log-log slope near 0 against depth; pre-LN's near -1/2."""
-    slopes = _slopes(frame)
-    post = [v for p, v in slopes.values() if p == "post"]
-    pre = [v for p, v in slopes.values() if p == "pre"]
+    slopes = depth_slopes(frame)
+    points = last_block_points(frame)
+    placement = dict(zip(points["series"], points["placement"], strict=True))
+    post = [v for s, v in slopes.items() if placement.get(s) == "post"]
+    pre = [v for s, v in slopes.items() if placement.get(s) == "pre"]
     if not post or not pre or not all(map(math.isfinite, post + pre)):
         return Verdict(None, _("needs finite post-LN and pre-LN gradients at three depths"))
     holds = (all(abs(v) <= POST_SLOPE_MAX for v in post)
              and all(PRE_SLOPE[0] <= v <= PRE_SLOPE[1] for v in pre))
     text = _("log-log slope of the last block's ‖∂L/∂W₂‖ against depth: {values} (law: 0 for post, −0.5 "
-             "for pre)").format(values="; ".join(f"{s} {signed(v)}" for s, (_p, v) in slopes.items()))
+             "for pre)").format(values="; ".join(f"{s} {signed(v)}" for s, v in slopes.items()))
     return Verdict(holds, text)
 
 
 def prenorm_variance(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
-    """Every pre-LN network's residual-stream variance grows linearly along its blocks."""
-    rows = block_rows(stats, "act_var")
+    """Every pre-LN network's residual stream E‖x‖²/D grows linearly along its blocks, inside the band
+    (1 + l/2) … (1 + 3l/2) from the second block on."""
+    rows = block_rows(stats, "act_sq_norm")
     growths = {s: summary.depth_growth(p, "mean") for s, p in rows.groupby("series", sort=False)}
     if not growths or any(g.shape == "unknown" for g in growths.values()):
         return Verdict(None, _("no finite variance along depth to judge"))
-    text = "; ".join(f"{s}: {measures.describe_growth(g)}" for s, g in growths.items())
-    return Verdict(all(g.shape == "linear" and g.per_block > 0 for g in growths.values()), text)
+    later = rows[rows["position"] >= 2]
+    low, high = 1 + BAND[0] * later["position"], 1 + BAND[1] * later["position"]
+    inside = float(((later["mean"] >= low) & (later["mean"] <= high)).mean())
+    linear = all(g.shape == "linear" and g.per_block > 0 for g in growths.values())
+    text = _("{growths}; blocks 2 on inside the band: {inside}").format(
+        growths="; ".join(f"{s}: {measures.describe_growth(g)}" for s, g in growths.items()),
+        inside=f"{inside:.0%}")
+    return Verdict(linear and inside >= IN_BAND, text)
 
 
 def dong_collapse(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
@@ -347,6 +351,11 @@ def dyt_gain(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
              "{spans}").format(saturated=f"{saturated:.2%}",
                                spans="; ".join(f"{s} ×{_fmt(v)}" for s, (_n, v) in spans.items()))
     return Verdict(holds, text)
+
+
+def _models(key: str) -> list[ModelConfig]:
+    """The networks claim ``key`` measures (its theory curves are matched to them)."""
+    return list(dict.fromkeys(m for m, _p in BY_KEY[key].runs()))
 
 
 # --- Pictures -----------------------------------------------------------------------------------------------
@@ -450,7 +459,9 @@ CLAIMS: tuple[Claim, ...] = (
            "slopes 0 and −½. Post-LN's large output-side gradients are why it needs learning-rate warm-up."),
         {**_TRANSFORMER, "depth": 24, "placement": "pre", "seeds": 3},
         "placement", xiong_gradient,
-        lambda frame, stats: depth_slope_figure(last_block_points(frame), uirevision="claim-xiong"),
+        lambda frame, stats: depth_slope_figure(last_block_points(frame), depth_slopes(frame),
+                                                expected=overlays.expected_slopes(_models("xiong_gradient"))[0],
+                                                uirevision="claim-xiong"),
         variants=tuple({"placement": p, "depth": d} for p in ("post", "pre") for d in (6, 12, 24)),
     ),
     Claim(
@@ -460,7 +471,9 @@ CLAIMS: tuple[Claim, ...] = (
            "al., ICML 2024), with LayerNorm and RMSNorm alike."),
         {**_TRANSFORMER, "depth": 24, "placement": "pre", "norms": ("layernorm", "rmsnorm"), "seeds": 2},
         "placement", prenorm_variance,
-        lambda frame, stats: stream_figure(stats, log_y=False, uirevision="claim-prenorm"),
+        lambda frame, stats: stream_figure(
+            stats, log_y=False, theory=overlays.band_overlay(stats, _models("prenorm_variance"))[0],
+            uirevision="claim-prenorm"),
     ),
     Claim(
         "dong_collapse", N_("Pure attention loses rank doubly exponentially; skips stop it"),
@@ -469,7 +482,9 @@ CLAIMS: tuple[Claim, ...] = (
            "Cordonnier & Loukas, ICML 2021)."),
         {**_TRANSFORMER, "depth": 8, "norms": ("none",), "ffn": False, "causal": False, "seeds": 2},
         "placement", dong_collapse,
-        lambda frame, stats: attention_collapse_figure(stats, uirevision="claim-dong"),
+        lambda frame, stats: attention_collapse_figure(
+            stats, theory=overlays.collapse_overlay(stats, _models("dong_collapse"))[0],
+            uirevision="claim-dong"),
         variants=({"skip": False}, {"skip": True}),
     ),
     Claim(
@@ -489,7 +504,7 @@ CLAIMS: tuple[Claim, ...] = (
            "LayerNorm pins every block's output variance while DyT lets it drift (Zhu et al., CVPR 2025)."),
         {**_TRANSFORMER, "depth": 12, "placement": "post", "norms": ("layernorm", "dyt"), "seeds": 2},
         "placement", dyt_gain,
-        lambda frame, stats: stream_figure(stats, uirevision="claim-dyt"),
+        lambda frame, stats: stream_figure(stats, metric="act_var", uirevision="claim-dyt"),
     ),
 )
 BY_KEY = {claim.key: claim for claim in CLAIMS}

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
 from normlab.core.config import PLACEMENTS
+from normlab.science import summary
 from ui.figures.measures import series_labels
 from ui.figures.style import (
     DASHES,
@@ -31,7 +31,7 @@ from ui.figures.style import (
     theory_traces,
     whole_ticks,
 )
-from ui.state.i18n import _
+from ui.state.i18n import N_, _
 
 # One colour per placement on every panel of the page (Tableau 10, apart from the normalizers' colours
 # so a reader does not take a placement for a normalizer).
@@ -95,11 +95,21 @@ def _per_block(rows: pd.DataFrame, title: str, y_title: str, *, log_y: bool, uir
     return finish_figure(fig, uirevision, height=420)
 
 
-def stream_figure(stats: pd.DataFrame, *, log_y: bool = True, theory: pd.DataFrame | None = None,
-                  uirevision: str = "placement-variance") -> go.Figure:
-    """The residual stream's variance (act_var at every block output) per placement and normalizer."""
-    return _per_block(block_rows(stats, "act_var"), _("residual-stream variance per block"),
-                      _("act_var of the block output"), log_y=log_y, theory=theory, uirevision=uirevision)
+STREAM_TITLES = {"act_sq_norm": N_("E‖x‖²/D of the block output (act_sq_norm)"),
+                 "act_var": N_("act_var of the block output")}
+
+
+def stream_figure(stats: pd.DataFrame, *, metric: str = "act_sq_norm", log_y: bool = True,
+                  theory: pd.DataFrame | None = None, uirevision: str = "placement-variance") -> go.Figure:
+    """The residual stream's scale at every block output per placement and normalizer.
+
+    Args:
+        metric: ``act_sq_norm`` (E‖x‖²/D per token, the units of the pre-LN band) or ``act_var``.
+        theory: dashed curves (the band), columns series, x, y, source.
+    """
+    return _per_block(block_rows(stats, metric), _("residual-stream variance per block"),
+                      _(STREAM_TITLES.get(metric, metric)), log_y=log_y, theory=theory,
+                      uirevision=uirevision)
 
 
 def token_cosine_figure(stats: pd.DataFrame, *, uirevision: str = "placement-cosine") -> go.Figure:
@@ -177,22 +187,26 @@ def last_block_points(frame: pd.DataFrame, weight: str = W2) -> pd.DataFrame:
     return out[columns].sort_values(["series", "depth"], kind="stable").reset_index(drop=True)
 
 
-def fitted_slope(points: pd.DataFrame) -> float:
-    """The log-log slope of a series' last-block gradient against depth (least squares on log L, log g)."""
-    ok = points[np.isfinite(points["mean"].to_numpy(float)) & (points["mean"] > 0)]
-    if ok["depth"].nunique() < 2:
-        return math.nan
-    return float(np.polyfit(np.log(ok["depth"].to_numpy(float)), np.log(ok["mean"].to_numpy(float)), 1)[0])
+def depth_slopes(frame: pd.DataFrame) -> dict[str, float]:
+    """Per series of a depth sweep (labelled as ``last_block_points`` labels it): the log-log slope of the
+    last block's ‖∂L/∂W₂‖ against depth, by the one fit of ``normlab.science.summary.depth_slopes`` (over
+    every depth and seed)."""
+    rows = summary.last_w2_rows(frame)
+    if rows.empty:
+        return {}
+    rows = rows.assign(series=series_labels(rows.drop(columns=["depth"])).to_numpy())
+    return {series: float(summary.depth_slopes(part, keys=[])["slope"].iloc[0])
+            for series, part in rows.groupby("series", sort=False)}
 
 
-def depth_slope_figure(points: pd.DataFrame, *, slope: Callable[[pd.DataFrame], float] = fitted_slope,
+def depth_slope_figure(points: pd.DataFrame, slopes: dict[str, float], *,
                        expected: dict[str, tuple[float, str]] | None = None,
                        uirevision: str = "placement-depth") -> go.Figure:
     """The last block's ‖∂L/∂W₂‖ against depth L on log-log axes, each series' slope written on the plot.
 
     Args:
         points: ``last_block_points`` of a depth sweep.
-        slope: the slope of one series' points (the law's own fit, where the theory provides one).
+        slopes: series -> its fitted slope (``depth_slopes`` of the same sweep).
         expected: placement -> (the law's slope, its source), drawn dashed through each series' first
             point where given (Xiong et al. 2020: 0 for post, −½ for pre).
     """
@@ -203,7 +217,7 @@ def depth_slope_figure(points: pd.DataFrame, *, slope: Callable[[pd.DataFrame], 
     for series, part in points.groupby("series", sort=False):
         part = part.sort_values("depth")
         color, dash = styles[series]
-        fitted = slope(part)
+        fitted = slopes.get(series, math.nan)
         said = _("slope {slope}").format(slope=signed(fitted))
         fig.add_trace(go.Scatter(
             x=part["depth"], y=part["mean"], mode="lines+markers", name=f"{series} · {said}",
@@ -239,9 +253,9 @@ def depth_slope_figure(points: pd.DataFrame, *, slope: Callable[[pd.DataFrame], 
     return finish_figure(fig, uirevision, height=420)
 
 
-def summary_table(stats: pd.DataFrame, points: pd.DataFrame | None = None) -> pd.DataFrame:
+def summary_table(stats: pd.DataFrame, slopes: dict[str, float] | None = None) -> pd.DataFrame:
     """One row per series: the last block's variance and token cosine, the spread of ‖∂L/∂W₂‖ over the
-    blocks (largest / smallest) and, with a depth sweep, the fitted slope."""
+    blocks (largest / smallest) and, with a depth sweep's ``depth_slopes``, the fitted slope."""
     rows = []
     var, cos, grads = block_rows(stats, "act_var"), block_rows(stats, "token_cos_sim"), weight_rows(stats)
     def last(part: pd.DataFrame, series: str) -> float:
@@ -254,8 +268,7 @@ def summary_table(stats: pd.DataFrame, points: pd.DataFrame | None = None) -> pd
         rows.append({_("series"): series, _("last block variance"): last(var, series),
                      _("last block token cosine"): last(cos, series), _("‖∂L/∂W₂‖ largest/smallest"): spread})
     table = pd.DataFrame(rows)
-    if points is not None and not points.empty and not table.empty:
-        slopes = {s: fitted_slope(p) for s, p in points.groupby("series", sort=False)}
+    if slopes and not table.empty:
         table[_("depth slope")] = table[_("series")].map(slopes)
     return table
 
