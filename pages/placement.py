@@ -32,7 +32,8 @@ selection = views.header(
 )
 cols = st.columns([3, 2, 1])
 placements = cols[0].multiselect(_("Placements"), PLACEMENTS, key="pl_placements", persist_state="session",
-                                 format_func=controls.labelled(controls.PLACEMENT_LABELS))
+                                 format_func=controls.labelled(controls.PLACEMENT_NAMES),
+                                 help=" · ".join(_(controls.PLACEMENT_LABELS[p]) for p in PLACEMENTS))
 norms = cols[1].multiselect(_("Normalizers"), setup.NORMS, key="pl_norms", persist_state="session",
                             format_func=controls.normalizer_labels())
 show_theory = cols[2].toggle(_("Theory"), key="pl_theory", persist_state="session",

@@ -33,13 +33,12 @@ def _chart(page, index: int):
 
 
 def placement(browser, url: str, docs: Path) -> None:
-    """The Placement page at 1440×900, its first four panels in view (docs/placement.png)."""
-    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    """The Placement page at 1440 wide, tall enough for its five panels (docs/placement.png; Streamlit
+    scrolls inside its main block, so a full-page capture would stop at the window)."""
+    page = browser.new_page(viewport={"width": 1440, "height": 2100})
     page.goto(f"{url}/norm-placement")
     _charts(page, 5)
-    _chart(page, 0).scroll_into_view_if_needed()
-    page.wait_for_timeout(500)
-    page.screenshot(path=docs / "placement.png", full_page=False)
+    page.screenshot(path=docs / "placement.png")
     page.close()
 
 

@@ -21,6 +21,7 @@ from ui.figures.measures import series_labels
 from ui.figures.style import (
     DASHES,
     FALLBACK_COLOR,
+    NOTES_META,
     add_note,
     add_overflow,
     add_series,
@@ -31,11 +32,15 @@ from ui.figures.style import (
     theory_traces,
     whole_ticks,
 )
-from ui.state.i18n import N_, _
+from ui.state.i18n import _
 
 # One colour per placement on every panel of the page (Tableau 10, apart from the normalizers' colours
 # so a reader does not take a placement for a normalizer).
 PLACEMENT_COLORS = dict(zip(PLACEMENTS, ("#e15759", "#4e79a7", "#59a14f", "#b07aa1", "#f28e2b"), strict=True))
+# float32 rounds a sequence's distance from one shared row to noise below about 1e-7 of its norm: the
+# collapse panel's axis stops a little below, and a note names the block where the measurement gets there.
+COLLAPSE_FLOOR = 1e-8
+NOTE_WIDTH = 60  # characters of a note line in a half-width panel
 W2 = "ffn.w2"  # the weight Xiong et al.'s Theorem 1 speaks of: the FFN's second matrix
 _BLOCK = re.compile(r"^blocks\.(\d+)(?:\.|$)")
 
@@ -61,6 +66,14 @@ def styles_by_placement(stats: pd.DataFrame) -> dict[str, tuple[str, str]]:
         seen[placement] = k + 1
         out[series] = (PLACEMENT_COLORS.get(placement, FALLBACK_COLOR), DASHES[k % len(DASHES)])
     return out
+
+
+def panel_title(fig: go.Figure, text: str) -> None:
+    """A panel's title, in bold, as the first line of its note block (the notes sit in the top margin, where
+    a layout title would collide with them)."""
+    meta = dict(fig.layout.meta or {})
+    meta[NOTES_META] = [f"<b>{text}</b>", *meta.get(NOTES_META, [])]
+    fig.update_layout(meta=meta)
 
 
 def block_rows(stats: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -91,12 +104,11 @@ def _per_block(rows: pd.DataFrame, title: str, y_title: str, *, log_y: bool, uir
     fig.update_xaxes(title=_("block"))
     fig.update_yaxes(title=y_title, type="log" if log_y else "linear", range=y_range)
     whole_ticks(fig, rows["position"].max())
-    fig.update_layout(title={"text": title, "x": 0, "font": {"size": 15}})
+    panel_title(fig, title)
     return finish_figure(fig, uirevision, height=420)
 
 
-STREAM_TITLES = {"act_sq_norm": N_("E‖x‖²/D of the block output (act_sq_norm)"),
-                 "act_var": N_("act_var of the block output")}
+STREAM_TITLES = {"act_sq_norm": "E‖x‖²/D (act_sq_norm)", "act_var": "act_var"}
 
 
 def stream_figure(stats: pd.DataFrame, *, metric: str = "act_sq_norm", log_y: bool = True,
@@ -108,7 +120,7 @@ def stream_figure(stats: pd.DataFrame, *, metric: str = "act_sq_norm", log_y: bo
         theory: dashed curves (the band), columns series, x, y, source.
     """
     return _per_block(block_rows(stats, metric), _("residual-stream variance per block"),
-                      _(STREAM_TITLES.get(metric, metric)), log_y=log_y, theory=theory,
+                      STREAM_TITLES.get(metric, metric), log_y=log_y, theory=theory,
                       uirevision=uirevision)
 
 
@@ -146,19 +158,24 @@ def attention_collapse_figure(stats: pd.DataFrame, *, theory: pd.DataFrame | Non
     fig = go.Figure()
     overflow = [add_series(fig, part, "position", styles[s], s, unit=_("block"))
                 for s, part in rows.groupby("series", sort=False)]
+    if theory is not None and not theory.empty:  # the bound's own underflow is not drawn either
+        theory = theory[theory["y"] >= COLLAPSE_FLOOR / 10]
     theory_traces(fig, theory, styles)
     if add_overflow(fig, pd.concat(overflow), "position", styles,
                     overflow_top(rows["max"].to_numpy(float), True)):
         note_overflow(fig)
-    exact = rows[rows["mean"] == 0]
-    if len(exact):  # a log axis cannot show 0: say where the tokens became exactly one row
-        add_note(fig, _("token residual exactly 0 (one shared row, to float precision) from block {block}: "
-                        "below the log axis").format(block=int(exact["position"].min())))
+    below = rows[rows["mean"] < COLLAPSE_FLOOR]
+    if len(below):  # a log axis cannot show 0, and below float32's rounding the value means nothing
+        note = _("token residual below {floor} (one shared row, to float precision) from block {block}: "
+                 "below the axis").format(floor=f"{COLLAPSE_FLOOR:g}", block=int(below["position"].min()))
+        add_note(fig, note, width=NOTE_WIDTH)
+    shown = rows.loc[rows["mean"] >= COLLAPSE_FLOOR, "max"].to_numpy(float)
+    top = math.log10(np.nanmax(shown)) if len(shown) and np.isfinite(shown).any() else 0.0
     fig.update_xaxes(title=_("block"))
-    fig.update_yaxes(title=_("token residual ‖X − 1x̄ᵀ‖/‖X‖"), type="log")
+    fig.update_yaxes(title=_("token residual ‖X − 1x̄ᵀ‖/‖X‖"), type="log",
+                     range=[math.log10(COLLAPSE_FLOOR) - 0.5, top + 0.3])
     whole_ticks(fig, rows["position"].max())
-    fig.update_layout(title={"text": _("pure attention: distance from rank one per block"), "x": 0,
-                             "font": {"size": 15}})
+    panel_title(fig, _("pure attention: distance from rank one per block"))
     return finish_figure(fig, uirevision, height=420)
 
 
@@ -227,10 +244,7 @@ def depth_slope_figure(points: pd.DataFrame, slopes: dict[str, float], *,
             hovertemplate=_("<b>{series}</b><br>depth %{{x}} · ‖∂L/∂W₂‖ %{{y:.4g}}<extra></extra>").format(
                 series=series),
         ))
-        last = part.iloc[-1]
-        if math.isfinite(last["mean"]):
-            fig.add_annotation(x=math.log10(last["depth"]), y=math.log10(last["mean"]), text=said,
-                               showarrow=False, xanchor="left", xshift=8, font={"color": color, "size": 13})
+        add_note(fig, f"<span style='color:{color}'>■</span> {series}: {said}")  # HTML: kept on one line
         placement = part["placement"].iloc[0]
         if expected and placement in expected and math.isfinite(part["mean"].iloc[0]):
             law, source = expected[placement]
@@ -247,9 +261,8 @@ def depth_slope_figure(points: pd.DataFrame, slopes: dict[str, float], *,
                      ticktext=[str(int(d)) for d in sorted(points["depth"].unique())])
     fig.update_yaxes(title=_("last block's ‖∂L/∂W₂‖_F"), type="log")
     add_note(fig, _("log-log: a slope of 0 means the last block's gradient does not depend on depth, −½ "
-                    "means it falls as 1/√L"))
-    fig.update_layout(title={"text": _("the last block's gradient against depth"), "x": 0,
-                             "font": {"size": 15}})
+                    "means it falls as 1/√L"), width=NOTE_WIDTH)
+    panel_title(fig, _("the last block's gradient against depth"))
     return finish_figure(fig, uirevision, height=420)
 
 

@@ -82,6 +82,8 @@ PLACEMENT_LABELS = {"post": N_("post-LN: x ← Norm(x + F(x))"), "pre": N_("pre-
                     "peri": N_("peri-LN: x ← x + Norm(F(Norm(x)))"),
                     "mix": N_("Mix-LN: post for the first ⌈L/4⌉ blocks, pre after"),
                     "lns": N_("LayerNorm Scaling: x ← x + F(Norm(x)/√ℓ)")}
+PLACEMENT_NAMES = {"post": "Post-LN", "pre": "Pre-LN", "peri": "Peri-LN", "mix": "Mix-LN",
+                   "lns": N_("LN Scaling")}  # short names, where a menu lists several placements
 SEQ_LENS = (8, 16, 32, 64, 128, 256)
 
 TOKEN_LABELS = {"tokens": N_("random bytes"), "text": N_("English text (Python's help topics)")}
