@@ -185,10 +185,11 @@ def band_overlay(stats: pd.DataFrame, models: Sequence[ModelConfig]) -> tuple[pd
             continue
         band = theory.variance_band(model)
         for bound, part in band.groupby("bound", sort=False):
-            words = (_("pre-LN band, lower (1 + l/2)") if bound == "lower" else
-                     _("pre-LN band, upper (1 + 3l/2)"))
+            words = (_("pre-LN band, lower (1 + l/2) (Xiong et al. 2020; Kedia et al. 2024)")
+                     if bound == "lower" else
+                     _("pre-LN band, upper (1 + 3l/2) (Xiong et al. 2020; Kedia et al. 2024)"))
             parts.append(pd.DataFrame({"series": series, "x": part["index"] + 1, "y": part["value"],
-                                       "source": f"{words} (Xiong et al. 2020; Kedia et al. 2024)"}))
+                                       "source": words}))
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=OVERLAY_COLUMNS)
     return frame, skipped
 
@@ -225,7 +226,7 @@ def expected_slopes(models: Sequence[ModelConfig]) -> tuple[dict[str, tuple[floa
     for model in models:
         ok, why = theory.transformer_applies("depth_slope", model)
         if ok:
-            slopes[model.placement] = (theory.depth_slope_law(model).slope, "Xiong et al. 2020")
+            slopes[model.placement] = (theory.depth_slope_law(model).slope, _("Xiong et al. 2020"))
         else:
             skipped.append(withheld_line(model, why))
     return slopes, skipped
