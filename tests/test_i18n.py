@@ -31,7 +31,7 @@ TERMS = {
     "url", "gpu", "cpu", "cuda", "mps", "pca", "pc", "svd", "id", "ok", "yang",
     # the transformer's placements and sub-layers (names, like ResNet), and the papers that state its laws
     "post", "pre", "peri", "mix", "lns", "ln", "ffn", "qk", "xiong", "kedia", "dong", "cordonnier", "loukas",
-    "noci", "zhu", "icml", "cvpr",
+    "noci", "zhu", "icml", "cvpr", "xavier",
     # the engine's module names of layers, shown as they are (a classifier "head")
     "head",
     # units and symbols
