@@ -4,6 +4,7 @@ each verdict can hold and can fail; each figure draws what its frame holds."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -176,3 +177,50 @@ def test_dyt_verdict(dyt_var, sat, holds):
     verdict = claims.dyt_gain(frame, measures.aggregate(frame))
     assert verdict.holds is holds
     assert math.isfinite(float(verdict.text.split("at most ")[1].split("%")[0]))
+
+
+# --- why a law is withheld --------------------------------------------------------------------------------
+
+WITHHELD = {  # theory, network -> the reason code of normlab.science.theory
+    "tf_pointwise": ("band", net(norm="dyt")),
+    "tf_no_norm": ("band", net(norm="none")),
+    "tf_peri": ("depth_slope", net(placement="peri")),
+    "tf_mix": ("depth_slope", net(placement="mix")),
+    "tf_lns": ("band", net(placement="lns")),
+    "tf_post_band": ("band", net(placement="post")),
+    "tf_ablation": ("depth_slope", net(ffn=False)),
+    "tf_residual_scale": ("depth_slope", net(residual_scale=0.5)),
+    "tf_pure_attention": ("collapse", net(norm="none", ffn=False)),
+    "tf_causal": ("collapse", net(norm="none", ffn=False, skip=False)),
+}
+
+
+@pytest.mark.parametrize("code", WITHHELD)
+def test_every_transformer_law_withheld_is_said_in_plain_words_in_both_languages(code):
+    from normlab.core import catalog
+    from normlab.science import theory
+    from ui.figures import overlays
+    from ui.state import i18n
+
+    law, model = WITHHELD[code]
+    ok, why = theory.transformer_applies(law, model)
+    assert not ok and why.code == code
+    said = overlays.withheld_line(model, why)
+    assert said.split(": ", 1)[1] == catalog.TRANSFORMER_LAW_REASONS[code]  # the catalog's sentence
+    with i18n.use("ko"):
+        assert re.search("[\uac00-\ud7a3]", overlays.withheld_line(model, why).split(": ", 1)[1])
+
+
+def test_the_placement_theory_draws_only_where_the_laws_hold():
+    from ui.figures import overlays
+
+    models = [net(placement=p, depth=6) for p in ("post", "pre", "peri")] + [net(norm="dyt", depth=6)]
+    frame = pd.concat([transformer_frame(m) for m in models], ignore_index=True)
+    stats = measures.aggregate(frame)
+    band, skipped = overlays.band_overlay(stats, models)
+    assert set(band["series"]) == {"LayerNorm · pre"}  # post's stream stays at 1; peri and DyT: no law
+    assert len(band) == 2 * 6 and band["y"].max() == pytest.approx(1 + 1.5 * 6)
+    assert len(skipped) == 3
+    slopes, not_sloped = overlays.expected_slopes(models)
+    assert slopes == {"post": (0.0, "Xiong et al. 2020"), "pre": (-0.5, "Xiong et al. 2020")}
+    assert len(not_sloped) == 2
