@@ -328,3 +328,10 @@ def test_bad_transformer_flags_are_one_line_and_exit_2(capsys, argv, words):
 def test_the_transformer_flags_are_refused_on_the_other_families(capsys):
     code, _, err = _run(capsys, "probe", *TINY, "--arch", "mlp", "--no-ffn")
     assert code == 2 and "ffn applies to arch 'transformer' only" in err
+
+
+def test_list_says_which_normalizers_each_family_takes(capsys):
+    code, out, _ = _run(capsys, "list", "--format", "json")
+    arch_norms = json.loads(out)["arch_norms"]
+    assert code == 0 and arch_norms["transformer"] == ["layernorm", "rmsnorm", "dyt", "derf", "none"]
+    assert "rmsnorm" in arch_norms["mlp"] and "rmsnorm" not in arch_norms["cnn"]

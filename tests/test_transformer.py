@@ -218,3 +218,15 @@ def test_a_preset_refuses_the_transformer_options_too():
 def test_training_a_transformer_is_refused_naming_the_catalog_field(capsys):
     assert main(["train", "--arch", "transformer", "--steps", "1"]) == 2
     assert "trainable=False" in capsys.readouterr().err
+
+
+def test_a_sweep_across_families_takes_each_familys_defaults_and_keeps_what_was_given():
+    from normlab.science.probes import vary
+
+    to_tf = vary(ModelConfig(depth=1, width=8), {"arch": "transformer"})
+    assert (to_tf.norm, to_tf.num_classes, to_tf.depth, to_tf.width) == ("layernorm", 256, 1, 8)
+    back = vary(to_tf, {"arch": "resnet"})
+    assert (back.norm, back.num_classes, back.stages) == ("batchnorm", 10, 1)
+    assert vary(ModelConfig(arch="mlp", norm="dyt"), {"arch": "transformer"}).norm == "dyt"
+    with pytest.raises(ValueError, match="placement applies to arch 'transformer' only"):
+        vary(_tiny(placement="post"), {"arch": "mlp"})

@@ -200,6 +200,7 @@ def catalogue(devices: bool = True) -> dict:
         "presets": {name: {k: v for k, v in p.items() if k != "plan"} for name, p in PRESETS.items()},
         "inputs": list(INPUTS + DISK_INPUTS + TOKEN_INPUTS),
         "archs": list(ARCHS),
+        "arch_norms": {arch: list(catalog.allowed_norms(arch)) for arch in ARCHS},
         "metrics": {m: {"where": list(info.kinds), "help": info.help}
                     for m, info in catalog.METRIC_INFO.items()},
         "devices": {"choices": list(DEVICES), "available": available},
@@ -219,7 +220,9 @@ def run_list(args: argparse.Namespace) -> int:
     lines.append("presets (--preset):")
     for name, p in info["presets"].items():
         lines.append(f"  {name:<13} " + ", ".join(f"{k} {v}" for k, v in p.items()))
-    lines.append(f"archs (--arch): {', '.join(info['archs'])}")
+    lines.append(f"archs (--arch): {', '.join(info['archs'])}; the normalizers each takes:")
+    for arch, norms in info["arch_norms"].items():
+        lines.append(f"  {arch:<13} {', '.join(norms)}")
     lines.append(f"inputs (--input): {', '.join(info['inputs'])}")
     lines.append("metrics (the metric column; where = probe-point kinds):")
     for name, m in info["metrics"].items():

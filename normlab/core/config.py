@@ -152,7 +152,8 @@ class ModelConfig:
     """What network to build: family, normalizer and sizes.
 
     ``depth`` and ``width`` mean what the family's catalog row says: hidden layers and units (mlp), conv
-    layers and channels (cnn), blocks per stage and the first stage's width, doubling per stage (resnet).
+    layers and channels (cnn), blocks per stage and the first stage's width, doubling per stage (resnet),
+    blocks and the model width D (transformer).
     Sizes left as ``None`` come from the preset, else from the family's default.
     """
 

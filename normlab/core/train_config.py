@@ -25,6 +25,7 @@ from normlab.core.config import (
     check_int,
     check_items,
     check_real,
+    choices,
 )
 
 # The held-out split is fixed, so every seed and every normalizer is scored on the same 360 digits;
@@ -251,6 +252,10 @@ class StudyConfig:
             check_trainable(arch)
         for norm in self.norms:
             check_choice("normalizer (norms)", norm, NORM_NAMES)
+            for arch in self.archs:
+                if not catalog.accepts(arch, norm):
+                    raise ValueError(f"normalizer (norms) {norm!r} does not apply to arch {arch!r}; "
+                                     f"allowed: {choices(catalog.allowed_norms(arch))}")
         for g in self.groups:
             check_int("groups", g, 1, MAX_WIDTH)
         check_int("seeds", self.seeds, 1, MAX_STUDY_SEEDS)

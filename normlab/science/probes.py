@@ -25,10 +25,12 @@ from torch.nn.modules.batchnorm import _NormBase
 from normlab.core import catalog
 from normlab.core.catalog import SUMMARY_STATS
 from normlab.core.config import (
+    DEFAULT_CLASSES,
     DEFAULT_GROUPS,
     MAX_SEED,
     MAX_SWEEP_POINTS,
     PRESETS,
+    VOCAB,
     ModelConfig,
     ProbeConfig,
     Progress,
@@ -591,6 +593,8 @@ def _defaulted(base: ModelConfig) -> set[str]:
             out.add(name)
     if base.stages == preset.get("stages", 1 if base.residual else None):
         out.add("stages")
+    if base.num_classes == (VOCAB if info.tokens else preset.get("num_classes", DEFAULT_CLASSES)):
+        out.add("num_classes")  # a transformer's vocabulary, or the classes of the paper's families
     if base.group_size is None and base.groups is not None and base.groups == math.gcd(
         DEFAULT_GROUPS, *base.widths
     ):
@@ -617,7 +621,7 @@ def vary(base: ModelConfig, changes: Mapping[str, object]) -> ModelConfig:
         resolved.add("stages")
     if ("arch" in changes or "preset" in changes) and base.norm == catalog.family(base.arch).default_norm:
         resolved.add("norm")  # the old family's default normalizer: the new family picks its own
-    for name in ("depth", "width", "stages", "groups", "norm"):
+    for name in ("depth", "width", "stages", "groups", "norm", "num_classes"):
         if name in resolved and name not in changes:
             values[name] = None
     if "groups" in changes and "group_size" not in changes:
