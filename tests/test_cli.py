@@ -309,7 +309,8 @@ def test_a_sweep_over_depth_and_placement_takes_several_fields_after_one_over(ca
     code, out, err = _run(capsys, "sweep", *TF, "--over", "depth=1,2", "placement=post,pre", "--format",
                           "table")
     assert code == 0, err
-    rows = [line.split() for line in out.splitlines()[2:]]
+    points = out.split("# log-log slope")[0]  # the depth-slope table follows (tests/test_transformer_laws.py)
+    rows = [line.split() for line in points.splitlines()[2:]]
     assert [r[:2] for r in rows] == [["1", "post"], ["1", "pre"], ["2", "post"], ["2", "pre"]]
     assert "token_cos_sim" in out.splitlines()[1]
 

@@ -1,4 +1,5 @@
-"""Closed-form curves to overlay on the probes (spec section 4), each with its source and conditions.
+"""Closed-form curves to overlay on the probes (spec sections 4 and 5: the paper's families and the
+transformer), each with its source and conditions.
 
 Every curve is a tidy frame keyed like ``run_probes``' output (``layer``, ``index``, ``kind``, ``metric``,
 ``value``) plus ``theory``, ``law``, ``label``, ``source`` and ``assumptions`` columns, so a plot joins
@@ -171,13 +172,13 @@ def _stem_var(config: ModelConfig, input_var: float) -> float | None:
 
 class Reason(str):
     """Why a theory curve is withheld: the English sentence (a str, as the API has always returned), and
-    ``code``, a stable name from :data:`REASON_CODES` that a front end translates instead of reading the
-    words."""
+    ``code``, a stable name from :data:`REASON_CODES` or :data:`TRANSFORMER_REASON_CODES` that a front end
+    translates instead of reading the words."""
 
     code: str
 
     def __new__(cls, code: str, text: str) -> Reason:
-        assert code in REASON_CODES, f"unknown reason code {code!r}"
+        assert code in REASON_CODES or code in TRANSFORMER_REASON_CODES, f"unknown reason code {code!r}"
         reason = super().__new__(cls, text)
         reason.code = code
         return reason
@@ -200,8 +201,10 @@ REASON_CODES = (
     "gradient_depth",  # the gradient rate needs 3 hidden layers to show
     "rank_tokens",  # the rank bounds are for the image families, not a transformer's sequence vectors
     "rank_norm",  # the rank bounds cover batchnorm and the GroupNorm family only
-    *catalog.TRANSFORMER_LAW_REASONS,  # the transformer laws' (their sentences live in the catalog)
 )
+# The transformer laws' codes: their sentences live in the catalog (catalog.TRANSFORMER_LAW_REASONS,
+# marked for translation), where a front end reads the words of a code.
+TRANSFORMER_REASON_CODES = tuple(catalog.TRANSFORMER_LAW_REASONS)
 
 
 def variance_law(config: ModelConfig, input_var: float = 1.0) -> VarianceLaw:
