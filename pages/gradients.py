@@ -50,6 +50,10 @@ growth = shared.shared("gradient-growth", runs,
                        lambda: measures.gradient_growth(views.statistics(frame, runs)))
 st.caption(_("Gradient growth, first layer over last hidden layer: {growths}.").format(
     growths=" · ".join(f"{s} ×{g:.3g}" for s, g in growth.items())))
-if skipped:
+if controls.is_transformer(selection.base.arch):  # its law is about weights, on a depth sweep
+    st.caption(_("No theory line for a transformer here: Xiong et al.'s law is about the weight gradient "
+                 "‖∂L/∂W₂‖ of the last block against depth, drawn on the Placement page."))
+    st.page_link("pages/placement.py", icon=":material/arrow_forward:")
+elif skipped:
     st.caption(_("No theory line for {networks}.").format(networks="; ".join(skipped)))
 views.export(frame, {N_("gradients"): fig}, selection, "gradients")

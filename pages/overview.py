@@ -10,6 +10,7 @@ from ui.content.claims import BY_KEY, CLAIMS
 from ui.figures import measures
 from ui.figures.depth import overview_figure
 from ui.shell.lecture import load_claim
+from ui.state import controls
 from ui.state.i18n import N_, _
 
 # A first visit: one claim per property, each loading its setup and opening the page that shows it.
@@ -24,6 +25,13 @@ START_HERE = (
 # The engine's growth shapes (normlab.science.summary), as a card names them.
 SHAPES = {summary.LINEAR: N_("linear"), summary.EXP_GROWTH: N_("exponential growth"),
           summary.EXP_DECAY: N_("exponential decay"), summary.FLAT: N_("flat")}
+
+
+TOKEN_DEFINITIONS = _(
+    "For a transformer: act_var is per feature over (N, T) at every block output (the residual stream), "
+    "the token cosine (token_cos_sim) is in each sequence the mean off-diagonal cosine between its T token "
+    "vectors, averaged over the sequences, and grad_norm is read at every linear map (W_Q, W_K, W_V, W_O, "
+    "W_1, W_2 of each block, then the head). The Placement page compares where the norm sits.")
 
 
 def _shown(value: float, fmt: str, prefix: str = "") -> str:
@@ -55,6 +63,10 @@ selection = views.header(
       "entry of the Gram matrix of L2-normalized samples · grad_norm: Frobenius norm over the batch of "
       "∂L/∂z at every conv/linear output z (cross-entropy against random labels)."),
 )
+# A transformer's rank collapse is among a sequence's tokens (Noci et al.): its similarity is token_cos_sim.
+tokens = controls.is_transformer(selection.base.arch)
+if tokens:
+    st.caption(TOKEN_DEFINITIONS)
 if "_start_here" in st.session_state:
     st.switch_page(f"pages/{st.session_state.pop('_start_here')}.py")
 if not selection.lecture:
@@ -69,12 +81,13 @@ frame = views.measure(selection)
 if frame is None:
     st.stop()
 runs = views.runs(selection)
+similar = "token_cos_sim" if tokens else "cos_sim"
 
 
 def cards() -> tuple:
     """Per series: variance growth, final similarity and rank, gradient growth; and the overflowed ones."""
     stats = views.statistics(frame, runs)
-    return (measures.depth_growths(stats, "act_var"), measures.final_value(stats, "cos_sim"),
+    return (measures.depth_growths(stats, "act_var"), measures.final_value(stats, similar),
             measures.final_value(stats, "stable_rank"), measures.gradient_growth(stats),
             set(stats.loc[stats["overflow"], "series"]))
 
@@ -92,9 +105,10 @@ for series, column in zip(growth, st.columns(len(growth)), strict=True):
         cos, r = similarity.get(series, math.nan), rank.get(series, math.nan)
         both = _("overflow") if not (math.isfinite(cos) or math.isfinite(r)) else (
             f"{_shown(cos, '.3f')} / {_shown(r, '.1f')}")
-        st.metric(_("2 · final cos_sim / stable rank"), both)
+        card = _("2 · final token cosine / stable rank") if tokens else _("2 · final cos_sim / stable rank")
+        st.metric(card, both)
         st.metric(_("3 · gradient growth (first / last hidden)"),
                   _shown(gradients.get(series, math.nan), ".3g", "×"))
-fig = views.shared_chart("overview", runs, lambda: overview_figure(views.statistics(frame, runs)), "overview",
-                         selection)
+fig = views.shared_chart("overview", runs, lambda: overview_figure(views.statistics(frame, runs),
+                                                                   similarity=similar), "overview", selection)
 views.export(frame, {N_("overview"): fig}, selection, "overview")

@@ -25,6 +25,15 @@ MEASURES = {
     "cos_sim": N_("mean off-diagonal entry of M (the paper's code): 1 = all samples have the same "
                   "direction."),
 }
+# A transformer's collapse is among a sequence's tokens (Noci et al. 2022; Dong et al. 2021): its own
+# measures come first, the token cosine as the default.
+TOKEN_MEASURES = {
+    "token_cos_sim": N_("in each sequence, the mean off-diagonal cosine between its T token vectors, "
+                        "averaged over the sequences: 1 = every token points the same way (rank collapse "
+                        "among the tokens)."),
+    "token_residual": N_("‖X − 1x̄ᵀ‖_F / ‖X‖_F per sequence (x̄ its mean token), averaged: Dong et al.'s "
+                         "distance from a rank-one matrix with identical rows; 0 = collapsed."),
+}
 
 selection = views.header(
     _("Property 2 · Rank collapse"),
@@ -45,28 +54,39 @@ stats = views.statistics(frame, runs)  # made once per choice and language; the 
 labels = shared.shared("rank-labels", runs, lambda: measures.series_labels(
     pd.DataFrame([m.to_dict() for m in selection.models])))
 norms = {label: m.norm for label, m in zip(labels, selection.models, strict=True)}
+# The sample pictures are of image batches; a transformer's collapse is among its tokens (the measure below).
+tokens = controls.is_transformer(selection.base.arch)
 with st.spinner(_("Picturing the samples…"), show_time=True):
-    details = views.attempt(N_("picture this choice"), lambda: {
+    details = {} if tokens else views.attempt(N_("picture this choice"), lambda: {
         label: cache.probe_detail(m, selection.probe)
         for label, m in zip(labels, selection.models, strict=True)
     }, "detail") or {}
-collapse = views.shared_chart("collapse", (runs, tuple(details)),
-                              lambda: collapse_figure(details, norms, uirevision="collapse"), "collapse",
-                              selection)
+if tokens:
+    collapse = collapse_figure(details, norms, uirevision="collapse")  # no pictures: kept for the export
+    st.info(_("A transformer's rank collapse is among the tokens of each sequence: the token cosine below, "
+              "block by block, and the Placement page, which compares where the norm sits."),
+            icon=":material/info:")
+else:
+    collapse = views.shared_chart("collapse", (runs, tuple(details)),
+                                  lambda: collapse_figure(details, norms, uirevision="collapse"), "collapse",
+                                  selection)
 
 st.subheader(_("One rank measure along depth"))
-names = {m: _(METRIC_TITLES[m]).split(" (")[0] for m in MEASURES}  # the title less its symbol
-measure = st.segmented_control(_("Measure"), tuple(MEASURES), key="rank_measure", required=True,
-                               default="stable_rank", persist_state="session", format_func=names.get)
-st.caption(_(MEASURES[measure]))
+shown = {**TOKEN_MEASURES, **MEASURES} if tokens else MEASURES
+names = {m: _(METRIC_TITLES.get(m, m)).split(" (")[0] for m in shown}  # the title less its symbol
+measure = st.segmented_control(_("Measure"), tuple(shown),
+                               key="rank_measure_tokens" if tokens else "rank_measure", required=True,
+                               default="token_cos_sim" if tokens else "stable_rank",
+                               persist_state="session", format_func=names.get)
+st.caption(_(shown[measure]))
 if measure == "stable_rank":
     st.caption(_("Stable rank first: it counts the directions the batch points in (1 = all samples point the "
                  "same way), so collapse shows as a fall toward 1. At the sidebar's defaults every network's "
                  "stable rank falls with depth and BatchNorm's stays highest; the axis fits the values, "
                  "since drawn up to the ceiling the fall would look flat."))
+unbounded = measure == "cos_sim" or measure in TOKEN_MEASURES  # no rank: no min(batch, features) ceiling
 fig = views.shared_chart("rank", (runs, measure), lambda: depth_figure(
-    stats, measure, ceiling=None if measure == "cos_sim" else ceiling, uirevision=f"rank-{measure}"), "rank",
-                         selection)
+    stats, measure, ceiling=None if unbounded else ceiling, uirevision=f"rank-{measure}"), "rank", selection)
 with st.expander(_("Centered cosine similarity: why it is not drawn")):
     st.markdown(
         _("The centered cosine subtracts the batch-mean sample first. The centered samples sum to zero, so "
@@ -141,4 +161,6 @@ with st.expander(_("Eigen-spectrum of the final features")):
     st.caption(_("Rank ceiling min(batch, features) = {ceiling}: batch {batch}; a collapsed network "
                  "concentrates the spectrum in its first few eigenvalues.").format(
         ceiling=ceiling, batch=selection.probe.batch_size))
-views.export(frame, {N_("collapse"): collapse, N_("rank"): fig, N_("spectrum"): spectrum}, selection, "rank")
+shown_figures = {N_("rank"): fig, N_("spectrum"): spectrum} if tokens else {
+    N_("collapse"): collapse, N_("rank"): fig, N_("spectrum"): spectrum}
+views.export(frame, shown_figures, selection, "rank")

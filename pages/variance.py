@@ -35,7 +35,10 @@ if frame is None:
     st.stop()
 runs = views.runs(selection)
 with_theory = show_theory and metric == "act_var"
-theory, skipped = (shared.shared("variance-theory", runs, lambda: overlays.variance_overlay(
+# A transformer has its own law (the pre-LN band); the ResNet laws are not drawn for it.
+overlay = (overlays.transformer_variance_overlay if controls.is_transformer(selection.base.arch)
+           else overlays.variance_overlay)
+theory, skipped = (shared.shared("variance-theory", runs, lambda: overlay(
     views.statistics(frame, runs), selection.models)) if with_theory else (None, []))
 
 

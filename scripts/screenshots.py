@@ -32,7 +32,19 @@ def _chart(page, index: int):
     return page.locator("[data-testid='stPlotlyChart']").nth(index)
 
 
+def placement(browser, url: str, docs: Path) -> None:
+    """The Placement page at 1440 wide, tall enough for its five panels (docs/placement.png; Streamlit
+    scrolls inside its main block, so a full-page capture would stop at the window)."""
+    page = browser.new_page(viewport={"width": 1440, "height": 2100})
+    page.goto(f"{url}/norm-placement")
+    _charts(page, 5)
+    page.screenshot(path=docs / "placement.png")
+    page.close()
+
+
 def main() -> int:
+    """Every screenshot; ``screenshots.py placement`` takes only the Placement page's."""
+    only_placement = sys.argv[1:] == ["placement"]
     docs = ROOT / "docs"
     port = free_port()
     proc = start_server(port, Path(tempfile.mkdtemp()) / "streamlit.log")
@@ -41,6 +53,10 @@ def main() -> int:
         wait_healthy(url, proc)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+            placement(browser, url, docs)
+            if only_placement:
+                browser.close()
+                return 0
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.goto(f"{url}/rank-collapse")
             _charts(page, 5)

@@ -97,6 +97,8 @@ def open_app(page: str | None = None, **params) -> AppTest:
     at.query_params.update(params)
     if page == "pages/training.py":
         at.session_state["training_study"] = tiny_study()  # seconds, not the page's ten-network study
+    if page == "pages/placement.py":
+        at.session_state["pl_placements"] = ["post", "pre"]  # 8 transformers, not the page's 17
     if page == "pages/dynamics.py":
         at.session_state["dynamics_norms"] = ["batchnorm", "none"]  # two runs, not the page's eight
         at.session_state["dynamics_seeds"] = 1
@@ -114,3 +116,38 @@ def tiny_study():
     return StudyConfig(archs=("cnn",), norms=("batchnorm", "layernorm"), groups=(4,), seeds=1, width=8,
                        cnn_depth=2, train=TrainConfig(steps=20, image_size=8, batch_size=16, probe_after=5,
                                                       eval_every=10), k_steps=10, n_boot=50)
+
+
+def transformer_frame(model: ModelConfig | None = None, probe: ProbeConfig | None = None, *,
+                      var=lambda b: 1.0 + 0.5 * b, cos=lambda b: 0.1 + 0.02 * b, resid=lambda b: 0.9,
+                      w2=lambda b, depth: 1.0, sat=0.0, sq=None) -> pd.DataFrame:
+    """A frame shaped like ``run_probes``' output for a transformer, with chosen values per block b (1-based).
+
+    ``var``, ``cos`` and ``resid`` give act_var, token_cos_sim and token_residual at the block outputs
+    (``sq`` act_sq_norm, E‖x‖²/D; default: ``var``),
+    ``w2(b, depth)`` the ‖∂L/∂W₂‖ of block b, ``sat`` the saturated fraction at each norm (DyT and Derf).
+    """
+    model = model or ModelConfig(arch="transformer", depth=4, width=16, heads=2, seq_len=8)
+    probe = probe or ProbeConfig(input="tokens", batch_size=4, seeds=2)
+    configs = {**model.to_dict(), **{k: v for k, v in probe.to_dict().items() if k not in ("seed", "seeds")}}
+    rows = []
+    for seed in probe.seed_list:
+        wobble = 1 + 0.02 * (seed - probe.seed)
+
+        def add(layer, index, kind, metric, value, seed=seed):
+            rows.append({"seed": seed, "layer": layer, "index": index, "kind": kind, "metric": metric,
+                         "value": float(value), "final": False, "overflow": not math.isfinite(value),
+                         **configs})
+
+        for b in range(1, model.depth + 1):
+            name = f"blocks.{b - 1}"
+            add(name, b - 1, "block", "act_var", var(b) * wobble)
+            add(name, b - 1, "block", "act_sq_norm", (sq or var)(b) * wobble)
+            add(name, b - 1, "block", "token_cos_sim", cos(b))
+            add(name, b - 1, "block", "token_residual", resid(b) * wobble)
+            if model.ffn:
+                add(f"{name}.ffn.w2", b - 1, "conv", "weight_grad_norm", w2(b, model.depth) * wobble)
+            if model.norm in ("dyt", "derf"):
+                add(f"{name}.norm1", b - 1, "norm", "saturated_frac", sat)
+    frame = pd.DataFrame(rows)
+    return frame[[c for c in FRAME_COLUMNS if c in frame] + [c for c in frame if c not in FRAME_COLUMNS]]

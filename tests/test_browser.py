@@ -565,3 +565,36 @@ def test_korean_renders_in_the_served_web_font_in_a_browser_without_a_hangul_fon
         assert HANGUL_WEB_FONT in fonts["figure"], fonts
     finally:
         bare.close()
+
+
+# The Placement page with two placements: five charts of transformers, cold, on a busy machine.
+PLACEMENT_LINK = "norm-placement?pl_placements=post,pre"
+
+
+def test_the_placement_page_as_a_first_and_a_second_visitor(server, browser, artifacts):
+    first, page = _opened(browser, f"{server}/{PLACEMENT_LINK}")
+    try:
+        page.get_by_role("heading", name="Placement · where the norm sits").wait_for(timeout=LOAD_MS)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 5",
+                               timeout=LOAD_MS)
+        _settled(page)
+        assert page.get_by_text("LayerNorm · pre").first.is_visible()
+        sidebar = page.get_by_test_id("stSidebar")
+        sidebar.get_by_text("Share this view").click()
+        shared = sidebar.get_by_test_id("stCode").inner_text().strip()
+        assert shared.startswith(f"{server}/norm-placement?") and "pl_placements=post%2Cpre" in shared, shared
+        page.screenshot(path=artifacts / "first-visitor-placement.png")
+    finally:
+        first.close()
+    second, page = _opened(browser, shared)
+    try:
+        page.get_by_role("heading", name="Placement · where the norm sits").wait_for(timeout=LOAD_MS)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 5",
+                               timeout=LOAD_MS)
+        wait_for_chart(page)
+        assert page.get_by_text("LayerNorm · post").first.is_visible()
+        assert page.locator(ERROR_BOX).count() == 0
+        assert page.get_by_text("This app has encountered an error").count() == 0
+        page.screenshot(path=artifacts / "second-visitor-placement.png")
+    finally:
+        second.close()

@@ -29,6 +29,9 @@ TERMS = {
     "de", "smith", "lubana", "dick", "tanaka", "beyond", "batchnorm", "neurips", "pytorch", "torch",
     "sgd", "cifar", "imagenet", "fixup", "he", "normlab", "csv", "json", "png", "svg", "parquet", "ray",
     "url", "gpu", "cpu", "cuda", "mps", "pca", "pc", "svd", "id", "ok", "yang",
+    # the transformer's placements and sub-layers (names, like ResNet), and the papers that state its laws
+    "post", "pre", "peri", "mix", "lns", "ln", "ffn", "qk", "xiong", "kedia", "dong", "cordonnier", "loukas",
+    "noci", "zhu", "icml", "cvpr", "xavier",
     # the engine's module names of layers, shown as they are (a classifier "head")
     "head",
     # units and symbols

@@ -20,6 +20,7 @@ from normlab.ops.store import ResultStore
 from normlab.science.study import study_row
 from ui import warm
 from ui.compute.study import QUICK
+from ui.content import placement
 from ui.content.claims import CLAIMS
 from ui.content.defaults import BOUND_PROBE, bound_sweeps, dynamics_runs
 from ui.state import controls as C
@@ -46,6 +47,7 @@ def test_the_warm_defaults_are_each_pages_default_view():
     for base, field, values in bound_sweeps():  # the rank page's GroupNorm bound, at its sliders' defaults
         sweep = ui.compute.cache.sweep_points(base, BOUND_PROBE, field, values)
         views += [p for p in sweep if p not in views]
+    views += [p for p in placement.runs() if p not in views]  # the Placement page's transformers
     assert probes == views
     assert trainings == QUICK.runs() + dynamics_runs()
 
@@ -127,7 +129,8 @@ def test_warm_computes_what_is_missing_then_skips_it(tmp_path):
 
 def test_the_warm_command_reports_and_refuses_by_name(tmp_path, capsys):
     assert warm.main(["--store", str(tmp_path), "--dry-run"]) == 0
-    assert "48 probes and 18 training runs" in capsys.readouterr().out
+    probes, trainings = warm.plan()  # 79 and 18: the claims (13) and every page's first view
+    assert f"{len(probes)} probes and {len(trainings)} training runs" in capsys.readouterr().out
     assert warm.main(["--store", str(tmp_path), "--only", "nope"]) == 2
     assert "unknown warm setup" in capsys.readouterr().err
     assert warm.main(["--only", "stage_reset", "--store", str(tmp_path)]) == 0

@@ -18,6 +18,7 @@ from normlab.core.config import describe
 from normlab.ops.records import PROBE, TRAIN, probe_key, save_probe, save_training, train_key
 from normlab.ops.store import ENV_VAR, ResultStore, default_store
 from ui.compute.cache import sweep_points
+from ui.content import placement
 from ui.content.claims import CLAIMS
 from ui.content.defaults import BOUND_PROBE, bound_sweeps, dynamics_runs, group_sweep, quick_study
 from ui.state import controls as C
@@ -42,6 +43,7 @@ def default_views() -> tuple[list[tuple[ModelConfig, ProbeConfig]], list[tuple[M
     for bound_base, field, values in bound_sweeps():
         bound = sweep_points(bound_base, BOUND_PROBE, field, values)
         probes += [pair for pair in bound if pair not in probes]
+    probes += [pair for pair in placement.runs() if pair not in probes]
     return probes, quick_study().runs() + dynamics_runs()
 
 

@@ -18,10 +18,20 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from normlab import ModelConfig, ProbeConfig
-from normlab.science import summary
-from ui.figures import measures
+from normlab.science import summary, theory
+from ui.figures import measures, overlays
 from ui.figures.depth import bar_figure, depth_figure, rank_figure
 from ui.figures.groups import tradeoff_figure
+from ui.figures.placement import (
+    attention_collapse_figure,
+    block_rows,
+    depth_slope_figure,
+    depth_slopes,
+    last_block_points,
+    signed,
+    stream_figure,
+    token_cosine_figure,
+)
 from ui.state import controls as C
 from ui.state.i18n import N_, _
 from ui.state.selection import build_selection
@@ -232,6 +242,129 @@ def instance_vs_batch(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
     return Verdict(same and differs, text)
 
 
+# --- Transformer verdicts (spec section 5) ---------------------------------------------------------------
+
+# Tolerances of the depth-sweep slopes (Xiong et al. 2020): the seed-to-seed spread of the fitted slope
+# at width 64, 32 tokens, batch 8, L = 6, 12, 24 is 0.08 for post and 0.01 for pre (three seeds; measured
+# post -0.01, pre -0.62: the README's depth sweep).
+POST_SLOPE_MAX = 0.25  # |slope| of post-LN's last-block gradient: "does not shrink with depth"
+PRE_SLOPE = (-0.85, -0.25)  # pre-LN's slope: about -1/2, "falls as 1/sqrt(L)"
+BAND = (theory.BAND_LOW, theory.BAND_HIGH)  # what each pre-LN block adds to E‖x‖²/D, at least and at most
+IN_BAND = 0.9  # the share of blocks (from the second on) inside the band for the verdict to hold
+COLLAPSE_DROP = 1e-2  # pure attention: token_residual within COLLAPSE_BLOCKS falls below this fraction
+COLLAPSE_BLOCKS = 4  # "within a few blocks"
+SKIP_FLOOR = 0.1  # with skips token_residual stays of order 1: above this at every block
+ALIGNED = 0.5  # post-LN's final token cosine at depth 24 above this: the tokens have aligned
+SCALED_MARGIN = 0.2  # 1/sqrt(L) residual scaling keeps the final token cosine this far below
+DYT_SATURATION = 0.01  # at init DyT saturates (|alpha x| > 2) fewer than this fraction of its inputs
+# "normalizes nothing": DyT's block variance spans more than this factor, LayerNorm's not (measured at depth
+# 12: LayerNorm ×1.6, as its tokens align; DyT ×3e9, as each post-DyT block scales the stream by ~α)
+VARIANCE_RANGE = 10.0
+
+
+def xiong_gradient(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
+    """Post-LN's last-block ‖∂L/∂W₂‖ has log-log slope near 0 against depth; pre-LN's near -1/2."""
+    slopes = depth_slopes(frame)
+    points = last_block_points(frame)
+    placement = dict(zip(points["series"], points["placement"], strict=True))
+    post = [v for s, v in slopes.items() if placement.get(s) == "post"]
+    pre = [v for s, v in slopes.items() if placement.get(s) == "pre"]
+    if not post or not pre or not all(map(math.isfinite, post + pre)):
+        return Verdict(None, _("needs finite post-LN and pre-LN gradients at three depths"))
+    holds = (all(abs(v) <= POST_SLOPE_MAX for v in post)
+             and all(PRE_SLOPE[0] <= v <= PRE_SLOPE[1] for v in pre))
+    text = _("log-log slope of the last block's ‖∂L/∂W₂‖ against depth: {values} (law: 0 for post, −0.5 "
+             "for pre)").format(values="; ".join(f"{s} {signed(v)}" for s, v in slopes.items()))
+    return Verdict(holds, text)
+
+
+def prenorm_variance(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
+    """Every pre-LN network's residual stream E‖x‖²/D grows linearly along its blocks, inside the band
+    (1 + l/2) … (1 + 3l/2) from the second block on."""
+    rows = block_rows(stats, "act_sq_norm")
+    growths = {s: summary.depth_growth(p, "mean") for s, p in rows.groupby("series", sort=False)}
+    if not growths or any(g.shape == "unknown" for g in growths.values()):
+        return Verdict(None, _("no finite variance along depth to judge"))
+    later = rows[rows["position"] >= 2]
+    low, high = 1 + BAND[0] * later["position"], 1 + BAND[1] * later["position"]
+    inside = float(((later["mean"] >= low) & (later["mean"] <= high)).mean())
+    linear = all(g.shape == "linear" and g.per_block > 0 for g in growths.values())
+    text = _("{growths}; blocks 2 on inside the band: {inside}").format(
+        growths="; ".join(f"{s}: {measures.describe_growth(g)}" for s, g in growths.items()),
+        inside=f"{inside:.0%}")
+    return Verdict(linear and inside >= IN_BAND, text)
+
+
+def dong_collapse(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
+    """Without skips token_residual falls by orders of magnitude within a few blocks; with skips it stays
+    of order 1."""
+    rows = block_rows(stats, "token_residual")
+    if rows.empty:
+        return Verdict(None, _("no token_residual in this run"))
+    parts = {bool(skip): part.sort_values("position") for skip, part in rows.groupby("skip")}
+    if set(parts) != {False, True}:
+        return Verdict(None, _("needs attention-only runs with and without skips"))
+    pure, skipped = parts[False], parts[True]
+    early = pure[pure["position"] <= COLLAPSE_BLOCKS]["mean"].to_numpy(float)
+    first = float(pure["mean"].iloc[0])
+    # an exact collapse underflows to 0 or the stream to NaN: both count as collapsed, never as "kept"
+    fell = bool(len(early)) and (not np.isfinite(early).all() or np.nanmin(early) < COLLAPSE_DROP * first)
+    kept = np.isfinite(skipped["mean"].to_numpy(float)).all() and skipped["mean"].min() > SKIP_FLOOR
+    text = _("token residual without skips: {first} at block 1 → {low} by block {blocks}; with skips: "
+             "{skip_low} at its lowest").format(
+        first=_fmt(first), low=_fmt(float(np.nanmin(early)) if np.isfinite(early).any() else math.nan),
+        blocks=COLLAPSE_BLOCKS, skip_low=_fmt(float(skipped["mean"].min())))
+    return Verdict(fell and kept, text)
+
+
+def noci_alignment(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
+    """Post-LN's tokens align with depth at residual scale 1 and stay apart at 1/sqrt(L)."""
+    rows = block_rows(stats, "token_cos_sim")
+    final = {float(scale): part.sort_values("position")
+             for scale, part in rows.groupby("residual_scale")}
+    if len(final) != 2:
+        return Verdict(None, _("needs post-LN runs at residual scale 1 and 1/√L"))
+    plain, scaled = final[max(final)], final[min(final)]
+    end, start, end_scaled = (float(plain["mean"].iloc[-1]), float(plain["mean"].iloc[0]),
+                              float(scaled["mean"].iloc[-1]))
+    if not all(map(math.isfinite, (end, start, end_scaled))):
+        return Verdict(None, _("a token cosine overflowed"))
+    holds = end > ALIGNED and end > start and end_scaled < end - SCALED_MARGIN
+    text = _("final token cosine at depth {depth}: {plain} with branch scale 1 (block 1: {start}), {scaled} "
+             "with 1/√L").format(depth=int(plain["position"].max()), plain=f"{end:.3f}", start=f"{start:.3f}",
+                                 scaled=f"{end_scaled:.3f}")
+    return Verdict(holds, text)
+
+
+def dyt_gain(frame: pd.DataFrame, stats: pd.DataFrame) -> Verdict:
+    """DyT saturates almost none of its inputs at init (so it is α·x) and, in post placement, leaves the
+    residual stream's variance to drift where LayerNorm pins it."""
+    sat = frame[(frame["metric"] == "saturated_frac") & (frame["norm"] == "dyt")]["value"].to_numpy(float)
+    rows = block_rows(stats, "act_var")
+    spans = {}
+    for series, part in rows.groupby("series", sort=False):
+        values = part["mean"].to_numpy(float)
+        spans[series] = (str(part["norm"].iloc[0]),
+                         float(values.max() / values.min()) if np.isfinite(values).all() and values.min() > 0
+                         else math.inf)
+    dyt = [span for norm, span in spans.values() if norm == "dyt"]
+    others = [span for norm, span in spans.values() if norm != "dyt"]
+    if not len(sat) or not dyt or not others:
+        return Verdict(None, _("needs DyT and LayerNorm runs with the saturated fraction"))
+    saturated = float(np.nanmax(sat))
+    holds = (saturated < DYT_SATURATION and all(s > VARIANCE_RANGE for s in dyt)
+             and all(s < VARIANCE_RANGE for s in others))
+    text = _("DyT saturates at most {saturated} of its inputs; block variance largest/smallest: "
+             "{spans}").format(saturated=f"{saturated:.2%}",
+                               spans="; ".join(f"{s} ×{_fmt(v)}" for s, (_n, v) in spans.items()))
+    return Verdict(holds, text)
+
+
+def _models(key: str) -> list[ModelConfig]:
+    """The networks claim ``key`` measures (its theory curves are matched to them)."""
+    return list(dict.fromkeys(m for m, _p in BY_KEY[key].runs()))
+
+
 # --- Pictures -----------------------------------------------------------------------------------------------
 
 
@@ -258,6 +391,11 @@ def _rank_by_group_size(frame: pd.DataFrame, stats: pd.DataFrame) -> go.Figure:
                                for s in order])
     return fig
 
+
+# The transformer's setups (spec section 5): the Placement page's sizes (width 64, 32 random-byte tokens,
+# batch 8), so each claim probes in a few seconds on a CPU.
+_TRANSFORMER = {"net": "transformer", "width": 64, "heads": 4, "seq_len": 32, "tokens": "tokens", "batch": 8,
+                "norms": ("layernorm",)}
 
 CLAIMS: tuple[Claim, ...] = (
     Claim(
@@ -330,6 +468,60 @@ CLAIMS: tuple[Claim, ...] = (
          "image": 16, "seeds": 2},
         "gradients", instance_vs_batch, _growth_bars,
         variants=({"input": "gaussian"}, {"input": "images"}),
+    ),
+    Claim(
+        "xiong_gradient", N_("Post-LN's last-layer gradient does not shrink with depth; Pre-LN's does"),
+        N_("At Xavier initialization the last block's ‖∂L/∂W₂‖ is independent of the depth L for Post-LN "
+           "and falls as 1/√L for Pre-LN (Xiong et al., ICML 2020, Theorem 1): on a depth sweep, log-log "
+           "slopes 0 and −½. Post-LN's large output-side gradients are why it needs learning-rate warm-up."),
+        {**_TRANSFORMER, "depth": 24, "placement": "pre", "seeds": 3},
+        "placement", xiong_gradient,
+        lambda frame, stats: depth_slope_figure(last_block_points(frame), depth_slopes(frame),
+                                                expected=overlays.expected_slopes(_models("xiong_gradient"))[0],
+                                                uirevision="claim-xiong"),
+        variants=tuple({"placement": p, "depth": d} for p in ("post", "pre") for d in (6, 12, 24)),
+    ),
+    Claim(
+        "prenorm_variance", N_("Pre-LN's residual stream grows linearly with depth"),
+        N_("In a Pre-LN transformer every block adds its branch to an unnormalized stream, so its variance "
+           "grows linearly with depth: (1 + l/2)·d ≤ E‖x_l‖² ≤ (1 + 3l/2)·d (Xiong et al. 2020; Kedia et "
+           "al., ICML 2024), with LayerNorm and RMSNorm alike."),
+        {**_TRANSFORMER, "depth": 24, "placement": "pre", "norms": ("layernorm", "rmsnorm"), "seeds": 2},
+        "placement", prenorm_variance,
+        lambda frame, stats: stream_figure(
+            stats, log_y=False, theory=overlays.band_overlay(stats, _models("prenorm_variance"))[0],
+            uirevision="claim-prenorm"),
+    ),
+    Claim(
+        "dong_collapse", N_("Pure attention loses rank doubly exponentially; skips stop it"),
+        N_("Self-attention alone (bidirectional, no FFN, no skip connection) drives a sequence's tokens to "
+           "one shared row doubly exponentially with depth; the skip connection keeps them apart (Dong, "
+           "Cordonnier & Loukas, ICML 2021)."),
+        {**_TRANSFORMER, "depth": 8, "norms": ("none",), "ffn": False, "causal": False, "seeds": 2},
+        "placement", dong_collapse,
+        lambda frame, stats: attention_collapse_figure(
+            stats, theory=overlays.collapse_overlay(stats, _models("dong_collapse"))[0],
+            uirevision="claim-dong"),
+        variants=({"skip": False}, {"skip": True}),
+    ),
+    Claim(
+        "noci_alignment", N_("Post-LN tokens align with depth; 1/√L branch scaling prevents it"),
+        N_("At initialization the tokens of a Post-LN transformer grow more and more alike with depth (rank "
+           "collapse among the tokens), which makes the queries' and keys' gradients vanish; scaling each "
+           "residual branch by 1/√L keeps them apart (Noci et al., NeurIPS 2022)."),
+        {**_TRANSFORMER, "depth": 24, "placement": "post", "seeds": 2},
+        "placement", noci_alignment,
+        lambda frame, stats: token_cosine_figure(stats, uirevision="claim-noci"),
+        variants=({"residual_scale": "1"}, {"residual_scale": "1/sqrt(L)"}),
+    ),
+    Claim(
+        "dyt_gain", N_("DyT at initialization is a fixed gain that normalizes nothing"),
+        N_("DyT = γ·tanh(αx) + β starts with α = 0.5: for the inputs a freshly initialized transformer "
+           "gives it, tanh is in its linear range, so DyT is the fixed gain α·x. In Post-LN placement "
+           "LayerNorm pins every block's output variance while DyT lets it drift (Zhu et al., CVPR 2025)."),
+        {**_TRANSFORMER, "depth": 12, "placement": "post", "norms": ("layernorm", "dyt"), "seeds": 2},
+        "placement", dyt_gain,
+        lambda frame, stats: stream_figure(stats, metric="act_var", uirevision="claim-dyt"),
     ),
 )
 BY_KEY = {claim.key: claim for claim in CLAIMS}

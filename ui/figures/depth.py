@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from normlab.core import catalog
 from normlab.science import summary
 from ui.figures.measures import (
     BN_GRADIENT_RATE,
@@ -41,6 +42,14 @@ from ui.figures.style import (
 from ui.state.i18n import _
 
 CEILING_REACH = 2  # the rank ceiling is drawn when it is at most this many times the highest value
+
+
+def is_token_frame(stats: pd.DataFrame) -> bool:
+    """Whether the frame's runs are of a token family (a transformer: its depth is counted in blocks)."""
+    if "arch" not in stats:
+        return False
+    tokens = [name for name, info in catalog.ARCHITECTURES.items() if info.tokens]
+    return bool(stats["arch"].isin(tokens).any())
 
 
 def depth_figure(frame: pd.DataFrame, metric: str, *, log_y: bool = False, theory: pd.DataFrame | None = None,
@@ -215,7 +224,9 @@ def gradient_figure(frame: pd.DataFrame, *, log_y: bool = True, theory: pd.DataF
     fig.add_hline(y=1, line={"dash": "dot", "color": "#888", "width": 1}, row=2, col=1)
     fig.update_yaxes(title="‖∂L/∂z‖", type="log" if log_y else "linear", row=1, col=1)
     fig.update_yaxes(title=_("rate"), row=2, col=1)
-    fig.update_xaxes(title=_("layer (conv/linear outputs in forward order; last = classifier)"), row=2, col=1)
+    fig.update_xaxes(title=_("linear map (W_Q, W_K, W_V, W_O, W_1, W_2 of each block in order; last = head)")
+                     if is_token_frame(stats) else
+                     _("layer (conv/linear outputs in forward order; last = classifier)"), row=2, col=1)
     whole_ticks(fig, rows["position"].max())
     return finish_figure(fig, uirevision, height=620)
 
@@ -261,16 +272,23 @@ def bar_figure(values: pd.Series, stats: pd.DataFrame, title: str, *, log_y: boo
     return finish_figure(fig, uirevision, height=420)
 
 
-def overview_figure(frame: pd.DataFrame, *, uirevision: str = "overview") -> go.Figure:
-    """The three properties side by side: variance growth, similarity, gradient norms (log axes)."""
+def overview_figure(frame: pd.DataFrame, *, similarity: str = "cos_sim",
+                    uirevision: str = "overview") -> go.Figure:
+    """The three properties side by side: variance growth, similarity, gradient norms (log axes).
+
+    Args:
+        similarity: the rank-collapse panel's measure: ``cos_sim`` between samples, or ``token_cos_sim``
+            between a sequence's tokens (a transformer's).
+    """
     stats = frame if "mean" in frame else aggregate(frame)
     if stats.empty:
         return empty_figure(_("Nothing measured yet."), uirevision)
     fig = make_subplots(rows=1, cols=3, subplot_titles=(
-        _("1 · variance growth (act_var)"), _("2 · rank collapse (cos_sim)"), _("3 · gradients (grad_norm)")))
+        _("1 · variance growth (act_var)"), _("2 · rank collapse ({metric})").format(metric=similarity),
+        _("3 · gradients (grad_norm)")))
     styles = series_styles(stats)
     overflow = []
-    panels = (("act_var", 1, True), ("cos_sim", 2, False))
+    panels = (("act_var", 1, True), (similarity, 2, False))
     for metric, col, log in panels:
         rows = depth_rows(stats, metric)
         for series, part in rows.groupby("series", sort=False):
@@ -294,8 +312,9 @@ def overview_figure(frame: pd.DataFrame, *, uirevision: str = "overview") -> go.
             noted |= add_overflow(fig, part, "position", styles, tops[col], row=1, col=col)
         if noted:
             note_overflow(fig)
-    fig.update_xaxes(title=_("depth"), row=1, col=1)
-    fig.update_xaxes(title=_("depth"), row=1, col=2)
+    blocks = is_token_frame(stats)  # a transformer's depth counts its blocks
+    fig.update_xaxes(title=_("block") if blocks else _("depth"), row=1, col=1)
+    fig.update_xaxes(title=_("block") if blocks else _("depth"), row=1, col=2)
     fig.update_xaxes(title=_("conv/linear layer"), row=1, col=3)
     return finish_figure(fig, uirevision, height=430)
 

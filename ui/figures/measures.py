@@ -24,14 +24,18 @@ __all__ = ["Growth", "growth", "trunk_kind"]  # re-exported: the figures and cla
 # Yang et al. (2019): with BatchNorm + ReLU the gradient grows by this factor per layer toward the input.
 BN_GRADIENT_RATE = summary.BN_GRAD_RATE
 # Fields that tell series apart when they vary, in the order a label names them.
-_LABEL_FIELDS = ("norm", "arch", "preset", "depth", "width", "stages", "preact", "skipinit", "wn_act",
+_LABEL_FIELDS = ("norm", "arch", "preset", "placement", "depth", "width", "stages", "preact", "skipinit",
+                 "wn_act", "heads", "seq_len", "causal", "residual_scale", "qk_norm", "ffn", "skip",
                  "input", "batch_size", "image_size", "rank_tol", "device")
 # How such a field reads in a label where it is shown translated ({value}: its value); a switch reads as
 # its name or its absence, an input as its name, any other field as its value.
 _COUNTS = {"depth": N_("depth {value}"), "width": N_("width {value}"), "stages": N_("stages {value}"),
            "batch_size": N_("batch_size {value}"), "image_size": N_("image_size {value}")}
-_SWITCHES = {"preact": (N_("preact"), N_("no preact")), "skipinit": (N_("skipinit"), N_("no skipinit"))}
-_INPUTS = {"gaussian": N_("gaussian"), "images": N_("images"), "digits": N_("digits")}
+_SWITCHES = {"preact": (N_("preact"), N_("no preact")), "skipinit": (N_("skipinit"), N_("no skipinit")),
+             "causal": (N_("causal"), N_("bidirectional")), "qk_norm": (N_("qk-norm"), N_("no qk-norm")),
+             "ffn": (N_("FFN"), N_("no FFN")), "skip": (N_("skip"), N_("no skip"))}
+_INPUTS = {"gaussian": N_("gaussian"), "images": N_("images"), "digits": N_("digits"),
+           "tokens": N_("random bytes"), "text": N_("text")}
 _SHAPES = {EXP_GROWTH: N_("exponential growth"), EXP_DECAY: N_("exponential decay")}
 
 
@@ -56,6 +60,12 @@ def _format_field(name: str, value) -> str:
         return _(_COUNTS[name]).format(value=int(value))
     if name in ("rank_tol", "wn_act"):
         return f"{name} {value}"
+    if name == "residual_scale":
+        return _("branch ×{value}").format(value=f"{float(value):.3g}")
+    if name == "heads":
+        return f"H={int(value)}"
+    if name == "seq_len":
+        return f"T={int(value)}"
     return _(_INPUTS[value]) if name == "input" and value in _INPUTS else str(value)
 
 

@@ -17,15 +17,19 @@ from ui.compute.cost import cost_summary
 from ui.shell.lecture import entered
 from ui.state import controls as C
 from ui.state import i18n, links
-from ui.state.i18n import LANGUAGE_NAMES, LANGUAGES, _
+from ui.state.i18n import LANGUAGE_NAMES, LANGUAGES, N_, _
 from ui.state.selection import MIN_UPLOAD_IMAGES, SELECTION_KEY, Selection, build_selection, with_upload
 
 # Controls a page does not read, hidden there (their values are kept): the group-size page sweeps every
 # group count of one GroupNorm net, the training pages run their own networks.
-IGNORED = {"groups": {"norms", "groups"}, "training": {"network"}, "dynamics": {"network"}}
+IGNORED = {"groups": {"norms", "groups"}, "training": {"network"}, "dynamics": {"network"},
+           "placement": {"network"}}
 # The pages that probe the sidebar's networks as chosen: the cost line prices what they compute. The others
 # sweep group counts, train their own networks, measure each claim's setup or read stored results.
 PRICED = {"overview", "variance", "rank", "gradients"}
+# Why a page without the network controls has none (default: it trains its own networks).
+OWN_NETWORKS = {"placement": N_("This page probes its own transformers (its controls are above the charts): "
+                                "the network controls apply to the other pages.")}
 KEEP = "session"  # widget values survive being hidden and page switches
 # Uploaded images: the uploader's files are decoded once, when they change, into an in-memory batch
 # (normlab.science.data.register_upload); the session keeps its handle here, or the words of why it
@@ -50,11 +54,48 @@ WRAP_CSS = """
 
 
 def _on_net_change() -> None:
-    """A new family starts from its own default sizes (an MLP is deep and wide, a ResNet narrow)."""
-    net = st.session_state.get("net")
+    """A new family starts from its own default sizes (an MLP is deep and wide, a ResNet narrow) and
+    keeps the chosen normalizers it takes (none left: its own opening choice)."""
+    state = st.session_state
+    net = state.get("net")
     if net in catalog.ARCHITECTURES:
-        st.session_state["depth"] = catalog.family(net).default_depth
-        st.session_state["width"] = catalog.family(net).default_width
+        state["depth"] = catalog.family(net).default_depth
+        state["width"] = catalog.family(net).default_width
+    if net in C.NETS:
+        state["norms"] = list(C.norms_for(net, state.get("norms") or ()))
+
+
+def _head_controls(width: int) -> None:
+    """Heads: only divisors of the width (a kept count that no longer divides moves to one that does)."""
+    options = C.head_choices(width)
+    state = st.session_state
+    if state.get("heads") not in options:
+        below = [o for o in options if o <= (state.get("heads") or 0)]
+        state["heads"] = below[-1] if below else options[0]
+    st.select_slider(_("Attention heads H (divisors of the width)"), options, key="heads", persist_state=KEEP)
+
+
+def _transformer_controls(lecture: bool) -> None:
+    """Placement, heads, tokens per sequence and the options of spec section 5 (transformer only)."""
+    st.selectbox(_("Norm placement"), C.BY_KEY["placement"].choices, key="placement", persist_state=KEEP,
+                 format_func=C.labelled(C.PLACEMENT_LABELS),
+                 help=_("Where each block's normalizer sits around its two sub-layers F (attention, FFN)."))
+    _head_controls(int(st.session_state["width"]))
+    st.select_slider(_("Tokens per sequence T"), C.SEQ_LENS, key="seq_len", persist_state=KEEP)
+    if lecture:
+        return
+    with st.expander(_("Transformer options"), expanded=False):
+        st.checkbox(_("Causal attention (off: bidirectional)"), key="causal", persist_state=KEEP)
+        st.segmented_control(_("Residual branch scale"), tuple(C.RESIDUAL_SCALES), key="residual_scale",
+                             required=True, persist_state=KEEP, format_func=C.RESIDUAL_SCALE_LABELS.get,
+                             help=_("Each branch F is multiplied by it; 1/√L keeps tokens apart at depth "
+                                    "(Noci et al. 2022)."))
+        st.checkbox(_("QK-norm (the normalizer on queries and keys)"), key="qk_norm", persist_state=KEEP)
+        cols = st.columns(2)
+        cols[0].checkbox(_("FFN"), key="ffn", persist_state=KEEP,
+                         help=_("Off: attention-only blocks (Dong et al. 2021)."))
+        cols[1].checkbox(_("Skip connections"), key="skip", persist_state=KEEP,
+                         help=_("Off with the FFN off: pure attention, which collapses to rank one."))
 
 
 def _group_controls(net: str, width: int, stages: int, lecture: bool) -> None:
@@ -96,39 +137,20 @@ def _on_upload() -> None:
         state[UPLOAD_ERROR_KEY] = str(err)
 
 
-def _probe_controls() -> None:
-    megabytes = MAX_UPLOAD_BYTES // 2**20
+def _probe_controls(tokens: bool) -> None:
     with st.expander(_("Inputs, batch and seeds"), expanded=False):
-        # The browser refuses a larger file before sending it, and the uploader's own line states the limit.
-        st.file_uploader(
-            _("Your own images (they become the probe batch)"), type=["png", "jpg", "jpeg"],
-            accept_multiple_files=True, key="upload_files", on_change=_on_upload, max_upload_size=megabytes,
-            help=_("Two to {count} images, {size} MB each at most; scaled and centre-cropped to the image "
-                   "size. Kept in this server's memory for your session only, never written to disk. "
-                   "Remove them to go back to the input below.").format(count=MAX_UPLOADS, size=megabytes),
-        )
-        # Streamlit writes the uploader's own line in English alone: the limit again, in the session's
-        # language.
-        st.caption(_("At most {count} images, {size} MB per file.").format(
-            count=MAX_UPLOADS, size=megabytes))
-        state = st.session_state
-        # Pages without these controls drop the uploader's files, not the decoded batch: offer a way out.
-        if state.get(UPLOAD_KEY) is not None and not state.get("upload_files"):
-            st.caption(_("Still probing {count} images uploaded earlier.").format(
-                count=len(state[UPLOAD_KEY].names)))
-            if st.button(_("Forget the uploaded images"), key="upload_forget", icon=":material/close:"):
-                state[UPLOAD_KEY] = None
-        # The uploaded images are the input and their count the batch: those two controls stand idle.
-        uploaded = len(getattr(state.get(UPLOAD_KEY), "names", ())) >= MIN_UPLOAD_IMAGES
-        if uploaded:
-            st.caption(_("The uploaded images replace the input and the batch size below; remove them to "
-                         "use these again."))
-        st.selectbox(_("Input"), C.BY_KEY["input"].choices, key="input", persist_state=KEEP,
-                     format_func=C.labelled(C.INPUT_LABELS), disabled=uploaded,
-                     help=_("Instance and batch statistics only differ on real images."))
+        uploaded = False
+        if tokens:
+            st.selectbox(_("Tokens"), C.TOKEN_INPUTS, key="tokens", persist_state=KEEP,
+                         format_func=C.labelled(C.TOKEN_LABELS),
+                         help=_("Byte sequences: uniform random bytes, or windows cut from the English "
+                                "text every Python carries (nothing is downloaded)."))
+        else:
+            uploaded = _image_controls()
         st.select_slider(_("Batch size N"), C.BATCHES, key="batch", persist_state=KEEP, disabled=uploaded,
                          help=_("No rank can exceed min(N, features)."))
-        st.select_slider(_("Image size"), C.IMAGE_SIZES, key="image", persist_state=KEEP)
+        if not tokens:
+            st.select_slider(_("Image size"), C.IMAGE_SIZES, key="image", persist_state=KEEP)
         st.slider(_("Seeds (mean line, min–max band)"), 1, C.SLIDER_MAX_SEEDS, key="seeds",
                   persist_state=KEEP)
         st.number_input(_("First seed"), 0, C.SLIDER_MAX_SEED, key="seed", persist_state=KEEP)
@@ -141,15 +163,49 @@ def _probe_controls() -> None:
                      format_func=lambda t: f"{t:g} · σ_max")
 
 
+def _image_controls() -> bool:
+    """The image families' inputs: uploaded images, else the input menu. Whether an upload stands in for
+    the input and the batch size (those controls are then shown disabled)."""
+    megabytes = MAX_UPLOAD_BYTES // 2**20
+    # The browser refuses a larger file before sending it, and the uploader's own line states the limit.
+    st.file_uploader(
+        _("Your own images (they become the probe batch)"), type=["png", "jpg", "jpeg"],
+        accept_multiple_files=True, key="upload_files", on_change=_on_upload, max_upload_size=megabytes,
+        help=_("Two to {count} images, {size} MB each at most; scaled and centre-cropped to the image "
+               "size. Kept in this server's memory for your session only, never written to disk. "
+               "Remove them to go back to the input below.").format(count=MAX_UPLOADS, size=megabytes),
+    )
+    # Streamlit writes the uploader's own line in English alone: the limit again, in the session's language.
+    st.caption(_("At most {count} images, {size} MB per file.").format(count=MAX_UPLOADS, size=megabytes))
+    state = st.session_state
+    # Pages without these controls drop the uploader's files, not the decoded batch: offer a way out.
+    if state.get(UPLOAD_KEY) is not None and not state.get("upload_files"):
+        st.caption(_("Still probing {count} images uploaded earlier.").format(
+            count=len(state[UPLOAD_KEY].names)))
+        if st.button(_("Forget the uploaded images"), key="upload_forget", icon=":material/close:"):
+            state[UPLOAD_KEY] = None
+    # The uploaded images are the input and their count the batch: those two controls stand idle.
+    uploaded = len(getattr(state.get(UPLOAD_KEY), "names", ())) >= MIN_UPLOAD_IMAGES
+    if uploaded:
+        st.caption(_("The uploaded images replace the input and the batch size below; remove them to "
+                     "use these again."))
+    st.selectbox(_("Input"), C.BY_KEY["input"].choices, key="input", persist_state=KEEP,
+                 format_func=C.labelled(C.INPUT_LABELS), disabled=uploaded,
+                 help=_("Instance and batch statistics only differ on real images."))
+    return uploaded
+
+
 def _network_controls(lecture: bool, ignored: set[str]) -> None:
     """Network, normalizers, sizes and GroupNorm's setting (those in ``ignored`` are not drawn)."""
     state = st.session_state
     net = st.selectbox(_("Network"), tuple(C.NETS), format_func=C.net_labels(), key="net",
                        persist_state=KEEP, on_change=_on_net_change)
+    if state.get("norms") and any(n not in C.offered_norms(net) for n in state["norms"]):
+        state["norms"] = list(C.norms_for(net, state["norms"]))  # a kept choice the network does not take
     if "norms" in ignored:
         norms = list(state.get("norms", C.DEFAULTS["norms"]))
     else:
-        norms = st.multiselect(_("Normalizers to compare"), C.DASHBOARD_NORMS, key="norms",
+        norms = st.multiselect(_("Normalizers to compare"), C.offered_norms(net), key="norms",
                                persist_state=KEEP,
                                format_func=C.normalizer_labels(),
                                help=_("One network per normalizer, same sizes and inputs; one colour each."))
@@ -161,10 +217,14 @@ def _network_controls(lecture: bool, ignored: set[str]) -> None:
     else:
         depths = sorted({*C.DEPTHS, int(state.get("depth", C.DEFAULTS["depth"]))})
         info = C.family_of(net)
-        st.select_slider(_("Depth (blocks per stage)") if info.residual else _("Depth (layers)"), depths,
-                         key="depth", persist_state=KEEP)
-        st.select_slider(_("Width (channels)") if info.spatial else _("Width (units)"), C.WIDTHS,
-                         key="width", persist_state=KEEP)
+        depth_label = (_("Depth (blocks per stage)") if info.residual else
+                       _("Depth (blocks)") if info.tokens else _("Depth (layers)"))
+        width_label = (_("Width (channels)") if info.spatial else
+                       _("Width D (features per token)") if info.tokens else _("Width (units)"))
+        st.select_slider(depth_label, depths, key="depth", persist_state=KEEP)
+        st.select_slider(width_label, C.WIDTHS, key="width", persist_state=KEEP)
+    if C.is_transformer(net):
+        _transformer_controls(lecture)
     if C.is_residual(net) and net not in PRESETS:
         st.slider(_("Stages (width doubles, stride 2)"), 1, C.SLIDER_MAX_STAGES, key="stages",
                   persist_state=KEEP)
@@ -235,19 +295,21 @@ def sidebar(page_name: str | None = None, url_path: str | None = None) -> Select
                                    "claims."))
         ignored = IGNORED.get(page_name or "", set())
         if "network" in ignored:
-            st.caption(_("This page trains its own networks: the network controls apply to the other "
-                         "pages."))
+            own = OWN_NETWORKS.get(page_name or "")
+            st.caption(_(own) if own else _("This page trains its own networks: the network controls apply "
+                                            "to the other pages."))
         else:
             _network_controls(lecture, ignored)
             if not lecture:
-                _probe_controls()
+                _probe_controls(C.is_transformer(state["net"]))
         try:
             selection = build_selection(links.current_values())
         except ValueError as err:
             st.error(_("{error}. Showing the last valid choice.").format(error=err), icon=":material/error:")
             selection = state.get(SELECTION_KEY) or build_selection(C.DEFAULTS)
         else:
-            selection = _uploaded(selection)
+            if not C.is_transformer(state["net"]):  # a transformer reads bytes, never the uploaded images
+                selection = _uploaded(selection)
             state[SELECTION_KEY] = selection
         if not lecture and page_name in PRICED:
             st.caption(cost_summary(selection.models, selection.probe))

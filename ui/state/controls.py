@@ -12,19 +12,27 @@ from dataclasses import dataclass
 
 from normlab import INPUTS, NORM_NAMES, PRESETS, ModelConfig
 from normlab.core import catalog
-from normlab.core.config import DEVICES, WN_ACT_PLACEMENTS, common_divisors
+from normlab.core.config import (
+    DEVICES,
+    PLACEMENTS,
+    TOKEN_INPUTS,
+    WN_ACT_PLACEMENTS,
+    common_divisors,
+    divisors,
+)
 from ui.state.i18n import DEFAULT as DEFAULT_LANG
 from ui.state.i18n import LANGUAGES, N_, _
 
 
 class _Nets(Sequence):
-    """The network menu, read from the catalog when used: the architecture families with free sizes (the
-    residual one first, as the dashboard opens on it; a family registered later is offered too), then
-    the paper's presets with fixed sizes."""
+    """The network menu, read from the catalog when used: the image families with free sizes (the
+    residual one first, as the dashboard opens on it; a family registered later is offered too), the
+    token families (the transformer), then the paper's presets with fixed sizes."""
 
     def _items(self) -> tuple[str, ...]:
-        # The transformer family has no dashboard controls yet (placement, heads, tokens): not offered.
-        return (*reversed([a for a in catalog.ARCH_NAMES if a != "transformer"]), *PRESETS)
+        images = [a for a in catalog.ARCH_NAMES if not catalog.ARCHITECTURES[a].tokens]
+        tokens = [a for a in catalog.ARCH_NAMES if catalog.ARCHITECTURES[a].tokens]
+        return (*reversed(images), *tokens, *PRESETS)
 
     def __getitem__(self, index):
         return self._items()[index]
@@ -37,9 +45,11 @@ class _Nets(Sequence):
 
 
 NETS = _Nets()
-# The dashboard's normalizer menu: the per-feature ones (rmsnorm, dyt, derf) are refused by the conv
-# families and have no menu logic yet, so they are left out here; the engine and the CLI offer them.
-DASHBOARD_NORMS = tuple(n for n in NORM_NAMES if not catalog.NORM_INFO[n].per_feature)
+# The dashboard's normalizer menus: every normalizer of the catalog is a valid link value; the sidebar
+# offers the network's own (catalog.allowed_norms), and a link's pair that does not fit is refused by name.
+DASHBOARD_NORMS = tuple(NORM_NAMES)
+# What a family opens with when the normalizers chosen before do not apply to it.
+FAMILY_NORMS = {"transformer": ("layernorm", "rmsnorm", "dyt")}
 PRESET_LABELS = {"resnet56": N_("ResNet-56 (paper)"), "vgg10": N_("VGG-10 (paper)"),
                  "vgg20": N_("VGG-20 (paper)")}
 
@@ -66,6 +76,20 @@ SLIDER_MAX_SEED = 10_000
 GROUP_BY = ("groups", "group_size")
 SCALES = ("log", "linear")
 SCALE_LABELS = {"log": N_("log"), "linear": N_("linear")}
+# The transformer's controls (spec section 5): what each placement means, tokens per sequence, and the
+# residual branch's scale as a rule of the depth L (a link holds the rule, the config its number).
+PLACEMENT_LABELS = {"post": N_("post-LN: x ← Norm(x + F(x))"), "pre": N_("pre-LN: x ← x + F(Norm(x))"),
+                    "peri": N_("peri-LN: x ← x + Norm(F(Norm(x)))"),
+                    "mix": N_("Mix-LN: post for the first ⌈L/4⌉ blocks, pre after"),
+                    "lns": N_("LayerNorm Scaling: x ← x + F(Norm(x)/√ℓ)")}
+PLACEMENT_NAMES = {"post": "Post-LN", "pre": "Pre-LN", "peri": "Peri-LN", "mix": "Mix-LN",
+                   "lns": N_("LN Scaling")}  # short names, where a menu lists several placements
+SEQ_LENS = (8, 16, 32, 64, 128, 256)
+
+TOKEN_LABELS = {"tokens": N_("random bytes"), "text": N_("English text (Python's help topics)")}
+RESIDUAL_SCALES = {"1": lambda depth: 1.0, "1/sqrt(L)": lambda depth: depth ** -0.5,
+                   "1/L": lambda depth: 1.0 / depth}
+RESIDUAL_SCALE_LABELS = {"1": "1", "1/sqrt(L)": "1/√L", "1/L": "1/L"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +119,16 @@ CONTROLS: tuple[Control, ...] = (
     Control("preact", False, "bool"),
     Control("skipinit", False, "bool"),
     Control("wn_act", WN_ACT_PLACEMENTS[0], "choice", WN_ACT_PLACEMENTS),
+    # The transformer's own (ModelConfig's defaults): hidden, and never sent to the engine, elsewhere.
+    Control("placement", ModelConfig.placement, "choice", PLACEMENTS),
+    Control("heads", ModelConfig.heads, "int", low=1, high=max(WIDTHS)),
+    Control("seq_len", ModelConfig.seq_len, "choice", SEQ_LENS),
+    Control("tokens", TOKEN_INPUTS[0], "choice", TOKEN_INPUTS),
+    Control("causal", ModelConfig.causal, "bool"),
+    Control("residual_scale", "1", "choice", tuple(RESIDUAL_SCALES)),
+    Control("qk_norm", ModelConfig.qk_norm, "bool"),
+    Control("ffn", ModelConfig.ffn, "bool"),
+    Control("skip", ModelConfig.skip, "bool"),
     Control("input", "gaussian", "choice", INPUTS),
     Control("batch", 32, "choice", BATCHES),
     Control("image", 16, "choice", IMAGE_SIZES),
@@ -113,6 +147,10 @@ CONTROLS: tuple[Control, ...] = (
     Control("grad_scale", "log", "choice", SCALES, page="gradients"),
     Control("sweep_norm", "groupnorm", "choice", ("groupnorm", "evonorm_s0"), page="groups"),
     Control("sweep_scale", "log", "choice", SCALES, page="groups"),
+    Control("pl_placements", PLACEMENTS, "choices", PLACEMENTS, page="placement"),
+    Control("pl_norms", ("layernorm",), "choices", tuple(catalog.allowed_norms("transformer")),
+            page="placement"),
+    Control("pl_theory", True, "bool", page="placement"),
 )
 BY_KEY = {c.key: c for c in CONTROLS}
 DEFAULTS = {c.key: c.default for c in CONTROLS}
@@ -237,6 +275,46 @@ def is_residual(net: str) -> bool:
 def network_fields(net: str) -> dict:
     """ModelConfig fields that the network menu entry fixes: a preset, or just the family."""
     return {"preset": net} if net in PRESETS else {"arch": net}
+
+
+def is_transformer(net: str) -> bool:
+    """Whether the menu entry builds a token model (placement, heads, tokens and its options apply)."""
+    return family_of(net).tokens
+
+
+def offered_norms(net: str) -> tuple[str, ...]:
+    """The normalizers the menu offers for a network: those its family builds with, in the menu's order."""
+    allowed = catalog.allowed_norms(family_of(net).name)
+    return tuple(n for n in DASHBOARD_NORMS if n in allowed)
+
+
+def norms_for(net: str, norms) -> tuple[str, ...]:
+    """The chosen normalizers that the network takes; where some do not apply and the family has an
+    opening choice of its own (the transformer), that choice."""
+    offered = offered_norms(net)
+    kept = tuple(n for n in norms if n in offered)
+    opening = FAMILY_NORMS.get(family_of(net).name)
+    if kept and (len(kept) == len(tuple(norms)) or opening is None):
+        return kept
+    return opening or tuple(n for n in DEFAULTS["norms"] if n in offered) or offered[:1]
+
+
+def head_choices(width: int) -> list[int]:
+    """Head counts a transformer of this width takes: the divisors of the width."""
+    return divisors(int(width))
+
+
+def transformer_fields(values: Mapping[str, object]) -> dict:
+    """The transformer's ModelConfig fields from control values (the residual scale's rule applied)."""
+    depth = int(values["depth"])
+    rule = values["residual_scale"]
+    if rule not in RESIDUAL_SCALES:
+        raise ValueError(_("residual_scale={value} is not one of {allowed}").format(
+            value=repr(rule), allowed=", ".join(RESIDUAL_SCALES)))
+    return {"placement": values["placement"], "heads": int(values["heads"]),
+            "seq_len": int(values["seq_len"]), "causal": bool(values["causal"]),
+            "residual_scale": RESIDUAL_SCALES[rule](depth), "qk_norm": bool(values["qk_norm"]),
+            "ffn": bool(values["ffn"]), "skip": bool(values["skip"])}
 
 
 def group_choices(net: str, width: int, stages: int) -> list[int]:

@@ -99,7 +99,33 @@ def check_link(params: Mapping[str, list[str]]) -> tuple[dict, list[str]]:
             notices.append(_("{key}={value} does not divide every width; allowed: {allowed}").format(
                 key=key, value=values[key], allowed=", ".join(map(str, allowed))))
             del values[key]
+    notices += _check_network(values, v)
     return values, notices
+
+
+def _check_network(values: dict, v: Mapping[str, object]) -> list[str]:
+    """Refuse (drop, with a notice) a linked normalizer the linked network does not take, and a head
+    count that does not divide the linked width."""
+    notices = []
+    if "norms" in values:
+        offered = C.offered_norms(v["net"])
+        bad = [n for n in values["norms"] if n not in offered]
+        if bad:
+            notices.append(_("norms={value}: {names} do not apply to {net}; allowed: {allowed}").format(
+                value=repr(shorten(",".join(values["norms"]))), names=", ".join(bad), net=v["net"],
+                allowed=", ".join(offered)))
+            kept = tuple(n for n in values["norms"] if n in offered)
+            if kept:
+                values["norms"] = kept
+            else:
+                del values["norms"]
+    if "heads" in values and C.is_transformer(v["net"]):
+        allowed = C.head_choices(v["width"])
+        if values["heads"] not in allowed:
+            notices.append(_("heads={value} does not divide the width {width}; allowed: {allowed}").format(
+                value=values["heads"], width=v["width"], allowed=", ".join(map(str, allowed))))
+            del values["heads"]
+    return notices
 
 
 def _params() -> dict[str, list[str]]:

@@ -34,6 +34,7 @@ PAGES = (
     PageSpec("pages/rank.py", N_("Rank collapse"), ":material/compress:", "rank-collapse"),
     PageSpec("pages/gradients.py", N_("Gradients"), ":material/swap_vert:", "gradient-explosion"),
     PageSpec("pages/groups.py", N_("Group-size trade-off"), ":material/tune:", "group-size"),
+    PageSpec("pages/placement.py", N_("Placement"), ":material/stacks:", "norm-placement"),
     PageSpec("pages/claims.py", N_("Paper claims"), ":material/fact_check:", "paper-claims"),
     PageSpec("pages/training.py", N_("Training speed"), ":material/school:", "training-speed"),
     PageSpec("pages/dynamics.py", N_("Training dynamics"), ":material/animation:", "training-dynamics"),

@@ -41,6 +41,7 @@ def build_selection(values: Mapping[str, object]) -> Selection:
     net, norms = v["net"], tuple(v["norms"])
     if not norms:
         raise ValueError(_("normalizers: choose at least one normalizer to compare"))
+    tokens = C.is_transformer(net)
     fields = C.network_fields(net)
     if net not in PRESETS:
         fields.update(depth=int(v["depth"]), width=int(v["width"]))
@@ -48,11 +49,14 @@ def build_selection(values: Mapping[str, object]) -> Selection:
             fields["stages"] = int(v["stages"])
     if C.is_residual(net):
         fields.update(preact=bool(v["preact"]), skipinit=bool(v["skipinit"]), wn_act=v["wn_act"])
+    if tokens:
+        fields.update(C.transformer_fields(v))
     group = {v["group_by"]: int(v[v["group_by"]])}
     models = tuple(
         ModelConfig(**fields, norm=norm, **(group if NORM_INFO[norm].grouped else {})) for norm in norms
     )
-    probe = ProbeConfig(input=v["input"], batch_size=int(v["batch"]), image_size=int(v["image"]),
+    probe = ProbeConfig(input=v["tokens"] if tokens else v["input"], batch_size=int(v["batch"]),
+                        image_size=int(v["image"]),
                         seed=int(v["seed"]), seeds=int(v["seeds"]), device=v["device"],
                         rank_tol=float(v["rank_tol"]))
     return Selection(models, probe, lecture=bool(v["lecture"]))
