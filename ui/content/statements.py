@@ -258,6 +258,16 @@ STATEMENTS: tuple[Statement, ...] = (
               claim="bn_rank"),
     Statement("overview", "small groups and InstanceNorm make gradients explode toward the input",
               claim="gradients"),
+    # Placement (transformers): the laws its guide names are the transformer claims' verdicts
+    Statement("placement", "pre-LN's residual stream growing about linearly with depth",
+              claim="prenorm_variance"),
+    Statement("placement", "while post-LN's stays at the norm's scale",
+              test="tests/test_transformer_laws.py::test_post_ln_keeps_the_stream_at_the_norms_scale"),
+    Statement("placement", "the last block's gradient that does not shrink with depth for post-LN but falls as "
+              "1/√L for pre-LN", claim="xiong_gradient"),
+    Statement("placement", "pure attention collapsing to rank one within a few blocks unless skips keep it",
+              claim="dong_collapse"),
+    Statement("placement", "Pure attention collapses; skips stop it", claim="dong_collapse"),
     # Group-size trade-off
     Statement("groups", "small groups (toward InstanceNorm) give informative features (low final "
               "similarity) but large early-layer gradients", "groups", _small_groups_informative_but_steep),
@@ -286,6 +296,7 @@ DEFINITIONS: tuple[tuple[str, str, str], ...] = (
     ("dynamics", "say BatchNorm's gradient explosion (gradient norms growing towards the input) is an init "
      "effect that fades within the first steps", "what Yang et al. say; the next sentence holds it against "
      "the view"),
+    ("rank", "the token cosine below, block by block", "where on the page the measure is (below this note)"),
     ("dynamics", "whether its tokens stay apart", "what to look for in the token-cosine panel, not a claim "
      "about it"),
 )
