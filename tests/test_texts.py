@@ -164,7 +164,8 @@ def test_every_legend_entry_of_a_claims_picture_points_at_a_drawn_line(claim):
         if trace.showlegend is False or not trace.name:
             continue
         axis = fig.layout["yaxis" + (trace.yaxis or "y")[1:]]
-        assert visible(trace, axis.range, axis.type == "log"), f"{claim.key}: legend entry {trace.name!r} has nothing in range"
+        assert visible(trace, axis.range, axis.type == "log"), (
+            f"{claim.key}: legend entry {trace.name!r} has nothing in range")
 
 
 def test_the_group_rank_picture_runs_over_group_size_as_its_title_and_verdict_do():

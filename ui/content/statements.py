@@ -263,8 +263,8 @@ STATEMENTS: tuple[Statement, ...] = (
               claim="prenorm_variance"),
     Statement("placement", "while post-LN's stays at the norm's scale",
               test="tests/test_transformer_laws.py::test_post_ln_keeps_the_stream_at_the_norms_scale"),
-    Statement("placement", "the last block's gradient that does not shrink with depth for post-LN but falls as "
-              "1/√L for pre-LN", claim="xiong_gradient"),
+    Statement("placement", "the last block's gradient that does not shrink with depth for post-LN but "
+              "falls as 1/√L for pre-LN", claim="xiong_gradient"),
     Statement("placement", "pure attention collapsing to rank one within a few blocks unless skips keep it",
               claim="dong_collapse"),
     Statement("placement", "Pure attention collapses; skips stop it", claim="dong_collapse"),
