@@ -119,6 +119,4 @@ def rank_scaling_figure(points: pd.DataFrame, over: str, metric: str, *, ceiling
     fig.update_xaxes(type="log", title=over_title + (f" ({fixed})" if fixed else ""),
                      tickvals=list(x), ticktext=[f"{int(v)}" for v in x])
     fig.update_yaxes(title=metric_title(metric), rangemode="tozero")
-    fig = finish_figure(fig, uirevision, height=420)
-    fig.update_layout(legend={"y": -0.25})
-    return fig
+    return finish_figure(fig, uirevision, height=420)

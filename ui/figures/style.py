@@ -249,6 +249,23 @@ def subplot_titles(fig: go.Figure) -> list:
             and a.yanchor == "bottom" and a.text and a.showarrow is False]
 
 
+LEGEND_ROW_CHARS = 150  # characters of legend entries one row holds in a page-wide figure (about 7 px each)
+
+
+def text_width(text: str) -> int:
+    """Columns a label takes: a Hangul (wide) character about two Latin ones."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def legend_rows(fig) -> int:
+    """Rows a horizontal legend takes in a page-wide figure, estimated from its entries' lengths (about
+    40 px of symbol and gap each); the figure grows by them so that the plot keeps its height."""
+    names = [t.name or "" for t in fig.data if t.showlegend is not False and t.name]
+    names = list(dict.fromkeys(names))
+    chars = sum(text_width(n) + 6 for n in names)
+    return max(1, -(-chars // LEGEND_ROW_CHARS))
+
+
 def finish_figure(fig, uirevision: str, height: int = 460) -> go.Figure:
     """Shared layout: the note block in the top margin (above subplot titles), the legend below.
 
@@ -264,10 +281,14 @@ def finish_figure(fig, uirevision: str, height: int = 460) -> go.Figure:
     title_lines = max((t.text.count("<br>") + 1 for t in top_titles), default=0)
     titled = bool(title_lines)
     top = 40 + 20 * lines + ((24 + TITLE_LIFT + 18 * (title_lines - 1)) if titled else 0)
+    # The legend at the bottom of the figure, below the x axis's tick labels and title: plotly makes room
+    # for it by shrinking the plot (a legend placed as a fraction of the plot's height instead lands on the
+    # axis title once its rows shrink the plot). Each further row it is estimated to take adds as many px.
+    extra = 22 * (legend_rows(fig) - 1)
     fig.update_layout(
-        uirevision=uirevision, height=height + 20 * lines, hovermode="closest",
-        margin={"t": top, "r": 20, "b": 50},
-        legend={"orientation": "h", "y": -0.18, "x": 0, "yanchor": "top"},
+        uirevision=uirevision, height=height + 20 * lines + extra, hovermode="closest",
+        margin={"t": top, "r": 20, "b": 50 + extra},
+        legend={"orientation": "h", "yref": "container", "y": 0, "x": 0, "yanchor": "bottom"},
     )
     if notes:  # above the plotting area (and above subplot titles), so it never covers a trace
         fig.add_annotation(text="<br>".join(notes), showarrow=False, xref="paper", yref="paper", x=0,

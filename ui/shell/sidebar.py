@@ -29,7 +29,10 @@ IGNORED = {"groups": {"norms", "groups"}, "training": {"network"}, "dynamics": {
 PRICED = {"overview", "variance", "rank", "gradients"}
 # Why a page without the network controls has none (default: it trains its own networks).
 OWN_NETWORKS = {"placement": N_("This page probes its own transformers (its controls are above the charts): "
-                                "the network controls apply to the other pages.")}
+                                "the network controls apply to the other pages."),
+                "dynamics": N_("This page trains its own plain CNNs on the digits; with Transformer chosen "
+                               "as the network on another page, it trains that transformer as a byte-level "
+                               "language model instead.")}
 KEEP = "session"  # widget values survive being hidden and page switches
 # Uploaded images: the uploader's files are decoded once, when they change, into an in-memory batch
 # (normlab.science.data.register_upload); the session keeps its handle here, or the words of why it
