@@ -8,8 +8,14 @@ the navigation until the page's first chart is drawn, the script run has ended a
 (the server drops the session). Its cost is the CPU time (user + system) of the server's whole process
 group, read from /proc before and after: the server's own work only, whatever else runs on the machine.
 
+With ``--via nginx`` the visitors come through nginx in front of the server (deploy/proxy.py with
+deploy/normlab.conf.template, started fresh, so its cache of Streamlit's static files is empty until the
+page's unmeasured first visit); ``--via both`` measures each page straight and through nginx in the same
+run, one after the other. nginx's own CPU (its process group) is printed beside Streamlit's.
+
     .venv/bin/python -m ui.warm                          # once: the claims and the default views
     .venv/bin/python benchmarks/bench_visitor_cpu.py     # overview, variance, rank, gradients, claims
+    .venv/bin/python benchmarks/bench_visitor_cpu.py --via both    # straight and through nginx, ~6 min
     .venv/bin/python benchmarks/bench_visitor_cpu.py --page paper-claims --visitors 10 --param lang=ko
 """
 
@@ -28,6 +34,7 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository root holds ui/
+from deploy.proxy import nginx_binary, start_proxy, stop_proxy  # noqa: E402
 from ui.server import CHROMIUM_ARGS, free_port, start_server, stop_server, wait_healthy  # noqa: E402
 
 PAGES = {"": "Overview", "variance-growth": "Variance growth", "rank-collapse": "Rank collapse",
@@ -80,51 +87,69 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cached-assets", action="store_true",
                         help="every visitor's browser already holds Streamlit's static files (one context "
                              "for all, a new session each): the page's own cost, without serving them")
+    parser.add_argument("--via", choices=("direct", "nginx", "both"), default="direct",
+                        help="visitors straight to Streamlit, through nginx (deploy/), or both ways per page")
     args = parser.parse_args(argv)
     chromium = shutil.which("chromium")
     if chromium is None:
         print("needs Debian's chromium: apt-get install chromium", file=sys.stderr)
         return 2
+    if args.via != "direct" and nginx_binary() is None:
+        print("--via nginx needs Debian's nginx: apt-get install nginx", file=sys.stderr)
+        return 2
     pages = args.page if args.page is not None else list(PAGES)
+    routes = ["direct", "nginx"] if args.via == "both" else [args.via]
     query = ("?" + "&".join(args.param)) if args.param else ""
     work = Path(tempfile.mkdtemp(prefix="bench-cpu-"))
     env = dict(os.environ, **({"NORMLAB_STORE": args.store} if args.store else {}))
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    costs: dict[str, list[float]] = {}
+    bases = {"direct": f"http://127.0.0.1:{port}"}
+    costs: dict[tuple[str, str], list[float]] = {}  # (page, route): Streamlit's CPU s per visitor
+    proxy_costs: dict[tuple[str, str], list[float]] = {}  # nginx's
     server = start_server(port, work / "streamlit.log", env=env)
+    proxy = None
     try:
-        wait_healthy(base, server)
+        wait_healthy(bases["direct"], server)
+        if "nginx" in routes:
+            listen = f"127.0.0.1:{free_port()}"
+            proxy = start_proxy(f"127.0.0.1:{port}", listen, work / "nginx")
+            bases["nginx"] = f"http://{listen}"
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             shared = (browser.new_context(viewport={"width": 1440, "height": 1000}) if args.cached_assets
                       else None)
             for page in pages:
-                url = f"{base}/{page}{query}"
-                start = time.perf_counter()
-                visit(browser, url, shared)  # its results into the server's memory, unmeasured
-                print(f"/{page}: first visit {time.perf_counter() - start:.1f} s", file=sys.stderr)
-                costs[page] = []
-                for _ in range(args.visitors):
-                    before = group_cpu(server.pid)
-                    visit(browser, url, shared)
-                    costs[page].append(group_cpu(server.pid) - before)
+                for route in routes:
+                    url = f"{bases[route]}/{page}{query}"
+                    start = time.perf_counter()
+                    visit(browser, url, shared)  # its results into the server's memory, unmeasured
+                    print(f"/{page} ({route}): first visit {time.perf_counter() - start:.1f} s",
+                          file=sys.stderr)
+                    costs[page, route], proxy_costs[page, route] = [], []
+                    for _ in range(args.visitors):
+                        before = group_cpu(server.pid), group_cpu(proxy.pid) if proxy else 0.0
+                        visit(browser, url, shared)
+                        costs[page, route].append(group_cpu(server.pid) - before[0])
+                        proxy_costs[page, route].append((group_cpu(proxy.pid) if proxy else 0.0) - before[1])
             browser.close()
     finally:
+        if proxy is not None:
+            stop_proxy(proxy)
         stop_server(server)
     print(f"server CPU seconds per visitor, {args.visitors} fresh visitors per page"
           f"{' (static files in their browser cache)' if args.cached_assets else ''}"
           f"{', ' + ' '.join(args.param) if args.param else ''}; {os.cpu_count()} CPU cores\n")
-    print("| page | CPU s per visitor (mean) | median | min–max | target |")
-    print("|---|---|---|---|---|")
-    for page, values in costs.items():
+    print("| page | via | Streamlit CPU s per visitor (mean) | median | min–max | target "
+          "| nginx CPU s (mean) |")
+    print("|---|---|---|---|---|---|---|")
+    for (page, route), values in costs.items():
         target = TARGETS.get(page, TARGET)
         mean = statistics.fmean(values)
         verdict = "met" if mean <= target else "missed"
-        print(f"| {PAGES[page]} (/{page}) | **{mean:.2f}** | {statistics.median(values):.2f} "
-              f"| {min(values):.2f}–{max(values):.2f} | ≤ {target} ({verdict}) |")
+        nginx = f"{statistics.fmean(proxy_costs[page, route]):.2f}" if route == "nginx" else "–"
+        print(f"| {PAGES[page]} (/{page}) | {route} | **{mean:.2f}** | {statistics.median(values):.2f} "
+              f"| {min(values):.2f}–{max(values):.2f} | ≤ {target} ({verdict}) | {nginx} |")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,7 +4,8 @@
     python deploy/proxy.py --upstream 127.0.0.1:8501 --listen 80 --print > /etc/nginx/conf.d/normlab.conf
 
 The first runs Debian's nginx as the current user with every path of its own (pid, logs, temporary
-files) in one folder, until Ctrl-C; the second prints the site for a system nginx. tests/test_proxy.py
+files, its cache of Streamlit's static files) in one folder, until Ctrl-C; the second prints the site
+for a system nginx, its cache in /var/cache/nginx/normlab (--cache). tests/test_proxy.py
 and benchmarks/bench_visitor_bytes.py start it the same way. Knows nothing of Streamlit but its address.
 """
 
@@ -23,7 +24,8 @@ import time
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().with_name("normlab.conf.template")
-PLACEHOLDERS = ("NORMLAB_UPSTREAM", "NORMLAB_PROXY_LISTEN")
+PLACEHOLDERS = ("NORMLAB_UPSTREAM", "NORMLAB_PROXY_LISTEN", "NORMLAB_PROXY_CACHE")
+SYSTEM_CACHE = "/var/cache/nginx/normlab"  # Debian's and the official image's nginx own /var/cache/nginx
 
 
 def nginx_binary() -> str | None:
@@ -31,26 +33,29 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 
 
-def site(upstream: str, listen: str) -> str:
-    """The template with its placeholders filled, as the nginx image's entrypoint fills them (envsubst)."""
+def site(upstream: str, listen: str, cache: str = SYSTEM_CACHE) -> str:
+    """The template with its placeholders filled, as the nginx image's entrypoint fills them (envsubst);
+    ``cache`` is the folder of nginx's copies of Streamlit's static files (its workers write it)."""
     text = TEMPLATE.read_text()
-    for name, value in zip(PLACEHOLDERS, (upstream, listen), strict=True):
+    for name, value in zip(PLACEHOLDERS, (upstream, listen, cache), strict=True):
         text = text.replace(f"${{{name}}}", value)
     assert "${" not in text, "the template names a placeholder that site() does not fill"
     return text
 
 
 def nginx_conf(workdir: Path, upstream: str, listen: str) -> str:
-    """A whole nginx.conf around the site with every path under ``workdir``, in the foreground."""
+    """A whole nginx.conf around the site with every path under ``workdir`` (its static-file cache in
+    ``workdir/cache``), in the foreground."""
     w = workdir.resolve()
     # As root, nginx would hand requests to workers running as `nobody`, who cannot write the
     # temporary files (a 4.7 MB bundle passes through them) in a private folder: keep the caller's user.
     user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
     temp = "\n".join(f"    {kind}_temp_path {w}/{kind}_temp;"
                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    cache = w / "cache"
     return (f"{user}daemon off;\nworker_processes 1;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n"
             f"events {{\n    worker_connections 512;\n}}\n"
-            f"http {{\n    access_log {w}/access.log;\n{temp}\n\n{site(upstream, listen)}}}\n")
+            f"http {{\n    access_log {w}/access.log;\n{temp}\n\n{site(upstream, listen, str(cache))}}}\n")
 
 
 def _address(listen: str) -> tuple[str, int]:
@@ -105,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", default="127.0.0.1:8501", help="where Streamlit listens (host:port)")
     parser.add_argument("--listen", default="127.0.0.1:8080", help="nginx's listen: a port or address:port")
     parser.add_argument("--print", action="store_true", help="print the site for /etc/nginx/conf.d and exit")
+    parser.add_argument("--cache", default=SYSTEM_CACHE,
+                        help="with --print: nginx's folder for its copies of the static files")
     parser.add_argument("--dir", type=Path,
-                        help="nginx's folder (config, pid, logs); default a new temporary one")
+                        help="nginx's folder (config, pid, logs, cache); default a new temporary one")
     args = parser.parse_args(argv)
     if args.print:
-        sys.stdout.write(site(args.upstream, args.listen))
+        sys.stdout.write(site(args.upstream, args.listen, args.cache))
         return 0
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="normlab-nginx-"))
     proc = start_proxy(args.upstream, args.listen, workdir)

@@ -1,4 +1,5 @@
-"""nginx in front of the dashboard (deploy/): compressed, long-cached static assets and a working websocket.
+"""nginx in front of the dashboard (deploy/): compressed, long-cached static assets that nginx keeps its own
+copy of, and a working websocket.
 
 Starts `streamlit run app.py` on a free loopback port and Debian's nginx, as this user with its own
 paths, on another, from deploy/normlab.conf.template (deploy/proxy.py). Skips when nginx or chromium is
@@ -11,14 +12,16 @@ import gzip
 import os
 import re
 import shutil
+import signal
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from deploy.proxy import PLACEHOLDERS, TEMPLATE, nginx_binary, start_proxy, stop_proxy
+from deploy.proxy import PLACEHOLDERS, TEMPLATE, nginx_binary, nginx_conf, start_proxy, stop_proxy
 from ui.server import CHROMIUM_ARGS, free_port, health, start_server, stop_server, wait_healthy
 
 pytestmark = pytest.mark.browser
@@ -62,6 +65,18 @@ def fetch(url: str, gzip_ok: bool = False):
         return response.headers, response.read()
 
 
+def bundles(stack: Stack) -> list[str]:
+    """The paths of the hashed JavaScript and CSS files that the app's index.html names."""
+    _, html = fetch(f"{stack.proxy}/")
+    return sorted(set(re.findall(r"static/(?:js|css)/[\w.-]+\.(?:js|css)", html.decode())))
+
+
+def children(pid: int) -> set[int]:
+    """The processes ``pid`` started (nginx's master: its workers, cache manager and loader)."""
+    return {int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()}
+
+
 def test_the_compose_file_fills_every_placeholder_of_the_template():
     compose = (TEMPLATE.parent / "compose.yaml").read_text()
     named = set(re.findall(r"\$\{(\w+)\}", TEMPLATE.read_text()))
@@ -93,27 +108,37 @@ def test_pages_are_never_cached_for_long_through_nginx(stack, path):
     assert health(stack.proxy)
 
 
-def test_a_chart_renders_through_nginx_over_its_websocket(stack):
+def test_a_chart_renders_through_nginx_over_its_websocket_and_a_second_visitor_gets_nginx_copies(stack):
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium); no browser is downloaded")
     playwright = pytest.importorskip("playwright.sync_api")
     requests: list[str] = []
     sockets: list[str] = []
+    statics: list[dict[str, str]] = []  # per visitor: each /static/ file's X-Cache-Status
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("websocket", lambda ws: sockets.append(ws.url))
-            page.goto(f"{stack.proxy}/variance-growth?{SMALL}")
-            page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=LOAD_MS)
-            page.wait_for_function("() => { const c = document.querySelector('.js-plotly-plot');"
-                                   " return c && c.data && c.data.length > 0; }", timeout=LOAD_MS)
-            assert page.locator(ERROR_BOX).count() == 0
-            assert page.get_by_text("Page not found").count() == 0
+            for _ in range(2):  # two visitors, each with an empty browser cache
+                statics.append({})
+                page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
+                page.on("request", lambda r: requests.append(r.url))
+                page.on("response", lambda r, seen=statics[-1]: "/static/" in r.url
+                        and seen.setdefault(r.url, r.headers.get("x-cache-status", "")))
+                page.on("websocket", lambda ws: sockets.append(ws.url))
+                page.goto(f"{stack.proxy}/variance-growth?{SMALL}")
+                page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=LOAD_MS)
+                page.wait_for_function("() => { const c = document.querySelector('.js-plotly-plot');"
+                                       " return c && c.data && c.data.length > 0; }", timeout=LOAD_MS)
+                assert page.locator(ERROR_BOX).count() == 0
+                assert page.get_by_text("Page not found").count() == 0
+                page.context.close()
         finally:
             browser.close()
+    # The second visitor's files all came from nginx's copy: Streamlit served none of them again.
+    missed = {url: status for url, status in statics[1].items() if status != "HIT"}
+    assert statics[1] and not missed, missed
+    assert set(statics[0].values()) <= {"MISS", "HIT"}, statics[0]
     proxy_ws = stack.proxy.replace("http://", "ws://")
     assert sockets and all(url.startswith(f"{proxy_ws}/_stcore/stream") for url in sockets), sockets
     assert not [url for url in requests if url.startswith(stack.direct)]
@@ -122,3 +147,44 @@ def test_a_chart_renders_through_nginx_over_its_websocket(stack):
     while not re.search(r'"GET /_stcore/stream HTTP/1.1" 101 ', (stack.logs / "access.log").read_text()):
         assert time.monotonic() < deadline, (stack.logs / "access.log").read_text()[-2000:]
         time.sleep(0.2)
+
+
+def test_nginx_serves_a_static_file_again_from_its_own_copy_without_streamlit(stack, tmp_path):
+    """The first fetch of a hashed file goes to Streamlit (MISS) and nginx keeps it; later ones are HITs,
+    still gzipped and cached by browsers for a year, and come even once Streamlit is unreachable, while
+    pages and files nginx has not kept are not served from its cache."""
+    kept, other = bundles(stack)[:2]
+    _, plain = fetch(f"{stack.direct}/{kept}")
+    work = tmp_path / "nginx"
+    listen = f"127.0.0.1:{free_port()}"
+    proxy = start_proxy(stack.direct.removeprefix("http://"), listen, work)
+    try:
+        url = f"http://{listen}"
+        statuses = [fetch(f"{url}/{kept}")[0]["X-Cache-Status"] for _ in range(2)]
+        assert statuses == ["MISS", "HIT"]
+        page, _ = fetch(f"{url}/")
+        assert "X-Cache-Status" not in page and page["Cache-Control"] == "no-cache"
+        # The same nginx, its cache zone kept across a reload, now in front of a port nobody listens on.
+        (work / "nginx.conf").write_text(nginx_conf(work, f"127.0.0.1:{free_port()}", listen))
+        old_workers = children(proxy.pid)
+        os.kill(proxy.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while children(proxy.pid) & old_workers:  # until no worker of the old upstream answers
+            assert time.monotonic() < deadline, "nginx's old workers did not exit"
+            time.sleep(0.1)
+        with pytest.raises(urllib.error.HTTPError, match="502"):  # a file nginx has not kept
+            fetch(f"{url}/{other}")
+        headers, body = fetch(f"{url}/{kept}", gzip_ok=True)
+        assert headers["X-Cache-Status"] == "HIT"
+        assert headers["Content-Encoding"] == "gzip" and gzip.decompress(body) == plain
+        assert YEAR in headers["Cache-Control"] and "immutable" in headers["Cache-Control"]
+        for path in ("/", "/variance-growth"):  # pages are never kept
+            try:
+                fetch(f"{url}{path}")
+            except urllib.error.HTTPError as error:
+                assert error.code == 502, (path, error)
+            else:
+                pytest.fail(f"{path} came from nginx's cache")
+    finally:
+        stop_proxy(proxy)
+    assert list((work / "cache").rglob("*")), "nginx wrote no copy into its cache folder"
