@@ -22,7 +22,7 @@ selection = views.header(
 
 
 # A fragment: a plot option reruns this view alone, not the page and its sidebar (the sidebar's choice
-# is read on a full run and handed in); the address bar follows the options here.
+# is read on a full run and handed in).
 @st.fragment
 def view(selection) -> None:
     cols = st.columns([3, 2, 2, 2])
@@ -37,7 +37,7 @@ def view(selection) -> None:
     motion = cols[3].toggle(_("▶ Depth in motion"), key="var_motion", persist_state="session",
                             help=_("Adds a Play button and a depth slider that grow the curve one block at a "
                                    "time."))
-    links.sync_url("variance")
+    links.follow_view()  # the address bar and the share link hold the options
     frame = views.measure(selection)
     if frame is None:
         return
