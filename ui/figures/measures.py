@@ -124,6 +124,10 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     so that lines break there and the figures draw the point as an overflow marker instead.
     """
     stats = summarize(frame)
+    # plain object strings: the figures select rows by metric, kind and series many times over, and a
+    # comparison or take on pyarrow-backed strings costs far more per call on frames this small
+    strings = [name for name, dtype in stats.dtypes.items() if isinstance(dtype, pd.StringDtype)]
+    stats[strings] = stats[strings].astype(object)
     finite = np.isfinite(stats[["mean", "min", "max"]].to_numpy(float)).all(axis=1)
     bad = stats["overflow"].to_numpy(dtype=bool) | ~finite
     stats["overflow"] = bad
