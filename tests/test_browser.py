@@ -152,6 +152,24 @@ def test_changing_normalizer_and_depth_redraws_the_chart(server, page, artifacts
     assert (artifacts / "variance-after-changes.png").stat().st_size > 10_000
 
 
+def test_a_plot_option_redraws_its_chart_and_the_link_and_share_box_follow(server, page):
+    sidebar = open_variance_page(page, server)
+    sidebar.get_by_text("Share this view").click()
+    axis = page.get_by_test_id("stMain").get_by_role("radiogroup", name="Axis")
+    axis.locator("button", has_text=re.compile("^linear$")).click()  # reruns the view's fragment alone
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')._fullLayout.yaxis.type "
+                           "=== 'linear'", timeout=REDRAW_MS)
+    page.wait_for_url("**var_scale=linear**", timeout=REDRAW_MS)
+    codes = sidebar.get_by_test_id("stCode")
+    page.wait_for_function("() => document.querySelector('[data-testid=stSidebar] [data-testid=stCode]')"
+                           ".innerText.includes('var_scale=linear')", timeout=REDRAW_MS)
+    assert codes.count() == 1  # the share box was redrawn in its place, not added
+    axis.locator("button", has_text=re.compile("^log$")).click()
+    page.wait_for_function("() => !document.querySelector('[data-testid=stSidebar] [data-testid=stCode]')"
+                           ".innerText.includes('var_scale')", timeout=REDRAW_MS)
+    assert codes.count() == 1
+
+
 def test_a_shared_link_restores_the_view_then_lecture_mode_steps_through_claims(server, page, artifacts):
     page.goto(f"{server}/?page=rank-collapse&norms=batchnorm,layernorm&depth=4&width=8")
     page.get_by_role("heading", name="Property 2 · Rank collapse").wait_for(timeout=LOAD_MS)

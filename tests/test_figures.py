@@ -659,6 +659,25 @@ def test_series_labels_and_growth_speak_the_session_language():
     assert set(measures.series_labels(gn)) == {"GroupNorm (group size 2)"}
 
 
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_each_row_carries_its_own_runs_label_whatever_the_row_order(lang):
+    def run(norm, **fields):
+        model = ModelConfig(arch="resnet", norm=norm, depth=fields.pop("depth", 3), width=8, **fields)
+        return contract_frame(model, ProbeConfig(batch_size=8, image_size=8, seeds=1))
+
+    runs = [run("groupnorm", groups=2), run("groupnorm", groups=4), run("batchnorm"),
+            run("batchnorm", skipinit=True), run("batchnorm", depth=4), run("none")]
+    frame = pd.concat([r.assign(run=k) for k, r in enumerate(runs)], ignore_index=True)
+    shuffled = frame.sample(frac=1, random_state=0)
+    with i18n.use(lang):
+        labels = measures.series_labels(frame)
+        alone = [set(part) for _run, part in labels.groupby(frame["run"])]
+        again = measures.series_labels(shuffled)
+    assert all(len(one) == 1 for one in alone)  # one label per run ...
+    assert len(set().union(*alone)) == len(runs)  # ... and a different one for each
+    assert again.index.equals(shuffled.index) and again.equals(labels.loc[shuffled.index])
+
+
 @pytest.mark.parametrize("stages", [1, 3])
 @pytest.mark.parametrize("values", [[1 + 0.34 * k for k in range(12)], [0.7 * 2.0 ** k for k in range(12)],
                                     [10.0 ** (-0.5 * k) for k in range(12)], [0.57] * 12, [1.0, 2.0]])

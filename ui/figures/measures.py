@@ -95,23 +95,36 @@ def series_labels(frame: pd.DataFrame) -> pd.Series:
     """
     if frame.empty:
         return pd.Series([], index=frame.index, dtype=object)
-    groups = frame["groups"] if "groups" in frame else pd.Series(None, index=frame.index)
-    sizes = frame["group_size"] if "group_size" in frame else pd.Series(None, index=frame.index)
-    labels = [norm_label(n, g, s) for n, g, s in zip(frame["norm"], groups, sizes, strict=True)]
+    # Labelled once per distinct run, then looked up per row.
+    fields = [name for name in ("norm", "groups", "group_size", *_LABEL_FIELDS[1:]) if name in frame]
+    run = np.zeros(len(frame), dtype=np.int64)  # a number per distinct combination of the fields
+    for name in fields:
+        codes, uniques = pd.factorize(frame[name].to_numpy(dtype=object), use_na_sentinel=False)
+        run = pd.factorize(run * len(uniques) + codes)[0]
+    _runs, first, inverse = np.unique(run, return_index=True, return_inverse=True)
+    labels = np.asarray(_run_labels(frame[fields].iloc[first].astype(object)), dtype=object)
+    return pd.Series(labels[inverse], index=frame.index, dtype=object)
+
+
+def _run_labels(runs: pd.DataFrame) -> list[str]:
+    """``series_labels`` of one row per distinct run."""
+    groups = runs["groups"] if "groups" in runs else pd.Series(None, index=runs.index)
+    sizes = runs["group_size"] if "group_size" in runs else pd.Series(None, index=runs.index)
+    labels = [norm_label(n, g, s) for n, g, s in zip(runs["norm"], groups, sizes, strict=True)]
     # A field names a series only where it tells runs of the same normalizer apart (wn_act differs
     # between weightnorm and the rest by construction, which the normalizer's name already says).
-    keyed = frame.assign(_label=labels)
-
     def varies(name: str) -> bool:
-        return bool((keyed[name].astype(str).groupby(keyed["_label"]).nunique(dropna=False) > 1).any())
+        seen: dict[str, set[str]] = {}
+        for label, value in zip(labels, runs[name], strict=True):
+            seen.setdefault(label, set()).add(str(value))
+        return any(len(values) > 1 for values in seen.values())
 
-    varying = [name for name in _LABEL_FIELDS[1:] if name in frame and varies(name)]
+    varying = [name for name in _LABEL_FIELDS[1:] if name in runs and varies(name)]
     if varying:
-        extras = frame[varying].astype(object).apply(
-            lambda row: ", ".join(_format_field(n, row[n]) for n in varying), axis=1
-        )
+        extras = [", ".join(_format_field(n, value) for n, value in zip(varying, row, strict=True))
+                  for row in runs[varying].itertuples(index=False)]
         labels = [f"{lab} · {extra}" for lab, extra in zip(labels, extras, strict=True)]
-    return pd.Series(labels, index=frame.index, dtype=object)
+    return labels
 
 
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
@@ -121,6 +134,10 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     so that lines break there and the figures draw the point as an overflow marker instead.
     """
     stats = summarize(frame)
+    # plain object strings: the figures select rows by metric, kind and series many times over, and a
+    # comparison or take on pyarrow-backed strings costs far more per call on frames this small
+    strings = [name for name, dtype in stats.dtypes.items() if isinstance(dtype, pd.StringDtype)]
+    stats[strings] = stats[strings].astype(object)
     finite = np.isfinite(stats[["mean", "min", "max"]].to_numpy(float)).all(axis=1)
     bad = stats["overflow"].to_numpy(dtype=bool) | ~finite
     stats["overflow"] = bad

@@ -273,7 +273,7 @@ def _uploaded(selection: Selection) -> Selection:
 def _share(page_name: str | None, url_path: str | None) -> None:
     with st.expander(_("Share this view"), icon=":material/link:"):
         st.caption(_("The link holds every control and the page; copy it with the button on the right."))
-        st.code(links.share_url(page_name, url_path), language=None, wrap_lines=True)
+        links.share_box(page_name, url_path)
 
 
 def sidebar(page_name: str | None = None, url_path: str | None = None) -> Selection:

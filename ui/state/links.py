@@ -202,6 +202,27 @@ def share_url(page_name: str | None, url_path: str | None) -> str:
     return f"{url}{path}" + (f"?{query}" if query else "")
 
 
+SHARE_KEY = "_share_box"  # where the sidebar drew the share link this run, for a page's fragment
+
+
+def share_box(page_name: str | None, url_path: str | None) -> None:
+    """The link to this view as a code box (its copy button copies it), kept for ``follow_view``."""
+    box = st.empty()
+    box.code(share_url(page_name, url_path), language=None, wrap_lines=True)
+    st.session_state[SHARE_KEY] = (box, page_name, url_path)
+
+
+def follow_view() -> None:
+    """For a page's fragment (``st.fragment``): the address bar and the share link follow its options.
+
+    A fragment's rerun skips the page's top and the sidebar, which write them on a full run; the fragment
+    writes them again here, into the share box's place (Streamlit keeps that place for the fragment).
+    """
+    box, page_name, url_path = st.session_state[SHARE_KEY]
+    sync_url(page_name)
+    box.code(share_url(page_name, url_path), language=None, wrap_lines=True)
+
+
 def notices() -> list[str]:
     return st.session_state.get(NOTICE_KEY, [])
 
