@@ -96,8 +96,8 @@ with st.expander(_("Centered cosine similarity: why it is not drawn")):
     st.dataframe(pd.DataFrame({_("final centered cosine"): centered,
                                "−1/(N−1)": -1 / (selection.probe.batch_size - 1)}), width="content")
 
-st.subheader(_("Distributions at one layer"))
-if details:
+if details:  # the image batch's pictures (none for a transformer: the note at the top says why)
+    st.subheader(_("Distributions at one layer"))
     first = next(iter(details.values()))
     positions = [int(p) for p in first.positions]
     cols = st.columns(2)
