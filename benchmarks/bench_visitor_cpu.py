@@ -34,6 +34,8 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository root holds ui/
+from bench_visitor_bytes import group_cpu  # noqa: E402  (benchmarks/, this script's folder)
+
 from deploy.proxy import nginx_binary, start_proxy, stop_proxy  # noqa: E402
 from ui.server import CHROMIUM_ARGS, free_port, start_server, stop_server, wait_healthy  # noqa: E402
 
@@ -42,19 +44,6 @@ PAGES = {"": "Overview", "variance-growth": "Variance growth", "rank-collapse": 
 TARGETS = {"paper-claims": 0.3}  # issue 23: CPU seconds per visitor; every other page 0.2
 TARGET = 0.2
 LOAD_MS = 300_000  # an uncomputed page computes its networks on a shared CPU
-
-
-def group_cpu(pgid: int) -> float:
-    """User + system CPU seconds of the live processes of a process group (Linux /proc)."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()  # after the command's name
-        except OSError:  # the process has gone
-            continue
-        if int(fields[2]) == pgid:  # pgrp
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def visit(browser, url: str, context=None) -> None:

@@ -5,6 +5,7 @@ it brings plotly and Streamlit, which a machine running the engine's tests alone
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,23 @@ def toy_normalizer():
         catalog.unregister(TOY)
 
 
+# The browser tests' Debian Chromium (never a browser download), one per test module.
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium); no browser is downloaded")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    from ui.server import CHROMIUM_ARGS  # the dashboard's flags; the engine's tests never import the UI
+
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -64,14 +64,6 @@ HEATMAP_JS = """() => {
 
 
 @pytest.fixture(scope="module")
-def chromium_path() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); no browser is downloaded")
-    return path
-
-
-@pytest.fixture(scope="module")
 def artifacts(tmp_path_factory) -> Path:
     path = Path(os.environ.get("NORMLAB_ARTIFACTS") or tmp_path_factory.mktemp("artifacts"))
     path.mkdir(parents=True, exist_ok=True)
@@ -88,17 +80,6 @@ def server(chromium_path, artifacts):
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_server(proc)
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

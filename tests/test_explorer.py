@@ -14,13 +14,11 @@ from normlab import ModelConfig, ProbeConfig, run_probes
 from normlab.ops.store import ResultStore, record_key
 from normlab.science.training import final_metric
 from tests.test_app import charts, open_app
-from tests.test_browser import (  # noqa: F401 (fixtures: browser, chromium_path, page, artifacts)
+from tests.test_browser import (  # noqa: F401 (fixtures: page, artifacts; browser is conftest's)
     CHART_X_JS,
     LOAD_MS,
     REDRAW_MS,
     artifacts,
-    browser,
-    chromium_path,
     page,
     wait_for_chart,
     wait_for_names,

@@ -16,13 +16,12 @@ ten networks. Debian's chromium drives them (skipped without it; no browser is d
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
 from normlab.core.catalog import NORM_INFO
 from ui.content.claims import CLAIMS
-from ui.server import CHROMIUM_ARGS, free_port, start_server, stop_server, wait_healthy
+from ui.server import free_port, start_server, stop_server, wait_healthy
 from ui.state.nav import PAGES
 
 pytestmark = pytest.mark.browser
@@ -173,14 +172,6 @@ def _views():
 
 
 @pytest.fixture(scope="module")
-def chromium_path() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); no browser is downloaded")
-    return path
-
-
-@pytest.fixture(scope="module")
 def server(chromium_path, results_root, tmp_path_factory):
     """The app on a free port; the Sweep explorer reads the small stored sweep and study."""
     port = free_port()
@@ -191,17 +182,6 @@ def server(chromium_path, results_root, tmp_path_factory):
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_server(proc)
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")
