@@ -100,6 +100,7 @@ def test_the_rank_page_opens_on_the_token_cosine_for_a_transformer():
     assert at.segmented_control(key="rank_measure_tokens").value == "token_cos_sim"
     assert any("token vectors" in c.value for c in at.caption)
     assert any("among the tokens" in i.value for i in at.info)  # the image pictures are left out, said why
+    assert "Distributions at one layer" not in [s.value for s in at.subheader]  # no heading over nothing
     fig = charts(at)[0]
     assert lines(fig) == {"LayerNorm", "Dynamic Tanh (DyT)"}
     assert max(max(t.y) for t in fig.data if t.mode == "lines+markers") <= 1.0
