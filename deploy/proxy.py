@@ -4,8 +4,9 @@
     python deploy/proxy.py --upstream 127.0.0.1:8501 --listen 80 --print > /etc/nginx/conf.d/normlab.conf
 
 The first runs Debian's nginx as the current user with every path of its own (pid, logs, temporary
-files, its cache of Streamlit's static files) in one folder, until Ctrl-C; the second prints the site
-for a system nginx, its cache in /var/cache/nginx/normlab (--cache). tests/test_proxy.py
+files, its cache of Streamlit's static files, the socket where it gzips each of them once) in one
+folder, until Ctrl-C; the second prints the site for a system nginx, its cache in
+/var/cache/nginx/normlab (--cache), its gzip server on 127.0.0.1:8081 (--gzip). tests/test_proxy.py
 and benchmarks/bench_visitor_bytes.py start it the same way. Knows nothing of Streamlit but its address.
 """
 
@@ -24,8 +25,10 @@ import time
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().with_name("normlab.conf.template")
-PLACEHOLDERS = ("NORMLAB_UPSTREAM", "NORMLAB_PROXY_LISTEN", "NORMLAB_PROXY_CACHE")
+PLACEHOLDERS = ("NORMLAB_UPSTREAM", "NORMLAB_PROXY_LISTEN", "NORMLAB_PROXY_CACHE", "NORMLAB_PROXY_GZIP")
 SYSTEM_CACHE = "/var/cache/nginx/normlab"  # Debian's and the official image's nginx own /var/cache/nginx
+SYSTEM_GZIP = "127.0.0.1:8081"  # where a system nginx compresses each static file once (a private address)
+SOCKET_PATH_MAX = 100  # a unix socket's path is at most 107 bytes on Linux
 
 
 def nginx_binary() -> str | None:
@@ -33,11 +36,12 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 
 
-def site(upstream: str, listen: str, cache: str = SYSTEM_CACHE) -> str:
+def site(upstream: str, listen: str, cache: str = SYSTEM_CACHE, gzip: str = SYSTEM_GZIP) -> str:
     """The template with its placeholders filled, as the nginx image's entrypoint fills them (envsubst);
-    ``cache`` is the folder of nginx's copies of Streamlit's static files (its workers write it)."""
+    ``cache`` is the folder of nginx's copies of Streamlit's static files (its workers write it),
+    ``gzip`` the private address ("host:port" or "unix:path") where nginx compresses each one once."""
     text = TEMPLATE.read_text()
-    for name, value in zip(PLACEHOLDERS, (upstream, listen, cache), strict=True):
+    for name, value in zip(PLACEHOLDERS, (upstream, listen, cache, gzip), strict=True):
         text = text.replace(f"${{{name}}}", value)
     assert "${" not in text, "the template names a placeholder that site() does not fill"
     return text
@@ -45,7 +49,7 @@ def site(upstream: str, listen: str, cache: str = SYSTEM_CACHE) -> str:
 
 def nginx_conf(workdir: Path, upstream: str, listen: str) -> str:
     """A whole nginx.conf around the site with every path under ``workdir`` (its static-file cache in
-    ``workdir/cache``), in the foreground."""
+    ``workdir/cache``, its private gzip server on ``workdir/gzip.sock``), in the foreground."""
     w = workdir.resolve()
     # As root, nginx would hand requests to workers running as `nobody`, who cannot write the
     # temporary files (a 4.7 MB bundle passes through them) in a private folder: keep the caller's user.
@@ -55,7 +59,19 @@ def nginx_conf(workdir: Path, upstream: str, listen: str) -> str:
     cache = w / "cache"
     return (f"{user}daemon off;\nworker_processes 1;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n"
             f"events {{\n    worker_connections 512;\n}}\n"
-            f"http {{\n    access_log {w}/access.log;\n{temp}\n\n{site(upstream, listen, str(cache))}}}\n")
+            f"http {{\n    access_log {w}/access.log;\n{temp}\n\n"
+            f"{site(upstream, listen, str(cache), gzip_address(w))}}}\n")
+
+
+def gzip_address(workdir: Path) -> str:
+    """nginx's private gzip server in ``workdir``: a unix socket there (no port to pick or collide), or
+    a free loopback port where the folder's path is too long for a socket's name."""
+    sock = workdir / "gzip.sock"
+    if len(str(sock)) <= SOCKET_PATH_MAX:
+        return f"unix:{sock}"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
 
 
 def _address(listen: str) -> tuple[str, int]:
@@ -72,6 +88,8 @@ def start_proxy(upstream: str, listen: str, workdir: Path, timeout: float = 15.0
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "nginx.conf"
     conf.write_text(nginx_conf(workdir, upstream, listen))
+    # nginx removes its socket when it exits, but not when it was killed: a stale one would refuse the bind.
+    (workdir / "gzip.sock").unlink(missing_ok=True)
     log = (workdir / "nginx.out").open("w")
     # -e: the error log before the config is read (else nginx first opens /var/log/nginx/error.log)
     proc = subprocess.Popen([nginx, "-e", str(workdir / "error.log"), "-p", str(workdir), "-c", str(conf)],
@@ -112,11 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--print", action="store_true", help="print the site for /etc/nginx/conf.d and exit")
     parser.add_argument("--cache", default=SYSTEM_CACHE,
                         help="with --print: nginx's folder for its copies of the static files")
+    parser.add_argument("--gzip", default=SYSTEM_GZIP,
+                        help="with --print: a private address where nginx compresses each static file once")
     parser.add_argument("--dir", type=Path,
                         help="nginx's folder (config, pid, logs, cache); default a new temporary one")
     args = parser.parse_args(argv)
     if args.print:
-        sys.stdout.write(site(args.upstream, args.listen, args.cache))
+        sys.stdout.write(site(args.upstream, args.listen, args.cache, args.gzip))
         return 0
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="normlab-nginx-"))
     proc = start_proxy(args.upstream, args.listen, workdir)

@@ -188,3 +188,27 @@ def test_nginx_serves_a_static_file_again_from_its_own_copy_without_streamlit(st
     finally:
         stop_proxy(proxy)
     assert list((work / "cache").rglob("*")), "nginx wrote no copy into its cache folder"
+
+
+def cached_copy(logs: Path, path: str) -> bytes:
+    """nginx's kept copy of ``path`` (its cache file: a binary header, the KEY line, the upstream's
+    headers, then the body as the upstream sent it)."""
+    for file in (logs / "cache").rglob("*"):
+        if file.is_file() and re.search(rf"^KEY: .*{re.escape(path)}$".encode(), file.read_bytes(), re.M):
+            return file.read_bytes()
+    raise AssertionError(f"nginx kept no copy of {path}")
+
+
+def test_nginx_keeps_each_static_file_gzipped_once_and_serves_it_to_every_client(stack):
+    """The copy nginx keeps is the gzipped file (compressed once, on its way in), so a HIT costs nginx no
+    compression; a client that does not accept gzip gets the same copy unzipped."""
+    path = bundles(stack)[-1]
+    _, plain = fetch(f"{stack.direct}/{path}")
+    headers, body = fetch(f"{stack.proxy}/{path}")  # no Accept-Encoding: unzipped from the copy
+    assert "Content-Encoding" not in headers and body == plain
+    kept = cached_copy(stack.logs, path)
+    assert re.search(rb"^Content-Encoding: gzip\r$", kept, re.M), kept[:600]
+    assert len(kept) < len(plain) / 2, f"kept {len(kept):,} bytes of a {len(plain):,}-byte file"
+    headers, body = fetch(f"{stack.proxy}/{path}", gzip_ok=True)  # the same copy, as kept
+    assert headers["X-Cache-Status"] == "HIT" and headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body) == plain and body in kept
