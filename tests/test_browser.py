@@ -138,16 +138,17 @@ def test_a_plot_option_redraws_its_chart_and_the_link_and_share_box_follow(serve
     sidebar.get_by_text("Share this view").click()
     axis = page.get_by_test_id("stMain").get_by_role("radiogroup", name="Axis")
     axis.locator("button", has_text=re.compile("^linear$")).click()  # reruns the view's fragment alone
-    page.wait_for_function("() => document.querySelector('.js-plotly-plot')._fullLayout.yaxis.type "
+    # the chart is briefly out of the DOM while the fragment redraws it: read it null-safe
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')?._fullLayout?.yaxis?.type "
                            "=== 'linear'", timeout=REDRAW_MS)
     page.wait_for_url("**var_scale=linear**", timeout=REDRAW_MS)
     codes = sidebar.get_by_test_id("stCode")
     page.wait_for_function("() => document.querySelector('[data-testid=stSidebar] [data-testid=stCode]')"
-                           ".innerText.includes('var_scale=linear')", timeout=REDRAW_MS)
+                           "?.innerText.includes('var_scale=linear') === true", timeout=REDRAW_MS)
     assert codes.count() == 1  # the share box was redrawn in its place, not added
     axis.locator("button", has_text=re.compile("^log$")).click()
-    page.wait_for_function("() => !document.querySelector('[data-testid=stSidebar] [data-testid=stCode]')"
-                           ".innerText.includes('var_scale')", timeout=REDRAW_MS)
+    page.wait_for_function("() => document.querySelector('[data-testid=stSidebar] [data-testid=stCode]')"
+                           "?.innerText.includes('var_scale') === false", timeout=REDRAW_MS)
     assert codes.count() == 1
 
 
