@@ -3,6 +3,7 @@ a tiny study. Fixtures live in conftest.py; plain helpers here, imported as ``fr
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import math
@@ -14,6 +15,7 @@ import plotly.graph_objects as go
 from streamlit.testing.v1 import AppTest
 
 from normlab import ModelConfig, ProbeConfig
+from normlab.cli.train import add_parsers as add_train_parsers
 from normlab.science.probes import FRAME_COLUMNS
 
 SIMILARITY = ("act_var", "act_sq_mean", "cos_sim", "cos_sim_centered", "stable_rank", "effective_rank",
@@ -151,3 +153,18 @@ def transformer_frame(model: ModelConfig | None = None, probe: ProbeConfig | Non
                 add(f"{name}.norm1", b - 1, "norm", "saturated_frac", sat)
     frame = pd.DataFrame(rows)
     return frame[[c for c in FRAME_COLUMNS if c in frame] + [c for c in frame if c not in FRAME_COLUMNS]]
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """The ``normlab`` parser with the training subcommands (train, study, warmup) alone."""
+    root = argparse.ArgumentParser(prog="normlab")
+    add_train_parsers(root.add_subparsers(dest="command", required=True))
+    return root
+
+
+def run_train_cli(argv, capsys) -> tuple[int, str, str]:
+    """Run a training subcommand in this process: its exit code, stdout and stderr."""
+    args = train_parser().parse_args(argv)
+    code = args.func(args)
+    out, err = capsys.readouterr()
+    return code, out, err

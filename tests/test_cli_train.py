@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 
 import pandas as pd
 import pytest
 import torch
+from helpers import run_train_cli as run
+from helpers import train_parser as parser
 
-from normlab.cli.train import add_parsers, study_config_from_args
+from normlab.cli.train import study_config_from_args
 
 TINY = ["--arch", "cnn", "--depth", "2", "--width", "8", "--norm", "batchnorm"]
 TINY_TRAIN = ["--steps", "8", "--batch-size", "16", "--image-size", "8", "--eval-every", "4",
@@ -27,18 +28,6 @@ def keep_torch_threads():
     yield
     torch.set_num_threads(before)
 
-
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="normlab")
-    add_parsers(root.add_subparsers(dest="command", required=True))
-    return root
-
-
-def run(argv, capsys) -> tuple[int, str, str]:
-    args = parser().parse_args(argv)
-    code = args.func(args)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_both_subcommands_register_a_handler_under_func_and_run():

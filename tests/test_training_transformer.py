@@ -5,7 +5,6 @@ Tiny sizes (depth 2, width 32, 32 tokens, batch 8): each run takes a second or t
 
 from __future__ import annotations
 
-import argparse
 import io
 import math
 from dataclasses import replace
@@ -14,8 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import run_train_cli as run
+from helpers import train_parser as parser
 
-from normlab.cli.train import add_parsers, warmup_config_from_args
+from normlab.cli.train import warmup_config_from_args
 from normlab.core import catalog
 from normlab.core.config import ModelConfig
 from normlab.core.train_config import (
@@ -234,18 +235,6 @@ def test_the_transformer_is_trainable_and_a_family_marked_otherwise_is_refused_b
     finally:
         catalog.unregister_family("frozen_toy")
 
-
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="normlab")
-    add_parsers(root.add_subparsers(dest="command", required=True))
-    return root
-
-
-def run(argv, capsys) -> tuple[int, str, str]:
-    args = parser().parse_args(argv)
-    code = args.func(args)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 TINY_FLAGS = ["--arch", "transformer", "--depth", "2", "--width", "32", "--seq-len", "32", "--steps", "6",

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Callable
+from typing import TypeVar
 
 import pandas as pd
 import torch
@@ -315,13 +316,22 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
                                     "curves (every run's training curve)")
 
 
+StudyKind = TypeVar("StudyKind", StudyConfig, WarmupStudyConfig)
+
+
+def _study_config(args: argparse.Namespace, kind: type[StudyKind], skip: tuple[str, ...]) -> StudyKind:
+    """The study config of type ``kind`` the flags describe; training flags override only the fields they
+    name in the study's own default training (flags in ``skip`` belong to the study, not to each run)."""
+    study = given(args, kind)
+    train = given(args, TrainConfig, skip=skip)
+    if train:
+        study["train"] = config_from_dict(TrainConfig, {**kind().train.to_dict(), **train})
+    return config_from_dict(kind, study)
+
+
 def study_config_from_args(args: argparse.Namespace) -> StudyConfig:
     """The StudyConfig the flags describe; training flags override the study's default schedule."""
-    study = given(args, StudyConfig)
-    train = given(args, TrainConfig, skip=_STUDY_TRAIN_SKIP)
-    if train:
-        study["train"] = dataclasses.replace(StudyConfig().train, **train)
-    return config_from_dict(StudyConfig, study)
+    return _study_config(args, StudyConfig, _STUDY_TRAIN_SKIP)
 
 
 def correlation_text(result: StudyResult) -> str:
@@ -403,11 +413,7 @@ def add_warmup_arguments(parser: argparse.ArgumentParser) -> None:
 
 def warmup_config_from_args(args: argparse.Namespace) -> WarmupStudyConfig:
     """The WarmupStudyConfig the flags describe; training flags override its default training."""
-    study = given(args, WarmupStudyConfig)
-    train = given(args, TrainConfig, skip=_WARMUP_TRAIN_SKIP)
-    if train:
-        study["train"] = config_from_dict(TrainConfig, {**WarmupStudyConfig().train.to_dict(), **train})
-    return config_from_dict(WarmupStudyConfig, study)
+    return _study_config(args, WarmupStudyConfig, _WARMUP_TRAIN_SKIP)
 
 
 def arms_text(result: WarmupStudyResult) -> str:
